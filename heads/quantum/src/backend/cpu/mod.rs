@@ -1,0 +1,461 @@
+//! The multithreaded CPU backend.
+//!
+//! Gates are planned into cache blocks (`blocking`): each block touches at most `block_qubits`
+//! qubits, so the state splits into independent slices of 2^block_qubits amplitudes. Each worker
+//! thread copies a slice into an L2-sized buffer, applies every gate of the block to it (fused into
+//! small dense unitaries, `fuse`), and copies it back: one trip through main memory per block
+//! rather than per gate. The low `contiguous_qubits` qubits are in every block so that a slice is
+//! made of runs of consecutive amplitudes.
+
+pub mod kernel;
+pub mod lanes;
+
+use super::{Amplitudes, Backend, BackendError, Precision, StateVector};
+use crate::blocking;
+use crate::circuit::Gate;
+use crate::fuse;
+use crate::pauli::PauliString;
+use crate::state;
+use kernel::Prepared;
+use lanes::{Lanes, Real, Scalar};
+use num_complex::Complex;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// The instruction set the kernels use, chosen at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Avx2Fma,
+    Portable,
+}
+
+impl Isa {
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2Fma;
+        }
+        Isa::Portable
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2Fma => "avx2+fma",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+/// The knobs of the block plan; defaults measured on a 2-core Zen 3 with 512 KiB of L2 per core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Qubits per cache block in single precision (double uses one fewer: same bytes).
+    pub block_qubits: usize,
+    /// Widest fused gate applied inside a block.
+    pub fuse_qubits: usize,
+    /// Low qubits every block includes.
+    pub contiguous_qubits: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            block_qubits: 14,
+            fuse_qubits: 3,
+            contiguous_qubits: 4,
+        }
+    }
+}
+
+struct Shared {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    isa: Isa,
+    tuning: Tuning,
+}
+
+pub struct CpuBackend {
+    shared: Arc<Shared>,
+}
+
+impl CpuBackend {
+    /// `threads`: worker threads, all cores when `None`.
+    pub fn new(threads: Option<usize>) -> Result<CpuBackend, BackendError> {
+        Self::with(threads, Isa::detect(), Tuning::default())
+    }
+
+    pub fn with(
+        threads: Option<usize>,
+        isa: Isa,
+        tuning: Tuning,
+    ) -> Result<CpuBackend, BackendError> {
+        let threads =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("chimera-cpu-{i}"))
+            .build()
+            .map_err(|e| BackendError::Threads(threads, e.to_string()))?;
+        if isa == Isa::Avx2Fma && Isa::detect() != Isa::Avx2Fma {
+            return Err(BackendError::Unavailable(
+                "cpu avx2+fma".into(),
+                "this processor lacks AVX2 or FMA".into(),
+            ));
+        }
+        Ok(CpuBackend {
+            shared: Arc::new(Shared {
+                pool,
+                threads,
+                isa,
+                tuning,
+            }),
+        })
+    }
+}
+
+/// Bytes of memory this machine can still hand out, when the system says.
+fn available_memory() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        format!(
+            "cpu ({}, {} threads)",
+            self.shared.isa.name(),
+            self.shared.threads
+        )
+    }
+
+    fn allocate(
+        &self,
+        num_qubits: usize,
+        precision: Precision,
+    ) -> Result<Box<dyn StateVector>, BackendError> {
+        let bytes = precision.bytes_per_amplitude() as u128;
+        let needed = 1u128
+            .checked_shl(num_qubits as u32)
+            .and_then(|a| a.checked_mul(bytes))
+            .unwrap_or(u128::MAX);
+        let available = available_memory().unwrap_or(u128::MAX);
+        let refuse = || BackendError::OutOfMemory {
+            qubits: num_qubits,
+            precision: precision.name(),
+            needed,
+            available: available.min(needed.saturating_sub(1)),
+            where_: "this machine",
+            hint: if precision == Precision::Double {
+                "; --precision single halves it"
+            } else {
+                ""
+            },
+        };
+        // Leave room for the process itself and the per-thread block buffers.
+        if num_qubits >= usize::BITS as usize - 5 || needed.saturating_add(needed / 16) > available
+        {
+            return Err(refuse());
+        }
+        let shared = self.shared.clone();
+        Ok(match precision {
+            Precision::Single => {
+                Box::new(CpuState::<f32>::new(num_qubits, shared).ok_or_else(refuse)?)
+            }
+            Precision::Double => {
+                Box::new(CpuState::<f64>::new(num_qubits, shared).ok_or_else(refuse)?)
+            }
+        })
+    }
+}
+
+/// The float types the CPU backend simulates in, each with its kernels.
+trait CpuReal: Real + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self>
+where
+    Complex<Self>: std::ops::MulAssign<Self>,
+{
+    fn apply(amps: &mut [Complex<Self>], num_qubits: usize, gates: &[Gate], shared: &Shared);
+    fn into_amplitudes(amps: Vec<Complex<Self>>) -> Amplitudes;
+}
+
+impl CpuReal for f32 {
+    fn apply(amps: &mut [Complex<f32>], n: usize, gates: &[Gate], shared: &Shared) {
+        #[cfg(target_arch = "x86_64")]
+        if shared.isa == Isa::Avx2Fma && n >= lanes::Avx2F32::LANE_BITS {
+            return apply_gates::<lanes::Avx2F32>(
+                amps,
+                n,
+                gates,
+                shared,
+                shared.tuning.block_qubits,
+            );
+        }
+        apply_gates::<Scalar<f32>>(amps, n, gates, shared, shared.tuning.block_qubits)
+    }
+    fn into_amplitudes(amps: Vec<Complex<f32>>) -> Amplitudes {
+        Amplitudes::Single(amps)
+    }
+}
+
+impl CpuReal for f64 {
+    fn apply(amps: &mut [Complex<f64>], n: usize, gates: &[Gate], shared: &Shared) {
+        let block = shared.tuning.block_qubits - 1;
+        #[cfg(target_arch = "x86_64")]
+        if shared.isa == Isa::Avx2Fma && n >= lanes::Avx2F64::LANE_BITS {
+            return apply_gates::<lanes::Avx2F64>(amps, n, gates, shared, block);
+        }
+        apply_gates::<Scalar<f64>>(amps, n, gates, shared, block)
+    }
+    fn into_amplitudes(amps: Vec<Complex<f64>>) -> Amplitudes {
+        Amplitudes::Double(amps)
+    }
+}
+
+struct CpuState<F: Real> {
+    amps: Vec<Complex<F>>,
+    num_qubits: usize,
+    shared: Arc<Shared>,
+}
+
+impl<F: Real> CpuState<F> {
+    /// |0...0>, or `None` when the allocation fails.
+    fn new(num_qubits: usize, shared: Arc<Shared>) -> Option<Self> {
+        let len = 1usize << num_qubits;
+        let mut amps = Vec::new();
+        amps.try_reserve_exact(len).ok()?;
+        // Filled in parallel so that each thread first touches (and so places) the pages it will use.
+        shared.pool.install(|| {
+            amps.par_extend(rayon::iter::repeat_n(
+                Complex::new(F::default(), F::default()),
+                len,
+            ));
+        });
+        amps[0] = Complex::new(F::from_f64(1.0), F::default());
+        Some(CpuState {
+            amps,
+            num_qubits,
+            shared,
+        })
+    }
+}
+
+impl<F: CpuReal> StateVector for CpuState<F>
+where
+    Complex<F>: std::ops::MulAssign<F>,
+{
+    fn num_qubits(&self) -> usize {
+        self.num_qubits
+    }
+
+    fn apply(&mut self, gates: &[Gate]) {
+        F::apply(&mut self.amps, self.num_qubits, gates, &self.shared);
+    }
+
+    fn probability_of_one(&self, qubit: usize) -> f64 {
+        self.shared
+            .pool
+            .install(|| state::probability_of_one(&self.amps, qubit))
+    }
+
+    fn collapse(&mut self, qubit: usize, outcome: bool, probability: f64) {
+        let amps = &mut self.amps;
+        self.shared
+            .pool
+            .install(|| state::collapse(amps, qubit, outcome, probability));
+    }
+
+    fn sample(&self, uniforms: &[f64]) -> Vec<u64> {
+        self.shared
+            .pool
+            .install(|| state::sample(&self.amps, uniforms))
+    }
+
+    fn expectation(&self, pauli: &PauliString) -> f64 {
+        self.shared
+            .pool
+            .install(|| state::expectation(&self.amps, pauli))
+    }
+
+    fn duplicate(&self) -> Box<dyn StateVector> {
+        Box::new(CpuState {
+            amps: self.amps.clone(),
+            num_qubits: self.num_qubits,
+            shared: self.shared.clone(),
+        })
+    }
+
+    fn amplitudes(&self) -> Amplitudes {
+        F::into_amplitudes(self.amps.clone())
+    }
+}
+
+/// Scatters the bits of `x` to `positions` (bit j of `x` to bit `positions[j]`).
+fn deposit(x: usize, positions: &[usize]) -> usize {
+    positions
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (j, &p)| acc | (((x >> j) & 1) << p))
+}
+
+fn apply_gates<S: Lanes>(
+    amps: &mut [Complex<S::F>],
+    n: usize,
+    gates: &[Gate],
+    shared: &Shared,
+    block_qubits: usize,
+) {
+    // Enough slices to keep every thread busy, unless the state is small enough for one core.
+    let parallel_bits = if n >= 16 {
+        (shared.threads * 8).next_power_of_two().trailing_zeros() as usize
+    } else {
+        0
+    };
+    let max_block = block_qubits
+        .min(n.saturating_sub(parallel_bits))
+        .max(S::LANE_BITS.min(n));
+    let always: Vec<usize> = (0..shared.tuning.contiguous_qubits.min(max_block)).collect();
+    for block in blocking::plan(gates, max_block, &always) {
+        let local: Vec<Gate> = block
+            .gates
+            .iter()
+            .map(|g| {
+                let qubits = g
+                    .qubits
+                    .iter()
+                    .map(|q| {
+                        block
+                            .qubits
+                            .binary_search(q)
+                            .expect("gate inside its block")
+                    })
+                    .collect();
+                Gate::new(qubits, g.matrix.clone())
+            })
+            .collect();
+        let prepared: Vec<Prepared<S>> = fuse::fuse(&local, shared.tuning.fuse_qubits)
+            .iter()
+            .map(Prepared::new)
+            .collect();
+        run_block(amps, n, &block.qubits, &prepared, shared);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: every task writes a disjoint set of amplitudes (its own slice of the state).
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// Through a method, so that closures capture the whole (Send) wrapper, not the bare pointer.
+    fn at(self, offset: usize) -> *mut T {
+        // SAFETY: callers pass offsets inside the allocation the pointer came from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+fn run_block<S: Lanes>(
+    amps: &mut [Complex<S::F>],
+    n: usize,
+    qubits: &[usize],
+    gates: &[Prepared<S>],
+    shared: &Shared,
+) {
+    let m = qubits.len();
+    let contiguous = qubits
+        .iter()
+        .enumerate()
+        .take_while(|&(i, &q)| q == i)
+        .count();
+    let outside: Vec<usize> = (0..n)
+        .filter(|q| qubits.binary_search(q).is_err())
+        .collect();
+    let inside_high = &qubits[contiguous..];
+    let state = SendPtr(amps.as_mut_ptr());
+    let run = &|buf: *mut Complex<S::F>, len: usize| {
+        // SAFETY: `buf` holds `len` amplitudes that only this task touches; targets are below log2(len).
+        unsafe { apply_all(shared.isa, gates, buf, len) }
+    };
+    shared.pool.install(|| {
+        let slices = 1usize << (n - m);
+        let buffer_len = if contiguous == m { 0 } else { 1 << m };
+        (0..slices).into_par_iter().for_each_init(
+            || vec![Complex::new(S::F::default(), S::F::default()); buffer_len],
+            |buf, slice| {
+                let base = deposit(slice, &outside);
+                if contiguous == m {
+                    // SAFETY: the block is qubits 0..m: slice `slice` is the run base..base + 2^m.
+                    run(state.at(base), 1 << m);
+                    return;
+                }
+                let run_len = 1usize << contiguous;
+                for r in 0..1usize << (m - contiguous) {
+                    let at = base + deposit(r, inside_high);
+                    // SAFETY: `at..at + run_len` is inside the state and belongs to this slice alone.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            state.at(at),
+                            buf.as_mut_ptr().add(r * run_len),
+                            run_len,
+                        )
+                    };
+                }
+                run(buf.as_mut_ptr(), 1 << m);
+                for r in 0..1usize << (m - contiguous) {
+                    let at = base + deposit(r, inside_high);
+                    // SAFETY: as for the gather above.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            buf.as_ptr().add(r * run_len),
+                            state.at(at),
+                            run_len,
+                        )
+                    };
+                }
+            },
+        );
+    });
+}
+
+/// # Safety
+/// `buf` holds `len` amplitudes, no other thread touches them, every target is below log2(len), and
+/// `isa` was detected on this machine.
+unsafe fn apply_all<S: Lanes>(
+    isa: Isa,
+    gates: &[Prepared<S>],
+    buf: *mut Complex<S::F>,
+    len: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma {
+        // SAFETY: AVX2 and FMA were detected (the caller's contract).
+        return unsafe { apply_all_avx2(gates, buf, len) };
+    }
+    let _ = isa;
+    // SAFETY: the caller's contract.
+    unsafe { apply_all_portable(gates, buf, len) }
+}
+
+/// Instantiating the kernel inside a function compiled for AVX2 and FMA lets the compiler inline the
+/// intrinsics of the `Lanes` implementation into it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn apply_all_avx2<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { apply_each(gates, buf, len) }
+}
+
+unsafe fn apply_all_portable<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { apply_each(gates, buf, len) }
+}
+
+#[inline(always)]
+unsafe fn apply_each<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, len: usize) {
+    for g in gates {
+        // SAFETY: the caller's contract.
+        unsafe { g.apply_groups(buf, 0..g.groups(len)) };
+    }
+}

@@ -1,0 +1,101 @@
+//! Statevector backends behind one interface. A new backend is a new module here.
+
+pub mod cpu;
+
+use crate::circuit::Gate;
+use crate::pauli::PauliString;
+use num_complex::Complex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// complex64: 8 bytes per amplitude.
+    Single,
+    /// complex128: 16 bytes per amplitude.
+    Double,
+}
+
+impl Precision {
+    pub fn bytes_per_amplitude(self) -> u64 {
+        match self {
+            Precision::Single => 8,
+            Precision::Double => 16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Single => "single",
+            Precision::Double => "double",
+        }
+    }
+}
+
+/// A state copied out of a backend, in its own precision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amplitudes {
+    Single(Vec<Complex<f32>>),
+    Double(Vec<Complex<f64>>),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "the circuit has {qubits} qubits: its {precision}-precision statevector needs {} but {where_} has {} available{hint}",
+        human_bytes(*.needed),
+        human_bytes(*.available)
+    )]
+    OutOfMemory {
+        qubits: usize,
+        precision: &'static str,
+        needed: u128,
+        available: u128,
+        where_: &'static str,
+        hint: &'static str,
+    },
+    #[error("backend '{0}' is not available: {1}")]
+    Unavailable(String, String),
+    #[error("could not start {0} worker threads: {1}")]
+    Threads(usize, String),
+}
+
+pub fn human_bytes(b: u128) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A statevector living in some backend's memory, starting in |0...0>.
+pub trait StateVector: Send {
+    fn num_qubits(&self) -> usize;
+    /// Applies `gates` in order.
+    fn apply(&mut self, gates: &[Gate]);
+    /// Probability that measuring `qubit` now gives 1.
+    fn probability_of_one(&self, qubit: usize) -> f64;
+    /// Projects `qubit` onto `outcome`, whose probability is `probability` (> 0), and renormalises.
+    fn collapse(&mut self, qubit: usize, outcome: bool, probability: f64);
+    /// The basis state each of `uniforms` (ascending, in [0, 1)) selects.
+    fn sample(&self, uniforms: &[f64]) -> Vec<u64>;
+    fn expectation(&self, pauli: &PauliString) -> f64;
+    fn duplicate(&self) -> Box<dyn StateVector>;
+    fn amplitudes(&self) -> Amplitudes;
+}
+
+pub trait Backend: Send + Sync {
+    /// What ran, for reports: "cpu (avx2+fma, 2 threads)".
+    fn describe(&self) -> String;
+    /// A fresh |0...0> state, refused before allocating when it cannot fit.
+    fn allocate(
+        &self,
+        num_qubits: usize,
+        precision: Precision,
+    ) -> Result<Box<dyn StateVector>, BackendError>;
+}

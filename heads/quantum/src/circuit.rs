@@ -1,0 +1,135 @@
+//! The circuit IR: plain data that every front end produces and every backend consumes.
+
+use num_complex::Complex;
+
+pub type C64 = Complex<f64>;
+
+/// A unitary on `qubits`, as a dense row-major matrix of dimension 2^k.
+///
+/// Bit j of a row or column index is the state of `qubits[j]` (Qiskit's little-endian convention),
+/// so `cx q[0], q[1]` is the gate with `qubits == [0, 1]` that flips bit 1 when bit 0 is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub qubits: Vec<usize>,
+    pub matrix: Vec<C64>,
+}
+
+impl Gate {
+    pub fn new(qubits: Vec<usize>, matrix: Vec<C64>) -> Gate {
+        debug_assert_eq!(matrix.len(), 1 << (2 * qubits.len()));
+        Gate { qubits, matrix }
+    }
+
+    pub fn dim(&self) -> usize {
+        1 << self.qubits.len()
+    }
+
+    pub fn is_diagonal(&self) -> bool {
+        let d = self.dim();
+        self.matrix
+            .iter()
+            .enumerate()
+            .all(|(i, m)| i / d == i % d || m.norm_sqr() == 0.0)
+    }
+
+    /// The same unitary with its qubits listed in ascending order (the matrix permuted to match).
+    pub fn sorted(&self) -> Gate {
+        let mut order: Vec<usize> = (0..self.qubits.len()).collect();
+        order.sort_by_key(|&j| self.qubits[j]);
+        if order.iter().enumerate().all(|(i, &j)| i == j) {
+            return self.clone();
+        }
+        let d = self.dim();
+        // New bit i is old bit order[i].
+        let remap = |idx: usize| {
+            order
+                .iter()
+                .enumerate()
+                .fold(0, |acc, (i, &j)| acc | (((idx >> i) & 1) << j))
+        };
+        let mut matrix = vec![C64::new(0.0, 0.0); d * d];
+        for r in 0..d {
+            for c in 0..d {
+                matrix[r * d + c] = self.matrix[remap(r) * d + remap(c)];
+            }
+        }
+        Gate::new(order.iter().map(|&j| self.qubits[j]).collect(), matrix)
+    }
+}
+
+/// Classical bits `start..start+size` read as an integer (bit `start` least significant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition {
+    pub start: usize,
+    pub size: usize,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Gate(Gate),
+    Measure {
+        qubit: usize,
+        clbit: usize,
+    },
+    Reset {
+        qubit: usize,
+    },
+    /// The operation runs only when the condition's bits hold its value.
+    If {
+        condition: Condition,
+        op: Box<Op>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    pub name: String,
+    pub start: usize,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Circuit {
+    pub num_qubits: usize,
+    pub num_clbits: usize,
+    pub qregs: Vec<Register>,
+    pub cregs: Vec<Register>,
+    pub ops: Vec<Op>,
+}
+
+impl Circuit {
+    /// True when the circuit is unitary up to measurements at the very end: every measurement is
+    /// unconditional, no gate follows a measurement of the same qubit, no bit is written twice, and
+    /// the only resets are of qubits still in |0> (a no-op). Such circuits are simulated once and
+    /// their shots sampled from the final state.
+    pub fn measurements_are_terminal(&self) -> bool {
+        let mut measured = vec![false; self.num_qubits];
+        let mut touched = vec![false; self.num_qubits];
+        let mut written = vec![false; self.num_clbits];
+        for op in &self.ops {
+            match op {
+                Op::Gate(g) if g.qubits.iter().any(|&q| measured[q]) => return false,
+                Op::Gate(g) => g.qubits.iter().for_each(|&q| touched[q] = true),
+                Op::Reset { qubit } if !touched[*qubit] => {}
+                Op::Measure { qubit, clbit } => {
+                    if written[*clbit] {
+                        return false;
+                    }
+                    measured[*qubit] = true;
+                    touched[*qubit] = true;
+                    written[*clbit] = true;
+                }
+                Op::Reset { .. } | Op::If { .. } => return false,
+            }
+        }
+        true
+    }
+
+    pub fn gate_count(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|op| matches!(op, Op::Gate(_)))
+            .count()
+    }
+}

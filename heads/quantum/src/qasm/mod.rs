@@ -1,0 +1,28 @@
+//! OpenQASM 2.0 front end: `parse` turns program text into a [`Circuit`].
+//!
+//! Covers the language as real files use it: Qiskit's extended `qelib1.inc`, `gate` definitions
+//! with parameter expressions, register broadcasting, `measure`, `reset`, `barrier` and `if`.
+//! Everything else (`opaque`, other includes, OpenQASM 3) is refused with the line and column.
+
+mod expr;
+mod lexer;
+mod lower;
+mod parser;
+mod qelib1;
+
+use crate::circuit::Circuit;
+pub use lower::{MAX_DECLARED_BITS, MAX_OPERATIONS};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct QasmError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+pub fn parse(source: &str) -> Result<Circuit, QasmError> {
+    let tokens = lexer::tokenize(source)?;
+    let stmts = parser::Parser::new(tokens).program()?;
+    lower::lower(&stmts)
+}

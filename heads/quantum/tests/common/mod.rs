@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests: backends in every configuration, and a naive
+//! reference simulator to compare against.
+#![allow(dead_code)]
+
+use chimera_quantum::backend::Amplitudes;
+use chimera_quantum::backend::cpu::{CpuBackend, Isa, Tuning};
+use chimera_quantum::circuit::{C64, Gate};
+
+/// Every CPU configuration worth testing: the detected instruction set and the portable one, with
+/// the default plan and with tiny blocks that force the gather/scatter path on small circuits.
+pub fn cpu_backends() -> Vec<(String, CpuBackend)> {
+    let mut isas = vec![Isa::Portable];
+    if Isa::detect() != Isa::Portable {
+        isas.push(Isa::detect());
+    }
+    let tunings = [
+        Tuning::default(),
+        Tuning {
+            block_qubits: 5,
+            fuse_qubits: 2,
+            contiguous_qubits: 2,
+        },
+        Tuning {
+            block_qubits: 7,
+            fuse_qubits: 4,
+            contiguous_qubits: 1,
+        },
+        Tuning {
+            block_qubits: 6,
+            fuse_qubits: 1,
+            contiguous_qubits: 3,
+        },
+    ];
+    let mut out = Vec::new();
+    for &isa in &isas {
+        for t in tunings {
+            let name = format!("{}/{:?}", isa.name(), t);
+            out.push((name, CpuBackend::with(Some(2), isa, t).unwrap()));
+        }
+    }
+    out
+}
+
+pub fn to_c64(a: &Amplitudes) -> Vec<C64> {
+    match a {
+        Amplitudes::Single(v) => v
+            .iter()
+            .map(|c| C64::new(c.re as f64, c.im as f64))
+            .collect(),
+        Amplitudes::Double(v) => v.clone(),
+    }
+}
+
+/// |<a|b>|^2 / (|a|^2 |b|^2): one when the states agree up to global phase.
+pub fn fidelity(a: &[C64], b: &[C64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let inner: C64 = a.iter().zip(b).map(|(x, y)| x.conj() * y).sum();
+    let na: f64 = a.iter().map(|x| x.norm_sqr()).sum();
+    let nb: f64 = b.iter().map(|x| x.norm_sqr()).sum();
+    inner.norm_sqr() / (na * nb)
+}
+
+/// The obvious statevector simulation, gate by gate, in f64.
+pub fn reference_state(num_qubits: usize, gates: &[Gate]) -> Vec<C64> {
+    let mut psi = vec![C64::new(0.0, 0.0); 1 << num_qubits];
+    psi[0] = C64::new(1.0, 0.0);
+    for g in gates {
+        let d = g.dim();
+        let mut out = vec![C64::new(0.0, 0.0); psi.len()];
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = g
+                .qubits
+                .iter()
+                .enumerate()
+                .fold(0, |acc, (j, &q)| acc | (((i >> q) & 1) << j));
+            for col in 0..d {
+                let mut src = i;
+                for (j, &q) in g.qubits.iter().enumerate() {
+                    src = (src & !(1 << q)) | (((col >> j) & 1) << q);
+                }
+                *o += g.matrix[row * d + col] * psi[src];
+            }
+        }
+        psi = out;
+    }
+    psi
+}
+
+pub fn read_npy(path: &std::path::Path) -> Vec<C64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npyz::NpyFile::new(&bytes[..])
+        .unwrap()
+        .into_vec::<C64>()
+        .unwrap()
+}

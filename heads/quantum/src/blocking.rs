@@ -13,31 +13,34 @@ pub struct Block {
 }
 
 /// Splits `gates` into blocks of at most `max_qubits` qubits, each including `always` (the low
-/// qubits that make a slice contiguous in memory). Gates may move ahead of gates they commute with
-/// trivially (disjoint qubits), never past one they share a qubit with.
+/// qubits that make a slice contiguous in memory). A gate may move ahead of gates it commutes with:
+/// gates on other qubits, and, when it is diagonal, other diagonal gates.
 pub fn plan(gates: &[Gate], max_qubits: usize, always: &[usize]) -> Vec<Block> {
     let num_qubits = gates
         .iter()
         .flat_map(|g| g.qubits.iter())
+        .chain(always)
         .max()
         .map_or(0, |m| m + 1);
+    let diagonal: Vec<bool> = gates.iter().map(Gate::is_diagonal).collect();
     let mut done = vec![false; gates.len()];
     let mut first_pending = 0;
     let mut blocks = Vec::new();
     while first_pending < gates.len() {
         let mut qubits: Vec<usize> = always.to_vec();
         let mut members = Vec::new();
-        // Qubits some skipped gate acts on: nothing after it on those qubits may join this block.
-        let mut blocked = vec![false; num_qubits];
-        let mut blocked_count = 0;
+        // What the gates skipped so far forbid on each qubit.
+        let mut blocked = vec![Blocked::No; num_qubits];
+        let mut blocked_for_all = 0;
         for (i, g) in gates.iter().enumerate().skip(first_pending) {
             if done[i] {
                 continue;
             }
-            if g.qubits.iter().any(|&q| blocked[q]) {
-                block(&mut blocked, &mut blocked_count, &g.qubits);
-                continue;
-            }
+            let stuck = g.qubits.iter().any(|&q| match blocked[q] {
+                Blocked::No => false,
+                Blocked::NonDiagonal => !diagonal[i],
+                Blocked::All => true,
+            });
             let new: Vec<usize> = g
                 .qubits
                 .iter()
@@ -45,14 +48,25 @@ pub fn plan(gates: &[Gate], max_qubits: usize, always: &[usize]) -> Vec<Block> {
                 .filter(|q| !qubits.contains(q))
                 .collect();
             // The first gate always starts the block, even one wider than the limit.
-            if members.is_empty() || qubits.len() + new.len() <= max_qubits {
+            if !stuck && (members.is_empty() || qubits.len() + new.len() <= max_qubits) {
                 qubits.extend(new);
                 members.push(i);
                 done[i] = true;
-            } else {
-                block(&mut blocked, &mut blocked_count, &g.qubits);
+                continue;
             }
-            if blocked_count == num_qubits {
+            // A skipped diagonal gate holds back only non-diagonal gates on its qubits.
+            let level = if diagonal[i] {
+                Blocked::NonDiagonal
+            } else {
+                Blocked::All
+            };
+            for &q in &g.qubits {
+                if blocked[q] < level {
+                    blocked_for_all += (level == Blocked::All) as usize;
+                    blocked[q] = level;
+                }
+            }
+            if blocked_for_all == num_qubits {
                 break;
             }
         }
@@ -68,11 +82,11 @@ pub fn plan(gates: &[Gate], max_qubits: usize, always: &[usize]) -> Vec<Block> {
     blocks
 }
 
-fn block(blocked: &mut [bool], count: &mut usize, qubits: &[usize]) {
-    for &q in qubits {
-        if !blocked[q] {
-            blocked[q] = true;
-            *count += 1;
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Blocked {
+    No,
+    /// A skipped diagonal gate acts here: diagonal gates may still pass it.
+    NonDiagonal,
+    /// A skipped non-diagonal gate acts here: nothing may pass it.
+    All,
 }

@@ -14,9 +14,12 @@
 use super::lanes::{Lanes, Real};
 use crate::circuit::Gate;
 use num_complex::Complex;
+use std::mem::MaybeUninit;
 
 /// Widest gate the kernel takes: its stack buffers hold 2^MAX_QUBITS vectors.
 pub const MAX_QUBITS: usize = 6;
+/// Groups processed together (see `apply_some`).
+const GROUPS_AT_ONCE: usize = 4;
 
 struct Term<S: Lanes> {
     /// Index into the permuted copies of the group: c * 2^l + cl.
@@ -26,7 +29,113 @@ struct Term<S: Lanes> {
 }
 
 /// A gate ready to apply with lanes `S`, on qubit positions local to the buffer it is applied to.
-pub struct Prepared<S: Lanes> {
+pub enum Prepared<S: Lanes> {
+    Dense(Dense<S>),
+    Diagonal(Diagonal<S>),
+}
+
+impl<S: Lanes> Prepared<S> {
+    /// `gate.qubits` must be ascending (see [`Gate::sorted`]).
+    pub fn new(gate: &Gate) -> Self {
+        if gate.is_diagonal() {
+            Prepared::Diagonal(Diagonal::new(gate))
+        } else {
+            Prepared::Dense(Dense::new(gate))
+        }
+    }
+
+    /// Applies the gate to the whole buffer.
+    ///
+    /// # Safety
+    /// `buf` must point to `len` amplitudes that no other thread touches, `len` a power of two no
+    /// smaller than 2^LANE_BITS, and every target below log2(len).
+    #[inline(always)]
+    pub unsafe fn apply(&self, buf: *mut Complex<S::F>, len: usize) {
+        match self {
+            // SAFETY: the caller's contract.
+            Prepared::Dense(d) => unsafe { d.apply_groups(buf, 0..d.groups(len)) },
+            Prepared::Diagonal(d) => unsafe { d.apply(buf, len) },
+        }
+    }
+}
+
+/// A diagonal gate: every amplitude is multiplied by the entry its target bits select. The entry is
+/// the same for all vectors between two changes of the lowest high target bit, so it is looked up
+/// once per run of vectors.
+pub struct Diagonal<S: Lanes> {
+    high: Vec<usize>,
+    /// Per value of the high target bits: the entries for each lane, as (re, re) and (-im, im).
+    table: Vec<(S::V, S::V)>,
+    swap: S::Perm,
+}
+
+// SAFETY: the vectors inside are plain floats.
+unsafe impl<S: Lanes> Send for Diagonal<S> {}
+unsafe impl<S: Lanes> Sync for Diagonal<S> {}
+
+impl<S: Lanes> Diagonal<S> {
+    fn new(gate: &Gate) -> Self {
+        let targets = &gate.qubits;
+        let lb = S::LANE_BITS;
+        let l = targets.iter().take_while(|&&t| t < lb).count();
+        let high: Vec<usize> = targets[l..].iter().map(|t| t - lb).collect();
+        let d = gate.dim();
+        let lanes = 1usize << lb;
+        let table = (0..1usize << high.len())
+            .map(|hi| {
+                let mut re = vec![S::F::default(); 2 * lanes];
+                let mut im = vec![S::F::default(); 2 * lanes];
+                for lane in 0..lanes {
+                    let rl = (0..l).fold(0, |acc, j| acc | (((lane >> targets[j]) & 1) << j));
+                    let m = gate.matrix[(rl | hi << l) * (d + 1)];
+                    re[2 * lane] = S::F::from_f64(m.re);
+                    re[2 * lane + 1] = S::F::from_f64(m.re);
+                    im[2 * lane] = S::F::from_f64(-m.im);
+                    im[2 * lane + 1] = S::F::from_f64(m.im);
+                }
+                (S::from_floats(&re), S::from_floats(&im))
+            })
+            .collect();
+        let swap: Vec<usize> = (0..2 * lanes).map(|f| f ^ 1).collect();
+        Diagonal {
+            high,
+            table,
+            swap: S::perm(&swap),
+        }
+    }
+
+    /// # Safety
+    /// As for [`Prepared::apply`].
+    #[inline(always)]
+    unsafe fn apply(&self, buf: *mut Complex<S::F>, len: usize) {
+        let lb = S::LANE_BITS;
+        let vectors = len >> lb;
+        let run = self.high.first().map_or(vectors, |&p| 1usize << p);
+        for start in (0..vectors).step_by(run) {
+            let entry = self
+                .high
+                .iter()
+                .enumerate()
+                .fold(0, |acc, (j, &p)| acc | (((start >> p) & 1) << j));
+            // SAFETY: `entry` has one bit per high target, and the table one entry per combination.
+            let (re, im) = unsafe { *self.table.get_unchecked(entry) };
+            for v in start..start + run {
+                // SAFETY: v < vectors, so the vector lies inside the buffer.
+                unsafe {
+                    let p = buf.add(v << lb);
+                    let x = S::load(p);
+                    S::store(
+                        p,
+                        S::fma(re, x, S::fma(im, S::permute(x, self.swap), S::zero())),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A gate with off-diagonal entries, in lane-expanded form (see the module documentation).
+pub struct Dense<S: Lanes> {
     /// High targets as bit positions of the vector index, ascending.
     high: Vec<usize>,
     /// Vector offsets of the 2^h members of a group, relative to the group's base.
@@ -40,12 +149,11 @@ pub struct Prepared<S: Lanes> {
 }
 
 // SAFETY: the vectors inside are plain floats.
-unsafe impl<S: Lanes> Send for Prepared<S> {}
-unsafe impl<S: Lanes> Sync for Prepared<S> {}
+unsafe impl<S: Lanes> Send for Dense<S> {}
+unsafe impl<S: Lanes> Sync for Dense<S> {}
 
-impl<S: Lanes> Prepared<S> {
-    /// `gate.qubits` must be ascending (see [`Gate::sorted`]) and fit the buffers it will meet.
-    pub fn new(gate: &Gate) -> Self {
+impl<S: Lanes> Dense<S> {
+    fn new(gate: &Gate) -> Self {
         let targets = &gate.qubits;
         let k = targets.len();
         assert!(
@@ -102,7 +210,7 @@ impl<S: Lanes> Prepared<S> {
             }
             row_start.push(terms.len());
         }
-        Prepared {
+        Dense {
             high,
             offsets,
             lane_targets: l,
@@ -113,7 +221,7 @@ impl<S: Lanes> Prepared<S> {
     }
 
     /// Number of groups in a buffer of `len` amplitudes.
-    pub fn groups(&self, len: usize) -> usize {
+    fn groups(&self, len: usize) -> usize {
         (len >> S::LANE_BITS) >> self.high.len()
     }
 
@@ -123,35 +231,146 @@ impl<S: Lanes> Prepared<S> {
     /// `buf` must point to `len` amplitudes, `len >= 2^(LANE_BITS)`, every target below log2(len),
     /// `range` within `0..self.groups(len)`, and no other thread may touch the groups in `range`.
     #[inline(always)]
-    pub unsafe fn apply_groups(&self, buf: *mut Complex<S::F>, range: std::ops::Range<usize>) {
-        let lb = S::LANE_BITS;
-        let nx = 1usize << (self.high.len() + self.lane_targets);
-        let mut plain = [S::zero(); 1 << MAX_QUBITS];
-        let mut swapped = [S::zero(); 1 << MAX_QUBITS];
-        for g in range {
-            // Insert a zero bit at every high target position (ascending) to get the group's base.
-            let base = self
-                .high
-                .iter()
-                .fold(g, |b, &p| ((b >> p) << (p + 1)) | (b & ((1 << p) - 1)));
-            for (c, &off) in self.offsets.iter().enumerate() {
-                // SAFETY: base + off is a vector index inside the buffer (caller's contract).
-                let x = unsafe { S::load(buf.add((base + off) << lb)) };
-                for (cl, &(p, s)) in self.perms.iter().enumerate() {
-                    let i = c << self.lane_targets | cl;
-                    plain[i] = S::permute(x, p);
-                    swapped[i] = S::permute(x, s);
+    unsafe fn apply_groups(&self, buf: *mut Complex<S::F>, range: std::ops::Range<usize>) {
+        let h = self.high.len();
+        if self.lane_targets == 0 && self.terms.len() == 1 << (2 * h) {
+            // SAFETY: the caller's contract, and the gate is dense with no lane targets.
+            unsafe {
+                match h {
+                    1 => return self.apply_dense_high::<1, 2>(buf, range),
+                    2 => return self.apply_dense_high::<2, 1>(buf, range),
+                    3 => return self.apply_dense_high::<3, 1>(buf, range),
+                    4 => return self.apply_dense_high::<4, 1>(buf, range),
+                    5 => return self.apply_dense_high::<5, 1>(buf, range),
+                    6 => return self.apply_dense_high::<6, 1>(buf, range),
+                    _ => {}
                 }
             }
-            debug_assert!(nx <= plain.len());
-            for (r, &off) in self.offsets.iter().enumerate() {
-                let mut acc = S::zero();
-                for t in &self.terms[self.row_start[r]..self.row_start[r + 1]] {
-                    acc = S::fma(t.re, plain[t.src], acc);
-                    acc = S::fma(t.im, swapped[t.src], acc);
+        }
+        let mut g = range.start;
+        while g + GROUPS_AT_ONCE <= range.end {
+            // SAFETY: the caller's contract covers groups g..g + GROUPS_AT_ONCE.
+            unsafe { self.apply_some::<GROUPS_AT_ONCE>(buf, g) };
+            g += GROUPS_AT_ONCE;
+        }
+        for g in g..range.end {
+            // SAFETY: as above.
+            unsafe { self.apply_some::<1>(buf, g) };
+        }
+    }
+
+    /// The common case, a fully dense gate on 2^H vectors with no lane targets, with loop bounds
+    /// known at compile time: no lane permutations (the re/im swap stays in a register), output
+    /// rows four at a time with two accumulators each, and G groups at once when H = 1, so that
+    /// eight independent FMA chains are in flight and each coefficient load feeds one FMA.
+    // Indexed loops with constant bounds are what the compiler unrolls into register code here.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    unsafe fn apply_dense_high<const H: usize, const G: usize>(
+        &self,
+        buf: *mut Complex<S::F>,
+        range: std::ops::Range<usize>,
+    ) {
+        let lb = S::LANE_BITS;
+        let n = 1usize << H;
+        let rows_at_once = n.min(4);
+        let mut x = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
+        let mut g = range.start;
+        while g < range.end {
+            let count = G.min(range.end - g);
+            let bases: [usize; G] = std::array::from_fn(|j| {
+                let group = g + j.min(count - 1);
+                self.high
+                    .iter()
+                    .fold(group, |b, &p| ((b >> p) << (p + 1)) | (b & ((1 << p) - 1)))
+            });
+            for j in 0..G {
+                for c in 0..n {
+                    // SAFETY: base + offset is a vector of this group (caller's contract).
+                    x[j][c].write(unsafe { S::load(buf.add((bases[j] + self.offsets[c]) << lb)) });
                 }
-                // SAFETY: as for the load above.
-                unsafe { S::store(buf.add((base + off) << lb), acc) };
+            }
+            for r0 in (0..n).step_by(rows_at_once) {
+                let mut a = [[S::zero(); G]; 4];
+                let mut b = [[S::zero(); G]; 4];
+                for c in 0..n {
+                    for j in 0..G {
+                        // SAFETY: every x[j][c] for c < n was written above.
+                        let v = unsafe { x[j][c].assume_init() };
+                        let vs = S::swap_re_im(v);
+                        for r in 0..rows_at_once {
+                            // SAFETY: a dense gate has n * n terms, row-major by (row, column).
+                            let t = unsafe { self.terms.get_unchecked((r0 + r) * n + c) };
+                            a[r][j] = S::fma(t.re, v, a[r][j]);
+                            b[r][j] = S::fma(t.im, vs, b[r][j]);
+                        }
+                    }
+                }
+                for r in 0..rows_at_once {
+                    for j in 0..count {
+                        // SAFETY: as for the loads; inputs were copied out before any store.
+                        unsafe {
+                            S::store(
+                                buf.add((bases[j] + self.offsets[r0 + r]) << lb),
+                                S::add(a[r][j], b[r][j]),
+                            )
+                        };
+                    }
+                }
+            }
+            g += count;
+        }
+    }
+
+    /// Groups `first..first + G` together: each coefficient is loaded once for G groups, and the
+    /// 2G accumulators are independent, so the FMAs overlap instead of waiting on each other.
+    #[inline(always)]
+    unsafe fn apply_some<const G: usize>(&self, buf: *mut Complex<S::F>, first: usize) {
+        let lb = S::LANE_BITS;
+        let mut plain = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
+        let mut swapped = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
+        // Insert a zero bit at every high target position (ascending) to get a group's base.
+        let bases: [usize; G] = std::array::from_fn(|j| {
+            self.high.iter().fold(first + j, |b, &p| {
+                ((b >> p) << (p + 1)) | (b & ((1 << p) - 1))
+            })
+        });
+        for j in 0..G {
+            for (c, &off) in self.offsets.iter().enumerate() {
+                // SAFETY: base + off is a vector index inside the buffer (caller's contract).
+                let x = unsafe { S::load(buf.add((bases[j] + off) << lb)) };
+                for (cl, &(p, s)) in self.perms.iter().enumerate() {
+                    let i = c << self.lane_targets | cl;
+                    plain[j][i].write(S::permute(x, p));
+                    swapped[j][i].write(S::permute(x, s));
+                }
+            }
+        }
+        for (r, &off) in self.offsets.iter().enumerate() {
+            let mut a = [S::zero(); G];
+            let mut b = [S::zero(); G];
+            // SAFETY: row_start has 2^h + 1 entries, all within `terms`.
+            let terms = unsafe {
+                self.terms.get_unchecked(
+                    *self.row_start.get_unchecked(r)..*self.row_start.get_unchecked(r + 1),
+                )
+            };
+            for t in terms {
+                for j in 0..G {
+                    // SAFETY: t.src < 2^k, and every such entry was written above.
+                    let (p, s) = unsafe {
+                        (
+                            plain[j].get_unchecked(t.src).assume_init(),
+                            swapped[j].get_unchecked(t.src).assume_init(),
+                        )
+                    };
+                    a[j] = S::fma(t.re, p, a[j]);
+                    b[j] = S::fma(t.im, s, b[j]);
+                }
+            }
+            for j in 0..G {
+                // SAFETY: as for the loads above.
+                unsafe { S::store(buf.add((bases[j] + off) << lb), S::add(a[j], b[j])) };
             }
         }
     }

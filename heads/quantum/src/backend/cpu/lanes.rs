@@ -52,6 +52,9 @@ pub unsafe trait Lanes: Copy + Send + Sync + 'static {
     fn zero() -> Self::V;
     /// a * b + c, lane by lane on the floats.
     fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// Swaps the real and imaginary part of every amplitude.
+    fn swap_re_im(x: Self::V) -> Self::V;
     /// `src[i]` is the float index that float `i` of the result takes from `x`.
     fn perm(src: &[usize]) -> Self::Perm;
     fn permute(x: Self::V, p: Self::Perm) -> Self::V;
@@ -89,6 +92,14 @@ unsafe impl<F: Real + std::ops::Mul<Output = F> + std::ops::Add<Output = F>> Lan
     #[inline(always)]
     fn fma(a: [F; 2], b: [F; 2], c: [F; 2]) -> [F; 2] {
         [a[0] * b[0] + c[0], a[1] * b[1] + c[1]]
+    }
+    #[inline(always)]
+    fn add(a: [F; 2], b: [F; 2]) -> [F; 2] {
+        [a[0] + b[0], a[1] + b[1]]
+    }
+    #[inline(always)]
+    fn swap_re_im(x: [F; 2]) -> [F; 2] {
+        [x[1], x[0]]
     }
     fn perm(src: &[usize]) -> bool {
         src[0] == 1
@@ -147,6 +158,14 @@ mod avx2 {
         fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             unsafe { _mm256_fmadd_ps(a, b, c) }
         }
+        #[inline(always)]
+        fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn swap_re_im(x: __m256) -> __m256 {
+            unsafe { _mm256_permute_ps::<0b10_11_00_01>(x) }
+        }
         fn perm(src: &[usize]) -> WordPerm {
             WordPerm(std::array::from_fn(|i| src[i] as i32))
         }
@@ -184,6 +203,14 @@ mod avx2 {
         #[inline(always)]
         fn fma(a: __m256d, b: __m256d, c: __m256d) -> __m256d {
             unsafe { _mm256_fmadd_pd(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(a: __m256d, b: __m256d) -> __m256d {
+            unsafe { _mm256_add_pd(a, b) }
+        }
+        #[inline(always)]
+        fn swap_re_im(x: __m256d) -> __m256d {
+            unsafe { _mm256_permute_pd::<0b0101>(x) }
         }
         /// A double permutation is a permutation of 32-bit word pairs, which `vpermps` does in one step.
         fn perm(src: &[usize]) -> WordPerm {

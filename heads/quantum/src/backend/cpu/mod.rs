@@ -22,6 +22,9 @@ use num_complex::Complex;
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// Widest fused diagonal gate: its table of 2^8 entries stays in L1.
+const DIAGONAL_FUSE_QUBITS: usize = 8;
+
 /// The instruction set the kernels use, chosen at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
@@ -47,7 +50,10 @@ impl Isa {
     }
 }
 
-/// The knobs of the block plan; defaults measured on a 2-core Zen 3 with 512 KiB of L2 per core.
+/// The knobs of the block plan. The defaults were measured on a 2-core Zen 3 (512 KiB of L2 per
+/// core, 32 MiB of L3) against qsim on the benchmark circuits (`benches/compare.py`): slices of
+/// 2 MiB (L3-resident) gathered in runs of 256 amplitudes beat L2-sized slices gathered in shorter
+/// runs, because scattered short runs cost more than the L3 traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// Qubits per cache block in single precision (double uses one fewer: same bytes).
@@ -61,9 +67,9 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            block_qubits: 14,
-            fuse_qubits: 3,
-            contiguous_qubits: 4,
+            block_qubits: 18,
+            fuse_qubits: 4,
+            contiguous_qubits: 8,
         }
     }
 }
@@ -316,7 +322,17 @@ fn apply_gates<S: Lanes>(
         .min(n.saturating_sub(parallel_bits))
         .max(S::LANE_BITS.min(n));
     let always: Vec<usize> = (0..shared.tuning.contiguous_qubits.min(max_block)).collect();
-    for block in blocking::plan(gates, max_block, &always) {
+    for mut block in blocking::plan(gates, max_block, &always) {
+        // Widen the block with the lowest free qubits: slices of a full cache buffer, in long runs,
+        // whatever the gates needed.
+        for q in 0..n {
+            if block.qubits.len() >= max_block {
+                break;
+            }
+            if let Err(at) = block.qubits.binary_search(&q) {
+                block.qubits.insert(at, q);
+            }
+        }
         let local: Vec<Gate> = block
             .gates
             .iter()
@@ -334,10 +350,11 @@ fn apply_gates<S: Lanes>(
                 Gate::new(qubits, g.matrix.clone())
             })
             .collect();
-        let prepared: Vec<Prepared<S>> = fuse::fuse(&local, shared.tuning.fuse_qubits)
-            .iter()
-            .map(Prepared::new)
-            .collect();
+        let prepared: Vec<Prepared<S>> =
+            fuse::fuse(&local, shared.tuning.fuse_qubits, DIAGONAL_FUSE_QUBITS)
+                .iter()
+                .map(Prepared::new)
+                .collect();
         run_block(amps, n, &block.qubits, &prepared, shared);
     }
 }
@@ -456,6 +473,6 @@ unsafe fn apply_all_portable<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<
 unsafe fn apply_each<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, len: usize) {
     for g in gates {
         // SAFETY: the caller's contract.
-        unsafe { g.apply_groups(buf, 0..g.groups(len)) };
+        unsafe { g.apply(buf, len) };
     }
 }

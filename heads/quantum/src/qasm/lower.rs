@@ -12,7 +12,7 @@ use std::rc::Rc;
 /// simulate (the backends refuse by memory), and low enough that broadcasting stays cheap.
 pub const MAX_DECLARED_BITS: u64 = 4096;
 /// Most operations a program may expand to, so that nested definitions cannot exhaust memory.
-pub const MAX_OPERATIONS: usize = 50_000_000;
+pub const MAX_OPERATIONS: usize = 4_000_000;
 
 pub fn lower(stmts: &[Stmt]) -> Result<Circuit, QasmError> {
     let mut l = Lowerer::default();

@@ -1,0 +1,18 @@
+//! The OpenQASM front end on arbitrary bytes: it may refuse, never panic, hang or exhaust memory.
+//! What it accepts and is small, the CPU backend simulates.
+#![no_main]
+
+use chimera_quantum::backend::Precision;
+use chimera_quantum::backend::cpu::CpuBackend;
+use chimera_quantum::qasm;
+use chimera_quantum::run::{RunOptions, run};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(circuit) = qasm::parse(text) else { return };
+    if circuit.num_qubits <= 8 && circuit.ops.len() <= 10_000 {
+        let options = RunOptions { shots: 2, seed: 0, precision: Precision::Single, observables: vec![], keep_state: false };
+        run(&circuit, &CpuBackend::new(Some(1)).unwrap(), &options).expect("a parsed small circuit runs");
+    }
+});

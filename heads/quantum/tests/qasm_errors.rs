@@ -1,0 +1,288 @@
+//! Every way the OpenQASM front end refuses a program: the message names what is wrong, and the
+//! line and column point at it.
+
+use chimera_quantum::qasm;
+
+const H: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\n";
+
+/// (program, line, column, part of the message)
+fn cases() -> Vec<(String, usize, usize, &'static str)> {
+    let p = |body: &str| format!("{H}{body}");
+    vec![
+        // Lexical errors.
+        (
+            p("qreg q[1];\n/* never closed"),
+            4,
+            1,
+            "unterminated comment",
+        ),
+        (
+            "OPENQASM 2.0;\ninclude \"qelib1.inc;\n".into(),
+            2,
+            9,
+            "unterminated string",
+        ),
+        (p("qreg q[1];\nh q[0] @;"), 4, 8, "unexpected character '@'"),
+        (p("qreg q[99999999999999999999999];"), 3, 8, "too large"),
+        // The header.
+        ("qreg q[1];".into(), 1, 1, "expected 'OPENQASM 2.0;'"),
+        (
+            "OPENQASM 3.0;\nqubit q;".into(),
+            1,
+            10,
+            "OpenQASM 3 is not supported",
+        ),
+        ("OPENQASM;".into(), 1, 9, "expected a version number"),
+        (
+            "OPENQASM 2.0\nqreg q[1];".into(),
+            2,
+            1,
+            "expected ';' after the OPENQASM version",
+        ),
+        // Statements.
+        (p("[;"), 3, 1, "expected a statement"),
+        (p("include qelib1;"), 3, 9, "expected a file name in quotes"),
+        (p("qreg q;"), 3, 7, "expected '['"),
+        (p("qreg q[1.5];"), 3, 8, "expected a register size"),
+        (
+            p("qreg q[2];\nopaque magic q;"),
+            4,
+            1,
+            "opaque gates are not supported",
+        ),
+        (
+            p("qreg q[1];\ncreg c[1];\nmeasure q[0] c[0];"),
+            5,
+            14,
+            "expected '->'",
+        ),
+        (
+            p("qreg q[1];\ncreg c[1];\nif c == 1) x q[0];"),
+            5,
+            4,
+            "expected '(' after if",
+        ),
+        (
+            p("qreg q[1];\ncreg c[1];\nif (c = 1) x q[0];"),
+            5,
+            7,
+            "unexpected character '='",
+        ),
+        (
+            p("qreg q[1];\ncreg c[1];\nif (c == x) x q[0];"),
+            5,
+            10,
+            "expected the value to compare with",
+        ),
+        (
+            p("qreg q[1];\ncreg c[1];\nif (c == 1) barrier q;"),
+            5,
+            13,
+            "only a gate, measure or reset may follow",
+        ),
+        (
+            p("qreg q[1];\nx q[0]"),
+            4,
+            7,
+            "expected ';' after the arguments of 'x'",
+        ),
+        // Gate definitions.
+        (p("gate (a) q { }"), 3, 6, "expected a gate name"),
+        (p("gate g(a q { }"), 3, 10, "expected ')'"),
+        (p("gate g q { x q;"), 3, 16, "body is not closed"),
+        (
+            p("gate g q { measure q -> c; }"),
+            3,
+            12,
+            "not allowed inside a gate body",
+        ),
+        (p("gate g q { x q[0]; }"), 3, 14, "plain names"),
+        (p("gate g(a, a) q { }"), 3, 1, "names parameter 'a' twice"),
+        (p("gate g q, q { }"), 3, 1, "names qubit argument 'q' twice"),
+        (
+            p("gate g q { }\ngate g q { }"),
+            4,
+            1,
+            "gate 'g' is already defined",
+        ),
+        (
+            p("gate U(a, b, c) q { }"),
+            3,
+            1,
+            "gate 'U' is already defined",
+        ),
+        (p("gate g q { frob q; }"), 3, 12, "unknown gate 'frob'"),
+        (
+            p("gate g q { rx q; }"),
+            3,
+            12,
+            "takes 1 parameter(s), 0 given",
+        ),
+        (
+            p("gate g(a) q { rx(b) q; }"),
+            3,
+            18,
+            "unknown parameter 'b'",
+        ),
+        (
+            p("gate g q { x r; }"),
+            3,
+            14,
+            "'r' is not a qubit argument of gate 'g'",
+        ),
+        (
+            p("gate g a, b { cx a, a; }"),
+            3,
+            15,
+            "qubit 'a' is used twice",
+        ),
+        // Expressions.
+        (
+            p("qreg q[1];\nrx(foo(1)) q[0];"),
+            4,
+            4,
+            "unknown function 'foo'",
+        ),
+        (
+            p("qreg q[1];\nrx(*) q[0];"),
+            4,
+            4,
+            "expected a number, 'pi', a parameter or '('",
+        ),
+        (p("qreg q[1];\nrx((1) q[0];"), 4, 8, "expected ')'"),
+        (
+            p("qreg q[1];\nrx(theta) q[0];"),
+            4,
+            4,
+            "unknown parameter 'theta'",
+        ),
+        (
+            p("qreg q[1];\nrx(ln(0)) q[0];"),
+            4,
+            1,
+            "not a finite number",
+        ),
+        (p("qreg q[1];\nrx(1/0) q[0];"), 4, 1, "not a finite number"),
+        (
+            p(&format!(
+                "qreg q[1];\nrx({}1{}) q[0];",
+                "(".repeat(300),
+                ")".repeat(300)
+            )),
+            4,
+            204,
+            "nested more than",
+        ),
+        // Names and operands.
+        (
+            p("include \"other.inc\";"),
+            3,
+            1,
+            "only \"qelib1.inc\" is built in",
+        ),
+        (
+            p("qreg q[1];\nqreg q[2];"),
+            4,
+            1,
+            "register 'q' is already declared",
+        ),
+        (p("qreg q[0];"), 3, 1, "has size 0"),
+        (p("qreg q[5000];"), 3, 1, "more than 4096 qubits"),
+        (
+            "OPENQASM 2.0;\nqreg q[1];\nh q[0];".into(),
+            3,
+            1,
+            "add 'include \"qelib1.inc\";'",
+        ),
+        (p("qreg q[1];\nfrob q[0];"), 4, 1, "unknown gate 'frob'"),
+        (
+            p("qreg q[2];\ncx q[0];"),
+            4,
+            1,
+            "acts on 2 qubit(s), 1 given",
+        ),
+        (
+            p("qreg q[1];\nrx(1, 2) q[0];"),
+            4,
+            1,
+            "takes 1 parameter(s), 2 given",
+        ),
+        (p("qreg q[1];\nx r[0];"), 4, 3, "unknown register 'r'"),
+        (
+            p("qreg q[1];\ncreg c[1];\nx c[0];"),
+            5,
+            3,
+            "'c' is not a quantum register",
+        ),
+        (
+            p("qreg q[1];\ncreg c[1];\nmeasure q[0] -> q[0];"),
+            5,
+            17,
+            "'q' is not a classical register",
+        ),
+        (
+            p("qreg q[2];\nx q[2];"),
+            4,
+            3,
+            "index 2 is out of range for register 'q' of size 2",
+        ),
+        (
+            p("qreg a[2];\nqreg b[3];\ncx a, b;"),
+            5,
+            7,
+            "registers of different sizes",
+        ),
+        (
+            p("qreg q[2];\ncx q[1], q[1];"),
+            4,
+            10,
+            "qubit q[1] is used twice in 'cx'",
+        ),
+        (
+            p("qreg q[2];\ncreg c[1];\nmeasure q -> c;"),
+            5,
+            1,
+            "two registers of the same size",
+        ),
+        (
+            p("qreg q[2];\ncreg c[2];\nmeasure q[0] -> c;"),
+            5,
+            1,
+            "a qubit and a bit",
+        ),
+        (p("qreg q[1];\nif (q == 1) x q[0];"), 4, 1, "'q' is not one"),
+    ]
+}
+
+#[test]
+fn every_error_names_its_line_column_and_cause() {
+    for (source, line, column, needle) in cases() {
+        let err = qasm::parse(&source).expect_err(&format!("accepted:\n{source}"));
+        assert!(
+            err.message.contains(needle),
+            "for\n{source}\nexpected a message with {needle:?}, got: {err}"
+        );
+        assert_eq!(
+            (err.line, err.column),
+            (line, column),
+            "position of {needle:?} in\n{source}\n({err})"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("line {line}, column {column}: "))
+        );
+    }
+}
+
+#[test]
+fn expansion_past_the_operation_limit_is_refused() {
+    // Each level doubles the count: 2^26 gates is over the limit.
+    let mut src = format!("{H}qreg q[1];\ngate g0 a {{ x a; x a; }}\n");
+    for i in 1..=25 {
+        src.push_str(&format!("gate g{i} a {{ g{} a; g{} a; }}\n", i - 1, i - 1));
+    }
+    src.push_str("g25 q[0];\n");
+    let err = qasm::parse(&src).unwrap_err();
+    assert!(err.message.contains("more than"), "{err}");
+    assert_eq!(err.line, 30);
+}

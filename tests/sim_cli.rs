@@ -1,0 +1,209 @@
+//! `chimera sim` end to end: the binary as a user runs it, its output, its files and its errors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn chimera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(args)
+        .output()
+        .expect("run chimera")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chimera-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn with_no_file_it_runs_the_bundled_ghz_example() {
+    let out = chimera(&["sim", "--seed", "3"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("examples/ghz.qasm (bundled) (5 qubits"),
+        "{text}"
+    );
+    assert!(text.contains("11111") && text.contains("00000"), "{text}");
+    assert!(text.contains("backend   cpu"), "{text}");
+}
+
+#[test]
+fn json_reports_counts_expectations_backend_and_timings() {
+    let bell = root().join("examples/bell.qasm");
+    let args = [
+        "sim",
+        bell.to_str().unwrap(),
+        "--json",
+        "--seed",
+        "5",
+        "--shots",
+        "300",
+        "--observable",
+        "Z0 Z1",
+        "--observable",
+        "X0",
+    ];
+    let j = stdout_json(&chimera(&args));
+    let counts = j["counts"].as_object().unwrap();
+    assert!(counts.keys().all(|k| k == "00" || k == "11"), "{counts:?}");
+    assert_eq!(
+        counts.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        300
+    );
+    assert!((j["expectation_values"][0]["value"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert!(j["expectation_values"][1]["value"].as_f64().unwrap().abs() < 1e-6);
+    assert_eq!(j["expectation_values"][0]["observable"], "Z0 Z1");
+    assert!(j["backend"].as_str().unwrap().starts_with("cpu"));
+    assert_eq!(j["precision"], "single");
+    assert_eq!(j["seed"], 5);
+    for t in ["parse", "simulate", "sample", "expectation"] {
+        assert!(j["timings_ms"][t].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(
+        j["counts"],
+        stdout_json(&chimera(&args))["counts"],
+        "same seed, same counts"
+    );
+}
+
+#[test]
+fn statevector_files_are_numpy_in_the_chosen_precision() {
+    let qft = root().join("heads/quantum/tests/data/conformance/qft_8.qasm");
+    let reference: Vec<C64> =
+        read(&root().join("heads/quantum/tests/data/conformance/qft_8.sv.npy"));
+    for (precision, dtype) in [("double", "<c16"), ("single", "<c8")] {
+        let path = temp(&format!("qft8-{precision}.npy"));
+        let out = chimera(&[
+            "sim",
+            qft.to_str().unwrap(),
+            "--precision",
+            precision,
+            "--statevector",
+            path.to_str().unwrap(),
+            "--shots",
+            "0",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let header = String::from_utf8_lossy(&bytes[..128]);
+        assert!(
+            header.contains(dtype) && header.contains("(256,)"),
+            "{header}"
+        );
+        let psi: Vec<C64> = if precision == "double" {
+            read(&path)
+        } else {
+            let v: Vec<num_complex::Complex<f32>> =
+                npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+            v.iter()
+                .map(|c| C64::new(c.re as f64, c.im as f64))
+                .collect()
+        };
+        let inner: C64 = reference.iter().zip(&psi).map(|(a, b)| a.conj() * b).sum();
+        assert!(
+            inner.norm_sqr() > 1.0 - 1e-4,
+            "{precision}: fidelity {}",
+            inner.norm_sqr()
+        );
+    }
+}
+
+type C64 = num_complex::Complex<f64>;
+
+fn read(path: &Path) -> Vec<C64> {
+    npyz::NpyFile::new(&std::fs::read(path).unwrap()[..])
+        .unwrap()
+        .into_vec()
+        .unwrap()
+}
+
+#[test]
+fn standard_input_is_read_with_a_dash() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(["sim", "-", "--json", "--shots", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"OPENQASM 2.0;\nqreg q[2];\nU(pi,0,pi) q[1];")
+        .unwrap();
+    let j = stdout_json(&child.wait_with_output().unwrap());
+    assert_eq!(j["counts"]["10"], 10);
+    assert_eq!(j["circuit"], "<stdin>");
+}
+
+#[test]
+fn mistakes_are_reported_with_what_where_and_what_to_do() {
+    let e = stderr(&chimera(&["sim", "/no/such/file.qasm"]));
+    assert!(e.contains("cannot read /no/such/file.qasm"), "{e}");
+
+    let bad = temp("bad.qasm");
+    std::fs::write(
+        &bad,
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nfrob q[0];\n",
+    )
+    .unwrap();
+    let e = stderr(&chimera(&["sim", bad.to_str().unwrap()]));
+    assert!(e.contains("line 4, column 1: unknown gate 'frob'"), "{e}");
+
+    let e = stderr(&chimera(&["sim", "--backend", "cuda"]));
+    assert!(
+        e.contains("no CUDA backend") && e.contains("--backend cpu"),
+        "{e}"
+    );
+
+    let e = stderr(&chimera(&["sim", "--observable", "Q1"]));
+    assert!(e.contains("observable \"Q1\", at character 1"), "{e}");
+
+    let e = stderr(&chimera(&["sim", "--observable", "Z9"]));
+    assert!(
+        e.contains("names qubit 9, but the circuit has 5 qubits"),
+        "{e}"
+    );
+
+    let e = stderr(&chimera(&["sim", "--threads", "0"]));
+    assert!(e.contains("--threads must be at least 1"), "{e}");
+
+    let big = temp("big.qasm");
+    std::fs::write(&big, "OPENQASM 2.0;\nqreg q[50];\n").unwrap();
+    let e = stderr(&chimera(&[
+        "sim",
+        big.to_str().unwrap(),
+        "--precision",
+        "double",
+    ]));
+    assert!(e.contains("50 qubits") && e.contains("16.0 PiB"), "{e}");
+}

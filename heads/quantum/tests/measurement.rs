@@ -128,7 +128,7 @@ fn measurement_collapses_the_state_mid_circuit() {
         4000,
         2,
     );
-    for (key, _) in &out.counts {
+    for key in out.counts.keys() {
         let (f, m) = key.split_once(' ').unwrap();
         assert!(m == "00" || m == "11", "{key}");
         assert!(f.len() == 2);

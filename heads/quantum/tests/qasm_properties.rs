@@ -57,18 +57,18 @@ const TOKENS: [&str; 40] = [
 ];
 
 fn run_small(src: &str) {
-    if let Ok(circuit) = qasm::parse(src) {
-        if circuit.num_qubits <= 10 {
-            let options = RunOptions {
-                shots: 3,
-                seed: 1,
-                precision: Precision::Single,
-                observables: vec![],
-                keep_state: false,
-            };
-            run(&circuit, &CpuBackend::new(Some(1)).unwrap(), &options)
-                .expect("a parsed small circuit runs");
-        }
+    if let Ok(circuit) = qasm::parse(src)
+        && circuit.num_qubits <= 10
+    {
+        let options = RunOptions {
+            shots: 3,
+            seed: 1,
+            precision: Precision::Single,
+            observables: vec![],
+            keep_state: false,
+        };
+        run(&circuit, &CpuBackend::new(Some(1)).unwrap(), &options)
+            .expect("a parsed small circuit runs");
     }
 }
 

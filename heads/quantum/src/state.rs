@@ -51,7 +51,9 @@ where
 }
 
 /// The basis state each of `uniforms` (ascending, in [0, 1)) falls in, by cumulative probability.
-/// Uniforms past the total (rounding) land on the last state with non-zero probability.
+/// One parallel pass sums each chunk; the draws are shared out among chunks by those sums, and the
+/// chunks that received any are scanned in parallel. A state of zero probability never receives a
+/// draw; a draw lost to rounding at a chunk's end goes to the chunk's last non-zero state.
 pub fn sample<F: Real>(amps: &[Complex<F>], uniforms: &[f64]) -> Vec<u64> {
     debug_assert!(uniforms.windows(2).all(|w| w[0] <= w[1]));
     let chunk_sums: Vec<f64> = amps
@@ -59,37 +61,48 @@ pub fn sample<F: Real>(amps: &[Complex<F>], uniforms: &[f64]) -> Vec<u64> {
         .map(|c| c.iter().map(norm_sqr).sum())
         .collect();
     let total: f64 = chunk_sums.iter().sum();
-    let mut out = Vec::with_capacity(uniforms.len());
-    let mut acc = 0.0;
+    // (chunk, probability before it, its draws as a range of `uniforms`)
+    let mut work: Vec<(usize, f64, std::ops::Range<usize>)> = Vec::new();
+    let mut before = 0.0;
+    let mut next = 0;
     for (c, &s) in chunk_sums.iter().enumerate() {
-        let Some(&u) = uniforms.get(out.len()) else {
-            break;
-        };
-        if u * total >= acc + s {
-            acc += s;
-            continue;
+        let end = uniforms[next..]
+            .iter()
+            .position(|&u| u * total >= before + s)
+            .map_or(uniforms.len(), |p| next + p);
+        if end > next && s > 0.0 {
+            work.push((c, before, next..end));
+            next = end;
         }
-        let base = c * CHUNK;
-        for (i, a) in amps[base..].iter().take(CHUNK).enumerate() {
-            // Strict comparison: a state of zero probability never receives a draw.
-            acc += norm_sqr(a);
-            while out.len() < uniforms.len() && uniforms[out.len()] * total < acc {
-                out.push((base + i) as u64);
+        before += s;
+    }
+    // Draws past the total by rounding belong to the last chunk with any probability.
+    if let Some(last) = work.last_mut() {
+        last.2.end = uniforms.len();
+    } else if let Some(c) = chunk_sums.iter().rposition(|&s| s > 0.0) {
+        work.push((c, 0.0, 0..uniforms.len()));
+    }
+    let parts: Vec<Vec<u64>> = work
+        .into_par_iter()
+        .map(|(c, before, range)| {
+            let draws = &uniforms[range];
+            let chunk = &amps[c * CHUNK..((c + 1) * CHUNK).min(amps.len())];
+            let mut out = Vec::with_capacity(draws.len());
+            let mut acc = before;
+            for (i, a) in chunk.iter().enumerate() {
+                acc += norm_sqr(a);
+                while out.len() < draws.len() && draws[out.len()] * total < acc {
+                    out.push((c * CHUNK + i) as u64);
+                }
             }
-        }
-    }
-    if out.len() < uniforms.len() {
-        let last = chunk_sums.iter().rposition(|&s| s > 0.0).map_or(0, |c| {
-            let chunk = &amps[c * CHUNK..];
-            c * CHUNK
-                + chunk
-                    .iter()
-                    .take(CHUNK)
-                    .rposition(|a| norm_sqr(a) > 0.0)
-                    .unwrap_or(0)
-        });
-        out.resize(uniforms.len(), last as u64);
-    }
+            let last = chunk.iter().rposition(|a| norm_sqr(a) > 0.0).unwrap_or(0);
+            out.resize(draws.len(), (c * CHUNK + last) as u64);
+            out
+        })
+        .collect();
+    let mut out: Vec<u64> = parts.concat();
+    // Only an all-zero state leaves draws unassigned.
+    out.resize(uniforms.len(), 0);
     out
 }
 
@@ -125,4 +138,38 @@ pub fn expectation<F: Real>(amps: &[Complex<F>], p: &PauliString) -> f64 {
         })
         .sum();
     (phase * sum).re
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_lost_to_rounding_land_on_the_last_state_with_probability() {
+        let mut amps = vec![Complex::new(0.0f64, 0.0); 3 * CHUNK];
+        amps[5] = Complex::new(0.6, 0.0);
+        amps[CHUNK + 7] = Complex::new(0.0, 0.8);
+        assert_eq!(
+            sample(&amps, &[0.0, 0.35, 0.37, 0.999, 1.0, 1.5]),
+            vec![
+                5,
+                5,
+                7 + CHUNK as u64,
+                7 + CHUNK as u64,
+                7 + CHUNK as u64,
+                7 + CHUNK as u64
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unnormalised_state_is_sampled_by_its_relative_weights() {
+        let amps = vec![
+            Complex::new(2.0f32, 0.0),
+            Complex::new(0.0, 0.0),
+            Complex::new(0.0, 2.0),
+            Complex::new(0.0, 0.0),
+        ];
+        assert_eq!(sample(&amps, &[0.1, 0.49, 0.51, 0.9]), vec![0, 0, 2, 2]);
+    }
 }

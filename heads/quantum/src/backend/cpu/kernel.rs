@@ -232,17 +232,28 @@ impl<S: Lanes> Dense<S> {
     /// `range` within `0..self.groups(len)`, and no other thread may touch the groups in `range`.
     #[inline(always)]
     unsafe fn apply_groups(&self, buf: *mut Complex<S::F>, range: std::ops::Range<usize>) {
-        let h = self.high.len();
-        if self.lane_targets == 0 && self.terms.len() == 1 << (2 * h) {
-            // SAFETY: the caller's contract, and the gate is dense with no lane targets.
+        let (h, l) = (self.high.len(), self.lane_targets);
+        if self.terms.len() == 1 << (2 * h + l) {
+            // SAFETY: the caller's contract, and the gate is dense.
             unsafe {
-                match h {
-                    1 => return self.apply_dense_high::<1, 2>(buf, range),
-                    2 => return self.apply_dense_high::<2, 1>(buf, range),
-                    3 => return self.apply_dense_high::<3, 1>(buf, range),
-                    4 => return self.apply_dense_high::<4, 1>(buf, range),
-                    5 => return self.apply_dense_high::<5, 1>(buf, range),
-                    6 => return self.apply_dense_high::<6, 1>(buf, range),
+                match (h, l) {
+                    (0, 1) => return self.apply_dense::<0, 1, 4>(buf, range),
+                    (0, 2) => return self.apply_dense::<0, 2, 4>(buf, range),
+                    (1, 0) => return self.apply_dense::<1, 0, 2>(buf, range),
+                    (1, 1) => return self.apply_dense::<1, 1, 2>(buf, range),
+                    (1, 2) => return self.apply_dense::<1, 2, 2>(buf, range),
+                    (2, 0) => return self.apply_dense::<2, 0, 1>(buf, range),
+                    (2, 1) => return self.apply_dense::<2, 1, 1>(buf, range),
+                    (2, 2) => return self.apply_dense::<2, 2, 1>(buf, range),
+                    (3, 0) => return self.apply_dense::<3, 0, 1>(buf, range),
+                    (3, 1) => return self.apply_dense::<3, 1, 1>(buf, range),
+                    (3, 2) => return self.apply_dense::<3, 2, 1>(buf, range),
+                    (4, 0) => return self.apply_dense::<4, 0, 1>(buf, range),
+                    (4, 1) => return self.apply_dense::<4, 1, 1>(buf, range),
+                    (4, 2) => return self.apply_dense::<4, 2, 1>(buf, range),
+                    (5, 0) => return self.apply_dense::<5, 0, 1>(buf, range),
+                    (5, 1) => return self.apply_dense::<5, 1, 1>(buf, range),
+                    (6, 0) => return self.apply_dense::<6, 0, 1>(buf, range),
                     _ => {}
                 }
             }
@@ -259,22 +270,24 @@ impl<S: Lanes> Dense<S> {
         }
     }
 
-    /// The common case, a fully dense gate on 2^H vectors with no lane targets, with loop bounds
-    /// known at compile time: no lane permutations (the re/im swap stays in a register), output
-    /// rows four at a time with two accumulators each, and G groups at once when H = 1, so that
+    /// The common case, a fully dense gate, with H high and L lane targets known at compile time.
+    /// Each of the 2^(H+L) sources (a vector, lane-permuted for each value of the lane targets) is
+    /// formed once; its re/im-swapped twin is made in a register when needed. Output rows go four at
+    /// a time with two accumulators each, and G groups at once when there are fewer rows, so that
     /// eight independent FMA chains are in flight and each coefficient load feeds one FMA.
     // Indexed loops with constant bounds are what the compiler unrolls into register code here.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    unsafe fn apply_dense_high<const H: usize, const G: usize>(
+    unsafe fn apply_dense<const H: usize, const L: usize, const G: usize>(
         &self,
         buf: *mut Complex<S::F>,
         range: std::ops::Range<usize>,
     ) {
         let lb = S::LANE_BITS;
-        let n = 1usize << H;
-        let rows_at_once = n.min(4);
-        let mut x = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
+        let rows = 1usize << H;
+        let sources = 1usize << (H + L);
+        let rows_at_once = rows.min(4);
+        let mut src = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
         let mut g = range.start;
         while g < range.end {
             let count = G.min(range.end - g);
@@ -285,22 +298,30 @@ impl<S: Lanes> Dense<S> {
                     .fold(group, |b, &p| ((b >> p) << (p + 1)) | (b & ((1 << p) - 1)))
             });
             for j in 0..G {
-                for c in 0..n {
+                for c in 0..rows {
                     // SAFETY: base + offset is a vector of this group (caller's contract).
-                    x[j][c].write(unsafe { S::load(buf.add((bases[j] + self.offsets[c]) << lb)) });
+                    let x = unsafe { S::load(buf.add((bases[j] + self.offsets[c]) << lb)) };
+                    for cl in 0..1usize << L {
+                        let v = if L == 0 {
+                            x
+                        } else {
+                            S::permute(x, self.perms[cl].0)
+                        };
+                        src[j][c << L | cl].write(v);
+                    }
                 }
             }
-            for r0 in (0..n).step_by(rows_at_once) {
+            for r0 in (0..rows).step_by(rows_at_once) {
                 let mut a = [[S::zero(); G]; 4];
                 let mut b = [[S::zero(); G]; 4];
-                for c in 0..n {
+                for s in 0..sources {
                     for j in 0..G {
-                        // SAFETY: every x[j][c] for c < n was written above.
-                        let v = unsafe { x[j][c].assume_init() };
+                        // SAFETY: every src[j][s] for s < sources was written above.
+                        let v = unsafe { src[j][s].assume_init() };
                         let vs = S::swap_re_im(v);
                         for r in 0..rows_at_once {
-                            // SAFETY: a dense gate has n * n terms, row-major by (row, column).
-                            let t = unsafe { self.terms.get_unchecked((r0 + r) * n + c) };
+                            // SAFETY: a dense gate has rows * sources terms, ordered by (row, source).
+                            let t = unsafe { self.terms.get_unchecked((r0 + r) * sources + s) };
                             a[r][j] = S::fma(t.re, v, a[r][j]);
                             b[r][j] = S::fma(t.im, vs, b[r][j]);
                         }

@@ -73,6 +73,27 @@ def time_aer(text, threads, shots, repeat):
     return statistics.median(times)
 
 
+def check_state(binary, path, text, threads):
+    """Fidelity between chimera's final state and Aer's, both in double precision."""
+    import tempfile
+
+    import numpy as np
+    from qiskit import QuantumCircuit, transpile
+    from qiskit_aer import AerSimulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "sv.npy"
+        subprocess.run([binary, "sim", str(path), "--shots", "0", "--precision", "double", "--threads", str(threads),
+                        "--statevector", str(out)], check=True, capture_output=True)
+        ours = np.load(out)
+    circuit = QuantumCircuit.from_qasm_str(text).remove_final_measurements(inplace=False)
+    circuit.save_statevector()
+    sim = AerSimulator(method="statevector", precision="double", max_parallel_threads=threads)
+    # Level 0: higher levels elide SWAP gates into a permutation of the saved state's qubits.
+    theirs = np.asarray(sim.run(transpile(circuit, sim, optimization_level=0)).result().get_statevector())
+    return abs(np.vdot(theirs, ours)) ** 2
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chimera", default=str(ROOT / "target/release/chimera"))
@@ -83,6 +104,7 @@ def main():
     p.add_argument("--only", help="comma-separated circuit names")
     p.add_argument("--skip-aer", action="store_true")
     p.add_argument("--json", help="write the raw numbers here")
+    p.add_argument("--check", action="store_true", help="also check chimera's final state against Aer's")
     args = p.parse_args()
 
     paths = sorted(pathlib.Path(args.circuits).glob("*.qasm"))
@@ -95,10 +117,12 @@ def main():
         ours, wall = time_chimera(args.chimera, path, args.threads, args.shots, args.repeat)
         qsim = time_qsim(text, args.threads, args.shots, args.repeat)
         aer = None if args.skip_aer else time_aer(text, args.threads, args.shots, args.repeat)
+        fidelity = check_state(args.chimera, path, text, args.threads) if args.check else None
         rows.append({"circuit": path.stem, "qubits": qubits, "chimera_s": ours, "chimera_wall_s": wall,
-                     "qsim_s": qsim, "aer_s": aer})
+                     "qsim_s": qsim, "aer_s": aer, "fidelity_vs_aer": fidelity})
         print(f"# {path.stem}: chimera {ours*1e3:.1f} ms (wall {wall*1e3:.1f} ms), qsim {qsim*1e3:.1f} ms"
-              + ("" if aer is None else f", aer {aer*1e3:.1f} ms"), flush=True)
+              + ("" if aer is None else f", aer {aer*1e3:.1f} ms")
+              + ("" if fidelity is None else f", fidelity to Aer's state {fidelity:.12f}"), flush=True)
 
     print()
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "

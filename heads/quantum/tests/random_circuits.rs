@@ -38,20 +38,39 @@ fn random_gate(rng: &mut XorShift, n: usize) -> Gate {
     }
     let d = 1 << k;
     let scale = 1.0 / (d as f64).sqrt();
-    let kind = rng.below(4);
-    let matrix = (0..d * d)
-        .map(|i| {
-            let (r, c) = (i / d, i % d);
-            let entry = C64::new(rng.normal(), rng.normal()) * scale;
-            match kind {
-                // Diagonal and permutation-like gates take the kernel's sparse path.
-                0 if r != c => C64::new(0.0, 0.0),
-                1 if c != (r ^ 1) => C64::new(0.0, 0.0),
-                _ => entry,
+    let matrix = match rng.below(5) {
+        // Diagonal: the diagonal kernel.
+        0 => (0..d * d).map(|i| if i / d == i % d { phase(rng) } else { C64::new(0.0, 0.0) }).collect(),
+        // A permutation with phases, like SWAP, CX or CCX: the sparse kernel.
+        1 => {
+            let mut perm: Vec<usize> = (0..d).collect();
+            for i in (1..d).rev() {
+                perm.swap(i, rng.below(i + 1));
             }
-        })
-        .collect();
+            let mut m = vec![C64::new(0.0, 0.0); d * d];
+            for (r, &c) in perm.iter().enumerate() {
+                m[r * d + c] = phase(rng);
+            }
+            m
+        }
+        // A controlled gate: identity except a dense block where the first qubit is set.
+        2 if k > 1 => (0..d * d)
+            .map(|i| {
+                let (r, c) = (i / d, i % d);
+                match (r & 1, c & 1) {
+                    (1, 1) => C64::new(rng.normal(), rng.normal()) * scale,
+                    (0, 0) if r == c => C64::new(1.0, 0.0),
+                    _ => C64::new(0.0, 0.0),
+                }
+            })
+            .collect(),
+        _ => (0..d * d).map(|_| C64::new(rng.normal(), rng.normal()) * scale).collect(),
+    };
     Gate::new(qubits, matrix)
+}
+
+fn phase(rng: &mut XorShift) -> C64 {
+    C64::from_polar(1.0, rng.normal())
 }
 
 fn relative_error(a: &[C64], b: &[C64]) -> f64 {

@@ -82,6 +82,16 @@ pub enum Op {
     },
 }
 
+/// The unitary gates among `ops`, in order (measurements, resets and conditionals left out).
+pub fn gates_in(ops: &[Op]) -> Vec<Gate> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Gate(g) => Some(g.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Register {
     pub name: String,

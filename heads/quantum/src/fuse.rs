@@ -200,16 +200,7 @@ fn positions_in(qubits: &[usize], gate: &Gate) -> Vec<usize> {
 /// `matrix` (over `qubits`) becomes `gate * matrix`: the gate applied to every column.
 fn left_multiply(matrix: &mut [C64], qubits: &[usize], gate: &Gate) {
     let d = 1usize << qubits.len();
-    let positions: Vec<usize> = gate
-        .qubits
-        .iter()
-        .map(|q| {
-            qubits
-                .iter()
-                .position(|u| u == q)
-                .expect("gate qubit in group")
-        })
-        .collect();
+    let positions = positions_in(qubits, gate);
     let gd = gate.dim();
     let offsets: Vec<usize> = (0..gd)
         .map(|c| {

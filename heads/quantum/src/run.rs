@@ -2,7 +2,7 @@
 //! expectation values.
 
 use crate::backend::{Amplitudes, Backend, BackendError, Precision, StateVector};
-use crate::circuit::{Circuit, Condition, Gate, Op};
+use crate::circuit::{Circuit, Condition, Gate, Op, gates_in};
 use crate::gates;
 use crate::pauli::PauliSum;
 use rand_chacha::ChaCha8Rng;
@@ -96,14 +96,7 @@ pub fn run(
     let mut state = backend.allocate(n, options.precision)?;
 
     if circuit.measurements_are_terminal() {
-        let gates: Vec<Gate> = circuit
-            .ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Gate(g) => Some(g.clone()),
-                _ => None,
-            })
-            .collect();
+        let gates = gates_in(&circuit.ops);
         state.apply(&gates);
         timings.simulate = start.elapsed();
         let t = Instant::now();
@@ -143,16 +136,7 @@ pub fn run(
         .iter()
         .take_while(|op| matches!(op, Op::Gate(_)))
         .count();
-    let prefix_gates: Vec<Gate> = circuit.ops[..prefix]
-        .iter()
-        .filter_map(|op| {
-            if let Op::Gate(g) = op {
-                Some(g.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let prefix_gates = gates_in(&circuit.ops[..prefix]);
     state.apply(&prefix_gates);
     let steps = steps(&circuit.ops[prefix..]);
     let mut counts = BTreeMap::new();

@@ -3,7 +3,7 @@
 mod common;
 
 use chimera_quantum::backend::{Backend, Precision};
-use chimera_quantum::circuit::{C64, Gate};
+use chimera_quantum::circuit::{C64, gates_in};
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::qasm;
 use chimera_quantum::run::{RunError, RunOptions, run};
@@ -86,17 +86,7 @@ fn expectation_values_match_the_reference_on_a_random_circuit() {
     ))
     .unwrap();
     let circuit = qasm::parse(&src).unwrap();
-    let gates: Vec<Gate> = circuit
-        .ops
-        .iter()
-        .filter_map(|op| {
-            if let chimera_quantum::circuit::Op::Gate(g) = op {
-                Some(g.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let gates = gates_in(&circuit.ops);
     let psi = common::reference_state(circuit.num_qubits, &gates);
     let observables = [
         "Z0",

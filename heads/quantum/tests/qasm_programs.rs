@@ -2,22 +2,12 @@
 
 mod common;
 
-use chimera_quantum::circuit::{C64, Gate, Op};
+use chimera_quantum::circuit::{C64, Op, gates_in};
 use chimera_quantum::{gates, qasm};
 
 fn state_of(src: &str) -> Vec<C64> {
     let c = qasm::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
-    let gates: Vec<Gate> = c
-        .ops
-        .iter()
-        .filter_map(|op| {
-            if let Op::Gate(g) = op {
-                Some(g.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let gates = gates_in(&c.ops);
     common::reference_state(c.num_qubits, &gates)
 }
 

@@ -40,7 +40,15 @@ fn random_gate(rng: &mut XorShift, n: usize) -> Gate {
     let scale = 1.0 / (d as f64).sqrt();
     let matrix = match rng.below(5) {
         // Diagonal: the diagonal kernel.
-        0 => (0..d * d).map(|i| if i / d == i % d { phase(rng) } else { C64::new(0.0, 0.0) }).collect(),
+        0 => (0..d * d)
+            .map(|i| {
+                if i / d == i % d {
+                    phase(rng)
+                } else {
+                    C64::new(0.0, 0.0)
+                }
+            })
+            .collect(),
         // A permutation with phases, like SWAP, CX or CCX: the sparse kernel.
         1 => {
             let mut perm: Vec<usize> = (0..d).collect();
@@ -64,7 +72,9 @@ fn random_gate(rng: &mut XorShift, n: usize) -> Gate {
                 }
             })
             .collect(),
-        _ => (0..d * d).map(|_| C64::new(rng.normal(), rng.normal()) * scale).collect(),
+        _ => (0..d * d)
+            .map(|_| C64::new(rng.normal(), rng.normal()) * scale)
+            .collect(),
     };
     Gate::new(qubits, matrix)
 }

@@ -1,5 +1,6 @@
 //! `chimera`: the CHIMERA engine's command line.
 
+mod bandwidth;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -19,12 +20,15 @@ struct Cli {
 enum Command {
     /// Simulate an OpenQASM 2.0 circuit (a bundled 5-qubit GHZ circuit when no file is given).
     Sim(sim::SimArgs),
+    /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
+    Bandwidth(bandwidth::BandwidthArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
+        Command::Bandwidth(args) => bandwidth::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use chimera_quantum::backend::cpu::CpuBackend;
+use chimera_quantum::backend::cuda::CudaBackend;
 use chimera_quantum::backend::{Amplitudes, Backend, Precision};
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::qasm;
@@ -25,7 +26,7 @@ pub struct SimArgs {
     seed: Option<u64>,
     #[arg(long, value_enum, default_value_t = PrecisionArg::Single)]
     precision: PrecisionArg,
-    /// Where to simulate: auto picks a usable GPU, else the CPU.
+    /// Where to simulate: auto picks a usable GPU, else the CPU (and says why).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
     /// CPU worker threads (default: all cores).
@@ -80,7 +81,7 @@ pub fn run(args: SimArgs) -> Result<()> {
         .iter()
         .map(|o| PauliSum::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let backend = backend(args.backend, args.threads)?;
+    let (backend, backend_note) = backend(args.backend, args.threads)?;
     let precision = match args.precision {
         PrecisionArg::Single => Precision::Single,
         PrecisionArg::Double => Precision::Double,
@@ -104,6 +105,7 @@ pub fn run(args: SimArgs) -> Result<()> {
         num_qubits: circuit.num_qubits,
         gates: circuit.gate_count(),
         backend: backend.describe(),
+        backend_note,
         precision,
         seed,
         shots: args.shots,
@@ -120,15 +122,27 @@ pub fn run(args: SimArgs) -> Result<()> {
     Ok(())
 }
 
-fn backend(choice: BackendArg, threads: Option<usize>) -> Result<Box<dyn Backend>> {
+/// The backend to run on, and for `auto`, why the GPU was passed over when it was.
+fn backend(
+    choice: BackendArg,
+    threads: Option<usize>,
+) -> Result<(Box<dyn Backend>, Option<String>)> {
     if threads == Some(0) {
         bail!("--threads must be at least 1");
     }
+    let cpu = || -> Result<Box<dyn Backend>> { Ok(Box::new(CpuBackend::new(threads)?)) };
     match choice {
-        BackendArg::Cuda => bail!(
-            "--backend cuda: this build has no CUDA backend yet; use --backend cpu (or auto, which picks the CPU)"
-        ),
-        BackendArg::Auto | BackendArg::Cpu => Ok(Box::new(CpuBackend::new(threads)?)),
+        BackendArg::Cpu => Ok((cpu()?, None)),
+        BackendArg::Cuda => {
+            let gpu = CudaBackend::new().context(
+                "--backend cuda: no usable GPU; --backend cpu (or auto) runs on the CPU",
+            )?;
+            Ok((Box::new(gpu), None))
+        }
+        BackendArg::Auto => match CudaBackend::new() {
+            Ok(gpu) => Ok((Box::new(gpu), None)),
+            Err(why) => Ok((cpu()?, Some(format!("auto chose the CPU: {why}")))),
+        },
     }
 }
 
@@ -151,6 +165,7 @@ struct Report<'a> {
     num_qubits: usize,
     gates: usize,
     backend: String,
+    backend_note: Option<String>,
     precision: Precision,
     seed: u64,
     shots: usize,
@@ -177,6 +192,7 @@ impl Report<'_> {
             "num_qubits": self.num_qubits,
             "gates": self.gates,
             "backend": self.backend,
+            "backend_note": self.backend_note,
             "precision": self.precision.name(),
             "shots": self.shots,
             "seed": self.seed,

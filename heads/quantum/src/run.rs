@@ -98,6 +98,7 @@ pub fn run(
     if circuit.measurements_are_terminal() {
         let gates = gates_in(&circuit.ops);
         state.apply(&gates);
+        state.wait();
         timings.simulate = start.elapsed();
         let t = Instant::now();
         let expectations = expectations(state.as_ref(), &options.observables);
@@ -157,6 +158,7 @@ pub fn run(
                 Step::Op(op) => execute(s.as_mut(), op, &mut bits, &mut rng),
             }
         }
+        s.wait();
         timings.simulate += t.elapsed();
         let t = Instant::now();
         for (sum, v) in sums

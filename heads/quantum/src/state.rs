@@ -7,7 +7,7 @@ use num_complex::Complex;
 use rayon::prelude::*;
 
 /// Amplitudes per parallel work item.
-const CHUNK: usize = 1 << 14;
+pub const CHUNK: usize = 1 << 14;
 
 fn norm_sqr<F: Real>(a: &Complex<F>) -> f64 {
     let (re, im) = (a.re.to_f64(), a.im.to_f64());
@@ -52,57 +52,98 @@ where
 
 /// The basis state each of `uniforms` (ascending, in [0, 1)) falls in, by cumulative probability.
 /// One parallel pass sums each chunk; the draws are shared out among chunks by those sums, and the
-/// chunks that received any are scanned in parallel. A state of zero probability never receives a
-/// draw; a draw lost to rounding at a chunk's end goes to the chunk's last non-zero state.
+/// chunks that received any are scanned in parallel.
 pub fn sample<F: Real>(amps: &[Complex<F>], uniforms: &[f64]) -> Vec<u64> {
-    debug_assert!(uniforms.windows(2).all(|w| w[0] <= w[1]));
     let chunk_sums: Vec<f64> = amps
         .par_chunks(CHUNK)
         .map(|c| c.iter().map(norm_sqr).sum())
         .collect();
     let total: f64 = chunk_sums.iter().sum();
-    // (chunk, probability before it, its draws as a range of `uniforms`)
-    let mut work: Vec<(usize, f64, std::ops::Range<usize>)> = Vec::new();
+    let parts: Vec<Vec<u64>> = assign_draws(&chunk_sums, uniforms)
+        .into_par_iter()
+        .map(|d| {
+            let start = d.chunk * CHUNK;
+            scan_chunk(
+                &amps[start..(start + CHUNK).min(amps.len())],
+                start,
+                &d,
+                total,
+                uniforms,
+            )
+        })
+        .collect();
+    let mut out = parts.concat();
+    // Only an all-zero state leaves draws unassigned.
+    out.resize(uniforms.len(), 0);
+    out
+}
+
+/// The draws that fall in one chunk of a state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkDraws {
+    pub chunk: usize,
+    /// Probability of all earlier chunks.
+    pub before: f64,
+    /// Which of the (ascending) uniforms fall here.
+    pub draws: std::ops::Range<usize>,
+}
+
+/// Shares ascending `uniforms` out among chunks whose probabilities are `chunk_sums`. A chunk of zero
+/// probability gets none; draws past the total by rounding go to the last chunk with any.
+pub fn assign_draws(chunk_sums: &[f64], uniforms: &[f64]) -> Vec<ChunkDraws> {
+    debug_assert!(uniforms.windows(2).all(|w| w[0] <= w[1]));
+    let total: f64 = chunk_sums.iter().sum();
+    let mut work: Vec<ChunkDraws> = Vec::new();
     let mut before = 0.0;
     let mut next = 0;
-    for (c, &s) in chunk_sums.iter().enumerate() {
+    for (chunk, &s) in chunk_sums.iter().enumerate() {
         let end = uniforms[next..]
             .iter()
             .position(|&u| u * total >= before + s)
             .map_or(uniforms.len(), |p| next + p);
         if end > next && s > 0.0 {
-            work.push((c, before, next..end));
+            work.push(ChunkDraws {
+                chunk,
+                before,
+                draws: next..end,
+            });
             next = end;
         }
         before += s;
     }
-    // Draws past the total by rounding belong to the last chunk with any probability.
     if let Some(last) = work.last_mut() {
-        last.2.end = uniforms.len();
-    } else if let Some(c) = chunk_sums.iter().rposition(|&s| s > 0.0) {
-        work.push((c, 0.0, 0..uniforms.len()));
+        last.draws.end = uniforms.len();
+    } else if let Some(chunk) = chunk_sums.iter().rposition(|&s| s > 0.0) {
+        work.push(ChunkDraws {
+            chunk,
+            before: 0.0,
+            draws: 0..uniforms.len(),
+        });
     }
-    let parts: Vec<Vec<u64>> = work
-        .into_par_iter()
-        .map(|(c, before, range)| {
-            let draws = &uniforms[range];
-            let chunk = &amps[c * CHUNK..((c + 1) * CHUNK).min(amps.len())];
-            let mut out = Vec::with_capacity(draws.len());
-            let mut acc = before;
-            for (i, a) in chunk.iter().enumerate() {
-                acc += norm_sqr(a);
-                while out.len() < draws.len() && draws[out.len()] * total < acc {
-                    out.push((c * CHUNK + i) as u64);
-                }
-            }
-            let last = chunk.iter().rposition(|a| norm_sqr(a) > 0.0).unwrap_or(0);
-            out.resize(draws.len(), (c * CHUNK + last) as u64);
-            out
-        })
-        .collect();
-    let mut out: Vec<u64> = parts.concat();
-    // Only an all-zero state leaves draws unassigned.
-    out.resize(uniforms.len(), 0);
+    work
+}
+
+/// The basis states (indices from `first_index`) that the chunk's draws select. A state of zero
+/// probability never receives a draw; a draw lost to rounding at the chunk's end goes to its last
+/// state with any probability.
+pub fn scan_chunk<F: Real>(
+    chunk: &[Complex<F>],
+    first_index: usize,
+    d: &ChunkDraws,
+    total: f64,
+    uniforms: &[f64],
+) -> Vec<u64> {
+    let draws = &uniforms[d.draws.clone()];
+    let mut out = Vec::with_capacity(draws.len());
+    let mut acc = d.before;
+    for (i, a) in chunk.iter().enumerate() {
+        acc += norm_sqr(a);
+        while out.len() < draws.len() && draws[out.len()] * total < acc {
+            out.push((first_index + i) as u64);
+        }
+    }
+    let last = chunk.iter().rposition(|a| norm_sqr(a) > 0.0).unwrap_or(0);
+    out.resize(draws.len(), (first_index + last) as u64);
     out
 }
 

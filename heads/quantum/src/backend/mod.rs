@@ -1,6 +1,7 @@
 //! Statevector backends behind one interface. A new backend is a new module here.
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::circuit::Gate;
 use crate::pauli::PauliString;
@@ -86,6 +87,8 @@ pub trait StateVector: Send {
     fn sample(&self, uniforms: &[f64]) -> Vec<u64>;
     fn expectation(&self, pauli: &PauliString) -> f64;
     fn duplicate(&self) -> Box<dyn StateVector>;
+    /// Returns once all work queued on the state is done, so that a clock stopped next is honest.
+    fn wait(&self) {}
     fn amplitudes(&self) -> Amplitudes;
 }
 

@@ -93,3 +93,36 @@ pub fn read_npy(path: &std::path::Path) -> Vec<C64> {
         .into_vec::<C64>()
         .unwrap()
 }
+
+/// The conformance circuits: `$CHIMERA_CONFORMANCE_DIR` when set, else the project's
+/// `../shared/conformance/qasm` when present (it may hold more circuits than were copied), else the
+/// copy in `tests/data/conformance`.
+pub fn conformance_dir() -> std::path::PathBuf {
+    if let Ok(dir) = std::env::var("CHIMERA_CONFORMANCE_DIR") {
+        return dir.into();
+    }
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = manifest.join("../../../shared/conformance/qasm");
+    if shared.join("index.json").exists() {
+        return shared;
+    }
+    manifest.join("tests/data/conformance")
+}
+
+/// (name, circuit source, reference state) for every conformance circuit.
+pub fn conformance_circuits() -> Vec<(String, String, Vec<C64>)> {
+    let dir = conformance_dir();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    index
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let name = entry["name"].as_str().unwrap().to_string();
+            let source = std::fs::read_to_string(dir.join(format!("{name}.qasm"))).unwrap();
+            let reference = read_npy(&dir.join(format!("{name}.sv.npy")));
+            (name, source, reference)
+        })
+        .collect()
+}

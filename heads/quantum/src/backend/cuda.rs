@@ -1,0 +1,445 @@
+//! The CUDA backend: the statevector lives in GPU memory and our own kernels (`kernels/`) act on it,
+//! compiled by NVRTC for the device at first use and cached on disk. Nothing of CUDA is needed to
+//! build: the driver and NVRTC are loaded when a `CudaBackend` is made, and their absence is an
+//! error, never a panic.
+//!
+//! Gates are fused (dense up to `DENSE_FUSE_QUBITS`, diagonal up to `DIAGONAL_FUSE_QUBITS`), their
+//! matrices uploaded in one copy per call, and one kernel launched per fused gate on one stream:
+//! no host synchronisation between gates. Measurement, sampling and expectation values reduce on
+//! the device; sampling copies back only the chunks that receive draws.
+
+use super::{Amplitudes, Backend, BackendError, Precision, StateVector};
+use crate::circuit::Gate;
+use crate::fuse;
+use crate::pauli::PauliString;
+use crate::state::{self, CHUNK};
+use chimera_kernels::{DENSE_MAX_QUBITS, DIAGONAL_MAX_QUBITS, STATEVECTOR};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
+};
+use num_complex::Complex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Widest fused dense gate. Memory-bound up to about 5 qubits on an H100 in complex64.
+const DENSE_FUSE_QUBITS: usize = 4;
+const DIAGONAL_FUSE_QUBITS: usize = DIAGONAL_MAX_QUBITS;
+const THREADS: u32 = 256;
+/// Blocks of the reductions that stride over the whole state.
+const REDUCTION_BLOCKS: u32 = 1024;
+/// Device memory left free beside the state, for matrices and partial sums.
+const HEADROOM: u128 = 256 << 20;
+
+struct Device {
+    stream: Arc<CudaStream>,
+    functions: HashMap<String, CudaFunction>,
+    description: String,
+}
+
+pub struct CudaBackend {
+    device: Arc<Device>,
+    context: Arc<CudaContext>,
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> BackendError {
+    BackendError::Unavailable("cuda".into(), reason.to_string())
+}
+
+impl CudaBackend {
+    /// The first GPU, with the kernels compiled for it (or taken from the kernel cache).
+    pub fn new() -> Result<CudaBackend, BackendError> {
+        // SAFETY: only tries to open the library; cudarc panics on use when it is absent.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(unavailable(
+                "the CUDA driver (libcuda.so) is not installed on this machine",
+            ));
+        }
+        if !chimera_kernels::nvrtc_available() {
+            return Err(unavailable(chimera_kernels::KernelError::NvrtcMissing));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| unavailable(format!("the CUDA driver failed: {e}")))?;
+        if count < 1 {
+            return Err(unavailable("the CUDA driver sees no GPU"));
+        }
+        let context =
+            CudaContext::new(0).map_err(|e| unavailable(format!("cannot open GPU 0: {e}")))?;
+        let (major, minor) = context
+            .compute_capability()
+            .map_err(|e| unavailable(e.to_string()))?;
+        // NVRTC wants a 'static name; the handful of distinct ones a process meets are kept.
+        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        let ptx = chimera_kernels::compile_cached(
+            STATEVECTOR,
+            arch,
+            chimera_kernels::default_cache_dir().as_deref(),
+        )
+        .map_err(unavailable)?;
+        let module = context
+            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+            .map_err(|e| unavailable(format!("cannot load the kernels for {arch}: {e}")))?;
+        let mut functions = HashMap::new();
+        for suffix in ["f32", "f64"] {
+            for name in chimera_kernels::statevector_kernels(suffix) {
+                let f = module
+                    .load_function(&name)
+                    .map_err(|e| unavailable(format!("kernel {name}: {e}")))?;
+                functions.insert(name, f);
+            }
+        }
+        let name = context.name().unwrap_or_else(|_| "unknown GPU".into());
+        Ok(CudaBackend {
+            device: Arc::new(Device {
+                stream: context.default_stream(),
+                functions,
+                description: format!("cuda ({name}, {arch})"),
+            }),
+            context,
+        })
+    }
+
+    /// Device-to-device copy bandwidth, bytes read plus written per second, over a buffer of
+    /// `bytes`: the floor a gate pass (which reads and writes the whole state) is measured against.
+    pub fn copy_bandwidth(&self, bytes: usize, repeat: usize) -> Result<f64, BackendError> {
+        let fail = |e: cudarc::driver::DriverError| unavailable(e.to_string());
+        let stream = &self.device.stream;
+        let src = stream.alloc_zeros::<u8>(bytes).map_err(fail)?;
+        let mut dst = stream.alloc_zeros::<u8>(bytes).map_err(fail)?;
+        stream.memcpy_dtod(&src, &mut dst).map_err(fail)?;
+        stream.synchronize().map_err(fail)?;
+        let start = std::time::Instant::now();
+        for _ in 0..repeat {
+            stream.memcpy_dtod(&src, &mut dst).map_err(fail)?;
+        }
+        stream.synchronize().map_err(fail)?;
+        Ok(2.0 * bytes as f64 * repeat as f64 / start.elapsed().as_secs_f64())
+    }
+}
+
+impl Backend for CudaBackend {
+    fn describe(&self) -> String {
+        self.device.description.clone()
+    }
+
+    fn allocate(
+        &self,
+        num_qubits: usize,
+        precision: Precision,
+    ) -> Result<Box<dyn StateVector>, BackendError> {
+        let bytes = precision.bytes_per_amplitude() as u128;
+        let needed = 1u128
+            .checked_shl(num_qubits as u32)
+            .and_then(|a| a.checked_mul(bytes))
+            .unwrap_or(u128::MAX);
+        let (free, _) = self
+            .context
+            .mem_get_info()
+            .map_err(|e| unavailable(e.to_string()))?;
+        if needed.saturating_add(HEADROOM) > free as u128 {
+            return Err(BackendError::OutOfMemory {
+                qubits: num_qubits,
+                precision: precision.name(),
+                needed,
+                available: free as u128,
+                where_: "the GPU",
+                hint: if precision == Precision::Double {
+                    "; --precision single halves it"
+                } else {
+                    "; --backend cpu uses host memory"
+                },
+            });
+        }
+        Ok(match precision {
+            Precision::Single => Box::new(CudaState::<f32>::new(num_qubits, self.device.clone())?),
+            Precision::Double => Box::new(CudaState::<f64>::new(num_qubits, self.device.clone())?),
+        })
+    }
+}
+
+/// The float types the kernels come in.
+trait GpuReal: crate::backend::cpu::lanes::Real + DeviceRepr + ValidAsZeroBits {
+    const SUFFIX: &'static str;
+    fn into_amplitudes(amps: Vec<Complex<Self>>) -> Amplitudes;
+}
+
+impl GpuReal for f32 {
+    const SUFFIX: &'static str = "f32";
+    fn into_amplitudes(amps: Vec<Complex<f32>>) -> Amplitudes {
+        Amplitudes::Single(amps)
+    }
+}
+
+impl GpuReal for f64 {
+    const SUFFIX: &'static str = "f64";
+    fn into_amplitudes(amps: Vec<Complex<f64>>) -> Amplitudes {
+        Amplitudes::Double(amps)
+    }
+}
+
+struct CudaState<R: GpuReal> {
+    /// Interleaved (re, im), 2^(n+1) values.
+    amps: CudaSlice<R>,
+    num_qubits: usize,
+    device: Arc<Device>,
+}
+
+/// A device call that fails mid-circuit leaves the state unusable: the head stops there, and the
+/// supervisor (engine) restarts it and runs the job again.
+fn check<T>(what: &str, r: Result<T, cudarc::driver::DriverError>) -> T {
+    r.unwrap_or_else(|e| panic!("CUDA {what} failed: {e}"))
+}
+
+/// The kernel `base` in the precision of `R`.
+fn kernel<'a, R: GpuReal>(device: &'a Device, base: &str) -> &'a CudaFunction {
+    &device.functions[&format!("{base}_{}", R::SUFFIX)]
+}
+
+fn grid(items: u64) -> LaunchConfig {
+    let blocks = items.div_ceil(THREADS as u64).max(1);
+    LaunchConfig {
+        grid_dim: (
+            u32::try_from(blocks).expect("grid within 2^32 blocks"),
+            1,
+            1,
+        ),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl<R: GpuReal> CudaState<R> {
+    fn new(num_qubits: usize, device: Arc<Device>) -> Result<Self, BackendError> {
+        let fail =
+            |e: cudarc::driver::DriverError| unavailable(format!("allocating the state: {e}"));
+        let mut amps = device
+            .stream
+            .alloc_zeros::<R>(2usize << num_qubits)
+            .map_err(fail)?;
+        device
+            .stream
+            .memcpy_htod(&[R::from_f64(1.0)], &mut amps.slice_mut(0..1))
+            .map_err(fail)?;
+        Ok(CudaState {
+            amps,
+            num_qubits,
+            device,
+        })
+    }
+
+    fn len(&self) -> u64 {
+        1u64 << self.num_qubits
+    }
+
+    /// Sum of the per-block partial results a reduction kernel leaves, `width` values per block.
+    fn partial_sums(&self, partial: &CudaSlice<f64>, width: usize) -> Vec<f64> {
+        let host = check(
+            "copy of partial sums",
+            self.device.stream.clone_dtoh(partial),
+        );
+        (0..width)
+            .map(|w| host.iter().skip(w).step_by(width).sum())
+            .collect()
+    }
+}
+
+impl<R: GpuReal> StateVector for CudaState<R> {
+    fn num_qubits(&self) -> usize {
+        self.num_qubits
+    }
+
+    fn apply(&mut self, gates: &[Gate]) {
+        let fused = fuse::fuse(gates, DENSE_FUSE_QUBITS, DIAGONAL_FUSE_QUBITS);
+        if fused.is_empty() {
+            return;
+        }
+        // All targets and matrices in one upload each; kernels read their part.
+        let mut targets: Vec<i32> = Vec::new();
+        let mut values: Vec<R> = Vec::new();
+        let mut plan = Vec::with_capacity(fused.len());
+        for g in &fused {
+            let diagonal = g.is_diagonal();
+            assert!(
+                g.qubits.len()
+                    <= if diagonal {
+                        DIAGONAL_MAX_QUBITS
+                    } else {
+                        DENSE_MAX_QUBITS
+                    },
+                "a {}-qubit gate is wider than the kernels take",
+                g.qubits.len()
+            );
+            plan.push((diagonal, g.qubits.len(), targets.len(), values.len()));
+            targets.extend(g.qubits.iter().map(|&q| q as i32));
+            let d = g.dim();
+            let entries: Box<dyn Iterator<Item = &crate::circuit::C64>> = if diagonal {
+                Box::new(g.matrix.iter().step_by(d + 1))
+            } else {
+                Box::new(g.matrix.iter())
+            };
+            for m in entries {
+                values.push(R::from_f64(m.re));
+                values.push(R::from_f64(m.im));
+            }
+        }
+        let device = self.device.clone();
+        let stream = &device.stream;
+        let targets_d = check("upload of gate targets", stream.clone_htod(&targets));
+        let values_d = check("upload of gate matrices", stream.clone_htod(&values));
+        let n = self.len();
+        for (diagonal, k, t, v) in plan {
+            let t_view = targets_d.slice(t..);
+            let v_view = values_d.slice(v..);
+            let result = if diagonal {
+                let k = k as i32;
+                let mut launch = stream.launch_builder(kernel::<R>(&device, "diagonal"));
+                launch
+                    .arg(&mut self.amps)
+                    .arg(&n)
+                    .arg(&t_view)
+                    .arg(&k)
+                    .arg(&v_view);
+                // SAFETY: the kernel's contract: 2^n amplitudes, k ascending targets below n, 2^k entries.
+                unsafe { launch.launch(grid(n)) }
+            } else {
+                let groups = n >> k;
+                let name = format!("dense{k}");
+                let mut launch = stream.launch_builder(kernel::<R>(&device, &name));
+                launch
+                    .arg(&mut self.amps)
+                    .arg(&groups)
+                    .arg(&t_view)
+                    .arg(&v_view);
+                // SAFETY: as above, with a 2^k x 2^k matrix.
+                unsafe { launch.launch(grid(groups)) }
+            };
+            check("gate kernel launch", result);
+        }
+    }
+
+    fn probability_of_one(&self, qubit: usize) -> f64 {
+        let stream = &self.device.stream;
+        let mut partial = check(
+            "allocation",
+            stream.alloc_zeros::<f64>(REDUCTION_BLOCKS as usize),
+        );
+        let (n, q) = (self.len(), qubit as i32);
+        let mut launch = stream.launch_builder(kernel::<R>(&self.device, "prob_one"));
+        launch.arg(&self.amps).arg(&n).arg(&q).arg(&mut partial);
+        let config = LaunchConfig {
+            grid_dim: (REDUCTION_BLOCKS, 1, 1),
+            ..grid(1)
+        };
+        // SAFETY: 2^n amplitudes, one partial sum per block.
+        check("probability kernel", unsafe { launch.launch(config) });
+        self.partial_sums(&partial, 1)[0]
+    }
+
+    fn collapse(&mut self, qubit: usize, outcome: bool, probability: f64) {
+        let (n, q, o, scale) = (
+            self.len(),
+            qubit as i32,
+            outcome as i32,
+            1.0 / probability.sqrt(),
+        );
+        let device = self.device.clone();
+        let mut launch = device
+            .stream
+            .launch_builder(kernel::<R>(&device, "collapse"));
+        launch
+            .arg(&mut self.amps)
+            .arg(&n)
+            .arg(&q)
+            .arg(&o)
+            .arg(&scale);
+        // SAFETY: 2^n amplitudes.
+        check("collapse kernel", unsafe { launch.launch(grid(n)) });
+    }
+
+    fn sample(&self, uniforms: &[f64]) -> Vec<u64> {
+        let stream = &self.device.stream;
+        let chunk = (CHUNK as u64).min(self.len());
+        let chunks = (self.len() / chunk) as usize;
+        let mut sums = check("allocation", stream.alloc_zeros::<f64>(chunks));
+        let mut launch = stream.launch_builder(kernel::<R>(&self.device, "chunk_norms"));
+        launch.arg(&self.amps).arg(&chunk).arg(&mut sums);
+        let config = LaunchConfig {
+            grid_dim: (chunks as u32, 1, 1),
+            ..grid(1)
+        };
+        // SAFETY: `chunks` chunks of `chunk` amplitudes, one sum each.
+        check("chunk sums kernel", unsafe { launch.launch(config) });
+        let sums = check("copy of chunk sums", stream.clone_dtoh(&sums));
+        let total: f64 = sums.iter().sum();
+        let chunk = chunk as usize;
+        let mut out = Vec::with_capacity(uniforms.len());
+        for d in state::assign_draws(&sums, uniforms) {
+            let start = d.chunk * chunk;
+            let floats = check(
+                "copy of a chunk",
+                stream.clone_dtoh(&self.amps.slice(2 * start..2 * (start + chunk))),
+            );
+            let amps: Vec<Complex<R>> = floats
+                .chunks_exact(2)
+                .map(|c| Complex::new(c[0], c[1]))
+                .collect();
+            out.extend(state::scan_chunk(&amps, start, &d, total, uniforms));
+        }
+        out.resize(uniforms.len(), 0);
+        out
+    }
+
+    fn expectation(&self, p: &PauliString) -> f64 {
+        let stream = &self.device.stream;
+        let mut partial = check(
+            "allocation",
+            stream.alloc_zeros::<f64>(2 * REDUCTION_BLOCKS as usize),
+        );
+        let n = self.len();
+        let mut launch = stream.launch_builder(kernel::<R>(&self.device, "pauli"));
+        launch
+            .arg(&self.amps)
+            .arg(&n)
+            .arg(&p.flip)
+            .arg(&p.sign)
+            .arg(&mut partial);
+        let config = LaunchConfig {
+            grid_dim: (REDUCTION_BLOCKS, 1, 1),
+            ..grid(1)
+        };
+        // SAFETY: 2^n amplitudes, flip below 2^n, two partial sums per block.
+        check("expectation kernel", unsafe { launch.launch(config) });
+        let s = self.partial_sums(&partial, 2);
+        // Times i^y_count; the result is real for a Hermitian P.
+        let sum = Complex::new(s[0], s[1]) * Complex::new(0.0, 1.0).powu(p.y_count);
+        sum.re
+    }
+
+    fn duplicate(&self) -> Box<dyn StateVector> {
+        Box::new(CudaState {
+            amps: check(
+                "copy of the state",
+                self.device.stream.clone_dtod(&self.amps),
+            ),
+            num_qubits: self.num_qubits,
+            device: self.device.clone(),
+        })
+    }
+
+    fn wait(&self) {
+        check("stream synchronisation", self.device.stream.synchronize());
+    }
+
+    fn amplitudes(&self) -> Amplitudes {
+        let floats = check(
+            "copy of the state",
+            self.device.stream.clone_dtoh(&self.amps),
+        );
+        R::into_amplitudes(
+            floats
+                .chunks_exact(2)
+                .map(|c| Complex::new(c[0], c[1]))
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,116 @@
+//! CHIMERA's CUDA C kernels: the sources (`cuda/*.cu`) embedded in the binary, compiled at run time
+//! with NVRTC (loaded dynamically: nothing here needs CUDA at build time), and the PTX cached on
+//! disk so that a restarted head loads its kernels at once.
+
+use cudarc::nvrtc;
+use sha3::{Digest, Sha3_256};
+use std::path::{Path, PathBuf};
+
+/// The statevector kernels (see the file for each one's contract).
+pub const STATEVECTOR: &str = include_str!("../cuda/statevector.cu");
+/// Widest dense gate a `denseK_*` kernel applies.
+pub const DENSE_MAX_QUBITS: usize = 5;
+/// Widest diagonal gate `diagonal_*` applies.
+pub const DIAGONAL_MAX_QUBITS: usize = 10;
+/// The GPU architectures the project builds for: A100, Jetson Orin, H100.
+pub const ARCHITECTURES: [&str; 3] = ["sm_80", "sm_87", "sm_90"];
+
+/// Every kernel `STATEVECTOR` defines for float suffix `f32` or `f64`.
+pub fn statevector_kernels(suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = (1..=DENSE_MAX_QUBITS)
+        .map(|k| format!("dense{k}_{suffix}"))
+        .collect();
+    for base in ["diagonal", "prob_one", "collapse", "chunk_norms", "pauli"] {
+        names.push(format!("{base}_{suffix}"));
+    }
+    names
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(
+        "NVRTC (libnvrtc.so) is not loadable: install the CUDA toolkit, or `pip install nvidia-cuda-nvrtc==13.0.*` and add its nvidia/cu13/lib directory to LD_LIBRARY_PATH"
+    )]
+    NvrtcMissing,
+    #[error("NVRTC could not compile the kernels for {arch}: {message}")]
+    Compile { arch: String, message: String },
+}
+
+/// Whether NVRTC can be loaded. Checked first: cudarc panics when it is absent.
+pub fn nvrtc_available() -> bool {
+    // SAFETY: only tries to open the library.
+    unsafe { nvrtc::sys::is_culib_present() }
+}
+
+fn nvrtc_version() -> (i32, i32) {
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: NVRTC is loaded (checked by the callers) and the pointers are valid.
+    unsafe { nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    (major, minor)
+}
+
+/// PTX of `source` for `arch` (such as "sm_90"), compiled now.
+pub fn compile(source: &str, arch: &'static str) -> Result<String, KernelError> {
+    if !nvrtc_available() {
+        return Err(KernelError::NvrtcMissing);
+    }
+    let options = nvrtc::CompileOptions {
+        arch: Some(arch),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
+    nvrtc::compile_ptx_with_opts(source, options)
+        .map(|ptx| ptx.to_src())
+        .map_err(|e| KernelError::Compile {
+            arch: arch.to_string(),
+            message: match e {
+                nvrtc::CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+                other => format!("{other:?}"),
+            },
+        })
+}
+
+/// Where compiled kernels are kept: `$CHIMERA_KERNEL_CACHE`, else `$XDG_CACHE_HOME/chimera/kernels`,
+/// else `~/.cache/chimera/kernels`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CHIMERA_KERNEL_CACHE") {
+        return Some(dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("chimera/kernels"))
+}
+
+/// PTX of `source` for `arch`, from `cache_dir` when an earlier compile of the same source, for the
+/// same architecture, by the same NVRTC version left it there; compiled and stored otherwise.
+/// A cache that cannot be written is skipped, never an error.
+pub fn compile_cached(
+    source: &str,
+    arch: &'static str,
+    cache_dir: Option<&Path>,
+) -> Result<String, KernelError> {
+    if !nvrtc_available() {
+        return Err(KernelError::NvrtcMissing);
+    }
+    let Some(dir) = cache_dir else {
+        return compile(source, arch);
+    };
+    let (major, minor) = nvrtc_version();
+    let key = Sha3_256::new()
+        .chain_update(source)
+        .chain_update(format!("\0{arch}\0nvrtc {major}.{minor}"))
+        .finalize();
+    let hex: String = key.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{arch}-{hex}.ptx"));
+    if let Ok(ptx) = std::fs::read_to_string(&path) {
+        return Ok(ptx);
+    }
+    let ptx = compile(source, arch)?;
+    // Written aside and renamed, so that a concurrent reader never sees half a file.
+    let temp = dir.join(format!(".{arch}-{hex}.{}.tmp", std::process::id()));
+    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&temp, &ptx).is_ok() {
+        let _ = std::fs::rename(&temp, &path);
+    }
+    Ok(ptx)
+}

@@ -32,6 +32,13 @@ fn every_kernel_compiles_for_every_target_architecture() {
             ptx.contains(&format!(".target {arch}")),
             "{arch}: PTX targets something else"
         );
+        // The list the backends load from names every kernel the source defines, no more, no less.
+        let listed = statevector_kernels("f32").len() + statevector_kernels("f64").len();
+        assert_eq!(
+            ptx.matches(".entry ").count(),
+            listed,
+            "{arch}: kernels defined vs listed"
+        );
         for suffix in ["f32", "f64"] {
             for name in statevector_kernels(suffix) {
                 assert!(

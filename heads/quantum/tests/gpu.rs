@@ -87,6 +87,34 @@ fn random_wide_gates_match_the_reference() {
 }
 
 #[test]
+fn random_gates_on_low_and_high_qubits_match_the_reference() {
+    let Some(gpu) = gpu("random_gates_on_low_and_high_qubits_match_the_reference") else {
+        return;
+    };
+    let mut rng = common::XorShift(0xC0FFEE);
+    for n in [5, 9, 14] {
+        let gates: Vec<_> = (0..60).map(|_| common::random_gate(&mut rng, n)).collect();
+        let reference = common::reference_state(n, &gates);
+        for (precision, tolerance) in [(Precision::Double, 1e-10), (Precision::Single, 1e-3)] {
+            let mut state = gpu.allocate(n, precision).unwrap();
+            state.apply(&gates);
+            let psi = common::to_c64(&state.amplitudes());
+            let err: f64 = psi
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).norm_sqr())
+                .sum::<f64>()
+                .sqrt()
+                / reference.iter().map(|b| b.norm_sqr()).sum::<f64>().sqrt();
+            assert!(
+                err < tolerance,
+                "{n} qubits {precision:?}: relative error {err}"
+            );
+        }
+    }
+}
+
+#[test]
 fn measurement_and_sampling_on_the_device() {
     let Some(gpu) = gpu("measurement_and_sampling_on_the_device") else {
         return;

@@ -126,3 +126,81 @@ pub fn conformance_circuits() -> Vec<(String, String, Vec<C64>)> {
         })
         .collect()
 }
+
+/// A small deterministic generator for test inputs.
+pub struct XorShift(pub u64);
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn normal(&mut self) -> f64 {
+        // Sum of uniforms: close enough to normal for test matrices.
+        (0..6)
+            .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
+            .sum::<f64>()
+            - 3.0
+    }
+}
+
+/// A random gate on 1 to 5 distinct qubits of `n`: diagonal, a phased permutation, controlled or dense.
+pub fn random_gate(rng: &mut XorShift, n: usize) -> Gate {
+    let k = 1 + rng.below(5.min(n));
+    let mut qubits: Vec<usize> = Vec::new();
+    while qubits.len() < k {
+        let q = rng.below(n);
+        if !qubits.contains(&q) {
+            qubits.push(q);
+        }
+    }
+    let d = 1 << k;
+    let scale = 1.0 / (d as f64).sqrt();
+    let matrix = match rng.below(5) {
+        // Diagonal: the diagonal kernel.
+        0 => (0..d * d)
+            .map(|i| {
+                if i / d == i % d {
+                    phase(rng)
+                } else {
+                    C64::new(0.0, 0.0)
+                }
+            })
+            .collect(),
+        // A permutation with phases, like SWAP, CX or CCX: the sparse kernel.
+        1 => {
+            let mut perm: Vec<usize> = (0..d).collect();
+            for i in (1..d).rev() {
+                perm.swap(i, rng.below(i + 1));
+            }
+            let mut m = vec![C64::new(0.0, 0.0); d * d];
+            for (r, &c) in perm.iter().enumerate() {
+                m[r * d + c] = phase(rng);
+            }
+            m
+        }
+        // A controlled gate: identity except a dense block where the first qubit is set.
+        2 if k > 1 => (0..d * d)
+            .map(|i| {
+                let (r, c) = (i / d, i % d);
+                match (r & 1, c & 1) {
+                    (1, 1) => C64::new(rng.normal(), rng.normal()) * scale,
+                    (0, 0) if r == c => C64::new(1.0, 0.0),
+                    _ => C64::new(0.0, 0.0),
+                }
+            })
+            .collect(),
+        _ => (0..d * d)
+            .map(|_| C64::new(rng.normal(), rng.normal()) * scale)
+            .collect(),
+    };
+    Gate::new(qubits, matrix)
+}
+
+pub fn phase(rng: &mut XorShift) -> C64 {
+    C64::from_polar(1.0, rng.normal())
+}

@@ -1,0 +1,185 @@
+"""Times chimera's CUDA backend against NVIDIA cuStateVec on the same GPU and circuits, in one run.
+
+    python benches/custatevec_compare.py --chimera target/release/chimera \
+        --custatevec /path/to/libcustatevec.so.1 [--circuits benches/circuits-gpu] [--check benches/circuits]
+
+cuStateVec applies the circuit gate by gate with `custatevecApplyMatrix`, as its users do without a
+fuser; controlled gates (cx, cz, cp, ccx) go in with their controls, so that cuStateVec touches
+only the amplitudes they change. chimera fuses. Both in complex64 on the state already in GPU
+memory; the times are medians of --repeat runs after a warm-up:
+- chimera: `chimera sim FILE --backend cuda --shots 0 --json`, "simulate" (allocation, fusion and
+  every gate, synchronised), process start and parsing not counted;
+- cuStateVec: the loop over `custatevecApplyMatrix` between two device synchronisations, gate
+  matrices prepared on the host beforehand, allocation not counted.
+`--check DIR` first compares the two final states on the (smaller) circuits in DIR: fidelity 1 shows
+that both read the same circuits the same way.
+
+Needs CuPy and NumPy; libcustatevec.so.1 comes in PyPI's `custatevec-cu13` wheel (it needs cuBLAS 13
+on the library path). The reader below takes the flat qelib1 programs of benches/circuits*.
+"""
+import argparse
+import cmath
+import ctypes
+import json
+import math
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+CUDA_C_32F = 4
+CUSTATEVEC_COMPUTE_32F = 1 << 2
+CUSTATEVEC_MATRIX_LAYOUT_ROW = 1
+
+
+def u(theta, phi, lam):
+    c, s = math.cos(theta / 2), math.sin(theta / 2)
+    return [[c, -cmath.exp(1j * lam) * s], [cmath.exp(1j * phi) * s, cmath.exp(1j * (phi + lam)) * c]]
+
+
+def diag(*d):
+    return np.diag(d)
+
+
+X = [[0, 1], [1, 0]]
+# name: (matrix on the targets from the parameters, number of leading control qubits)
+GATES = {
+    "u": (lambda p: u(*p), 0), "u3": (lambda p: u(*p), 0),
+    "p": (lambda p: diag(1, cmath.exp(1j * p[0])), 0), "u1": (lambda p: diag(1, cmath.exp(1j * p[0])), 0),
+    "rz": (lambda p: diag(cmath.exp(-0.5j * p[0]), cmath.exp(0.5j * p[0])), 0),
+    "rx": (lambda p: u(p[0], -math.pi / 2, math.pi / 2), 0),
+    "ry": (lambda p: u(p[0], 0, 0), 0),
+    "h": (lambda p: np.array([[1, 1], [1, -1]]) / math.sqrt(2), 0),
+    "x": (lambda p: X, 0), "y": (lambda p: [[0, -1j], [1j, 0]], 0), "z": (lambda p: diag(1, -1), 0),
+    "s": (lambda p: diag(1, 1j), 0), "sdg": (lambda p: diag(1, -1j), 0),
+    "t": (lambda p: diag(1, cmath.exp(0.25j * math.pi)), 0), "tdg": (lambda p: diag(1, cmath.exp(-0.25j * math.pi)), 0),
+    "sx": (lambda p: np.array([[1 + 1j, 1 - 1j], [1 - 1j, 1 + 1j]]) / 2, 0),
+    "cx": (lambda p: X, 1), "cz": (lambda p: diag(1, -1), 1), "cp": (lambda p: diag(1, cmath.exp(1j * p[0])), 1),
+    "ccx": (lambda p: X, 2),
+    "swap": (lambda p: [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], 0),
+    "rzz": (lambda p: diag(*[cmath.exp((0.5j if b in (1, 2) else -0.5j) * p[0]) for b in range(4)]), 0),
+}
+
+
+def read_circuit(text):
+    """(qubits, [(targets, controls, complex64 row-major matrix)]) of a flat qelib1 program."""
+    offsets, n, gates = {}, 0, []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("qreg"):
+            name, size = re.match(r"qreg\s+(\w+)\[(\d+)\];", line).groups()
+            offsets[name], n = n, n + int(size)
+            continue
+        if not line or line.startswith(("OPENQASM", "include", "creg", "measure", "barrier", "//")):
+            continue
+        name, params, args = re.match(r"(\w+)(?:\((.*)\))?\s+(.+);", line).groups()
+        values = [eval(p, {"__builtins__": {}}, {"pi": math.pi}) for p in params.split(",")] if params else []
+        qubits = [offsets[r] + int(i) for r, i in re.findall(r"(\w+)\[(\d+)\]", args)]
+        matrix, controls = GATES[name]
+        gates.append((np.array(qubits[controls:], dtype=np.int32), np.array(qubits[:controls], dtype=np.int32),
+                      np.ascontiguousarray(np.array(matrix(values), dtype=np.complex64))))
+    return n, gates
+
+
+class CuStateVec:
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(path)
+        self.handle = ctypes.c_void_p()
+        self.check(self.lib.custatevecCreate(ctypes.byref(self.handle)), "custatevecCreate")
+
+    @staticmethod
+    def check(status, what):
+        if status != 0:
+            raise RuntimeError(f"{what} returned status {status}")
+
+    def run(self, n, gates):
+        import cupy
+
+        sv = cupy.zeros(1 << n, dtype=cupy.complex64)
+        sv[0] = 1
+        workspace, size = None, ctypes.c_size_t(0)
+        for targets, controls, m in gates:
+            self.check(self.lib.custatevecApplyMatrixGetWorkspaceSize(
+                self.handle, CUDA_C_32F, ctypes.c_uint32(n), m.ctypes.data_as(ctypes.c_void_p), CUDA_C_32F,
+                CUSTATEVEC_MATRIX_LAYOUT_ROW, 0, ctypes.c_uint32(len(targets)), ctypes.c_uint32(len(controls)),
+                CUSTATEVEC_COMPUTE_32F, ctypes.byref(size)), "workspace size")
+            if size.value and (workspace is None or workspace.size < size.value):
+                workspace = cupy.empty(size.value, dtype=cupy.uint8)
+        ws_ptr = ctypes.c_void_p(workspace.data.ptr if workspace is not None else 0)
+        ws_size = ctypes.c_size_t(workspace.size if workspace is not None else 0)
+        cupy.cuda.Device().synchronize()
+        start = time.perf_counter()
+        for targets, controls, m in gates:
+            self.check(self.lib.custatevecApplyMatrix(
+                self.handle, ctypes.c_void_p(sv.data.ptr), CUDA_C_32F, ctypes.c_uint32(n),
+                m.ctypes.data_as(ctypes.c_void_p), CUDA_C_32F, CUSTATEVEC_MATRIX_LAYOUT_ROW, 0,
+                targets.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint32(len(targets)),
+                controls.ctypes.data_as(ctypes.c_void_p) if len(controls) else None, None,
+                ctypes.c_uint32(len(controls)), CUSTATEVEC_COMPUTE_32F, ws_ptr, ws_size), "apply matrix")
+        cupy.cuda.Device().synchronize()
+        return time.perf_counter() - start, sv
+
+
+def chimera(binary, path, statevector=None):
+    args = [binary, "sim", str(path), "--backend", "cuda", "--shots", "0", "--json", "--precision", "single"]
+    if statevector:
+        args += ["--statevector", str(statevector)]
+    out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    return out["timings_ms"]["simulate"] / 1e3, out["backend"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chimera", default="target/release/chimera")
+    p.add_argument("--custatevec", required=True)
+    p.add_argument("--circuits", default="benches/circuits-gpu")
+    p.add_argument("--check", help="directory of circuits whose final states to compare first")
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    import cupy
+
+    cusv = CuStateVec(args.custatevec)
+    if args.check:
+        for path in sorted(pathlib.Path(args.check).glob("*.qasm")):
+            n, gates = read_circuit(path.read_text())
+            _, sv = cusv.run(n, gates)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = pathlib.Path(tmp) / "sv.npy"
+                chimera(args.chimera, path, out)
+                ours = np.load(out)
+            fidelity = abs(np.vdot(cupy.asnumpy(sv).astype(np.complex128), ours.astype(np.complex128))) ** 2
+            print(f"# check {path.stem}: fidelity chimera vs cuStateVec {fidelity:.7f}", flush=True)
+            del sv
+            cupy.get_default_memory_pool().free_all_blocks()
+    rows = []
+    for path in sorted(pathlib.Path(args.circuits).glob("*.qasm")):
+        n, gates = read_circuit(path.read_text())
+        ours, theirs = [], []
+        for i in range(args.repeat + 1):
+            t, device = chimera(args.chimera, path)
+            s, sv = cusv.run(n, gates)
+            del sv
+            cupy.get_default_memory_pool().free_all_blocks()
+            if i > 0:
+                ours.append(t)
+                theirs.append(s)
+        row = (path.stem, n, len(gates), statistics.median(ours), statistics.median(theirs))
+        rows.append(row)
+        print(f"# {row[0]}: chimera {row[3]*1e3:.1f} ms, cuStateVec {row[4]*1e3:.1f} ms", flush=True)
+    print(f"\nDevice: {device}; complex64; median of {args.repeat} after a warm-up\n")
+    print("| circuit | qubits | gates | chimera (ms) | cuStateVec (ms) | chimera/cuStateVec |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, n, g, a, b in rows:
+        print(f"| {name} | {n} | {g} | {a*1e3:.1f} | {b*1e3:.1f} | {a/b:.2f} |")
+    gm = math.exp(statistics.fmean(math.log(a / b) for *_, a, b in rows))
+    print(f"| geometric mean | | | | | {gm:.2f} |")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("CUPY_CACHE_DIR", tempfile.gettempdir())
+    main()

@@ -222,6 +222,9 @@ impl Report<'_> {
             self.backend,
             self.precision.name()
         );
+        if let Some(note) = &self.backend_note {
+            println!("          ({note})");
+        }
         if self.shots > 0 {
             let what = if self.out.measured_all_qubits {
                 "all qubits, q[n-1]..q[0]"

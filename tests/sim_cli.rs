@@ -49,7 +49,12 @@ fn with_no_file_it_runs_the_bundled_ghz_example() {
         "{text}"
     );
     assert!(text.contains("11111") && text.contains("00000"), "{text}");
-    assert!(text.contains("backend   cpu"), "{text}");
+    // `auto`: the GPU where one is usable, else the CPU with the reason.
+    assert!(
+        text.contains("backend   cuda (")
+            || text.contains("backend   cpu (") && text.contains("auto chose the CPU: "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -59,6 +64,8 @@ fn json_reports_counts_expectations_backend_and_timings() {
         "sim",
         bell.to_str().unwrap(),
         "--json",
+        "--backend",
+        "cpu",
         "--seed",
         "5",
         "--shots",

@@ -127,11 +127,7 @@ impl Backend for CudaBackend {
         num_qubits: usize,
         precision: Precision,
     ) -> Result<Box<dyn StateVector>, BackendError> {
-        let bytes = precision.bytes_per_amplitude() as u128;
-        let needed = 1u128
-            .checked_shl(num_qubits as u32)
-            .and_then(|a| a.checked_mul(bytes))
-            .unwrap_or(u128::MAX);
+        let needed = precision.state_bytes(num_qubits);
         let (free, _) = self
             .context
             .mem_get_info()

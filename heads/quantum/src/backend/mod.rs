@@ -23,6 +23,14 @@ impl Precision {
         }
     }
 
+    /// Bytes of a statevector of `num_qubits` qubits; saturates rather than overflow.
+    pub fn state_bytes(self, num_qubits: usize) -> u128 {
+        1u128
+            .checked_shl(num_qubits as u32)
+            .and_then(|a| a.checked_mul(self.bytes_per_amplitude() as u128))
+            .unwrap_or(u128::MAX)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Precision::Single => "single",

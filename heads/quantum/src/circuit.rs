@@ -1,5 +1,6 @@
 //! The circuit IR: plain data that every front end produces and every backend consumes.
 
+use crate::bits::deposit;
 use num_complex::Complex;
 
 pub type C64 = Complex<f64>;
@@ -41,12 +42,7 @@ impl Gate {
         }
         let d = self.dim();
         // New bit i is old bit order[i].
-        let remap = |idx: usize| {
-            order
-                .iter()
-                .enumerate()
-                .fold(0, |acc, (i, &j)| acc | (((idx >> i) & 1) << j))
-        };
+        let remap = |idx: usize| deposit(idx, &order);
         let mut matrix = vec![C64::new(0.0, 0.0); d * d];
         for r in 0..d {
             for c in 0..d {

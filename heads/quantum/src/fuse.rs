@@ -2,7 +2,9 @@
 //! that one pass over the state does the work of many gates. Knows nothing of the hardware beyond
 //! that one number.
 
+use crate::bits::{deposit, extract};
 use crate::circuit::{C64, Gate};
+use crate::gates;
 
 /// Fuses `gates` (applied in order) into fewer gates with the same product. Dense groups span at
 /// most `max_qubits` qubits; runs of diagonal gates, which commute with one another and stay cheap
@@ -153,10 +155,7 @@ fn diagonal_product<'a>(qubits: Vec<usize>, gates: impl Iterator<Item = &'a Gate
         let positions = positions_in(&qubits, gate);
         let gd = gate.dim();
         for (i, entry) in diagonal.iter_mut().enumerate() {
-            let row = positions
-                .iter()
-                .enumerate()
-                .fold(0, |acc, (j, &p)| acc | (((i >> p) & 1) << j));
+            let row = extract(i, &positions);
             *entry *= gate.matrix[row * (gd + 1)];
         }
     }
@@ -168,16 +167,7 @@ fn diagonal_product<'a>(qubits: Vec<usize>, gates: impl Iterator<Item = &'a Gate
 }
 
 fn dense_product<'a>(qubits: Vec<usize>, gates: impl Iterator<Item = &'a Gate>) -> Gate {
-    let d = 1usize << qubits.len();
-    let mut matrix: Vec<C64> = (0..d * d)
-        .map(|i| {
-            if i / d == i % d {
-                C64::new(1.0, 0.0)
-            } else {
-                C64::new(0.0, 0.0)
-            }
-        })
-        .collect();
+    let mut matrix = gates::identity(qubits.len());
     for gate in gates {
         left_multiply(&mut matrix, &qubits, gate);
     }
@@ -202,14 +192,7 @@ fn left_multiply(matrix: &mut [C64], qubits: &[usize], gate: &Gate) {
     let d = 1usize << qubits.len();
     let positions = positions_in(qubits, gate);
     let gd = gate.dim();
-    let offsets: Vec<usize> = (0..gd)
-        .map(|c| {
-            positions
-                .iter()
-                .enumerate()
-                .fold(0, |acc, (j, &p)| acc | (((c >> j) & 1) << p))
-        })
-        .collect();
+    let offsets: Vec<usize> = (0..gd).map(|c| deposit(c, &positions)).collect();
     let mask: usize = offsets[gd - 1];
     let mut x = vec![C64::new(0.0, 0.0); gd];
     for col in 0..d {

@@ -5,6 +5,7 @@
 //! off a host-memory state; [`run::run`] ties it together with shots and classical control.
 
 pub mod backend;
+pub mod bits;
 pub mod blocking;
 pub mod circuit;
 pub mod fuse;

@@ -12,6 +12,7 @@
 //! permutation gates cost one term per output vector.
 
 use super::lanes::{Lanes, Real};
+use crate::bits::{deposit, extract, insert_zeros};
 use crate::circuit::Gate;
 use num_complex::Complex;
 use std::mem::MaybeUninit;
@@ -86,7 +87,7 @@ impl<S: Lanes> Diagonal<S> {
                 let mut re = vec![S::F::default(); 2 * lanes];
                 let mut im = vec![S::F::default(); 2 * lanes];
                 for lane in 0..lanes {
-                    let rl = (0..l).fold(0, |acc, j| acc | (((lane >> targets[j]) & 1) << j));
+                    let rl = extract(lane, &targets[..l]);
                     let m = gate.matrix[(rl | hi << l) * (d + 1)];
                     re[2 * lane] = S::F::from_f64(m.re);
                     re[2 * lane + 1] = S::F::from_f64(m.re);
@@ -112,11 +113,7 @@ impl<S: Lanes> Diagonal<S> {
         let vectors = len >> lb;
         let run = self.high.first().map_or(vectors, |&p| 1usize << p);
         for start in (0..vectors).step_by(run) {
-            let entry = self
-                .high
-                .iter()
-                .enumerate()
-                .fold(0, |acc, (j, &p)| acc | (((start >> p) & 1) << j));
+            let entry = extract(start, &self.high);
             // SAFETY: `entry` has one bit per high target, and the table one entry per combination.
             let (re, im) = unsafe { *self.table.get_unchecked(entry) };
             for v in start..start + run {
@@ -165,15 +162,13 @@ impl<S: Lanes> Dense<S> {
         let l = targets.iter().take_while(|&&t| t < lb).count();
         let h = k - l;
         let high: Vec<usize> = targets[l..].iter().map(|t| t - lb).collect();
-        let offsets = (0..1usize << h)
-            .map(|c| (0..h).fold(0, |acc, j| acc | (((c >> j) & 1) << high[j])))
-            .collect();
+        let offsets = (0..1usize << h).map(|c| deposit(c, &high)).collect();
         let lane_mask: usize = targets[..l].iter().map(|t| 1 << t).sum();
-        let deposit = |cl: usize| (0..l).fold(0, |acc, j| acc | (((cl >> j) & 1) << targets[j]));
+
         let lanes = 1usize << lb;
         let perms = (0..1usize << l)
             .map(|cl| {
-                let source = |lane: usize| (lane & !lane_mask) | deposit(cl);
+                let source = |lane: usize| (lane & !lane_mask) | deposit(cl, &targets[..l]);
                 let plain: Vec<usize> = (0..2 * lanes).map(|f| 2 * source(f / 2) + f % 2).collect();
                 let swapped: Vec<usize> = (0..2 * lanes)
                     .map(|f| 2 * source(f / 2) + 1 - f % 2)
@@ -191,7 +186,7 @@ impl<S: Lanes> Dense<S> {
                     let mut im = vec![S::F::default(); 2 * lanes];
                     let mut nonzero = false;
                     for lane in 0..lanes {
-                        let rl = (0..l).fold(0, |acc, j| acc | (((lane >> targets[j]) & 1) << j));
+                        let rl = extract(lane, &targets[..l]);
                         let m = gate.matrix[(rl | r << l) * d + (cl | c << l)];
                         nonzero |= m.norm_sqr() != 0.0;
                         re[2 * lane] = S::F::from_f64(m.re);
@@ -291,12 +286,8 @@ impl<S: Lanes> Dense<S> {
         let mut g = range.start;
         while g < range.end {
             let count = G.min(range.end - g);
-            let bases: [usize; G] = std::array::from_fn(|j| {
-                let group = g + j.min(count - 1);
-                self.high
-                    .iter()
-                    .fold(group, |b, &p| ((b >> p) << (p + 1)) | (b & ((1 << p) - 1)))
-            });
+            let bases: [usize; G] =
+                std::array::from_fn(|j| insert_zeros(g + j.min(count - 1), &self.high));
             for j in 0..G {
                 for c in 0..rows {
                     // SAFETY: base + offset is a vector of this group (caller's contract).
@@ -351,11 +342,7 @@ impl<S: Lanes> Dense<S> {
         let mut plain = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
         let mut swapped = [[MaybeUninit::<S::V>::uninit(); 1 << MAX_QUBITS]; G];
         // Insert a zero bit at every high target position (ascending) to get a group's base.
-        let bases: [usize; G] = std::array::from_fn(|j| {
-            self.high.iter().fold(first + j, |b, &p| {
-                ((b >> p) << (p + 1)) | (b & ((1 << p) - 1))
-            })
-        });
+        let bases: [usize; G] = std::array::from_fn(|j| insert_zeros(first + j, &self.high));
         for j in 0..G {
             for (c, &off) in self.offsets.iter().enumerate() {
                 // SAFETY: base + off is a vector index inside the buffer (caller's contract).

@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod lanes;
 
 use super::{Amplitudes, Backend, BackendError, Precision, StateVector};
+use crate::bits::deposit;
 use crate::blocking;
 use crate::circuit::Gate;
 use crate::fuse;
@@ -291,14 +292,6 @@ where
     fn amplitudes(&self) -> Amplitudes {
         F::into_amplitudes(self.amps.clone())
     }
-}
-
-/// Scatters the bits of `x` to `positions` (bit j of `x` to bit `positions[j]`).
-fn deposit(x: usize, positions: &[usize]) -> usize {
-    positions
-        .iter()
-        .enumerate()
-        .fold(0, |acc, (j, &p)| acc | (((x >> j) & 1) << p))
 }
 
 fn apply_gates<S: Lanes>(

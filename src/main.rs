@@ -1,6 +1,7 @@
 //! `chimera`: the CHIMERA engine's command line.
 
 mod bandwidth;
+mod maml;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,12 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
     Bandwidth(bandwidth::BandwidthArgs),
+    /// Make an ML-DSA-65 key pair for signing MAML jobs: PREFIX.key and PREFIX.pub.
+    Keygen(maml::KeygenArgs),
+    /// Sign a MAML job with a secret key.
+    Sign(maml::SignArgs),
+    /// Check a signed MAML job as the engine would at submission; exit 0 only when it is valid.
+    Verify(maml::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +36,12 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),
+        Command::Keygen(args) => maml::keygen(args),
+        Command::Sign(args) => maml::sign(args),
+        Command::Verify(args) => match maml::verify(args) {
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            other => other.map(|_| ()),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

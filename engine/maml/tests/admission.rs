@@ -1,0 +1,282 @@
+//! Every submission check of MAML.md refuses with its own reason, and the trust store keeps what
+//! it is told across a save and a load.
+
+mod common;
+
+use chimera_maml::{
+    ANY_TYPE, PublicKey, Refusal, SecretKey, TrustError, TrustStore, admit, write_key_pair,
+};
+use common::*;
+use jiff::{SignedDuration, Timestamp};
+
+fn reason(text: &str, trust: &TrustStore, now: Timestamp) -> &'static str {
+    match admit(text.as_bytes(), trust, &policy(), now) {
+        Ok(_) => "ADMITTED",
+        Err(refusal) => {
+            // Every refusal explains itself in words too.
+            assert!(refusal.to_string().len() > 20, "{refusal}");
+            refusal.reason()
+        }
+    }
+}
+
+fn signed_with(front: &str, body: &str) -> String {
+    signed(&document(front, body), &key(1))
+}
+
+#[test]
+fn each_check_refuses_with_its_reason() {
+    let trust = trusting(&[1]);
+    let ok = signed_with("", QASM_BODY);
+    assert_eq!(reason(&ok, &trust, now()), "ADMITTED");
+    assert_eq!(reason(&document("", QASM_BODY), &trust, now()), "UNSIGNED");
+    assert_eq!(
+        reason(&signed(&document("", QASM_BODY), &key(2)), &trust, now()),
+        "UNKNOWN_KEY"
+    );
+    assert_eq!(reason("not maml", &trust, now()), "MALFORMED");
+
+    let mut revoked = trusting(&[1]);
+    revoked.revoke("k1", now()).unwrap();
+    assert_eq!(reason(&ok, &revoked, now()), "REVOKED_KEY");
+
+    let mut narrow = TrustStore::new();
+    narrow
+        .add(
+            "trainer",
+            key(1).public_key(),
+            vec!["training".into()],
+            now(),
+        )
+        .unwrap();
+    assert_eq!(reason(&ok, &narrow, now()), "TYPE_NOT_ALLOWED");
+    let training = signed_with("", QASM_BODY).replace("type: quantum_circuit", "type: training");
+    // (Changing the type after signing is caught by the signature, not the type check.)
+    assert_eq!(reason(&training, &narrow, now()), "DIGEST_MISMATCH");
+    let training = signed(
+        &document("", QASM_BODY).replace("type: quantum_circuit", "type: training"),
+        &key(1),
+    );
+    assert_eq!(reason(&training, &narrow, now()), "ADMITTED");
+}
+
+#[test]
+fn created_at_may_be_at_most_five_minutes_ahead() {
+    let trust = trusting(&[1]);
+    let ok = signed_with("", QASM_BODY);
+    let created: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+    let at = |offset: i64| created + SignedDuration::from_secs(offset);
+    assert_eq!(reason(&ok, &trust, at(-300)), "ADMITTED");
+    assert_eq!(reason(&ok, &trust, at(-301)), "CREATED_IN_FUTURE");
+}
+
+#[test]
+fn expired_jobs_are_refused() {
+    let trust = trusting(&[1]);
+    let doc = signed_with("expires_at: 2026-11-20T11:00:00Z\n", QASM_BODY);
+    let expiry: Timestamp = "2026-11-20T11:00:00Z".parse().unwrap();
+    assert_eq!(
+        reason(&doc, &trust, expiry - SignedDuration::from_secs(1)),
+        "ADMITTED"
+    );
+    assert_eq!(reason(&doc, &trust, expiry), "EXPIRED");
+}
+
+#[test]
+fn python_blocks_are_refused_with_the_export_hint() {
+    let trust = trusting(&[1]);
+    let body = "## Code_Blocks\n```python\nfrom qiskit import QuantumCircuit\n```\n```qasm\nqreg q[1];\n```\n";
+    let refusal = admit(signed_with("", body).as_bytes(), &trust, &policy(), now()).unwrap_err();
+    assert_eq!(refusal.reason(), "PYTHON_BLOCK");
+    let message = refusal.to_string();
+    assert!(message.starts_with("line 9: a `python` block"), "{message}");
+    assert!(message.contains("qiskit.qasm2.dumps"), "{message}");
+    let qiskit = body.replace("```python", "```qiskit");
+    assert_eq!(
+        reason(&signed_with("", &qiskit), &trust, now()),
+        "PYTHON_BLOCK"
+    );
+}
+
+#[test]
+fn a_job_with_nothing_to_run_names_what_it_found() {
+    let trust = trusting(&[1]);
+    let body = "## Code_Blocks\n```json\n{}\n```\n```\nplain\n```\n";
+    let refusal = admit(signed_with("", body).as_bytes(), &trust, &policy(), now()).unwrap_err();
+    assert_eq!(refusal.reason(), "NOTHING_TO_RUN");
+    let message = refusal.to_string();
+    assert!(message.contains("`json` at line 9"), "{message}");
+    assert!(
+        message.contains("an untagged block at line 12"),
+        "{message}"
+    );
+    let empty = signed_with("", "## Intent\nnothing\n");
+    assert_eq!(reason(&empty, &trust, now()), "NOTHING_TO_RUN");
+}
+
+#[test]
+fn oversized_documents_are_refused_before_parsing() {
+    let trust = trusting(&[1]);
+    let text = document(
+        "",
+        &format!("## Intent\n{}\n{QASM_BODY}", "a".repeat(1 << 20)),
+    );
+    let big = chimera_maml::sign_document(text.as_bytes(), &key(1), 4 << 20)
+        .unwrap()
+        .text;
+    assert_eq!(reason(&big, &trust, now()), "TOO_LARGE");
+}
+
+#[test]
+fn the_trust_store_survives_a_save_and_a_load() {
+    let dir = tempdir("store");
+    let path = dir.join("trust.json");
+    assert!(
+        TrustStore::load(&path).unwrap().keys().is_empty(),
+        "absent file: empty store"
+    );
+
+    let mut store = TrustStore::new();
+    store
+        .add(
+            "alice",
+            key(1).public_key(),
+            vec!["quantum_circuit".into()],
+            now(),
+        )
+        .unwrap();
+    store
+        .add("bob", key(2).public_key(), vec![ANY_TYPE.into()], now())
+        .unwrap();
+    store.revoke("bob", now()).unwrap();
+    store.save(&path).unwrap();
+
+    let loaded = TrustStore::load(&path).unwrap();
+    let alice = loaded.get(key(1).public_key().id()).unwrap();
+    assert_eq!(alice.name, "alice");
+    assert!(alice.allows("quantum_circuit") && !alice.allows("training"));
+    assert_eq!(alice.revoked_at, None);
+    let bob = loaded.get(key(2).public_key().id()).unwrap();
+    assert_eq!(bob.revoked_at, Some(now()));
+    assert_eq!(
+        reason(&signed(BELL, &key(2)), &loaded, now()),
+        "REVOKED_KEY"
+    );
+    assert_eq!(reason(&signed(BELL, &key(1)), &loaded, now()), "ADMITTED");
+
+    // A key id that does not match its key means the file was edited: refused, not trusted.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let alice_id = key(1).public_key().id().to_string();
+    let bob_id = key(2).public_key().id().to_string();
+    std::fs::write(&path, text.replace(&alice_id, &bob_id)).unwrap();
+    let error = TrustStore::load(&path).unwrap_err();
+    assert!(matches!(error, TrustError::Malformed { .. }), "{error}");
+}
+
+#[test]
+fn the_trust_store_refuses_ambiguity() {
+    let mut store = trusting(&[1]);
+    let taken = store
+        .add("k1", key(2).public_key(), vec![ANY_TYPE.into()], now())
+        .unwrap_err();
+    assert!(matches!(taken, TrustError::NameTaken(_)), "{taken}");
+    let twice = store
+        .add("other", key(1).public_key(), vec![ANY_TYPE.into()], now())
+        .unwrap_err();
+    assert!(matches!(twice, TrustError::KeyTaken { .. }), "{twice}");
+    let unnamed = store
+        .add("a b", key(3).public_key(), vec![ANY_TYPE.into()], now())
+        .unwrap_err();
+    assert!(matches!(unnamed, TrustError::BadName), "{unnamed}");
+    let nothing = store
+        .add("c", key(3).public_key(), vec![], now())
+        .unwrap_err();
+    assert!(matches!(nothing, TrustError::NothingAllowed), "{nothing}");
+    let missing = store.revoke("nobody", now()).unwrap_err();
+    assert!(matches!(missing, TrustError::NoSuchKey(_)), "{missing}");
+    // Revocation by id works as by name.
+    let id = key(1).public_key().id().to_string();
+    assert!(store.revoke(&id, now()).unwrap().revoked_at.is_some());
+}
+
+#[test]
+fn key_files_round_trip_and_protect_the_secret() {
+    let dir = tempdir("keys");
+    let prefix = dir.join("alice");
+    let secret = SecretKey::generate().unwrap();
+    let files = write_key_pair(&secret, &prefix, false).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files.secret)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let read = SecretKey::read_file(&files.secret).unwrap();
+    let public = PublicKey::read_file(&files.public).unwrap();
+    assert_eq!(read.public_key(), secret.public_key());
+    assert_eq!(public, secret.public_key());
+    assert!(
+        std::fs::read_to_string(&files.secret)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    assert!(
+        std::fs::read_to_string(&files.public)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+
+    // An existing pair is kept unless replacing is asked for.
+    let exists = write_key_pair(&SecretKey::generate().unwrap(), &prefix, false);
+    assert!(matches!(exists, Err(chimera_maml::KeyError::Exists { .. })));
+    assert_eq!(
+        PublicKey::read_file(&files.public).unwrap(),
+        secret.public_key()
+    );
+
+    // The two files cannot be mistaken for each other.
+    assert!(matches!(
+        SecretKey::read_file(&files.public),
+        Err(chimera_maml::KeyError::PublicNotSecret { .. })
+    ));
+    assert!(matches!(
+        PublicKey::read_file(&files.secret),
+        Err(chimera_maml::KeyError::SecretNotPublic { .. })
+    ));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&files.secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            SecretKey::read_file(&files.secret),
+            Err(chimera_maml::KeyError::Exposed { mode: 0o644, .. })
+        ));
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("chimera-maml-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn refusals_carry_the_key_that_signed() {
+    let refusal = admit(
+        signed(BELL, &key(2)).as_bytes(),
+        &trusting(&[1]),
+        &policy(),
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(refusal, Refusal::UnknownKey(key(2).public_key().id()));
+    assert!(
+        refusal
+            .to_string()
+            .contains(&key(2).public_key().id().to_string())
+    );
+}

@@ -166,10 +166,11 @@ fn refuse_bare_carriage_returns(text: &str) -> Result<(), ParseError> {
 /// (front matter YAML, body, first line of the body).
 fn cut_front_matter(text: &str) -> Result<(&str, &str, usize), ParseError> {
     let mut lines = text.split_inclusive('\n');
-    if lines.next().map(str::trim_end) != Some("---") {
+    let first = lines.next().unwrap_or_default();
+    if first.trim_end() != "---" {
         return Err(ParseError::at(1, Problem::NoFrontMatter));
     }
-    let yaml_start = text.find('\n').expect("a `---` line was read") + 1;
+    let yaml_start = first.len();
     let mut offset = yaml_start;
     for (index, line) in lines.enumerate() {
         if matches!(line.trim_end(), "---" | "...") {

@@ -161,6 +161,8 @@ fn front_matter_faults() {
         refused("---\nid: x\n"),
         (Some(1), Problem::UnclosedFrontMatter)
     );
+    assert_eq!(refused("---"), (Some(1), Problem::UnclosedFrontMatter));
+    assert_eq!(refused(""), (Some(1), Problem::NoFrontMatter));
     let (line, problem) = refused("---\n- a list\n---\n");
     assert_eq!(line, Some(2));
     assert!(matches!(problem, Problem::NotAMapping { .. }), "{problem}");

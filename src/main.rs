@@ -3,6 +3,7 @@
 mod bandwidth;
 mod maml;
 mod sim;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
     Bandwidth(bandwidth::BandwidthArgs),
+    /// Train a model from a training spec (the YAML of a `chimera-train` block) on the CPU.
+    Train(train::TrainArgs),
     /// Make an ML-DSA-65 key pair for signing MAML jobs: PREFIX.key and PREFIX.pub.
     Keygen(maml::KeygenArgs),
     /// Sign a MAML job with a secret key.
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),
+        Command::Train(args) => train::run(args),
         Command::Keygen(args) => maml::keygen(args),
         Command::Sign(args) => maml::sign(args),
         Command::Verify(args) => match maml::verify(args) {

@@ -1,0 +1,265 @@
+//! The training job spec: the YAML of a `chimera-train` code block.
+//!
+//! ```yaml
+//! dataset: digits
+//! model:
+//!   kind: mlp
+//!   hidden: [128, 64]
+//!   activation: relu
+//!   dropout: 0.1
+//! loss: cross_entropy
+//! optimizer:
+//!   name: adamw          # or sgd, with momentum
+//!   learning_rate: 0.003
+//!   weight_decay: 0.0001
+//! schedule:
+//!   kind: cosine         # constant | cosine | step (with every and gamma)
+//! epochs: 40
+//! batch_size: 64
+//! validation_split: 0.2
+//! seed: 7
+//! ```
+//!
+//! Every setting but `dataset` and `model` has a default; an unknown key, a value of the wrong type
+//! or settings that contradict each other are refused with a message that names them.
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("the training spec is not valid: {0}")]
+    Yaml(String),
+    #[error("`{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub dataset: String,
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub loss: Loss,
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default = "defaults::epochs")]
+    pub epochs: usize,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "defaults::validation_split")]
+    pub validation_split: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+mod defaults {
+    pub fn epochs() -> usize {
+        20
+    }
+    pub fn batch_size() -> usize {
+        64
+    }
+    pub fn validation_split() -> f64 {
+        0.2
+    }
+    pub fn learning_rate() -> f64 {
+        1e-3
+    }
+    pub fn beta1() -> f64 {
+        0.9
+    }
+    pub fn beta2() -> f64 {
+        0.999
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// Fully connected layers of the given widths between the input and the classes.
+    Mlp {
+        hidden: Vec<usize>,
+        #[serde(default)]
+        activation: Activation,
+        #[serde(default)]
+        dropout: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Gelu,
+    Tanh,
+    Sigmoid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    #[default]
+    CrossEntropy,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    Adamw {
+        #[serde(default = "defaults::learning_rate")]
+        learning_rate: f64,
+        #[serde(default)]
+        weight_decay: f64,
+        #[serde(default = "defaults::beta1")]
+        beta1: f64,
+        #[serde(default = "defaults::beta2")]
+        beta2: f64,
+    },
+    Sgd {
+        #[serde(default = "defaults::learning_rate")]
+        learning_rate: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        Self::Adamw {
+            learning_rate: defaults::learning_rate(),
+            weight_decay: 0.0,
+            beta1: defaults::beta1(),
+            beta2: defaults::beta2(),
+        }
+    }
+}
+
+impl OptimizerSpec {
+    pub fn learning_rate(&self) -> f64 {
+        match self {
+            Self::Adamw { learning_rate, .. } | Self::Sgd { learning_rate, .. } => *learning_rate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// From the learning rate down to zero over the run, along half a cosine.
+    Cosine,
+    /// The learning rate times `gamma` every `every` epochs.
+    Step { every: usize, gamma: f64 },
+}
+
+impl Schedule {
+    /// The learning rate for `epoch` (0-based) of `epochs`.
+    pub fn learning_rate(&self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            Self::Constant => base,
+            Self::Cosine => {
+                base * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos())
+            }
+            Self::Step { every, gamma } => base * gamma.powi((epoch / every) as i32),
+        }
+    }
+}
+
+impl TrainSpec {
+    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
+        let spec: Self = serde_saphyr::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let message = message.lines().next().unwrap_or_default();
+            let message = message.trim_start_matches("error: ");
+            // Name the setting at the error's line, which the YAML error alone may not.
+            let key = e
+                .location()
+                .and_then(|at| text.lines().nth(at.line() as usize - 1))
+                .and_then(|line| line.split_once(':'))
+                .map(|(key, _)| key.trim().trim_start_matches("- "))
+                .filter(|key| !key.is_empty());
+            SpecError::Yaml(match key {
+                Some(key) => format!("{message} (setting `{key}`)"),
+                None => message.to_owned(),
+            })
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |key, problem: &str| {
+            Err(SpecError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.epochs == 0 {
+            return invalid("epochs", "must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size", "must be at least 1");
+        }
+        if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
+            return invalid(
+                "validation_split",
+                "must be a fraction between 0 and 1 (exclusive), such as 0.2",
+            );
+        }
+        let ModelSpec::Mlp {
+            hidden, dropout, ..
+        } = &self.model;
+        if hidden.contains(&0) {
+            return invalid("model.hidden", "widths must be at least 1");
+        }
+        if !(0.0..1.0).contains(dropout) {
+            return invalid("model.dropout", "must be at least 0 and below 1");
+        }
+        let rate = self.optimizer.learning_rate();
+        if !(rate.is_finite() && rate > 0.0) {
+            return invalid("optimizer.learning_rate", "must be a positive number");
+        }
+        match self.optimizer {
+            OptimizerSpec::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                if !(0.0..1.0).contains(&momentum) {
+                    return invalid("optimizer.momentum", "must be at least 0 and below 1");
+                }
+                if weight_decay < 0.0 {
+                    return invalid("optimizer.weight_decay", "must not be negative");
+                }
+            }
+            OptimizerSpec::Adamw {
+                weight_decay,
+                beta1,
+                beta2,
+                ..
+            } => {
+                if weight_decay < 0.0 {
+                    return invalid("optimizer.weight_decay", "must not be negative");
+                }
+                if !((0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2)) {
+                    return invalid("optimizer.beta1/beta2", "must be at least 0 and below 1");
+                }
+            }
+        }
+        if let Schedule::Step { every, gamma } = self.schedule {
+            if every == 0 {
+                return invalid("schedule.every", "must be at least 1 epoch");
+            }
+            if !(gamma > 0.0 && gamma <= 1.0) {
+                return invalid("schedule.gamma", "must be above 0 and at most 1");
+            }
+        }
+        Ok(())
+    }
+}

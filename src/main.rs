@@ -26,6 +26,8 @@ enum Command {
     Bandwidth(bandwidth::BandwidthArgs),
     /// Train a model from a training spec (the YAML of a `chimera-train` block) on the CPU.
     Train(train::TrainArgs),
+    /// Run a model stored by `chimera train` on inputs from a .npy or CSV file.
+    Infer(train::InferArgs),
     /// Make an ML-DSA-65 key pair for signing MAML jobs: PREFIX.key and PREFIX.pub.
     Keygen(maml::KeygenArgs),
     /// Sign a MAML job with a secret key.
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),
         Command::Train(args) => train::run(args),
+        Command::Infer(args) => train::infer(args),
         Command::Keygen(args) => maml::keygen(args),
         Command::Sign(args) => maml::sign(args),
         Command::Verify(args) => match maml::verify(args) {

@@ -1,16 +1,28 @@
-//! `chimera train`: a training spec run here, with progress per epoch.
+//! `chimera train` and `chimera infer`: training specs and stored models, run here on the CPU.
 
-use std::path::PathBuf;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use chimera_ai::checkpoint;
+use chimera_ai::infer::StoredModel;
 use chimera_ai::spec::TrainSpec;
-use chimera_ai::train::{EpochProgress, train};
+use chimera_ai::train::{RunOptions, TrainEvent, train};
 use clap::Args;
 
 #[derive(Args)]
 pub struct TrainArgs {
     /// The training spec: the YAML of a `chimera-train` block (see examples/train-digits.yaml).
     spec: PathBuf,
+    /// The run's directory: checkpoints in DIR/checkpoints, the trained model in DIR/model.
+    /// Default: runs/<the spec's file name>.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue from a checkpoint directory, or from the latest checkpoint of the run's directory
+    /// when given as `latest`.
+    #[arg(long, value_name = "CHECKPOINT|latest")]
+    resume: Option<PathBuf>,
     /// Print progress and the result as JSON lines, the last one ending with `val_accuracy`.
     #[arg(long)]
     json: bool,
@@ -20,34 +32,53 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("cannot read {}", args.spec.display()))?;
     let spec = TrainSpec::from_yaml(&text).with_context(|| format!("{}", args.spec.display()))?;
-    let device = candle_core::Device::Cpu;
+    let run_dir = args.out.clone().unwrap_or_else(|| {
+        let stem = args.spec.file_stem().unwrap_or_default();
+        Path::new("runs").join(stem)
+    });
+    let resume_from = match args.resume {
+        Some(path) if path == Path::new("latest") => Some(
+            checkpoint::latest(&run_dir)
+                .with_context(|| format!("{} has no checkpoint to resume", run_dir.display()))?,
+        ),
+        other => other,
+    };
+    if let Some(dir) = &resume_from {
+        eprintln!("resuming from {}", dir.display());
+    }
+    let options = RunOptions {
+        run_dir: Some(run_dir),
+        resume_from,
+    };
     let json = args.json;
-    let report = train(&spec, &device, |p: &EpochProgress| {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "epoch": p.epoch, "epochs": p.epochs, "learning_rate": p.learning_rate,
-                    "loss": p.loss, "train_accuracy": p.train_accuracy, "val_loss": p.val_loss,
-                    "val_accuracy": p.val_accuracy, "samples_per_second": p.samples_per_second,
-                })
-            );
-        } else {
-            println!(
+    let report = train(&spec, &Device::Cpu, &options, |event| {
+        match event {
+            TrainEvent::Epoch(p) if json => println!("{}", serde_json::to_string(p).unwrap()),
+            TrainEvent::Epoch(p) => println!(
                 "epoch {:>3}/{}  loss {:.4}  train acc {:.3}  val loss {:.4}  val acc {:.3}  {:>8.0} samples/s",
                 p.epoch, p.epochs, p.loss, p.train_accuracy, p.val_loss, p.val_accuracy,
                 p.samples_per_second
-            );
+            ),
+            TrainEvent::Checkpoint { step, dir } if !json => {
+                println!("checkpoint at step {step}: {}", dir.display())
+            }
+            _ => {}
         }
+        ControlFlow::Continue(())
     })
     .with_context(|| format!("training {} failed", args.spec.display()))?;
+    let (model_dir, info) = report
+        .model
+        .clone()
+        .expect("a run with a directory stores its model");
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "dataset": spec.dataset, "device": "cpu", "parameters": report.parameters,
                 "train_samples": report.train_samples, "val_samples": report.val_samples,
-                "seconds": report.seconds, "val_accuracy": report.val_accuracy(),
+                "seconds": report.seconds, "model_id": info.id, "model_dir": model_dir,
+                "val_accuracy": report.val_accuracy(),
             })
         );
     } else {
@@ -60,6 +91,107 @@ pub fn run(args: TrainArgs) -> Result<()> {
             report.val_accuracy(),
             report.val_samples
         );
+        println!("model {} stored in {}", info.id, model_dir.display());
     }
     Ok(())
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// A model directory written by `chimera train` (RUN_DIR/model).
+    model: PathBuf,
+    /// Inputs: a .npy array [n, features] (float32, float64 or uint8), or a CSV file of n rows.
+    input: PathBuf,
+    /// Print the predictions as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn infer(args: InferArgs) -> Result<()> {
+    let model = StoredModel::open(&args.model, &Device::Cpu)
+        .with_context(|| format!("cannot open the model in {}", args.model.display()))?;
+    let (_, features) = read_inputs(&args.input, model.info.feature_len)?;
+    let probabilities = model.predict(features)?;
+    let classes: Vec<usize> = probabilities
+        .iter()
+        .map(|p| {
+            (0..p.len())
+                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                .unwrap_or(0)
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"model_id": model.info.id, "classes": classes, "probabilities": probabilities})
+        );
+    } else {
+        for (row, (class, p)) in classes.iter().zip(&probabilities).enumerate() {
+            println!("{row:>6}  class {class}  p {:.4}", p[*class]);
+        }
+    }
+    Ok(())
+}
+
+/// Rows of `feature_len` values from a .npy or CSV file.
+fn read_inputs(path: &Path, feature_len: usize) -> Result<(usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let values: Vec<f32> = if path.extension().is_some_and(|e| e == "npy") {
+        let array = npyz::NpyFile::new(&bytes[..])
+            .with_context(|| format!("{} is not a .npy file", path.display()))?;
+        match array.dtype() {
+            npyz::DType::Plain(t)
+                if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 =>
+            {
+                array.into_vec::<f32>()?
+            }
+            npyz::DType::Plain(t)
+                if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 =>
+            {
+                array
+                    .into_vec::<f64>()?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect()
+            }
+            npyz::DType::Plain(t)
+                if t.type_char() == npyz::TypeChar::Uint && t.size_field() == 1 =>
+            {
+                array.into_vec::<u8>()?.into_iter().map(f32::from).collect()
+            }
+            other => bail!(
+                "{}: dtype {other:?}; give float32, float64 or uint8",
+                path.display()
+            ),
+        }
+    } else {
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not text", path.display()))?;
+        let mut values = Vec::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            for field in line.split(',') {
+                values.push(field.trim().parse::<f32>().with_context(|| {
+                    format!(
+                        "{} line {}: `{}` is not a number",
+                        path.display(),
+                        n + 1,
+                        field.trim()
+                    )
+                })?);
+            }
+        }
+        values
+    };
+    if values.is_empty() || !values.len().is_multiple_of(feature_len) {
+        bail!(
+            "{} holds {} values: not rows of the model's {feature_len} features",
+            path.display(),
+            values.len()
+        );
+    }
+    Ok((values.len() / feature_len, values))
 }

@@ -1,8 +1,10 @@
 //! CHIMERA's AI heads: classifiers trained with candle from a job spec (the YAML of a
 //! `chimera-train` block), on the CPU, or on a GPU with the `cuda` feature.
 
+pub mod checkpoint;
 pub mod dataset;
+pub mod infer;
 pub mod model;
-pub mod sgd;
+pub mod optim;
 pub mod spec;
 pub mod train;

@@ -1,6 +1,8 @@
 //! Models built from a spec, with parameters drawn from a seeded generator so that a run is
 //! reproducible (candle's own CPU random numbers cannot be seeded).
 
+use std::collections::HashMap;
+
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Linear, Module};
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +15,16 @@ pub struct Mlp {
     activation: Activation,
     dropout: f32,
     vars: Vec<Var>,
+}
+
+/// Layers hold a weight then a bias, in order.
+fn parameter_name(index: usize) -> String {
+    let what = if index.is_multiple_of(2) {
+        "weight"
+    } else {
+        "bias"
+    };
+    format!("layers.{}.{what}", index / 2)
 }
 
 /// A uniform f32 in [0, 1) from 24 random bits.
@@ -69,6 +81,32 @@ impl Mlp {
 
     pub fn vars(&self) -> &[Var] {
         &self.vars
+    }
+
+    /// The parameters by name (`layers.0.weight`, `layers.0.bias`, …), as stored in safetensors.
+    pub fn named_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        (0..self.vars.len())
+            .map(|i| Ok((parameter_name(i), self.vars[i].as_tensor().copy()?)))
+            .collect()
+    }
+
+    /// Sets every parameter from `tensors`, which must hold each one with its shape.
+    pub fn load(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (i, var) in self.vars.iter().enumerate() {
+            let name = parameter_name(i);
+            let stored = tensors
+                .get(&name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("the weights have no `{name}`")))?;
+            if stored.shape() != var.shape() {
+                return Err(candle_core::Error::Msg(format!(
+                    "`{name}` is {:?} in the weights but {:?} in the model",
+                    stored.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&stored.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
     }
 
     /// Logits for a batch `[n, inputs]`. With `dropout_rng`, hidden units are dropped (training);

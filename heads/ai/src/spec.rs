@@ -18,6 +18,7 @@
 //! batch_size: 64
 //! validation_split: 0.2
 //! seed: 7
+//! checkpoint_every: 100  # steps; none when not given
 //! ```
 //!
 //! Every setting but `dataset` and `model` has a default; an unknown key, a value of the wrong type
@@ -52,6 +53,12 @@ pub struct TrainSpec {
     pub validation_split: f64,
     #[serde(default)]
     pub seed: u64,
+    /// Save a checkpoint (weights, optimizer state, progress) every this many steps.
+    #[serde(default)]
+    pub checkpoint_every: Option<usize>,
+    /// The YAML this spec was read from, stored beside checkpoints and models.
+    #[serde(skip)]
+    pub source: String,
 }
 
 mod defaults {
@@ -173,7 +180,7 @@ impl Schedule {
 
 impl TrainSpec {
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
-        let spec: Self = serde_saphyr::from_str(text).map_err(|e| {
+        let mut spec: Self = serde_saphyr::from_str(text).map_err(|e| {
             let message = e.to_string();
             let message = message.lines().next().unwrap_or_default();
             let message = message.trim_start_matches("error: ");
@@ -190,6 +197,7 @@ impl TrainSpec {
             })
         })?;
         spec.validate()?;
+        spec.source = text.to_owned();
         Ok(spec)
     }
 
@@ -202,6 +210,9 @@ impl TrainSpec {
         };
         if self.epochs == 0 {
             return invalid("epochs", "must be at least 1");
+        }
+        if self.checkpoint_every == Some(0) {
+            return invalid("checkpoint_every", "must be at least 1 step");
         }
         if self.batch_size == 0 {
             return invalid("batch_size", "must be at least 1");

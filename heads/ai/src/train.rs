@@ -1,29 +1,37 @@
-//! Training a classifier from a spec, reporting progress after every epoch.
+//! Training a classifier from a spec: events after every step and epoch, checkpoints on the
+//! spec's schedule, exact resumption from one, and the trained model stored with an id.
 
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
 use crate::dataset::{Dataset, DatasetError, shuffled};
 use crate::model::{Mlp, predictions};
-use crate::sgd::{Sgd, SgdParams};
-use crate::spec::{Loss, OptimizerSpec, TrainSpec};
+use crate::optim::Optimizer;
+use crate::spec::{Loss, TrainSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("the loss became {0} at epoch {1}; lower the learning rate")]
     Diverged(f32, usize),
+    #[error("cancelled after step {step}")]
+    Cancelled { step: usize },
 }
 
 /// What one epoch achieved.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochProgress {
     /// 1-based.
     pub epoch: usize,
@@ -38,6 +46,24 @@ pub struct EpochProgress {
     pub samples_per_second: f64,
 }
 
+/// What a run reports as it goes. Answering `Break` to any of them cancels the run.
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    Step { step: usize },
+    Checkpoint { step: usize, dir: &'a Path },
+    Epoch(&'a EpochProgress),
+}
+
+/// Where a run keeps its checkpoints and model, and where it starts.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Checkpoints go to `run_dir/checkpoints/`, the trained model to `run_dir/model/`. Without
+    /// it nothing is written.
+    pub run_dir: Option<PathBuf>,
+    /// A checkpoint directory to continue from.
+    pub resume_from: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
     pub epochs: Vec<EpochProgress>,
@@ -45,65 +71,13 @@ pub struct TrainReport {
     pub val_samples: usize,
     pub parameters: usize,
     pub seconds: f64,
+    /// The stored model, when the run had a directory.
+    pub model: Option<(PathBuf, ModelInfo)>,
 }
 
 impl TrainReport {
     pub fn val_accuracy(&self) -> f64 {
         self.epochs.last().map_or(0.0, |e| e.val_accuracy)
-    }
-}
-
-enum AnyOptimizer {
-    AdamW(AdamW),
-    Sgd(Sgd),
-}
-
-impl AnyOptimizer {
-    fn new(spec: &OptimizerSpec, model: &Mlp) -> candle_core::Result<Self> {
-        let vars = model.vars().to_vec();
-        Ok(match *spec {
-            OptimizerSpec::Adamw {
-                learning_rate,
-                weight_decay,
-                beta1,
-                beta2,
-            } => Self::AdamW(AdamW::new(
-                vars,
-                ParamsAdamW {
-                    lr: learning_rate,
-                    beta1,
-                    beta2,
-                    eps: 1e-8,
-                    weight_decay,
-                },
-            )?),
-            OptimizerSpec::Sgd {
-                learning_rate,
-                momentum,
-                weight_decay,
-            } => Self::Sgd(Sgd::new(
-                vars,
-                SgdParams {
-                    learning_rate,
-                    momentum,
-                    weight_decay,
-                },
-            )?),
-        })
-    }
-
-    fn backward_step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
-        match self {
-            Self::AdamW(o) => o.backward_step(loss),
-            Self::Sgd(o) => o.backward_step(loss),
-        }
-    }
-
-    fn set_learning_rate(&mut self, rate: f64) {
-        match self {
-            Self::AdamW(o) => o.set_learning_rate(rate),
-            Self::Sgd(o) => o.set_learning_rate(rate),
-        }
     }
 }
 
@@ -143,10 +117,9 @@ fn evaluate(
         let (x, y) = batch(data, chunk, device)?;
         let logits = model.forward(&x, None)?;
         loss_sum += f64::from(loss(kind, &logits, &y)?.to_scalar::<f32>()?) * chunk.len() as f64;
-        let predicted = predictions(&logits)?;
         correct += chunk
             .iter()
-            .zip(predicted)
+            .zip(predictions(&logits)?)
             .filter(|&(&i, p)| data.labels[i] == p)
             .count();
     }
@@ -156,12 +129,13 @@ fn evaluate(
     ))
 }
 
-/// Trains the spec's model on the spec's dataset; `on_epoch` sees each epoch's progress.
-/// The same spec and seed give the same result on the CPU.
+/// Trains the spec's model on the spec's dataset. The same spec and seed give the same result on
+/// the CPU, and so does a run resumed from any of its checkpoints.
 pub fn train(
     spec: &TrainSpec,
     device: &Device,
-    mut on_epoch: impl FnMut(&EpochProgress),
+    options: &RunOptions,
+    mut on_event: impl FnMut(TrainEvent) -> ControlFlow<()>,
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
     let dataset = Dataset::builtin(&spec.dataset)?;
@@ -174,51 +148,120 @@ pub fn train(
         &mut rng,
         device,
     )?;
-    let mut optimizer = AnyOptimizer::new(&spec.optimizer, &model)?;
-    let base_rate = spec.optimizer.learning_rate();
-    let mut epochs = Vec::with_capacity(spec.epochs);
-    for epoch in 0..spec.epochs {
-        let learning_rate = spec.schedule.learning_rate(base_rate, epoch, spec.epochs);
+    let mut optimizer = Optimizer::new(&spec.optimizer, model.vars().to_vec());
+    let mut progress = match &options.resume_from {
+        Some(dir) => {
+            let saved = checkpoint::load(dir, &spec.source, device)?;
+            model.load(&saved.model)?;
+            optimizer.restore(&saved.optimizer)?;
+            rng.set_word_pos(saved.progress.rng_word_pos);
+            saved.progress
+        }
+        None => Progress {
+            step: 0,
+            epoch: 0,
+            batch: 0,
+            order: shuffled(training.len(), &mut rng),
+            rng_word_pos: 0,
+            loss_sum: 0.0,
+            correct: 0,
+            seconds: 0.0,
+            history: Vec::new(),
+        },
+    };
+    let cancelled = |step| TrainError::Cancelled { step };
+    while progress.epoch < spec.epochs {
+        let learning_rate = spec.schedule.learning_rate(
+            spec.optimizer.learning_rate(),
+            progress.epoch,
+            spec.epochs,
+        );
         optimizer.set_learning_rate(learning_rate);
-        let epoch_started = Instant::now();
-        let order = shuffled(training.len(), &mut rng);
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for indices in order.chunks(spec.batch_size) {
+        let batches: Vec<Vec<usize>> = progress
+            .order
+            .chunks(spec.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        while progress.batch < batches.len() {
+            let step_started = Instant::now();
+            let indices = &batches[progress.batch];
             let (x, y) = batch(&training, indices, device)?;
             let logits = model.forward(&x, Some(&mut rng))?;
             let batch_loss = loss(spec.loss, &logits, &y)?;
             optimizer.backward_step(&batch_loss)?;
             let value = batch_loss.to_scalar::<f32>()?;
             if !value.is_finite() {
-                return Err(TrainError::Diverged(value, epoch + 1));
+                return Err(TrainError::Diverged(value, progress.epoch + 1));
             }
-            loss_sum += f64::from(value) * indices.len() as f64;
-            correct += indices
+            progress.loss_sum += f64::from(value) * indices.len() as f64;
+            progress.correct += indices
                 .iter()
                 .zip(predictions(&logits)?)
                 .filter(|&(&i, p)| training.labels[i] == p)
                 .count();
+            progress.seconds += step_started.elapsed().as_secs_f64();
+            progress.batch += 1;
+            progress.step += 1;
+            let step = progress.step;
+            if let (Some(every), Some(run_dir)) = (spec.checkpoint_every, &options.run_dir)
+                && step % every == 0
+            {
+                progress.rng_word_pos = rng.get_word_pos();
+                let saved = Checkpoint {
+                    progress: progress.clone(),
+                    model: model.named_tensors()?,
+                    optimizer: optimizer.state()?,
+                };
+                let dir = checkpoint::save(run_dir, &spec.source, &saved)?;
+                if on_event(TrainEvent::Checkpoint { step, dir: &dir }).is_break() {
+                    return Err(cancelled(step));
+                }
+            }
+            if on_event(TrainEvent::Step { step }).is_break() {
+                return Err(cancelled(step));
+            }
         }
-        let seconds = epoch_started.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = evaluate(&model, &validation, spec.loss, device)?;
-        let progress = EpochProgress {
-            epoch: epoch + 1,
+        let epoch = EpochProgress {
+            epoch: progress.epoch + 1,
             epochs: spec.epochs,
             learning_rate,
-            loss: (loss_sum / training.len() as f64) as f32,
-            train_accuracy: correct as f64 / training.len() as f64,
+            loss: (progress.loss_sum / training.len() as f64) as f32,
+            train_accuracy: progress.correct as f64 / training.len() as f64,
             val_loss,
             val_accuracy,
-            samples_per_second: training.len() as f64 / seconds,
+            samples_per_second: training.len() as f64 / progress.seconds,
         };
-        on_epoch(&progress);
-        epochs.push(progress);
+        progress.history.push(epoch.clone());
+        progress.epoch += 1;
+        progress.batch = 0;
+        (progress.loss_sum, progress.correct, progress.seconds) = (0.0, 0, 0.0);
+        progress.order = shuffled(training.len(), &mut rng);
+        if on_event(TrainEvent::Epoch(&epoch)).is_break() {
+            return Err(cancelled(progress.step));
+        }
     }
+    let stored = match &options.run_dir {
+        Some(run_dir) => Some(checkpoint::save_model(
+            run_dir,
+            &spec.source,
+            &model.named_tensors()?,
+            ModelInfo {
+                id: String::new(),
+                dataset: spec.dataset.clone(),
+                feature_len: dataset.feature_len,
+                classes: dataset.classes,
+                val_accuracy: progress.history.last().map_or(0.0, |e| e.val_accuracy),
+            },
+        )?),
+        None => None,
+    };
     Ok(TrainReport {
-        epochs,
+        epochs: progress.history,
         train_samples: training.len(),
         val_samples: validation.len(),
         parameters: model.vars().iter().map(|v| v.elem_count()).sum(),
         seconds: started.elapsed().as_secs_f64(),
+        model: stored,
     })
 }

@@ -1,16 +1,29 @@
 //! Training on the built-in digits: it learns, it reproduces, and bad specs are refused by name.
 
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
 use candle_core::{Device, Var};
-use candle_nn::Optimizer;
-use chimera_ai::sgd::{Sgd, SgdParams};
-use chimera_ai::spec::{Schedule, TrainSpec};
-use chimera_ai::train::{TrainReport, train};
+use chimera_ai::checkpoint;
+use chimera_ai::infer::StoredModel;
+use chimera_ai::optim::Optimizer;
+use chimera_ai::spec::{OptimizerSpec, Schedule, TrainSpec};
+use chimera_ai::train::{RunOptions, TrainError, TrainEvent, TrainReport, train};
 
 const EXAMPLE: &str = include_str!("../../../examples/train-digits.yaml");
 
 fn run(spec: &str) -> TrainReport {
     let spec = TrainSpec::from_yaml(spec).unwrap_or_else(|e| panic!("{e}"));
-    train(&spec, &Device::Cpu, |_| {}).unwrap()
+    train(&spec, &Device::Cpu, &RunOptions::default(), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+}
+
+fn run_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chimera-ai-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// The learning curve without the timings.
@@ -26,7 +39,13 @@ fn curve(report: &TrainReport) -> Vec<(f32, f64, f32, f64)> {
 fn the_digits_example_learns_to_095_and_the_loss_falls() {
     let mut seen = Vec::new();
     let spec = TrainSpec::from_yaml(EXAMPLE).unwrap();
-    let report = train(&spec, &Device::Cpu, |p| seen.push(p.epoch)).unwrap();
+    let report = train(&spec, &Device::Cpu, &RunOptions::default(), |event| {
+        if let TrainEvent::Epoch(p) = event {
+            seen.push(p.epoch);
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(
         seen,
         (1..=40).collect::<Vec<_>>(),
@@ -76,12 +95,12 @@ fn sgd_with_momentum_trains_too() {
 fn sgd_follows_pytorchs_update_rule() {
     // p = 1, gradient of p² is 2p; lr 0.1, momentum 0.5, weight decay 0.1.
     let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
-    let params = SgdParams {
+    let kind = OptimizerSpec::Sgd {
         learning_rate: 0.1,
         momentum: 0.5,
         weight_decay: 0.1,
     };
-    let mut sgd = Sgd::new(vec![p.clone()], params).unwrap();
+    let mut sgd = Optimizer::new(&kind, vec![p.clone()]);
     let (mut value, mut velocity) = (1.0f64, 0.0f64);
     for step in 0..3 {
         let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
@@ -162,9 +181,151 @@ fn bad_specs_are_refused_naming_the_setting() {
     }
     let spec =
         TrainSpec::from_yaml(&EXAMPLE.replace("dataset: digits", "dataset: imagenet")).unwrap();
-    let error = train(&spec, &Device::Cpu, |_| {}).unwrap_err().to_string();
+    let error = train(&spec, &Device::Cpu, &RunOptions::default(), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err()
+    .to_string();
     assert!(
         error.contains("unknown dataset `imagenet`") && error.contains("digits"),
         "{error}"
     );
+}
+
+#[test]
+fn adamw_follows_pytorchs_update_rule() {
+    // p = 1, gradient of p² is 2p; lr 0.1, β 0.9/0.999, weight decay 0.01.
+    let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
+    let kind = OptimizerSpec::Adamw {
+        learning_rate: 0.1,
+        weight_decay: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+    };
+    let mut adamw = Optimizer::new(&kind, vec![p.clone()]);
+    let (mut value, mut m, mut v) = (1.0f64, 0.0f64, 0.0f64);
+    for t in 1..=3 {
+        let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
+        adamw.backward_step(&loss).unwrap();
+        let g = 2.0 * value;
+        m = 0.9 * m + 0.1 * g;
+        v = 0.999 * v + 0.001 * g * g;
+        let (m_hat, v_hat) = (m / (1.0 - 0.9f64.powi(t)), v / (1.0 - 0.999f64.powi(t)));
+        value = value * (1.0 - 0.1 * 0.01) - 0.1 * m_hat / (v_hat.sqrt() + 1e-8);
+        let got = p.as_tensor().to_vec1::<f32>().unwrap()[0];
+        assert!(
+            (f64::from(got) - value).abs() < 1e-6,
+            "step {t}: {got} vs {value}"
+        );
+    }
+}
+
+/// A short run that checkpoints every 10 steps.
+const CHECKPOINTED: &str = "dataset: digits\nmodel: {kind: mlp, hidden: [32], dropout: 0.2}\noptimizer: {name: adamw, learning_rate: 0.01}\nschedule: {kind: cosine}\nepochs: 3\nbatch_size: 64\nseed: 5\ncheckpoint_every: 10\n";
+
+#[test]
+fn a_resumed_run_ends_exactly_as_an_uninterrupted_one() {
+    let spec = TrainSpec::from_yaml(CHECKPOINTED).unwrap();
+    let whole_dir = run_dir("whole");
+    let options = RunOptions {
+        run_dir: Some(whole_dir.clone()),
+        resume_from: None,
+    };
+    let whole = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
+
+    // Interrupted at step 25 (mid-epoch: 23 batches an epoch); the last checkpoint is step 20.
+    let broken_dir = run_dir("broken");
+    let options = RunOptions {
+        run_dir: Some(broken_dir.clone()),
+        resume_from: None,
+    };
+    let stopped = train(&spec, &Device::Cpu, &options, |event| match event {
+        TrainEvent::Step { step: 25 } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    assert!(matches!(stopped, Err(TrainError::Cancelled { step: 25 })));
+    let latest = checkpoint::latest(&broken_dir).unwrap();
+    assert!(latest.ends_with("step-00000020"), "{}", latest.display());
+    assert!(
+        !broken_dir.join("model").exists(),
+        "no model from a cancelled run"
+    );
+
+    let options = RunOptions {
+        run_dir: Some(broken_dir.clone()),
+        resume_from: Some(latest),
+    };
+    let resumed = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(curve(&resumed), curve(&whole));
+    let (whole_model, resumed_model) = (whole.model.unwrap(), resumed.model.unwrap());
+    assert_eq!(
+        whole_model.1.id, resumed_model.1.id,
+        "the same weights, bit for bit"
+    );
+    assert_eq!(
+        std::fs::read(whole_model.0.join("model.safetensors")).unwrap(),
+        std::fs::read(resumed_model.0.join("model.safetensors")).unwrap()
+    );
+
+    // A checkpoint only resumes the spec it was taken with.
+    let other = TrainSpec::from_yaml(&CHECKPOINTED.replace("seed: 5", "seed: 6")).unwrap();
+    let options = RunOptions {
+        run_dir: Some(broken_dir.clone()),
+        resume_from: Some(broken_dir.join("checkpoints/step-00000010")),
+    };
+    let refused = train(
+        &other,
+        &Device::Cpu,
+        &options,
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("another training spec"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_stored_model_predicts_and_refuses_tampering() {
+    let spec = TrainSpec::from_yaml(&EXAMPLE.replace("epochs: 40", "epochs: 10")).unwrap();
+    let dir = run_dir("stored");
+    let options = RunOptions {
+        run_dir: Some(dir.clone()),
+        resume_from: None,
+    };
+    let report = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
+    let (model_dir, info) = report.model.unwrap();
+    assert_eq!(info.id.len(), 64);
+    let model = StoredModel::open(&model_dir, &Device::Cpu).unwrap();
+    assert_eq!(model.info, info);
+
+    let digits = chimera_ai::dataset::Dataset::builtin("digits").unwrap();
+    let probabilities = model.predict(digits.features.clone()).unwrap();
+    let correct = probabilities
+        .iter()
+        .zip(&digits.labels)
+        .filter(|(p, label)| {
+            (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])) == Some(**label as usize)
+        })
+        .count();
+    assert!(
+        correct as f64 / digits.len() as f64 > 0.95,
+        "{correct} of {}",
+        digits.len()
+    );
+    for p in &probabilities {
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+
+    let weights = model_dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let error = StoredModel::open(&model_dir, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("do not match its id"), "{error}");
 }

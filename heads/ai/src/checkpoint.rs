@@ -1,0 +1,216 @@
+//! Checkpoints and trained models on disk.
+//!
+//! A checkpoint is a directory `step-NNNNNNNN` holding `model.safetensors`, `optimizer.safetensors`,
+//! `spec.yaml` and `progress.json` (where in the run it was taken, the generator's position, the
+//! epochs so far): all a run needs to go on exactly as if it had not stopped. A trained model is a
+//! directory holding `model.safetensors`, `spec.yaml` and `model.json` (its id and what it was
+//! trained on). Both are written to a temporary directory renamed into place, so a crash never
+//! leaves half of one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha3::{Digest, Sha3_256};
+
+use crate::train::EpochProgress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {detail}")]
+    Malformed { path: PathBuf, detail: String },
+    #[error(
+        "{path} was taken with another training spec; resume with the spec it holds (spec.yaml)"
+    )]
+    OtherSpec { path: PathBuf },
+}
+
+/// Where a run stood when a checkpoint was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// 0-based epoch, and the next batch of it.
+    pub epoch: usize,
+    pub batch: usize,
+    /// This epoch's sample order.
+    pub order: Vec<usize>,
+    /// Position of the run's random generator.
+    pub rng_word_pos: u128,
+    /// This epoch's sums so far: loss × samples, correct predictions, training seconds.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seconds: f64,
+    pub history: Vec<EpochProgress>,
+}
+
+pub struct Checkpoint {
+    pub progress: Progress,
+    pub model: HashMap<String, Tensor>,
+    pub optimizer: HashMap<String, Tensor>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |error| CheckpointError::Io {
+        path: path.into(),
+        error,
+    }
+}
+
+fn malformed(path: &Path, detail: impl ToString) -> CheckpointError {
+    CheckpointError::Malformed {
+        path: path.into(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Writes `files` into a new directory `dir`, through a temporary sibling renamed into place.
+fn write_directory(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    tensors: &[(&str, &HashMap<String, Tensor>)],
+) -> Result<(), CheckpointError> {
+    let temporary = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&temporary);
+    std::fs::create_dir_all(&temporary).map_err(io(&temporary))?;
+    for (name, bytes) in files {
+        let path = temporary.join(name);
+        std::fs::write(&path, bytes).map_err(io(&path))?;
+    }
+    for (name, map) in tensors {
+        let path = temporary.join(name);
+        candle_core::safetensors::save(map, &path).map_err(|e| malformed(&path, e))?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&temporary, dir).map_err(io(dir))
+}
+
+/// Saves a checkpoint under `run_dir/checkpoints/` and returns its directory.
+pub fn save(
+    run_dir: &Path,
+    spec: &str,
+    checkpoint: &Checkpoint,
+) -> Result<PathBuf, CheckpointError> {
+    let dir = run_dir
+        .join("checkpoints")
+        .join(format!("step-{:08}", checkpoint.progress.step));
+    let progress = serde_json::to_vec_pretty(&checkpoint.progress).expect("progress serialises");
+    write_directory(
+        &dir,
+        &[("spec.yaml", spec.as_bytes()), ("progress.json", &progress)],
+        &[
+            ("model.safetensors", &checkpoint.model),
+            ("optimizer.safetensors", &checkpoint.optimizer),
+        ],
+    )?;
+    Ok(dir)
+}
+
+/// Loads the checkpoint at `dir`, refusing one taken with another spec than `spec`.
+pub fn load(dir: &Path, spec: &str, device: &Device) -> Result<Checkpoint, CheckpointError> {
+    let spec_path = dir.join("spec.yaml");
+    if std::fs::read_to_string(&spec_path).map_err(io(&spec_path))? != spec {
+        return Err(CheckpointError::OtherSpec { path: dir.into() });
+    }
+    let progress_path = dir.join("progress.json");
+    let progress = std::fs::read(&progress_path).map_err(io(&progress_path))?;
+    let tensors = |name: &str| {
+        let path = dir.join(name);
+        candle_core::safetensors::load(&path, device).map_err(|e| malformed(&path, e))
+    };
+    Ok(Checkpoint {
+        progress: serde_json::from_slice(&progress).map_err(|e| malformed(&progress_path, e))?,
+        model: tensors("model.safetensors")?,
+        optimizer: tensors("optimizer.safetensors")?,
+    })
+}
+
+/// The latest checkpoint of a run directory, if it has any.
+pub fn latest(run_dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(run_dir.join("checkpoints")).ok()?;
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.extension().is_none())
+        .max()
+}
+
+/// What `model.json` says of a trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// SHA3-256 of `model.safetensors` then `spec.yaml`, hex: the same model has the same id.
+    pub id: String,
+    pub dataset: String,
+    pub feature_len: usize,
+    pub classes: usize,
+    pub val_accuracy: f64,
+}
+
+/// Stores a trained model in `run_dir/model`.
+pub fn save_model(
+    run_dir: &Path,
+    spec: &str,
+    weights: &HashMap<String, Tensor>,
+    mut info: ModelInfo,
+) -> Result<(PathBuf, ModelInfo), CheckpointError> {
+    let dir = run_dir.join("model");
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    // The id is over the weights' bytes as written, so it is computed from the written file.
+    let scratch = run_dir.join("model.safetensors.partial");
+    candle_core::safetensors::save(weights, &scratch).map_err(|e| malformed(&scratch, e))?;
+    let bytes = std::fs::read(&scratch).map_err(io(&scratch))?;
+    let _ = std::fs::remove_file(&scratch);
+    info.id = hex(&Sha3_256::new()
+        .chain_update(&bytes)
+        .chain_update(spec)
+        .finalize());
+    let json = serde_json::to_vec_pretty(&info).expect("model info serialises");
+    write_directory(
+        &dir,
+        &[
+            ("model.safetensors", &bytes),
+            ("spec.yaml", spec.as_bytes()),
+            ("model.json", &json),
+        ],
+        &[],
+    )?;
+    Ok((dir, info))
+}
+
+/// Reads a model directory written by [`save_model`].
+pub fn load_model(
+    dir: &Path,
+    device: &Device,
+) -> Result<(ModelInfo, String, HashMap<String, Tensor>), CheckpointError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(io(&path)).map(|b| (path, b))
+    };
+    let (info_path, info) = read("model.json")?;
+    let info: ModelInfo = serde_json::from_slice(&info).map_err(|e| malformed(&info_path, e))?;
+    let (spec_path, spec) = read("spec.yaml")?;
+    let spec = String::from_utf8(spec).map_err(|e| malformed(&spec_path, e))?;
+    let (weights_path, bytes) = read("model.safetensors")?;
+    let id = hex(&Sha3_256::new()
+        .chain_update(&bytes)
+        .chain_update(&spec)
+        .finalize());
+    if id != info.id {
+        return Err(malformed(
+            dir,
+            format!("its files do not match its id {} (they give {id})", info.id),
+        ));
+    }
+    let weights = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| malformed(&weights_path, e))?;
+    Ok((info, spec, weights))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,58 @@
+//! Inference with a model stored by a training run.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+use crate::checkpoint::{self, ModelInfo};
+use crate::model::Mlp;
+use crate::spec::TrainSpec;
+use crate::train::TrainError;
+
+pub struct StoredModel {
+    pub info: ModelInfo,
+    model: Mlp,
+    device: Device,
+}
+
+impl StoredModel {
+    /// Opens a model directory, checking its files against its id.
+    pub fn open(dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        let (info, spec, weights) = checkpoint::load_model(dir, device)?;
+        let spec = TrainSpec::from_yaml(&spec)
+            .map_err(|e| candle_core::Error::Msg(format!("{}/spec.yaml: {e}", dir.display())))?;
+        // The initial values are overwritten by the stored weights; any seed does.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let model = Mlp::new(
+            &spec.model,
+            info.feature_len,
+            info.classes,
+            &mut rng,
+            device,
+        )?;
+        model.load(&weights)?;
+        Ok(Self {
+            info,
+            model,
+            device: device.clone(),
+        })
+    }
+
+    /// Class probabilities for rows of `features` (`rows × info.feature_len` values).
+    pub fn predict(&self, features: Vec<f32>) -> Result<Vec<Vec<f32>>, TrainError> {
+        let width = self.info.feature_len;
+        if !features.len().is_multiple_of(width) {
+            return Err(candle_core::Error::Msg(format!(
+                "{} input values are not rows of the model's {width} features",
+                features.len()
+            ))
+            .into());
+        }
+        let rows = features.len() / width;
+        let x = Tensor::from_vec(features, (rows, self.info.feature_len), &self.device)?;
+        let logits = self.model.forward(&x, None)?;
+        Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2()?)
+    }
+}

@@ -7,10 +7,12 @@ cuStateVec applies the circuit gate by gate with `custatevecApplyMatrix`, as its
 fuser; controlled gates (cx, cz, cp, ccx) go in with their controls, so that cuStateVec touches
 only the amplitudes they change. chimera fuses. Both in complex64 on the state already in GPU
 memory; the times are medians of --repeat runs after a warm-up:
-- chimera: `chimera sim FILE --backend cuda --shots 0 --json`, "simulate" (allocation, fusion and
-  every gate, synchronised), process start and parsing not counted;
+- chimera: `chimera sim FILE --backend cuda --shots 0 --json`: "simulate" less "allocate" (fusion
+  and every gate, synchronised) and, apart, "allocate" (the state allocated and set to |0..0>,
+  synchronised); process start and parsing not counted;
 - cuStateVec: the loop over `custatevecApplyMatrix` between two device synchronisations, gate
-  matrices prepared on the host beforehand, allocation not counted.
+  matrices prepared on the host beforehand; apart, the state allocated with CuPy and set to |0..0>.
+The table gives both: the gates alone, and with the allocation.
 `--check DIR` first compares the two final states on the (smaller) circuits in DIR: fidelity 1 shows
 that both read the same circuits the same way.
 
@@ -100,8 +102,12 @@ class CuStateVec:
     def run(self, n, gates):
         import cupy
 
+        cupy.cuda.Device().synchronize()
+        alloc_start = time.perf_counter()
         sv = cupy.zeros(1 << n, dtype=cupy.complex64)
         sv[0] = 1
+        cupy.cuda.Device().synchronize()
+        allocation = time.perf_counter() - alloc_start
         workspace, size = None, ctypes.c_size_t(0)
         for targets, controls, m in gates:
             self.check(self.lib.custatevecApplyMatrixGetWorkspaceSize(
@@ -122,7 +128,7 @@ class CuStateVec:
                 controls.ctypes.data_as(ctypes.c_void_p) if len(controls) else None, None,
                 ctypes.c_uint32(len(controls)), CUSTATEVEC_COMPUTE_32F, ws_ptr, ws_size), "apply matrix")
         cupy.cuda.Device().synchronize()
-        return time.perf_counter() - start, sv
+        return time.perf_counter() - start, allocation, sv
 
 
 def chimera(binary, path, statevector=None):
@@ -130,7 +136,8 @@ def chimera(binary, path, statevector=None):
     if statevector:
         args += ["--statevector", str(statevector)]
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
-    return out["timings_ms"]["simulate"] / 1e3, out["backend"]
+    t = out["timings_ms"]
+    return (t["simulate"] - t["allocate"]) / 1e3, t["allocate"] / 1e3, out["backend"]
 
 
 def main():
@@ -147,7 +154,7 @@ def main():
     if args.check:
         for path in sorted(pathlib.Path(args.check).glob("*.qasm")):
             n, gates = read_circuit(path.read_text())
-            _, sv = cusv.run(n, gates)
+            _, _, sv = cusv.run(n, gates)
             with tempfile.TemporaryDirectory() as tmp:
                 out = pathlib.Path(tmp) / "sv.npy"
                 chimera(args.chimera, path, out)
@@ -159,25 +166,32 @@ def main():
     rows = []
     for path in sorted(pathlib.Path(args.circuits).glob("*.qasm")):
         n, gates = read_circuit(path.read_text())
+        # (gates, allocation) per run, chimera's and cuStateVec's
         ours, theirs = [], []
         for i in range(args.repeat + 1):
-            t, device = chimera(args.chimera, path)
-            s, sv = cusv.run(n, gates)
+            t, t_alloc, device = chimera(args.chimera, path)
+            s, s_alloc, sv = cusv.run(n, gates)
             del sv
             cupy.get_default_memory_pool().free_all_blocks()
             if i > 0:
-                ours.append(t)
-                theirs.append(s)
-        row = (path.stem, n, len(gates), statistics.median(ours), statistics.median(theirs))
+                ours.append((t, t_alloc))
+                theirs.append((s, s_alloc))
+        median = lambda runs, f: statistics.median(f(r) for r in runs)
+        gates_only = lambda r: r[0]
+        with_allocation = lambda r: r[0] + r[1]
+        row = (path.stem, n, len(gates), median(ours, gates_only), median(theirs, gates_only),
+               median(ours, with_allocation), median(theirs, with_allocation))
         rows.append(row)
-        print(f"# {row[0]}: chimera {row[3]*1e3:.1f} ms, cuStateVec {row[4]*1e3:.1f} ms", flush=True)
+        print(f"# {row[0]}: gates chimera {row[3]*1e3:.1f} ms, cuStateVec {row[4]*1e3:.1f} ms; "
+              f"with allocation {row[5]*1e3:.1f} ms, {row[6]*1e3:.1f} ms", flush=True)
     print(f"\nDevice: {device}; complex64; median of {args.repeat} after a warm-up\n")
-    print("| circuit | qubits | gates | chimera (ms) | cuStateVec (ms) | chimera/cuStateVec |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, n, g, a, b in rows:
-        print(f"| {name} | {n} | {g} | {a*1e3:.1f} | {b*1e3:.1f} | {a/b:.2f} |")
-    gm = math.exp(statistics.fmean(math.log(a / b) for *_, a, b in rows))
-    print(f"| geometric mean | | | | | {gm:.2f} |")
+    print("| circuit | qubits | gates | chimera (ms) | cuStateVec (ms) | ratio | chimera + allocation (ms) "
+          "| cuStateVec + allocation (ms) | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, n, g, a, b, aa, ba in rows:
+        print(f"| {name} | {n} | {g} | {a*1e3:.1f} | {b*1e3:.1f} | {a/b:.2f} | {aa*1e3:.1f} | {ba*1e3:.1f} | {aa/ba:.2f} |")
+    gm = lambda i, j: math.exp(statistics.fmean(math.log(r[i] / r[j]) for r in rows))
+    print(f"| geometric mean | | | | | {gm(3, 4):.2f} | | | {gm(5, 6):.2f} |")
 
 
 if __name__ == "__main__":

@@ -205,6 +205,7 @@ impl Report<'_> {
             "timings_ms": {
                 "parse": self.parse_ms,
                 "simulate": t.simulate.as_secs_f64() * 1e3,
+                "allocate": t.allocate.as_secs_f64() * 1e3,
                 "sample": t.sample.as_secs_f64() * 1e3,
                 "expectation": t.expectation.as_secs_f64() * 1e3,
             },
@@ -257,9 +258,10 @@ impl Report<'_> {
             println!("statevector written to {}", p.display());
         }
         println!(
-            "time      parse {:.2} ms, simulate {:.2} ms, sample {:.2} ms, expectation {:.2} ms",
+            "time      parse {:.2} ms, simulate {:.2} ms (of which allocation {:.2} ms), sample {:.2} ms, expectation {:.2} ms",
             self.parse_ms,
             t.simulate.as_secs_f64() * 1e3,
+            t.allocate.as_secs_f64() * 1e3,
             t.sample.as_secs_f64() * 1e3,
             t.expectation.as_secs_f64() * 1e3
         );

@@ -88,9 +88,10 @@ fn json_reports_counts_expectations_backend_and_timings() {
     assert!(j["backend"].as_str().unwrap().starts_with("cpu"));
     assert_eq!(j["precision"], "single");
     assert_eq!(j["seed"], 5);
-    for t in ["parse", "simulate", "sample", "expectation"] {
+    for t in ["parse", "simulate", "allocate", "sample", "expectation"] {
         assert!(j["timings_ms"][t].as_f64().unwrap() >= 0.0);
     }
+    assert!(j["timings_ms"]["allocate"].as_f64() <= j["timings_ms"]["simulate"].as_f64());
     assert_eq!(
         j["counts"],
         stdout_json(&chimera(&args))["counts"],

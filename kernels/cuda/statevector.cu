@@ -14,41 +14,117 @@ __device__ __forceinline__ u64 insert_zeros(u64 g, const int* targets, int k) {
     return g;
 }
 
+// Spreads the low k bits of `v` over the bit positions `targets[0..k)`.
+__device__ __forceinline__ u64 spread(int v, const int* targets, int k) {
+    u64 i = 0;
+    for (int j = 0; j < k; ++j) i |= (u64)((v >> j) & 1) << targets[j];
+    return i;
+}
+
+// An interleaved complex number of type R as one 8- or 16-byte access.
+template <typename R> struct Pair;
+template <> struct Pair<float> { typedef float2 T; };
+template <> struct Pair<double> { typedef double2 T; };
+
 // A dense K-qubit gate: one thread per group of 2^K amplitudes, the matrix (row-major, bit j of a
 // row or column index is targets[j]) in shared memory, the group's amplitudes in registers.
 template <typename R, int K>
 __device__ void dense(R* amps, u64 groups, const int* targets_g, const R* matrix_g) {
+    typedef typename Pair<R>::T V;
     constexpr int D = 1 << K;
-    __shared__ R m[2 * D * D];
+    __shared__ V m[D * D];
     __shared__ int targets[K];
-    for (int i = threadIdx.x; i < 2 * D * D; i += blockDim.x) m[i] = matrix_g[i];
+    for (int i = threadIdx.x; i < D * D; i += blockDim.x) {
+        m[i].x = matrix_g[2 * i];
+        m[i].y = matrix_g[2 * i + 1];
+    }
     if (threadIdx.x < K) targets[threadIdx.x] = targets_g[threadIdx.x];
     __syncthreads();
     const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= groups) return;
     const u64 base = insert_zeros(g, targets, K);
+    V* a = reinterpret_cast<V*>(amps);
     u64 index[D];
-    R xr[D], xi[D];
+    V x[D];
 #pragma unroll
     for (int c = 0; c < D; ++c) {
-        u64 i = base;
-#pragma unroll
-        for (int j = 0; j < K; ++j) i |= (u64)((c >> j) & 1) << targets[j];
-        index[c] = i;
-        xr[c] = amps[2 * i];
-        xi[c] = amps[2 * i + 1];
+        index[c] = base | spread(c, targets, K);
+        x[c] = a[index[c]];
     }
 #pragma unroll
     for (int r = 0; r < D; ++r) {
-        R yr = 0, yi = 0;
+        V y;
+        y.x = 0;
+        y.y = 0;
 #pragma unroll
         for (int c = 0; c < D; ++c) {
-            const R mr = m[2 * (r * D + c)], mi = m[2 * (r * D + c) + 1];
-            yr += mr * xr[c] - mi * xi[c];
-            yi += mr * xi[c] + mi * xr[c];
+            const V e = m[r * D + c];
+            y.x += e.x * x[c].x - e.y * x[c].y;
+            y.y += e.x * x[c].y + e.y * x[c].x;
         }
-        amps[2 * index[r]] = yr;
-        amps[2 * index[r] + 1] = yi;
+        a[index[r]] = y;
+    }
+}
+
+// A dense K-qubit gate whose lowest L targets are below 5, that is, bits of the lane index, for
+// gates on qubits 0, 1, 2 and more. In `dense` a thread's 2^K amplitudes then lie close together
+// and a warp's loads are strided; here
+// each warp holds 32 consecutive amplitudes for each of the 2^(K-L) values of the high targets, so
+// every load and store is one coalesced row, and the lanes swap the low-target amplitudes by
+// shuffles. The matrix is kept column-major so that the lanes' different rows read different banks.
+// One warp per 32 * 2^(K-L) amplitudes.
+template <typename R, int K, int L>
+__device__ void dense_lanes(R* amps, u64 warps, const int* targets_g, const R* matrix_g) {
+    typedef typename Pair<R>::T V;
+    constexpr int D = 1 << K, H = K - L, DH = 1 << H, DL = 1 << L;
+    __shared__ V columns[D * D];
+    __shared__ int targets[K];
+    for (int i = threadIdx.x; i < D * D; i += blockDim.x) {
+        V m;
+        m.x = matrix_g[2 * i];
+        m.y = matrix_g[2 * i + 1];
+        columns[(i % D) * D + i / D] = m;
+    }
+    if (threadIdx.x < K) targets[threadIdx.x] = targets_g[threadIdx.x];
+    __syncthreads();
+    const u64 w = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (w >= warps) return;  // whole warps: blockDim.x is a multiple of 32
+    const int lane = threadIdx.x & 31;
+    const u64 base = insert_zeros(w << 5, targets + L, H) | lane;
+    int low_mask = 0, row_low = 0;
+#pragma unroll
+    for (int j = 0; j < L; ++j) {
+        low_mask |= 1 << targets[j];
+        row_low |= ((lane >> targets[j]) & 1) << j;
+    }
+    V* a = reinterpret_cast<V*>(amps);
+    V x[DH];
+#pragma unroll
+    for (int h = 0; h < DH; ++h) x[h] = a[base | spread(h, targets + L, H)];
+    // xs[c]: column c's amplitude, from the lane whose low-target bits are c's low bits.
+    V xs[D];
+#pragma unroll
+    for (int c = 0; c < DL; ++c) {
+        const int partner = (lane & ~low_mask) | (int)spread(c, targets, L);
+#pragma unroll
+        for (int h = 0; h < DH; ++h) {
+            xs[c + (h << L)].x = __shfl_sync(0xffffffffu, x[h].x, partner);
+            xs[c + (h << L)].y = __shfl_sync(0xffffffffu, x[h].y, partner);
+        }
+    }
+#pragma unroll
+    for (int h = 0; h < DH; ++h) {
+        const int r = row_low | (h << L);
+        V y;
+        y.x = 0;
+        y.y = 0;
+#pragma unroll
+        for (int c = 0; c < D; ++c) {
+            const V m = columns[c * D + r];
+            y.x += m.x * xs[c].x - m.y * xs[c].y;
+            y.y += m.x * xs[c].y + m.y * xs[c].x;
+        }
+        a[base | spread(h, targets + L, H)] = y;
     }
 }
 
@@ -134,8 +210,12 @@ __device__ void pauli(const R* amps, u64 n, u64 flip, u64 sign, double* partial)
 
 #define DENSE(K, R, S)                                                                               \
     extern "C" __global__ void dense##K##_##S(R* a, u64 g, const int* t, const R* m) { dense<R, K>(a, g, t, m); }
+#define LANES(K, L, R, S)                                                                            \
+    extern "C" __global__ void dense##K##_lanes##L##_##S(R* a, u64 w, const int* t, const R* m) { dense_lanes<R, K, L>(a, w, t, m); }
 #define ALL(R, S)                                                                                    \
     DENSE(1, R, S) DENSE(2, R, S) DENSE(3, R, S) DENSE(4, R, S) DENSE(5, R, S)                     \
+    LANES(3, 3, R, S) LANES(4, 3, R, S) LANES(4, 4, R, S) LANES(5, 3, R, S) LANES(5, 4, R, S)      \
+    LANES(5, 5, R, S)                                                                              \
     extern "C" __global__ void diagonal_##S(R* a, u64 n, const int* t, int k, const R* d) { diagonal<R>(a, n, t, k, d); } \
     extern "C" __global__ void prob_one_##S(const R* a, u64 n, int q, double* p) { prob_one<R>(a, n, q, p); } \
     extern "C" __global__ void collapse_##S(R* a, u64 n, int q, int o, double s) { collapse<R>(a, n, q, o, s); } \

@@ -17,13 +17,30 @@ pub const ARCHITECTURES: [&str; 3] = ["sm_80", "sm_87", "sm_90"];
 
 /// Every kernel `STATEVECTOR` defines for float suffix `f32` or `f64`.
 pub fn statevector_kernels(suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = (1..=DENSE_MAX_QUBITS)
-        .map(|k| format!("dense{k}_{suffix}"))
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for k in 1..=DENSE_MAX_QUBITS {
+        names.push(format!("dense{k}_{suffix}"));
+        for low in LANES_MIN_LOW_RUN..=k.min(LANE_BITS) {
+            names.push(format!("{}_{suffix}", dense_lanes_kernel(k, low)));
+        }
+    }
     for base in ["diagonal", "prob_one", "collapse", "chunk_norms", "pauli"] {
         names.push(format!("{base}_{suffix}"));
     }
     names
+}
+
+/// Lane bits of a warp's amplitude index: `dense_lanes` swaps targets below this by shuffles.
+pub const LANE_BITS: usize = 5;
+/// `dense_lanes` takes the gates whose targets include qubits 0 to this less one; there are
+/// kernels for each width from this to `DENSE_MAX_QUBITS` and each count of targets below
+/// `LANE_BITS` from this up.
+pub const LANES_MIN_LOW_RUN: usize = 3;
+
+/// The kernel for a dense `k`-qubit gate of which `low` targets are below `LANE_BITS` (without the
+/// precision suffix).
+pub fn dense_lanes_kernel(k: usize, low: usize) -> String {
+    format!("dense{k}_lanes{low}")
 }
 
 #[derive(Debug, thiserror::Error)]

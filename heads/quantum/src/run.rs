@@ -31,7 +31,10 @@ pub enum ShotMode {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timings {
+    /// Everything from allocating the state to the last gate (shot by shot: all but expectations).
     pub simulate: Duration,
+    /// The part of `simulate` that allocated and initialised the state (synchronised).
+    pub allocate: Duration,
     pub sample: Duration,
     pub expectation: Duration,
 }
@@ -94,6 +97,8 @@ pub fn run(
     let mut timings = Timings::default();
     let start = Instant::now();
     let mut state = backend.allocate(n, options.precision)?;
+    state.wait();
+    timings.allocate = start.elapsed();
 
     if circuit.measurements_are_terminal() {
         let gates = gates_in(&circuit.ops);

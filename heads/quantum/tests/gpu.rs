@@ -7,7 +7,8 @@ mod common;
 use chimera_quantum::backend::cpu::CpuBackend;
 use chimera_quantum::backend::cuda::CudaBackend;
 use chimera_quantum::backend::{Backend, BackendError, Precision};
-use chimera_quantum::circuit::gates_in;
+use chimera_quantum::circuit::{C64, Gate, gates_in};
+use chimera_quantum::gates;
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::qasm;
 use chimera_quantum::run::{RunOptions, run};
@@ -94,23 +95,76 @@ fn random_gates_on_low_and_high_qubits_match_the_reference() {
     let mut rng = common::XorShift(0xC0FFEE);
     for n in [5, 9, 14] {
         let gates: Vec<_> = (0..60).map(|_| common::random_gate(&mut rng, n)).collect();
-        let reference = common::reference_state(n, &gates);
-        for (precision, tolerance) in [(Precision::Double, 1e-10), (Precision::Single, 1e-3)] {
-            let mut state = gpu.allocate(n, precision).unwrap();
-            state.apply(&gates);
-            let psi = common::to_c64(&state.amplitudes());
-            let err: f64 = psi
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).norm_sqr())
-                .sum::<f64>()
-                .sqrt()
-                / reference.iter().map(|b| b.norm_sqr()).sum::<f64>().sqrt();
-            assert!(
-                err < tolerance,
-                "{n} qubits {precision:?}: relative error {err}"
-            );
+        assert_gpu_matches_reference(&gpu, n, &gates, &format!("{n} qubits"));
+    }
+}
+
+/// Every dense kernel: widths 1 to 5, with 0 to all of the targets among the low 5 qubits, those
+/// either qubits 0, 1, 2, ... (from 3 of them, the shuffle kernel) or scattered; each a random dense
+/// gate with its qubits in random order.
+#[test]
+fn every_dense_width_and_low_qubit_split_matches_the_reference() {
+    let Some(gpu) = gpu("every_dense_width_and_low_qubit_split_matches_the_reference") else {
+        return;
+    };
+    let mut rng = common::XorShift(0xD15EA5E);
+    let n = 12;
+    for k in 1..=5 {
+        for low in 0..=k {
+            for contiguous in [true, false] {
+                let mut qubits: Vec<usize> = if contiguous {
+                    (0..low).collect()
+                } else {
+                    Vec::new()
+                };
+                while qubits.len() < k {
+                    let q = if qubits.len() < low {
+                        rng.below(5)
+                    } else {
+                        5 + rng.below(n - 5)
+                    };
+                    if !qubits.contains(&q) {
+                        qubits.push(q);
+                    }
+                }
+                qubits.reverse();
+                let d = 1usize << k;
+                let scale = 1.0 / (d as f64).sqrt();
+                let matrix = (0..d * d)
+                    .map(|_| C64::new(rng.normal(), rng.normal()) * scale)
+                    .collect();
+                let gates = [Gate::new(qubits.clone(), matrix)];
+                assert_gpu_matches_reference(&gpu, n, &gates, &format!("dense gate on {qubits:?}"));
+            }
         }
+    }
+}
+
+/// Runs `gates` from |0..0> on the GPU in both precisions against the exact reference state.
+fn assert_gpu_matches_reference(gpu: &CudaBackend, n: usize, gates: &[Gate], what: &str) {
+    // A start where every amplitude differs, so that a kernel mixing the wrong ones shows; applied
+    // on its own so that it is not fused into the gates under test.
+    let start: Vec<Gate> = (0..n)
+        .map(|q| Gate::new(vec![q], gates::u(0.3 + 0.2 * q as f64, 0.1 * q as f64, 0.7)))
+        .collect();
+    let all: Vec<Gate> = start.iter().chain(gates).cloned().collect();
+    let reference = common::reference_state(n, &all);
+    for (precision, tolerance) in [(Precision::Double, 1e-10), (Precision::Single, 1e-3)] {
+        let mut state = gpu.allocate(n, precision).unwrap();
+        state.apply(&start);
+        state.apply(gates);
+        let psi = common::to_c64(&state.amplitudes());
+        let err: f64 = psi
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).norm_sqr())
+            .sum::<f64>()
+            .sqrt()
+            / reference.iter().map(|b| b.norm_sqr()).sum::<f64>().sqrt();
+        assert!(
+            err < tolerance,
+            "{what}, {precision:?}: relative error {err}"
+        );
     }
 }
 

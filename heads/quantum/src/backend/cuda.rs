@@ -13,7 +13,10 @@ use crate::circuit::Gate;
 use crate::fuse;
 use crate::pauli::PauliString;
 use crate::state::{self, CHUNK};
-use chimera_kernels::{DENSE_MAX_QUBITS, DIAGONAL_MAX_QUBITS, STATEVECTOR};
+use chimera_kernels::{
+    DENSE_MAX_QUBITS, DIAGONAL_MAX_QUBITS, LANE_BITS, LANES_MIN_LOW_RUN, STATEVECTOR,
+    dense_lanes_kernel,
+};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
     ValidAsZeroBits,
@@ -298,16 +301,36 @@ impl<R: GpuReal> StateVector for CudaState<R> {
                 // SAFETY: the kernel's contract: 2^n amplitudes, k ascending targets below n, 2^k entries.
                 unsafe { launch.launch(grid(n)) }
             } else {
-                let groups = n >> k;
-                let name = format!("dense{k}");
+                // When the targets include qubits 0, 1 and 2, a `dense` thread's amplitudes span
+                // 64 bytes or more and a warp's loads stride that far (73 ms where the floor is 23
+                // for qubits 0-3 of 32 on an H100); the shuffle kernel keeps them coalesced. It
+                // needs the state to hold a whole warp's rows.
+                let gate_targets = &targets[t..t + k];
+                let low_run = gate_targets
+                    .iter()
+                    .enumerate()
+                    .take_while(|&(j, &q)| q as usize == j)
+                    .count();
+                let low = gate_targets
+                    .iter()
+                    .filter(|&&q| (q as usize) < LANE_BITS)
+                    .count();
+                let (name, units, threads) =
+                    if low_run >= LANES_MIN_LOW_RUN && self.num_qubits >= LANE_BITS + k - low {
+                        let warps = n >> (LANE_BITS + k - low);
+                        (dense_lanes_kernel(k, low), warps, warps << LANE_BITS)
+                    } else {
+                        (format!("dense{k}"), n >> k, n >> k)
+                    };
                 let mut launch = stream.launch_builder(kernel::<R>(&device, &name));
                 launch
                     .arg(&mut self.amps)
-                    .arg(&groups)
+                    .arg(&units)
                     .arg(&t_view)
                     .arg(&v_view);
-                // SAFETY: as above, with a 2^k x 2^k matrix.
-                unsafe { launch.launch(grid(groups)) }
+                // SAFETY: as above, with a 2^k x 2^k matrix; one thread per group (dense) or
+                // 32 per warp's rows (dense_lanes), `units` of them.
+                unsafe { launch.launch(grid(threads)) }
             };
             check("gate kernel launch", result);
         }

@@ -26,6 +26,22 @@ template <typename R> struct Pair;
 template <> struct Pair<float> { typedef float2 T; };
 template <> struct Pair<double> { typedef double2 T; };
 
+// Sum over c < D of m[first + c * stride] * x[c], in complex arithmetic: one row of a matrix
+// times a group of amplitudes.
+template <int D, typename V>
+__device__ __forceinline__ V row_times(const V* m, int first, int stride, const V* x) {
+    V y;
+    y.x = 0;
+    y.y = 0;
+#pragma unroll
+    for (int c = 0; c < D; ++c) {
+        const V e = m[first + c * stride];
+        y.x += e.x * x[c].x - e.y * x[c].y;
+        y.y += e.x * x[c].y + e.y * x[c].x;
+    }
+    return y;
+}
+
 // A dense K-qubit gate: one thread per group of 2^K amplitudes, the matrix (row-major, bit j of a
 // row or column index is targets[j]) in shared memory, the group's amplitudes in registers.
 template <typename R, int K>
@@ -52,18 +68,7 @@ __device__ void dense(R* amps, u64 groups, const int* targets_g, const R* matrix
         x[c] = a[index[c]];
     }
 #pragma unroll
-    for (int r = 0; r < D; ++r) {
-        V y;
-        y.x = 0;
-        y.y = 0;
-#pragma unroll
-        for (int c = 0; c < D; ++c) {
-            const V e = m[r * D + c];
-            y.x += e.x * x[c].x - e.y * x[c].y;
-            y.y += e.x * x[c].y + e.y * x[c].x;
-        }
-        a[index[r]] = y;
-    }
+    for (int r = 0; r < D; ++r) a[index[r]] = row_times<D>(m, r * D, 1, x);
 }
 
 // A dense K-qubit gate whose lowest L targets are below 5, that is, bits of the lane index, for
@@ -113,19 +118,8 @@ __device__ void dense_lanes(R* amps, u64 warps, const int* targets_g, const R* m
         }
     }
 #pragma unroll
-    for (int h = 0; h < DH; ++h) {
-        const int r = row_low | (h << L);
-        V y;
-        y.x = 0;
-        y.y = 0;
-#pragma unroll
-        for (int c = 0; c < D; ++c) {
-            const V m = columns[c * D + r];
-            y.x += m.x * xs[c].x - m.y * xs[c].y;
-            y.y += m.x * xs[c].y + m.y * xs[c].x;
-        }
-        a[base | spread(h, targets + L, H)] = y;
-    }
+    for (int h = 0; h < DH; ++h)
+        a[base | spread(h, targets + L, H)] = row_times<D>(columns, row_low | (h << L), D, xs);
 }
 
 // A diagonal gate on k <= 10 qubits: one thread per amplitude, the 2^k entries in shared memory.

@@ -42,33 +42,88 @@ __device__ __forceinline__ V row_times(const V* m, int first, int stride, const 
     return y;
 }
 
+// Gates on at most this many qubits, controls included.
+constexpr int MAX_GATE_QUBITS = 5;
+
+// What the dense and permutation kernels share: where a thread's group of amplitudes lies. A gate
+// with controls touches only the amplitudes whose control qubits are all 1; `layout` holds the K
+// targets (ascending), then the `width` qubits of targets and controls together (ascending), and
+// `controls` is the mask of the control qubits. One group per g < 2^(n - width).
+template <int K>
+struct Groups {
+    int targets[K];
+    int positions[MAX_GATE_QUBITS];
+    int width;
+
+    __device__ void load(const int* layout, int width_g) {
+        if (threadIdx.x < K) targets[threadIdx.x] = layout[threadIdx.x];
+        if (threadIdx.x < width_g) positions[threadIdx.x] = layout[K + threadIdx.x];
+        if (threadIdx.x == 0) width = width_g;
+    }
+    __device__ u64 base(u64 g, u64 controls) const { return insert_zeros(g, positions, width) | controls; }
+};
+
 // A dense K-qubit gate: one thread per group of 2^K amplitudes, the matrix (row-major, bit j of a
 // row or column index is targets[j]) in shared memory, the group's amplitudes in registers.
 template <typename R, int K>
-__device__ void dense(R* amps, u64 groups, const int* targets_g, const R* matrix_g) {
+__device__ void dense(R* amps, u64 groups, const int* layout, int width, u64 controls, const R* matrix_g) {
     typedef typename Pair<R>::T V;
     constexpr int D = 1 << K;
     __shared__ V m[D * D];
-    __shared__ int targets[K];
+    __shared__ Groups<K> at;
     for (int i = threadIdx.x; i < D * D; i += blockDim.x) {
         m[i].x = matrix_g[2 * i];
         m[i].y = matrix_g[2 * i + 1];
     }
-    if (threadIdx.x < K) targets[threadIdx.x] = targets_g[threadIdx.x];
+    at.load(layout, width);
     __syncthreads();
     const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= groups) return;
-    const u64 base = insert_zeros(g, targets, K);
+    const u64 base = at.base(g, controls);
     V* a = reinterpret_cast<V*>(amps);
     u64 index[D];
     V x[D];
 #pragma unroll
     for (int c = 0; c < D; ++c) {
-        index[c] = base | spread(c, targets, K);
+        index[c] = base | spread(c, at.targets, K);
         x[c] = a[index[c]];
     }
 #pragma unroll
     for (int r = 0; r < D; ++r) a[index[r]] = row_times<D>(m, r * D, 1, x);
+}
+
+// A K-qubit gate that sends each basis state to one other times a phase (X, SWAP, CX, CCX and
+// their products): amplitude r of a group becomes phases[r] times amplitude sources[r], no matrix
+// product. `layout` as in Groups, then the 2^K sources.
+template <typename R, int K>
+__device__ void permute(R* amps, u64 groups, const int* layout, int width, u64 controls, const R* phases_g) {
+    typedef typename Pair<R>::T V;
+    constexpr int D = 1 << K;
+    __shared__ V phases[D];
+    __shared__ int sources[D];
+    __shared__ Groups<K> at;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        phases[i].x = phases_g[2 * i];
+        phases[i].y = phases_g[2 * i + 1];
+        sources[i] = layout[K + width + i];
+    }
+    at.load(layout, width);
+    __syncthreads();
+    const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= groups) return;
+    const u64 base = at.base(g, controls);
+    V* a = reinterpret_cast<V*>(amps);
+    V x[D];
+#pragma unroll
+    for (int r = 0; r < D; ++r) x[r] = a[base | spread(sources[r], at.targets, K)];
+#pragma unroll
+    for (int r = 0; r < D; ++r) {
+        const V p = phases[r];
+        V y;
+        y.x = p.x * x[r].x - p.y * x[r].y;
+        y.y = p.x * x[r].y + p.y * x[r].x;
+        a[base | spread(r, at.targets, K)] = y;
+    }
 }
 
 // A dense K-qubit gate whose lowest L targets are below 5, that is, bits of the lane index, for
@@ -203,7 +258,8 @@ __device__ void pauli(const R* amps, u64 n, u64 flip, u64 sign, double* partial)
 }
 
 #define DENSE(K, R, S)                                                                               \
-    extern "C" __global__ void dense##K##_##S(R* a, u64 g, const int* t, const R* m) { dense<R, K>(a, g, t, m); }
+    extern "C" __global__ void dense##K##_##S(R* a, u64 g, const int* t, int w, u64 c, const R* m) { dense<R, K>(a, g, t, w, c, m); } \
+    extern "C" __global__ void permute##K##_##S(R* a, u64 g, const int* t, int w, u64 c, const R* p) { permute<R, K>(a, g, t, w, c, p); }
 #define LANES(K, L, R, S)                                                                            \
     extern "C" __global__ void dense##K##_lanes##L##_##S(R* a, u64 w, const int* t, const R* m) { dense_lanes<R, K, L>(a, w, t, m); }
 #define ALL(R, S)                                                                                    \

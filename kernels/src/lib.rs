@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The statevector kernels (see the file for each one's contract).
 pub const STATEVECTOR: &str = include_str!("../cuda/statevector.cu");
-/// Widest dense gate a `denseK_*` kernel applies.
+/// Widest gate, controls included, a `denseK_*` or `permuteK_*` kernel applies.
 pub const DENSE_MAX_QUBITS: usize = 5;
 /// Widest diagonal gate `diagonal_*` applies.
 pub const DIAGONAL_MAX_QUBITS: usize = 10;
@@ -20,6 +20,7 @@ pub fn statevector_kernels(suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for k in 1..=DENSE_MAX_QUBITS {
         names.push(format!("dense{k}_{suffix}"));
+        names.push(format!("permute{k}_{suffix}"));
         for low in LANES_MIN_LOW_RUN..=k.min(LANE_BITS) {
             names.push(format!("{}_{suffix}", dense_lanes_kernel(k, low)));
         }

@@ -1,6 +1,6 @@
 //! The circuit IR: plain data that every front end produces and every backend consumes.
 
-use crate::bits::deposit;
+use crate::bits::{deposit, insert_zeros};
 use num_complex::Complex;
 
 pub type C64 = Complex<f64>;
@@ -33,6 +33,67 @@ impl Gate {
             .all(|(i, m)| i / d == i % d || m.norm_sqr() == 0.0)
     }
 
+    /// The gate as "apply a narrower gate where all of some control qubits are 1". A qubit is a
+    /// control when the matrix is exactly the identity wherever that qubit is 0 (CX, CCX, a
+    /// controlled unitary: the matrices are built from exact 0s and 1s there). One target always
+    /// stays; the controls come out ascending.
+    pub fn split_controls(&self) -> Controlled {
+        let mut gate = self.clone();
+        let mut controls = Vec::new();
+        while gate.qubits.len() > 1 {
+            let Some(j) = (0..gate.qubits.len()).find(|&j| gate.is_identity_where_zero(j)) else {
+                break;
+            };
+            controls.push(gate.qubits[j]);
+            gate = gate.where_one(j);
+        }
+        controls.sort_unstable();
+        Controlled { controls, gate }
+    }
+
+    fn is_identity_where_zero(&self, j: usize) -> bool {
+        let d = self.dim();
+        let one = C64::new(1.0, 0.0);
+        let zero = C64::new(0.0, 0.0);
+        (0..d * d).all(|i| {
+            let (r, c) = (i / d, i % d);
+            (r >> j) & (c >> j) & 1 == 1 || self.matrix[i] == if r == c { one } else { zero }
+        })
+    }
+
+    /// The gate on the other qubits that acts where qubit bit `j` is 1.
+    fn where_one(&self, j: usize) -> Gate {
+        let d = self.dim() / 2;
+        let full = |x: usize| insert_zeros(x, &[j]) | (1 << j);
+        let matrix = (0..d * d)
+            .map(|i| self.matrix[full(i / d) * self.dim() + full(i % d)])
+            .collect();
+        let mut qubits = self.qubits.clone();
+        qubits.remove(j);
+        Gate::new(qubits, matrix)
+    }
+
+    /// For a gate that sends each basis state to one other times a phase (X, SWAP, CX, CCX and
+    /// their products): for each row, the column it takes and the factor; `None` for other gates.
+    pub fn phased_permutation(&self) -> Option<Vec<(usize, C64)>> {
+        let d = self.dim();
+        let rows: Option<Vec<(usize, C64)>> = (0..d)
+            .map(|r| {
+                let row = &self.matrix[r * d..(r + 1) * d];
+                let mut nonzero = row.iter().enumerate().filter(|(_, m)| m.norm_sqr() != 0.0);
+                match (nonzero.next(), nonzero.next()) {
+                    (Some((c, &m)), None) => Some((c, m)),
+                    _ => None,
+                }
+            })
+            .collect();
+        let rows = rows?;
+        let mut taken = vec![false; d];
+        rows.iter()
+            .all(|&(c, _)| !std::mem::replace(&mut taken[c], true))
+            .then_some(rows)
+    }
+
     /// The same unitary with its qubits listed in ascending order (the matrix permuted to match).
     pub fn sorted(&self) -> Gate {
         let mut order: Vec<usize> = (0..self.qubits.len()).collect();
@@ -51,6 +112,13 @@ impl Gate {
         }
         Gate::new(order.iter().map(|&j| self.qubits[j]).collect(), matrix)
     }
+}
+
+/// A gate applied only where every control qubit is 1 (see [`Gate::split_controls`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Controlled {
+    pub controls: Vec<usize>,
+    pub gate: Gate,
 }
 
 /// Classical bits `start..start+size` read as an integer (bit `start` least significant).

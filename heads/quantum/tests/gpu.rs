@@ -99,12 +99,13 @@ fn random_gates_on_low_and_high_qubits_match_the_reference() {
     }
 }
 
-/// Every dense kernel: widths 1 to 5, with 0 to all of the targets among the low 5 qubits, those
-/// either qubits 0, 1, 2, ... (from 3 of them, the shuffle kernel) or scattered; each a random dense
-/// gate with its qubits in random order.
+/// Every gate kernel: widths 1 to 5, with 0 to all of the qubits among the low 5, those either
+/// qubits 0, 1, 2, ... (from 3 of them, the shuffle kernel) or scattered; each gate dense, a phased
+/// permutation (the permutation kernel) or a controlled dense gate whose first qubit is the control
+/// (the dense kernel with controls), with its qubits in random order.
 #[test]
-fn every_dense_width_and_low_qubit_split_matches_the_reference() {
-    let Some(gpu) = gpu("every_dense_width_and_low_qubit_split_matches_the_reference") else {
+fn every_gate_kernel_width_and_low_qubit_split_matches_the_reference() {
+    let Some(gpu) = gpu("every_gate_kernel_width_and_low_qubit_split_matches_the_reference") else {
         return;
     };
     let mut rng = common::XorShift(0xD15EA5E);
@@ -129,12 +130,31 @@ fn every_dense_width_and_low_qubit_split_matches_the_reference() {
                 }
                 qubits.reverse();
                 let d = 1usize << k;
-                let scale = 1.0 / (d as f64).sqrt();
-                let matrix = (0..d * d)
-                    .map(|_| C64::new(rng.normal(), rng.normal()) * scale)
-                    .collect();
-                let gates = [Gate::new(qubits.clone(), matrix)];
-                assert_gpu_matches_reference(&gpu, n, &gates, &format!("dense gate on {qubits:?}"));
+                let mut dense = |d: usize| -> Vec<C64> {
+                    let scale = 1.0 / (d as f64).sqrt();
+                    (0..d * d)
+                        .map(|_| C64::new(rng.normal(), rng.normal()) * scale)
+                        .collect()
+                };
+                let mut kinds = vec![("dense", dense(d))];
+                if k > 1 {
+                    kinds.push(("controlled", gates::controlled(&dense(d / 2), 1)));
+                }
+                let sources: Vec<usize> = (0..d).map(|r| (r * 5 + 3) % d).collect();
+                let mut permutation = vec![C64::new(0.0, 0.0); d * d];
+                for (r, &c) in sources.iter().enumerate() {
+                    permutation[r * d + c] = C64::from_polar(1.0, 0.7 * r as f64);
+                }
+                kinds.push(("permutation", permutation));
+                for (kind, matrix) in kinds {
+                    let gates = [Gate::new(qubits.clone(), matrix)];
+                    assert_gpu_matches_reference(
+                        &gpu,
+                        n,
+                        &gates,
+                        &format!("{kind} gate on {qubits:?}"),
+                    );
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
 //! the device; sampling copies back only the chunks that receive draws.
 
 use super::{Amplitudes, Backend, BackendError, Precision, StateVector};
-use crate::circuit::Gate;
+use crate::circuit::{C64, Controlled, Gate};
 use crate::fuse;
 use crate::pauli::PauliString;
 use crate::state::{self, CHUNK};
@@ -189,6 +189,96 @@ fn check<T>(what: &str, r: Result<T, cudarc::driver::DriverError>) -> T {
     r.unwrap_or_else(|e| panic!("CUDA {what} failed: {e}"))
 }
 
+/// How one fused gate runs on the device.
+enum Launch {
+    /// `diagonal`: one thread per amplitude.
+    Diagonal { k: usize },
+    /// `dense{k}_lanes{low}`: a dense gate on qubits 0, 1, 2 and more, `low` targets below
+    /// `LANE_BITS`.
+    Lanes { k: usize, low: usize },
+    /// `dense{k}` or `permute{k}`: one thread per group of amplitudes whose `width` qubits
+    /// (targets and controls) vary, the controls (a mask) all 1.
+    Groups {
+        kernel: &'static str,
+        k: usize,
+        width: usize,
+        controls: u64,
+    },
+}
+
+/// Picks the kernel for fused gate `g` on an `n`-qubit state, and appends its integer arguments
+/// (see statevector.cu) to `ints` and its entries to `values`. Returns the launch with the offsets
+/// of its arguments.
+fn plan_launch<R: GpuReal>(
+    g: &Gate,
+    n: usize,
+    ints: &mut Vec<i32>,
+    values: &mut Vec<R>,
+) -> (Launch, usize, usize) {
+    let offsets = (ints.len(), values.len());
+    let mut push_values = |entries: &mut dyn Iterator<Item = &C64>| {
+        for m in entries {
+            values.push(R::from_f64(m.re));
+            values.push(R::from_f64(m.im));
+        }
+    };
+    let as_i32 = |qubits: &[usize]| qubits.iter().map(|&q| q as i32).collect::<Vec<_>>();
+    let k = g.qubits.len();
+    if g.is_diagonal() {
+        assert!(
+            k <= DIAGONAL_MAX_QUBITS,
+            "a {k}-qubit diagonal gate is wider than the kernel takes"
+        );
+        ints.extend(as_i32(&g.qubits));
+        push_values(&mut g.matrix.iter().step_by(g.dim() + 1));
+        return (Launch::Diagonal { k }, offsets.0, offsets.1);
+    }
+    assert!(
+        k <= DENSE_MAX_QUBITS,
+        "a {k}-qubit gate is wider than the kernels take"
+    );
+    let Controlled { controls, gate } = g.split_controls();
+    let k = gate.qubits.len();
+    // When the targets include qubits 0, 1 and 2, a `dense` thread's amplitudes span 64 bytes or
+    // more and a warp's loads stride that far (73 ms where the floor is 23 for qubits 0-3 of 32 on
+    // an H100); the shuffle kernel keeps them coalesced. It needs the state to hold a whole warp's
+    // rows.
+    let low_run = gate
+        .qubits
+        .iter()
+        .enumerate()
+        .take_while(|&(j, &q)| q == j)
+        .count();
+    let low = gate.qubits.iter().filter(|&&q| q < LANE_BITS).count();
+    if controls.is_empty() && low_run >= LANES_MIN_LOW_RUN && n >= LANE_BITS + k - low {
+        ints.extend(as_i32(&gate.qubits));
+        push_values(&mut gate.matrix.iter());
+        return (Launch::Lanes { k, low }, offsets.0, offsets.1);
+    }
+    let mut positions: Vec<usize> = gate.qubits.iter().chain(&controls).copied().collect();
+    positions.sort_unstable();
+    ints.extend(as_i32(&gate.qubits));
+    ints.extend(as_i32(&positions));
+    let kernel = match gate.phased_permutation() {
+        Some(rows) => {
+            ints.extend(rows.iter().map(|&(source, _)| source as i32));
+            push_values(&mut rows.iter().map(|(_, phase)| phase));
+            "permute"
+        }
+        None => {
+            push_values(&mut gate.matrix.iter());
+            "dense"
+        }
+    };
+    let launch = Launch::Groups {
+        kernel,
+        k,
+        width: positions.len(),
+        controls: controls.iter().fold(0, |mask, &q| mask | 1 << q),
+    };
+    (launch, offsets.0, offsets.1)
+}
+
 /// The kernel `base` in the precision of `R`.
 fn kernel<'a, R: GpuReal>(device: &'a Device, base: &str) -> &'a CudaFunction {
     &device.functions[&format!("{base}_{}", R::SUFFIX)]
@@ -252,85 +342,57 @@ impl<R: GpuReal> StateVector for CudaState<R> {
         if fused.is_empty() {
             return;
         }
-        // All targets and matrices in one upload each; kernels read their part.
-        let mut targets: Vec<i32> = Vec::new();
+        // All integer arguments and all matrices in one upload each; kernels read their part.
+        let mut ints: Vec<i32> = Vec::new();
         let mut values: Vec<R> = Vec::new();
         let mut plan = Vec::with_capacity(fused.len());
         for g in &fused {
-            let diagonal = g.is_diagonal();
-            assert!(
-                g.qubits.len()
-                    <= if diagonal {
-                        DIAGONAL_MAX_QUBITS
-                    } else {
-                        DENSE_MAX_QUBITS
-                    },
-                "a {}-qubit gate is wider than the kernels take",
-                g.qubits.len()
-            );
-            plan.push((diagonal, g.qubits.len(), targets.len(), values.len()));
-            targets.extend(g.qubits.iter().map(|&q| q as i32));
-            let d = g.dim();
-            let entries: Box<dyn Iterator<Item = &crate::circuit::C64>> = if diagonal {
-                Box::new(g.matrix.iter().step_by(d + 1))
-            } else {
-                Box::new(g.matrix.iter())
-            };
-            for m in entries {
-                values.push(R::from_f64(m.re));
-                values.push(R::from_f64(m.im));
-            }
+            let launch = plan_launch(g, self.num_qubits, &mut ints, &mut values);
+            plan.push(launch);
         }
         let device = self.device.clone();
         let stream = &device.stream;
-        let targets_d = check("upload of gate targets", stream.clone_htod(&targets));
+        let ints_d = check("upload of gate targets", stream.clone_htod(&ints));
         let values_d = check("upload of gate matrices", stream.clone_htod(&values));
         let n = self.len();
-        for (diagonal, k, t, v) in plan {
-            let t_view = targets_d.slice(t..);
+        for (launch, i, v) in plan {
+            let i_view = ints_d.slice(i..);
             let v_view = values_d.slice(v..);
-            let result = if diagonal {
-                let k = k as i32;
-                let mut launch = stream.launch_builder(kernel::<R>(&device, "diagonal"));
-                launch
-                    .arg(&mut self.amps)
-                    .arg(&n)
-                    .arg(&t_view)
-                    .arg(&k)
-                    .arg(&v_view);
-                // SAFETY: the kernel's contract: 2^n amplitudes, k ascending targets below n, 2^k entries.
-                unsafe { launch.launch(grid(n)) }
-            } else {
-                // When the targets include qubits 0, 1 and 2, a `dense` thread's amplitudes span
-                // 64 bytes or more and a warp's loads stride that far (73 ms where the floor is 23
-                // for qubits 0-3 of 32 on an H100); the shuffle kernel keeps them coalesced. It
-                // needs the state to hold a whole warp's rows.
-                let gate_targets = &targets[t..t + k];
-                let low_run = gate_targets
-                    .iter()
-                    .enumerate()
-                    .take_while(|&(j, &q)| q as usize == j)
-                    .count();
-                let low = gate_targets
-                    .iter()
-                    .filter(|&&q| (q as usize) < LANE_BITS)
-                    .count();
-                let (name, units, threads) =
-                    if low_run >= LANES_MIN_LOW_RUN && self.num_qubits >= LANE_BITS + k - low {
-                        let warps = n >> (LANE_BITS + k - low);
-                        (dense_lanes_kernel(k, low), warps, warps << LANE_BITS)
-                    } else {
-                        (format!("dense{k}"), n >> k, n >> k)
-                    };
-                let mut launch = stream.launch_builder(kernel::<R>(&device, &name));
-                launch
-                    .arg(&mut self.amps)
-                    .arg(&units)
-                    .arg(&t_view)
-                    .arg(&v_view);
-                // SAFETY: as above, with a 2^k x 2^k matrix; one thread per group (dense) or
-                // 32 per warp's rows (dense_lanes), `units` of them.
-                unsafe { launch.launch(grid(threads)) }
+            let amps = &mut self.amps;
+            // SAFETY (each launch): the kernel's contract in statevector.cu: 2^n amplitudes,
+            // ascending qubits below n, the integers and values `plan_launch` laid out for it.
+            let result = match launch {
+                Launch::Diagonal { k } => {
+                    let k = k as i32;
+                    let mut b = stream.launch_builder(kernel::<R>(&device, "diagonal"));
+                    b.arg(amps).arg(&n).arg(&i_view).arg(&k).arg(&v_view);
+                    unsafe { b.launch(grid(n)) }
+                }
+                Launch::Lanes { k, low } => {
+                    let warps = n >> (LANE_BITS + k - low);
+                    let name = dense_lanes_kernel(k, low);
+                    let mut b = stream.launch_builder(kernel::<R>(&device, &name));
+                    b.arg(amps).arg(&warps).arg(&i_view).arg(&v_view);
+                    unsafe { b.launch(grid(warps << LANE_BITS)) }
+                }
+                Launch::Groups {
+                    kernel: base,
+                    k,
+                    width,
+                    controls,
+                } => {
+                    let groups = n >> width;
+                    let width = width as i32;
+                    let name = format!("{base}{k}");
+                    let mut b = stream.launch_builder(kernel::<R>(&device, &name));
+                    b.arg(amps)
+                        .arg(&groups)
+                        .arg(&i_view)
+                        .arg(&width)
+                        .arg(&controls)
+                        .arg(&v_view);
+                    unsafe { b.launch(grid(groups)) }
+                }
             };
             check("gate kernel launch", result);
         }

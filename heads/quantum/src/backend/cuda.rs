@@ -5,7 +5,10 @@
 //!
 //! Gates are fused (dense up to `DENSE_FUSE_QUBITS`, diagonal up to `DIAGONAL_FUSE_QUBITS`), their
 //! matrices uploaded in one copy per call, and one kernel launched per fused gate on one stream:
-//! no host synchronisation between gates. Measurement, sampling and expectation values reduce on
+//! no host synchronisation between gates. `plan_launch` picks each gate's kernel: diagonal, a
+//! phased permutation (no matrix product), dense with its control qubits split off (only the
+//! amplitudes whose controls are 1 are touched), or, for targets on qubits 0, 1, 2, ..., the
+//! warp-shuffle dense kernel. Measurement, sampling and expectation values reduce on
 //! the device; sampling copies back only the chunks that receive draws.
 
 use super::{Amplitudes, Backend, BackendError, Precision, StateVector};

@@ -23,6 +23,10 @@ pub struct TrainArgs {
     /// when given as `latest`.
     #[arg(long, value_name = "CHECKPOINT|latest")]
     resume: Option<PathBuf>,
+    /// Where datasets named by file (`dataset: mine.csv`) are read. Default: $CHIMERA_DATA_DIR,
+    /// else ./data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Print progress and the result as JSON lines, the last one ending with `val_accuracy`.
     #[arg(long)]
     json: bool,
@@ -49,6 +53,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let options = RunOptions {
         run_dir: Some(run_dir),
         resume_from,
+        data_dir: args.data_dir,
     };
     let json = args.json;
     let report = train(&spec, &Device::Cpu, &options, |event| {

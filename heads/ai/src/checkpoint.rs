@@ -146,6 +146,8 @@ pub struct ModelInfo {
     /// SHA3-256 of `model.safetensors` then `spec.yaml`, hex: the same model has the same id.
     pub id: String,
     pub dataset: String,
+    /// One input's shape: `[features]`, or `[channels, height, width]` for images.
+    pub sample_shape: Vec<usize>,
     pub feature_len: usize,
     pub classes: usize,
     pub val_accuracy: f64,

@@ -7,13 +7,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::checkpoint::{self, ModelInfo};
-use crate::model::Mlp;
+use crate::model::Classifier;
 use crate::spec::TrainSpec;
 use crate::train::TrainError;
 
 pub struct StoredModel {
     pub info: ModelInfo,
-    model: Mlp,
+    model: Classifier,
     device: Device,
 }
 
@@ -25,9 +25,9 @@ impl StoredModel {
             .map_err(|e| candle_core::Error::Msg(format!("{}/spec.yaml: {e}", dir.display())))?;
         // The initial values are overwritten by the stored weights; any seed does.
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let model = Mlp::new(
+        let model = Classifier::new(
             &spec.model,
-            info.feature_len,
+            &info.sample_shape,
             info.classes,
             &mut rng,
             device,

@@ -1,30 +1,33 @@
-//! Models built from a spec, with parameters drawn from a seeded generator so that a run is
-//! reproducible (candle's own CPU random numbers cannot be seeded).
+//! Classifiers built from a spec (an MLP or a CNN), with parameters drawn from a seeded generator
+//! so that a run is reproducible (candle's own CPU random numbers cannot be seeded).
 
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
-use candle_nn::{Linear, Module};
+use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, Linear, Module, ModuleT};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
 use crate::spec::{Activation, ModelSpec};
 
-pub struct Mlp {
-    layers: Vec<Linear>,
-    activation: Activation,
-    dropout: f32,
-    vars: Vec<Var>,
+enum Layer {
+    Linear(Linear),
+    Conv(Conv2d),
+    BatchNorm(BatchNorm),
+    Activation(Activation),
+    MaxPool(usize),
+    Flatten,
+    Dropout(f32),
 }
 
-/// Layers hold a weight then a bias, in order.
-fn parameter_name(index: usize) -> String {
-    let what = if index.is_multiple_of(2) {
-        "weight"
-    } else {
-        "bias"
-    };
-    format!("layers.{}.{what}", index / 2)
+pub struct Classifier {
+    /// The shape of one sample: `[features]`, or `[channels, height, width]` for images.
+    input: Vec<usize>,
+    layers: Vec<Layer>,
+    /// Trained parameters with their names in the stored weights (`layers.3.weight`, …).
+    params: Vec<(String, Var)>,
+    /// Batch-norm running statistics: stored with the weights, updated in training, not trained.
+    buffers: Vec<(String, Var)>,
 }
 
 /// A uniform f32 in [0, 1) from 24 random bits.
@@ -32,73 +35,193 @@ fn unit(rng: &mut ChaCha8Rng) -> f32 {
     (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }
 
-impl Mlp {
-    /// `inputs` features to `classes` logits through the spec's hidden widths. Weights and biases
-    /// are uniform in ±1/√fan_in, as PyTorch's `nn.Linear` starts them.
+fn invalid(message: String) -> candle_core::Error {
+    candle_core::Error::Msg(message)
+}
+
+/// Builds the layers in order, naming each parameter by its layer's index.
+struct Builder<'a> {
+    rng: &'a mut ChaCha8Rng,
+    device: &'a Device,
+    layers: Vec<Layer>,
+    params: Vec<(String, Var)>,
+    buffers: Vec<(String, Var)>,
+}
+
+impl Builder<'_> {
+    fn var(
+        &mut self,
+        name: &str,
+        values: Vec<f32>,
+        shape: &[usize],
+        trained: bool,
+    ) -> Result<Tensor> {
+        let var = Var::from_tensor(&Tensor::from_vec(values, shape, self.device)?)?;
+        let tensor = var.as_tensor().clone();
+        let entry = (format!("layers.{}.{name}", self.layers.len()), var);
+        if trained {
+            self.params.push(entry);
+        } else {
+            self.buffers.push(entry);
+        }
+        Ok(tensor)
+    }
+
+    /// Weights and biases uniform in ±1/√fan_in, as PyTorch starts `nn.Linear` and `nn.Conv2d`.
+    fn uniform(&mut self, name: &str, shape: &[usize], fan_in: usize) -> Result<Tensor> {
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let values = (0..shape.iter().product())
+            .map(|_| (2.0 * unit(self.rng) - 1.0) * bound)
+            .collect();
+        self.var(name, values, shape, true)
+    }
+
+    fn linear(&mut self, fan_in: usize, fan_out: usize) -> Result<()> {
+        let weight = self.uniform("weight", &[fan_out, fan_in], fan_in)?;
+        let bias = self.uniform("bias", &[fan_out], fan_in)?;
+        self.layers
+            .push(Layer::Linear(Linear::new(weight, Some(bias))));
+        Ok(())
+    }
+
+    fn conv(&mut self, c_in: usize, c_out: usize, kernel: usize) -> Result<()> {
+        let fan_in = c_in * kernel * kernel;
+        let weight = self.uniform("weight", &[c_out, c_in, kernel, kernel], fan_in)?;
+        let bias = self.uniform("bias", &[c_out], fan_in)?;
+        let config = Conv2dConfig {
+            padding: kernel / 2,
+            ..Default::default()
+        };
+        self.layers
+            .push(Layer::Conv(Conv2d::new(weight, Some(bias), config)));
+        Ok(())
+    }
+
+    /// Scale 1, shift 0, running mean 0 and variance 1, as PyTorch's `nn.BatchNorm2d`.
+    fn batch_norm(&mut self, channels: usize) -> Result<()> {
+        let weight = self.var("weight", vec![1.0; channels], &[channels], true)?;
+        let bias = self.var("bias", vec![0.0; channels], &[channels], true)?;
+        let mean = self.var("running_mean", vec![0.0; channels], &[channels], false)?;
+        let var = self.var("running_var", vec![1.0; channels], &[channels], false)?;
+        let norm = BatchNorm::new(channels, mean, var, weight, bias, 1e-5)?;
+        self.layers.push(Layer::BatchNorm(norm));
+        Ok(())
+    }
+
+    /// Activation and dropout after a hidden layer.
+    fn after_hidden(&mut self, activation: Activation, dropout: f64) {
+        self.layers.push(Layer::Activation(activation));
+        self.dropout(dropout);
+    }
+
+    fn dropout(&mut self, dropout: f64) {
+        if dropout > 0.0 {
+            self.layers.push(Layer::Dropout(dropout as f32));
+        }
+    }
+}
+
+impl Classifier {
+    /// A classifier of samples shaped `input` into `classes` logits, as `spec` describes.
     pub fn new(
         spec: &ModelSpec,
-        inputs: usize,
+        input: &[usize],
         classes: usize,
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<Self> {
-        let ModelSpec::Mlp {
-            hidden,
-            activation,
-            dropout,
-        } = spec;
-        let widths: Vec<usize> = std::iter::once(inputs)
-            .chain(hidden.iter().copied())
-            .chain(std::iter::once(classes))
-            .collect();
-        let mut layers = Vec::new();
-        let mut vars = Vec::new();
-        for pair in widths.windows(2) {
-            let (fan_in, fan_out) = (pair[0], pair[1]);
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            let mut uniform = |n: usize| -> Vec<f32> {
-                (0..n).map(|_| (2.0 * unit(rng) - 1.0) * bound).collect()
+        let mut b = Builder {
+            rng,
+            device,
+            layers: Vec::new(),
+            params: Vec::new(),
+            buffers: Vec::new(),
+        };
+        let (activation, dropout) = (spec.activation(), spec.dropout());
+        let mut width = input.iter().product();
+        if let ModelSpec::Cnn {
+            channels,
+            kernel_size,
+            pool,
+            batch_norm,
+            ..
+        } = spec
+        {
+            let [mut c, mut h, mut w] = match *input {
+                [c, h, w] => [c, h, w],
+                [h, w] => [1, h, w],
+                _ => {
+                    return Err(invalid(format!(
+                        "a CNN takes images, [channels, height, width] or [height, width]; \
+                         this dataset's samples are {input:?}: use `kind: mlp`"
+                    )));
+                }
             };
-            let weight = Var::from_tensor(&Tensor::from_vec(
-                uniform(fan_in * fan_out),
-                (fan_out, fan_in),
-                device,
-            )?)?;
-            let bias = Var::from_tensor(&Tensor::from_vec(uniform(fan_out), fan_out, device)?)?;
-            layers.push(Linear::new(
-                weight.as_tensor().clone(),
-                Some(bias.as_tensor().clone()),
-            ));
-            vars.extend([weight, bias]);
+            for (block, &c_out) in channels.iter().enumerate() {
+                b.conv(c, c_out, *kernel_size)?;
+                if *batch_norm {
+                    b.batch_norm(c_out)?;
+                }
+                b.layers.push(Layer::Activation(activation));
+                if *pool > 1 {
+                    if h < *pool || w < *pool {
+                        return Err(invalid(format!(
+                            "convolution block {} gets {h}x{w} images, too small to pool \
+                             {pool}x{pool}: use fewer blocks or a smaller `pool`",
+                            block + 1
+                        )));
+                    }
+                    b.layers.push(Layer::MaxPool(*pool));
+                    (h, w) = (h / pool, w / pool);
+                }
+                c = c_out;
+            }
+            width = c * h * w;
+            b.layers.push(Layer::Flatten);
+            b.dropout(dropout);
+        } else {
+            b.layers.push(Layer::Flatten);
         }
+        for &hidden in spec.hidden() {
+            b.linear(width, hidden)?;
+            b.after_hidden(activation, dropout);
+            width = hidden;
+        }
+        b.linear(width, classes)?;
         Ok(Self {
-            layers,
-            activation: *activation,
-            dropout: *dropout as f32,
-            vars,
+            input: input.to_vec(),
+            layers: b.layers,
+            params: b.params,
+            buffers: b.buffers,
         })
     }
 
-    pub fn vars(&self) -> &[Var] {
-        &self.vars
+    /// The trained parameters, for the optimizer.
+    pub fn vars(&self) -> Vec<Var> {
+        self.params.iter().map(|(_, v)| v.clone()).collect()
     }
 
-    /// The parameters by name (`layers.0.weight`, `layers.0.bias`, …), as stored in safetensors.
+    pub fn parameter_count(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Parameters and batch-norm statistics by name, as stored in safetensors.
     pub fn named_tensors(&self) -> Result<HashMap<String, Tensor>> {
-        (0..self.vars.len())
-            .map(|i| Ok((parameter_name(i), self.vars[i].as_tensor().copy()?)))
+        self.params
+            .iter()
+            .chain(&self.buffers)
+            .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
             .collect()
     }
 
-    /// Sets every parameter from `tensors`, which must hold each one with its shape.
+    /// Sets every parameter and statistic from `tensors`, which must hold each one with its shape.
     pub fn load(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for (i, var) in self.vars.iter().enumerate() {
-            let name = parameter_name(i);
+        for (name, var) in self.params.iter().chain(&self.buffers) {
             let stored = tensors
-                .get(&name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("the weights have no `{name}`")))?;
+                .get(name)
+                .ok_or_else(|| invalid(format!("the weights have no `{name}`")))?;
             if stored.shape() != var.shape() {
-                return Err(candle_core::Error::Msg(format!(
+                return Err(invalid(format!(
                     "`{name}` is {:?} in the weights but {:?} in the model",
                     stored.dims(),
                     var.dims()
@@ -109,39 +232,47 @@ impl Mlp {
         Ok(())
     }
 
-    /// Logits for a batch `[n, inputs]`. With `dropout_rng`, hidden units are dropped (training);
-    /// without, the full network runs (evaluation).
+    /// Logits for a batch `[n, features]` (each row a sample of the input shape, flattened). With
+    /// `dropout_rng` the network trains: units are dropped and batch norm uses and updates the
+    /// batch's statistics; without, it evaluates.
     pub fn forward(&self, x: &Tensor, mut dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
-        let mut x = x.clone();
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x)?;
-            if i == last {
-                break;
-            }
-            x = match self.activation {
-                Activation::Relu => x.relu()?,
-                Activation::Gelu => x.gelu_erf()?,
-                Activation::Tanh => x.tanh()?,
-                Activation::Sigmoid => candle_nn::ops::sigmoid(&x)?,
+        let training = dropout_rng.is_some();
+        let n = x.dim(0)?;
+        let mut x = x.reshape([&[n][..], &self.input].concat())?;
+        if self.input.len() == 2 {
+            x = x.unsqueeze(1)?;
+        }
+        for layer in &self.layers {
+            x = match layer {
+                Layer::Linear(l) => l.forward(&x)?,
+                Layer::Conv(c) => c.forward(&x)?,
+                Layer::BatchNorm(norm) if training => norm.forward_train(&x)?,
+                Layer::BatchNorm(norm) => norm.forward_t(&x, false)?,
+                Layer::Activation(a) => match a {
+                    Activation::Relu => x.relu()?,
+                    Activation::Gelu => x.gelu_erf()?,
+                    Activation::Tanh => x.tanh()?,
+                    Activation::Sigmoid => candle_nn::ops::sigmoid(&x)?,
+                },
+                Layer::MaxPool(p) => x.max_pool2d(*p)?,
+                Layer::Flatten => x.flatten_from(1)?,
+                Layer::Dropout(p) => match dropout_rng.as_deref_mut() {
+                    Some(rng) => drop(&x, *p, rng)?,
+                    None => x,
+                },
             };
-            if let Some(rng) = dropout_rng.as_deref_mut()
-                && self.dropout > 0.0
-            {
-                x = self.drop(&x, rng)?;
-            }
         }
         Ok(x)
     }
+}
 
-    /// Inverted dropout with a mask from our generator.
-    fn drop(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let keep = 1.0 - self.dropout;
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if unit(rng) < keep { 1.0 / keep } else { 0.0 })
-            .collect();
-        x * Tensor::from_vec(mask, x.shape(), x.device())?
-    }
+/// Inverted dropout with a mask from our generator.
+fn drop(x: &Tensor, dropout: f32, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    let keep = 1.0 - dropout;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if unit(rng) < keep { 1.0 / keep } else { 0.0 })
+        .collect();
+    x * Tensor::from_vec(mask, x.shape(), x.device())?
 }
 
 /// Index of the largest logit of each row.

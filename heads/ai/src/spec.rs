@@ -3,7 +3,7 @@
 //! ```yaml
 //! dataset: digits
 //! model:
-//!   kind: mlp
+//!   kind: mlp            # or cnn: see `ModelSpec::Cnn`
 //!   hidden: [128, 64]
 //!   activation: relu
 //!   dropout: 0.1
@@ -80,12 +80,21 @@ mod defaults {
     pub fn beta2() -> f64 {
         0.999
     }
+    pub fn kernel_size() -> usize {
+        3
+    }
+    pub fn pool() -> usize {
+        2
+    }
+    pub fn batch_norm() -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ModelSpec {
-    /// Fully connected layers of the given widths between the input and the classes.
+    /// Fully connected layers of the given widths between the (flattened) input and the classes.
     Mlp {
         hidden: Vec<usize>,
         #[serde(default)]
@@ -93,6 +102,57 @@ pub enum ModelSpec {
         #[serde(default)]
         dropout: f64,
     },
+    /// Convolution blocks, one per entry of `channels`: a `kernel_size` convolution that keeps the
+    /// image size, batch norm (unless `batch_norm: false`), the activation, and `pool`x`pool` max
+    /// pooling; then fully connected layers of the `hidden` widths to the classes, with dropout
+    /// before each.
+    ///
+    /// ```yaml
+    /// model:
+    ///   kind: cnn
+    ///   channels: [32, 64]
+    ///   kernel_size: 3     # odd; default 3
+    ///   pool: 2            # default 2
+    ///   batch_norm: true   # default true
+    ///   hidden: [128]      # default none
+    ///   activation: relu
+    ///   dropout: 0.25
+    /// ```
+    Cnn {
+        channels: Vec<usize>,
+        #[serde(default = "defaults::kernel_size")]
+        kernel_size: usize,
+        #[serde(default = "defaults::pool")]
+        pool: usize,
+        #[serde(default = "defaults::batch_norm")]
+        batch_norm: bool,
+        #[serde(default)]
+        hidden: Vec<usize>,
+        #[serde(default)]
+        activation: Activation,
+        #[serde(default)]
+        dropout: f64,
+    },
+}
+
+impl ModelSpec {
+    pub fn hidden(&self) -> &[usize] {
+        match self {
+            Self::Mlp { hidden, .. } | Self::Cnn { hidden, .. } => hidden,
+        }
+    }
+
+    pub fn dropout(&self) -> f64 {
+        match self {
+            Self::Mlp { dropout, .. } | Self::Cnn { dropout, .. } => *dropout,
+        }
+    }
+
+    pub fn activation(&self) -> Activation {
+        match self {
+            Self::Mlp { activation, .. } | Self::Cnn { activation, .. } => *activation,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -223,14 +283,34 @@ impl TrainSpec {
                 "must be a fraction between 0 and 1 (exclusive), such as 0.2",
             );
         }
-        let ModelSpec::Mlp {
-            hidden, dropout, ..
-        } = &self.model;
-        if hidden.contains(&0) {
+        if self.model.hidden().contains(&0) {
             return invalid("model.hidden", "widths must be at least 1");
         }
-        if !(0.0..1.0).contains(dropout) {
+        if !(0.0..1.0).contains(&self.model.dropout()) {
             return invalid("model.dropout", "must be at least 0 and below 1");
+        }
+        if let ModelSpec::Cnn {
+            channels,
+            kernel_size,
+            pool,
+            ..
+        } = &self.model
+        {
+            if channels.is_empty() || channels.contains(&0) {
+                return invalid(
+                    "model.channels",
+                    "must list at least one convolution block, each of at least 1 channel",
+                );
+            }
+            if kernel_size % 2 == 0 {
+                return invalid(
+                    "model.kernel_size",
+                    "must be odd (1, 3, 5, ...) so that a convolution keeps the image size",
+                );
+            }
+            if *pool == 0 {
+                return invalid("model.pool", "must be at least 1 (1: no pooling)");
+            }
         }
         let rate = self.optimizer.learning_rate();
         if !(rate.is_finite() && rate > 0.0) {

@@ -11,8 +11,8 @@ use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
-use crate::dataset::{Dataset, DatasetError, shuffled};
-use crate::model::{Mlp, predictions};
+use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
+use crate::model::{Classifier, predictions};
 use crate::optim::Optimizer;
 use crate::spec::{Loss, TrainSpec};
 
@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub run_dir: Option<PathBuf>,
     /// A checkpoint directory to continue from.
     pub resume_from: Option<PathBuf>,
+    /// Where datasets named by file are read: default `dataset::default_data_dir()`.
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,7 +108,7 @@ fn loss(kind: Loss, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Ten
 
 /// Mean loss and accuracy of `model` on all of `data`.
 fn evaluate(
-    model: &Mlp,
+    model: &Classifier,
     data: &Dataset,
     kind: Loss,
     device: &Device,
@@ -138,17 +140,18 @@ pub fn train(
     mut on_event: impl FnMut(TrainEvent) -> ControlFlow<()>,
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
-    let dataset = Dataset::builtin(&spec.dataset)?;
+    let data_dir = options.data_dir.clone().unwrap_or_else(default_data_dir);
+    let dataset = Dataset::load(&spec.dataset, &data_dir)?;
     let (training, validation) = dataset.split(spec.validation_split, spec.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let model = Mlp::new(
+    let model = Classifier::new(
         &spec.model,
-        dataset.feature_len,
+        &dataset.sample_shape,
         dataset.classes,
         &mut rng,
         device,
     )?;
-    let mut optimizer = Optimizer::new(&spec.optimizer, model.vars().to_vec());
+    let mut optimizer = Optimizer::new(&spec.optimizer, model.vars());
     let mut progress = match &options.resume_from {
         Some(dir) => {
             let saved = checkpoint::load(dir, &spec.source, device)?;
@@ -249,6 +252,7 @@ pub fn train(
             ModelInfo {
                 id: String::new(),
                 dataset: spec.dataset.clone(),
+                sample_shape: dataset.sample_shape.clone(),
                 feature_len: dataset.feature_len,
                 classes: dataset.classes,
                 val_accuracy: progress.history.last().map_or(0.0, |e| e.val_accuracy),
@@ -260,7 +264,7 @@ pub fn train(
         epochs: progress.history,
         train_samples: training.len(),
         val_samples: validation.len(),
-        parameters: model.vars().iter().map(|v| v.elem_count()).sum(),
+        parameters: model.parameter_count(),
         seconds: started.elapsed().as_secs_f64(),
         model: stored,
     })

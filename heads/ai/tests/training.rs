@@ -225,19 +225,35 @@ const CHECKPOINTED: &str = "dataset: digits\nmodel: {kind: mlp, hidden: [32], dr
 
 #[test]
 fn a_resumed_run_ends_exactly_as_an_uninterrupted_one() {
-    let spec = TrainSpec::from_yaml(CHECKPOINTED).unwrap();
-    let whole_dir = run_dir("whole");
+    resumed_equals_uninterrupted(CHECKPOINTED, "mlp");
+}
+
+/// The CNN's batch-norm running statistics are saved and restored with its weights.
+#[test]
+fn a_resumed_cnn_with_batch_norm_ends_exactly_as_an_uninterrupted_one() {
+    let cnn = CHECKPOINTED.replace(
+        "{kind: mlp, hidden: [32], dropout: 0.2}",
+        "{kind: cnn, channels: [4, 8], hidden: [16], dropout: 0.2}",
+    );
+    resumed_equals_uninterrupted(&cnn, "cnn");
+}
+
+fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
+    let spec = TrainSpec::from_yaml(yaml).unwrap();
+    let whole_dir = run_dir(&format!("{name}-whole"));
     let options = RunOptions {
         run_dir: Some(whole_dir.clone()),
         resume_from: None,
+        data_dir: None,
     };
     let whole = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
 
     // Interrupted at step 25 (mid-epoch: 23 batches an epoch); the last checkpoint is step 20.
-    let broken_dir = run_dir("broken");
+    let broken_dir = run_dir(&format!("{name}-broken"));
     let options = RunOptions {
         run_dir: Some(broken_dir.clone()),
         resume_from: None,
+        data_dir: None,
     };
     let stopped = train(&spec, &Device::Cpu, &options, |event| match event {
         TrainEvent::Step { step: 25 } => ControlFlow::Break(()),
@@ -254,6 +270,7 @@ fn a_resumed_run_ends_exactly_as_an_uninterrupted_one() {
     let options = RunOptions {
         run_dir: Some(broken_dir.clone()),
         resume_from: Some(latest),
+        data_dir: None,
     };
     let resumed = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(curve(&resumed), curve(&whole));
@@ -268,10 +285,11 @@ fn a_resumed_run_ends_exactly_as_an_uninterrupted_one() {
     );
 
     // A checkpoint only resumes the spec it was taken with.
-    let other = TrainSpec::from_yaml(&CHECKPOINTED.replace("seed: 5", "seed: 6")).unwrap();
+    let other = TrainSpec::from_yaml(&yaml.replace("seed: 5", "seed: 6")).unwrap();
     let options = RunOptions {
         run_dir: Some(broken_dir.clone()),
         resume_from: Some(broken_dir.join("checkpoints/step-00000010")),
+        data_dir: None,
     };
     let refused = train(
         &other,
@@ -293,6 +311,7 @@ fn a_stored_model_predicts_and_refuses_tampering() {
     let options = RunOptions {
         run_dir: Some(dir.clone()),
         resume_from: None,
+        data_dir: None,
     };
     let report = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     let (model_dir, info) = report.model.unwrap();
@@ -300,7 +319,8 @@ fn a_stored_model_predicts_and_refuses_tampering() {
     let model = StoredModel::open(&model_dir, &Device::Cpu).unwrap();
     assert_eq!(model.info, info);
 
-    let digits = chimera_ai::dataset::Dataset::builtin("digits").unwrap();
+    let digits =
+        chimera_ai::dataset::Dataset::load("digits", std::path::Path::new("data")).unwrap();
     let probabilities = model.predict(digits.features.clone()).unwrap();
     let correct = probabilities
         .iter()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use chimera_ai::checkpoint;
+use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::StoredModel;
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
@@ -103,9 +104,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct InferArgs {
-    /// A model directory written by `chimera train` (RUN_DIR/model).
+    /// A model directory written by `chimera train` (RUN_DIR/model), or a sentence encoder's
+    /// (config.json, tokenizer.json, model.safetensors: see heads/ai/fetch-minilm.sh).
     model: PathBuf,
-    /// Inputs: a .npy array [n, features] (float32, float64 or uint8), or a CSV file of n rows.
+    /// Inputs: for a trained model, a .npy array [n, features] (float32, float64 or uint8) or a
+    /// CSV file of n rows; for a sentence encoder, a text file of one sentence per line.
     input: PathBuf,
     /// Print the predictions as JSON.
     #[arg(long)]
@@ -113,6 +116,9 @@ pub struct InferArgs {
 }
 
 pub fn infer(args: InferArgs) -> Result<()> {
+    if is_encoder_dir(&args.model) {
+        return embed(args);
+    }
     let model = StoredModel::open(&args.model, &Device::Cpu)
         .with_context(|| format!("cannot open the model in {}", args.model.display()))?;
     let (_, features) = read_inputs(&args.input, model.info.feature_len)?;
@@ -134,6 +140,46 @@ pub fn infer(args: InferArgs) -> Result<()> {
         for (row, (class, p)) in classes.iter().zip(&probabilities).enumerate() {
             println!("{row:>6}  class {class}  p {:.4}", p[*class]);
         }
+    }
+    Ok(())
+}
+
+/// Sentence embeddings, one per non-empty line of the input.
+fn embed(args: InferArgs) -> Result<()> {
+    let encoder = SentenceEncoder::open(&args.model, &Device::Cpu).with_context(|| {
+        format!(
+            "cannot open the sentence encoder in {}",
+            args.model.display()
+        )
+    })?;
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read sentences from {}", args.input.display()))?;
+    let sentences: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if sentences.is_empty() {
+        bail!(
+            "{} holds no sentence: write one per line",
+            args.input.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let embeddings = encoder.embed(&sentences)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"dimension": encoder.dimension, "sentences": sentences, "embeddings": embeddings})
+        );
+    } else {
+        for (sentence, e) in sentences.iter().zip(&embeddings) {
+            let head: Vec<String> = e.iter().take(4).map(|v| format!("{v:+.4}")).collect();
+            println!("[{}, ...]  {sentence}", head.join(", "));
+        }
+        println!(
+            "{} sentences embedded in {} dimensions in {:.1} ms (--json prints the vectors)",
+            sentences.len(),
+            encoder.dimension,
+            seconds * 1e3
+        );
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! CHIMERA's AI heads: classifiers trained with candle from a job spec (the YAML of a
-//! `chimera-train` block), on the CPU, or on a GPU with the `cuda` feature.
+//! `chimera-train` block), on the CPU, or on a GPU with the `cuda` feature; inference with those
+//! and with a pretrained sentence encoder (MiniLM-L6).
 
 pub mod checkpoint;
 pub mod dataset;
+pub mod encoder;
 pub mod infer;
 pub mod model;
 pub mod optim;

@@ -1,0 +1,153 @@
+"""chimera's AI head against PyTorch on the same models, data, batch sizes and threads, in one run.
+
+    python benches/ai_compare.py --chimera target/release/chimera --minilm models/all-minilm-l6-v2 \
+        [--threads 2] [--fashion-limit-epochs 1]
+
+- digits MLP (examples/train-digits.yaml): training samples/s (forward, backward, AdamW step), the
+  mean over epochs 2..N as `chimera train --json` reports them; PyTorch runs the same network
+  (64-128-64-10, ReLU, dropout 0.1), AdamW, batch 64, on the same 1,438 training samples.
+- Fashion-MNIST CNN (examples/train-fashion-cnn.yaml, one epoch): the same, 54,000 samples, batch 128;
+  PyTorch's conv 3x3 pad 1 + BatchNorm2d + ReLU + MaxPool2d blocks, then dropout and 128 hidden.
+- MiniLM-L6: sentences/s embedding a batch of 64 sentences (`chimera infer --json`'s own timing is
+  not printed there, so both sides are timed around the call: chimera's process time less an empty
+  run's); PyTorch through sentence-transformers, normalised, batch 64.
+
+Both sides use --threads threads (candle through RAYON_NUM_THREADS, PyTorch through
+torch.set_num_threads). Needs PyTorch, NumPy and sentence-transformers.
+"""
+import argparse
+import gzip
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def chimera_train(binary, spec, threads):
+    with tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        lines = subprocess.run([binary, "train", str(spec), "--json", "--out", out], check=True,
+                               capture_output=True, text=True, env=env).stdout.splitlines()
+    epochs = [json.loads(l) for l in lines if '"samples_per_second"' in l]
+    rates = [e["samples_per_second"] for e in epochs]
+    return statistics.fmean(rates[1:] if len(rates) > 1 else rates), epochs[-1]["val_accuracy"]
+
+
+def torch_epoch(model, x, y, batch, lr):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    order = torch.randperm(len(x))
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        idx = order[i:i + batch]
+        opt.zero_grad()
+        loss_fn(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return len(x) / (time.perf_counter() - start)
+
+
+def digits():
+    data = np.load(ROOT / "heads/ai/data/digits.npy")
+    x = torch.tensor(data[:, :64], dtype=torch.float32) / 16.0
+    y = torch.tensor(data[:, 64], dtype=torch.long)
+    n = round(len(x) * 0.8)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 64), nn.ReLU(),
+                          nn.Dropout(0.1), nn.Linear(64, 10))
+    rates = [torch_epoch(model, x[:n], y[:n], 64, 0.003) for _ in range(6)]
+    return statistics.fmean(rates[1:])
+
+
+def fashion():
+    folder = pathlib.Path("/usr/share/datasets/fashion-mnist")
+    with gzip.open(folder / "train-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    x = torch.tensor(images[:54000], dtype=torch.float32) / 255.0
+    y = torch.tensor(labels[:54000], dtype=torch.long)
+
+    def block(c_in, c_out):
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+
+    model = nn.Sequential(*block(1, 16), *block(16, 32), nn.Flatten(), nn.Dropout(0.25),
+                          nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
+    return torch_epoch(model, x, y, 128, 0.002)
+
+
+SENTENCES = [f"Sentence number {i}: a quantum circuit of {i % 7 + 2} qubits prepares a state, and "
+             f"the engine reports its {'energy' if i % 2 else 'fidelity'} to the gateway." for i in range(64)]
+
+
+def chimera_embed(binary, model_dir, threads, repeat=5):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        full, one = pathlib.Path(tmp) / "all.txt", pathlib.Path(tmp) / "one.txt"
+        full.write_text("\n".join(SENTENCES))
+        one.write_text("x")
+
+        def timed(path):
+            start = time.perf_counter()
+            subprocess.run([binary, "infer", str(model_dir), str(path), "--json"], check=True,
+                           capture_output=True, env=env)
+            return time.perf_counter() - start
+
+        timed(full)
+        # Loading the model and one token's pass, taken off each timing.
+        base = statistics.median(timed(one) for _ in range(repeat))
+        total = statistics.median(timed(full) for _ in range(repeat))
+    return len(SENTENCES) / (total - base)
+
+
+def torch_embed(model_dir, repeat=5):
+    from sentence_transformers import SentenceTransformer
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    model.encode(SENTENCES, batch_size=64, normalize_embeddings=True)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        model.encode(SENTENCES, batch_size=64, normalize_embeddings=True)
+        times.append(time.perf_counter() - start)
+    return len(SENTENCES) / statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chimera", default="target/release/chimera")
+    p.add_argument("--minilm", default="models/all-minilm-l6-v2")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    rows = []
+    ours, acc = chimera_train(args.chimera, ROOT / "examples/train-digits.yaml", args.threads)
+    rows.append(("digits MLP, training", "samples/s", ours, digits(), f"val acc {acc:.3f}"))
+    print(f"# {rows[-1]}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = pathlib.Path(tmp) / "fashion-1-epoch.yaml"
+        spec.write_text((ROOT / "examples/train-fashion-cnn.yaml").read_text()
+                        .replace("epochs: 3", "epochs: 1").replace("checkpoint_every: 200\n", ""))
+        ours, acc = chimera_train(args.chimera, spec, args.threads)
+    rows.append(("Fashion-MNIST CNN, training (1 epoch)", "samples/s", ours, fashion(), f"val acc {acc:.3f}"))
+    print(f"# {rows[-1]}", flush=True)
+    rows.append(("MiniLM-L6, batch of 64 sentences", "sentences/s", chimera_embed(args.chimera, args.minilm, args.threads),
+                 torch_embed(args.minilm), ""))
+    print(f"# {rows[-1]}", flush=True)
+    print(f"\nPyTorch {torch.__version__}, {args.threads} threads on both sides\n")
+    print("| model | unit | chimera | PyTorch | chimera/PyTorch | note |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    for name, unit, a, b, note in rows:
+        print(f"| {name} | {unit} | {a:,.0f} | {b:,.0f} | {a / b:.2f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
-use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, Linear, Module, ModuleT};
+use candle_nn::{BatchNorm, Linear, Module, ModuleT};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
@@ -12,7 +12,11 @@ use crate::spec::{Activation, ModelSpec};
 
 enum Layer {
     Linear(Linear),
-    Conv(Conv2d),
+    /// A size-keeping convolution: weight [out, in, k, k], bias [out].
+    Conv {
+        weight: Tensor,
+        bias: Tensor,
+    },
     BatchNorm(BatchNorm),
     Activation(Activation),
     MaxPool(usize),
@@ -88,12 +92,7 @@ impl Builder<'_> {
         let fan_in = c_in * kernel * kernel;
         let weight = self.uniform("weight", &[c_out, c_in, kernel, kernel], fan_in)?;
         let bias = self.uniform("bias", &[c_out], fan_in)?;
-        let config = Conv2dConfig {
-            padding: kernel / 2,
-            ..Default::default()
-        };
-        self.layers
-            .push(Layer::Conv(Conv2d::new(weight, Some(bias), config)));
+        self.layers.push(Layer::Conv { weight, bias });
         Ok(())
     }
 
@@ -245,7 +244,7 @@ impl Classifier {
         for layer in &self.layers {
             x = match layer {
                 Layer::Linear(l) => l.forward(&x)?,
-                Layer::Conv(c) => c.forward(&x)?,
+                Layer::Conv { weight, bias } => conv_same(&x, weight, bias)?,
                 Layer::BatchNorm(norm) if training => norm.forward_train(&x)?,
                 Layer::BatchNorm(norm) => norm.forward_t(&x, false)?,
                 Layer::Activation(a) => match a {
@@ -264,6 +263,35 @@ impl Classifier {
         }
         Ok(x)
     }
+}
+
+/// A stride-1 convolution padded to keep the image size (a cross-correlation, as PyTorch's and
+/// candle's), written as one matrix product over the k x k shifted copies of the input, so that
+/// its backward pass is `matmul`, `narrow` and `stack` rather than candle's CPU transposed
+/// convolution: the digits CNN test trained about 5 times faster so (7.8 s to 1.3 s). On
+/// Fashion-MNIST other costs dominate (strided copies and allocation, by `perf`).
+pub fn conv_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (c_out, _, k, _) = weight.dims4()?;
+    let p = k / 2;
+    let padded = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+    let mut shifted = Vec::with_capacity(k * k);
+    for dy in 0..k {
+        for dx in 0..k {
+            shifted.push(padded.narrow(2, dy, h)?.narrow(3, dx, w)?);
+        }
+    }
+    // [n, c, k*k, h, w] -> rows (n, y, x) of columns (c, dy, dx), the weight's own order.
+    let columns = Tensor::stack(&shifted, 2)?
+        .permute((0, 3, 4, 1, 2))?
+        .reshape((n * h * w, c * k * k))?;
+    let weight = weight.reshape((c_out, c * k * k))?.t()?;
+    columns
+        .matmul(&weight)?
+        .broadcast_add(bias)?
+        .reshape((n, h, w, c_out))?
+        .permute((0, 3, 1, 2))?
+        .contiguous()
 }
 
 /// Inverted dropout with a mask from our generator.

@@ -220,3 +220,59 @@ fn fashion_mnist_loads_from_debians_package() {
     d.labels.iter().for_each(|&l| counts[l as usize] += 1);
     assert_eq!(counts, [6000; 10]);
 }
+
+/// Our convolution against candle's own `conv2d`, forward and gradients.
+#[test]
+fn the_matmul_convolution_equals_candles_conv2d() {
+    use candle_core::Var;
+    use candle_nn::Module;
+    let device = Device::Cpu;
+    for (n, c, h, w, c_out, k) in [
+        (2, 1, 8, 8, 4, 3),
+        (3, 5, 7, 6, 8, 3),
+        (2, 3, 9, 9, 2, 5),
+        (1, 2, 4, 5, 3, 1),
+    ] {
+        let x =
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, c, h, w), &device).unwrap()).unwrap();
+        let weight = Tensor::randn(0f32, 1.0, (c_out, c, k, k), &device).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, c_out, &device).unwrap();
+        let config = candle_nn::Conv2dConfig {
+            padding: k / 2,
+            ..Default::default()
+        };
+        let theirs_conv = candle_nn::Conv2d::new(weight.clone(), Some(bias.clone()), config);
+        let ours = chimera_ai::model::conv_same(x.as_tensor(), &weight, &bias).unwrap();
+        let theirs = theirs_conv.forward(x.as_tensor()).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert_eq!(ours.dims(), theirs.dims());
+        assert!(
+            diff(&ours, &theirs) < 1e-4,
+            "forward {:?}",
+            (n, c, h, w, c_out, k)
+        );
+        // The same gradient for the input through both.
+        let g_ours = ours.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g_theirs = theirs.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (
+            g_ours.get(x.as_tensor()).unwrap(),
+            g_theirs.get(x.as_tensor()).unwrap(),
+        );
+        assert!(
+            diff(a, b) < 1e-3,
+            "input gradient {:?}",
+            (n, c, h, w, c_out, k)
+        );
+    }
+}

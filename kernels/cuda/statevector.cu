@@ -60,7 +60,13 @@ struct Groups {
         if (threadIdx.x < width_g) positions[threadIdx.x] = layout[K + threadIdx.x];
         if (threadIdx.x == 0) width = width_g;
     }
-    __device__ u64 base(u64 g, u64 controls) const { return insert_zeros(g, positions, width) | controls; }
+    // This thread's group's first amplitude, in `base`; false for a thread past the last group.
+    __device__ bool thread_base(u64 groups, u64 controls, u64* base) const {
+        const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+        if (g >= groups) return false;
+        *base = insert_zeros(g, positions, width) | controls;
+        return true;
+    }
 };
 
 // A dense K-qubit gate: one thread per group of 2^K amplitudes, the matrix (row-major, bit j of a
@@ -77,9 +83,8 @@ __device__ void dense(R* amps, u64 groups, const int* layout, int width, u64 con
     }
     at.load(layout, width);
     __syncthreads();
-    const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (g >= groups) return;
-    const u64 base = at.base(g, controls);
+    u64 base;
+    if (!at.thread_base(groups, controls, &base)) return;
     V* a = reinterpret_cast<V*>(amps);
     u64 index[D];
     V x[D];
@@ -109,9 +114,8 @@ __device__ void permute(R* amps, u64 groups, const int* layout, int width, u64 c
     }
     at.load(layout, width);
     __syncthreads();
-    const u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (g >= groups) return;
-    const u64 base = at.base(g, controls);
+    u64 base;
+    if (!at.thread_base(groups, controls, &base)) return;
     V* a = reinterpret_cast<V*>(amps);
     V x[D];
 #pragma unroll

@@ -188,8 +188,8 @@ impl Dataset {
             name: name.to_owned(),
             detail,
         };
-        read(name, path, "")?;
-        let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        let bytes = read(name, path, "")?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
             .map_err(|e| malformed(e.to_string()))?;
         let get = |key: &str| {
             tensors.get(key).ok_or_else(|| {
@@ -209,19 +209,26 @@ impl Dataset {
         if y.dtype().is_float() {
             return Err(malformed("`labels` must hold integers".into()));
         }
-        let as_f32 = |t: &candle_core::Tensor| {
-            t.to_dtype(candle_core::DType::F32)
+        let flat = |t: &candle_core::Tensor, dtype| {
+            t.to_dtype(dtype)
                 .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f32>())
                 .map_err(|e| malformed(e.to_string()))
         };
-        let labels: Vec<u32> = as_f32(y)?.iter().map(|&l| l as u32).collect();
-        if as_f32(y)?.iter().any(|&l| l < 0.0) {
-            return Err(malformed("`labels` must not be negative".into()));
-        }
+        let labels = flat(y, candle_core::DType::I64)?
+            .to_vec1::<i64>()
+            .map_err(|e| malformed(e.to_string()))?
+            .into_iter()
+            .map(u32::try_from)
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| {
+                malformed("`labels` must be class numbers 0, 1, 2, ..., none negative".into())
+            })?;
+        let features = flat(x, candle_core::DType::F32)?
+            .to_vec1::<f32>()
+            .map_err(|e| malformed(e.to_string()))?;
         Ok(Self::with_classes(
             name,
-            as_f32(x)?,
+            features,
             labels,
             x.dims()[1..].to_vec(),
         ))

@@ -70,7 +70,11 @@ impl SentenceEncoder {
             }))
             .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         let weights = dir.join(FILES[2]);
-        read(FILES[2])?; // a clear error when absent, before candle's
+        // A clear error when absent, before candle's; the file itself is memory-mapped below.
+        std::fs::metadata(&weights).map_err(|source| EncoderError::Missing {
+            path: weights.clone(),
+            source,
+        })?;
         // SAFETY: the weights file is memory-mapped read-only and not changed while in use.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device)? };
         let model = BertModel::load(vb, &config)?;

@@ -107,6 +107,16 @@ fn csv_npy_idx_and_safetensors_files_load_with_their_shapes() {
     assert_eq!(d.sample_shape, vec![2, 2]);
     assert_eq!(d.features, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
     assert_eq!((d.labels.clone(), d.classes), (vec![3, 0], 4));
+    let negative = Tensor::from_vec(vec![-1i64, 0], 2, &Device::Cpu).unwrap();
+    let tensors = HashMap::from([
+        ("features".to_owned(), tensors["features"].clone()),
+        ("labels".to_owned(), negative),
+    ]);
+    candle_core::safetensors::save(&tensors, dir.join("negative.safetensors")).unwrap();
+    let err = Dataset::load("negative.safetensors", &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("none negative"), "{err}");
 }
 
 fn refusal(name: &str, dir: &Path) -> String {

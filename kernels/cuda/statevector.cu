@@ -21,7 +21,8 @@ __device__ __forceinline__ u64 spread(int v, const int* targets, int k) {
     return i;
 }
 
-// An interleaved complex number of type R as one 8- or 16-byte access.
+// An interleaved complex number of type R as one 8- or 16-byte access. Matrices arrive as such
+// pairs too: the host starts each gate's entries at an even index of its upload.
 template <typename R> struct Pair;
 template <> struct Pair<float> { typedef float2 T; };
 template <> struct Pair<double> { typedef double2 T; };
@@ -77,10 +78,7 @@ __device__ void dense(R* amps, u64 groups, const int* layout, int width, u64 con
     constexpr int D = 1 << K;
     __shared__ V m[D * D];
     __shared__ Groups<K> at;
-    for (int i = threadIdx.x; i < D * D; i += blockDim.x) {
-        m[i].x = matrix_g[2 * i];
-        m[i].y = matrix_g[2 * i + 1];
-    }
+    for (int i = threadIdx.x; i < D * D; i += blockDim.x) m[i] = reinterpret_cast<const V*>(matrix_g)[i];
     at.load(layout, width);
     __syncthreads();
     u64 base;
@@ -108,8 +106,7 @@ __device__ void permute(R* amps, u64 groups, const int* layout, int width, u64 c
     __shared__ int sources[D];
     __shared__ Groups<K> at;
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
-        phases[i].x = phases_g[2 * i];
-        phases[i].y = phases_g[2 * i + 1];
+        phases[i] = reinterpret_cast<const V*>(phases_g)[i];
         sources[i] = layout[K + width + i];
     }
     at.load(layout, width);
@@ -143,12 +140,7 @@ __device__ void dense_lanes(R* amps, u64 warps, const int* targets_g, const R* m
     constexpr int D = 1 << K, H = K - L, DH = 1 << H, DL = 1 << L;
     __shared__ V columns[D * D];
     __shared__ int targets[K];
-    for (int i = threadIdx.x; i < D * D; i += blockDim.x) {
-        V m;
-        m.x = matrix_g[2 * i];
-        m.y = matrix_g[2 * i + 1];
-        columns[(i % D) * D + i / D] = m;
-    }
+    for (int i = threadIdx.x; i < D * D; i += blockDim.x) columns[(i % D) * D + i / D] = reinterpret_cast<const V*>(matrix_g)[i];
     if (threadIdx.x < K) targets[threadIdx.x] = targets_g[threadIdx.x];
     __syncthreads();
     const u64 w = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;

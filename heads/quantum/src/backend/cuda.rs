@@ -253,14 +253,13 @@ fn plan_launch<R: GpuReal>(
         .take_while(|&(j, &q)| q == j)
         .count();
     let low = gate.qubits.iter().filter(|&&q| q < LANE_BITS).count();
+    ints.extend(as_i32(&gate.qubits));
     if controls.is_empty() && low_run >= LANES_MIN_LOW_RUN && n >= LANE_BITS + k - low {
-        ints.extend(as_i32(&gate.qubits));
         push_values(&mut gate.matrix.iter());
         return (Launch::Lanes { k, low }, offsets.0, offsets.1);
     }
     let mut positions: Vec<usize> = gate.qubits.iter().chain(&controls).copied().collect();
     positions.sort_unstable();
-    ints.extend(as_i32(&gate.qubits));
     ints.extend(as_i32(&positions));
     let kernel = match gate.phased_permutation() {
         Some(rows) => {
@@ -348,14 +347,13 @@ impl<R: GpuReal> StateVector for CudaState<R> {
         // All integer arguments and all matrices in one upload each; kernels read their part.
         let mut ints: Vec<i32> = Vec::new();
         let mut values: Vec<R> = Vec::new();
-        let mut plan = Vec::with_capacity(fused.len());
-        for g in &fused {
-            let launch = plan_launch(g, self.num_qubits, &mut ints, &mut values);
-            plan.push(launch);
-        }
+        let plan: Vec<_> = fused
+            .iter()
+            .map(|g| plan_launch(g, self.num_qubits, &mut ints, &mut values))
+            .collect();
         let device = self.device.clone();
         let stream = &device.stream;
-        let ints_d = check("upload of gate targets", stream.clone_htod(&ints));
+        let ints_d = check("upload of gate arguments", stream.clone_htod(&ints));
         let values_d = check("upload of gate matrices", stream.clone_htod(&values));
         let n = self.len();
         for (launch, i, v) in plan {

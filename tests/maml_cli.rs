@@ -5,30 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn chimera(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chimera"))
-        .args(args)
-        .output()
-        .expect("run chimera")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn failure(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{chimera, failure, ok};
 
 fn workdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chimera-maml-cli-{name}-{}", std::process::id()));
@@ -90,7 +68,7 @@ fn failures_exit_non_zero_and_say_what_failed() {
     let alice_pub = alice.with_extension("pub");
 
     // Signed by another key than the one given.
-    let said = failure(chimera(&[
+    let said = failure(&chimera(&[
         "verify",
         s(&signed),
         "--pub",
@@ -102,7 +80,7 @@ fn failures_exit_non_zero_and_say_what_failed() {
     let text = std::fs::read_to_string(&signed).unwrap();
     let tampered = dir.join("tampered.md");
     std::fs::write(&tampered, text.replace("shots: 4096", "shots: 4097")).unwrap();
-    let said = failure(chimera(&["verify", s(&tampered), "--pub", s(&alice_pub)]));
+    let said = failure(&chimera(&["verify", s(&tampered), "--pub", s(&alice_pub)]));
     assert!(
         said.contains("INVALID (DIGEST_MISMATCH): the document changed after it was signed"),
         "{said}"
@@ -116,13 +94,13 @@ fn failures_exit_non_zero_and_say_what_failed() {
     );
 
     // Not signed at all.
-    let said = failure(chimera(&["verify", &source, "--pub", s(&alice_pub)]));
+    let said = failure(&chimera(&["verify", &source, "--pub", s(&alice_pub)]));
     assert!(said.contains("INVALID (UNSIGNED)"), "{said}");
 
     // Keys given the wrong way round, and a key pair that exists already.
-    let said = failure(chimera(&["sign", &source, "--key", s(&alice_pub)]));
+    let said = failure(&chimera(&["sign", &source, "--key", s(&alice_pub)]));
     assert!(said.contains("holds a public key"), "{said}");
-    let said = failure(chimera(&["keygen", "--out", s(&alice)]));
+    let said = failure(&chimera(&["keygen", "--out", s(&alice)]));
     assert!(
         said.contains("already exists") && said.contains("--force"),
         "{said}"
@@ -131,7 +109,7 @@ fn failures_exit_non_zero_and_say_what_failed() {
     // A malformed document cannot be signed, and the error names its line.
     let broken = dir.join("broken.md");
     std::fs::write(&broken, "---\nid: x\n---\n").unwrap();
-    let said = failure(chimera(&[
+    let said = failure(&chimera(&[
         "sign",
         s(&broken),
         "--key",

@@ -4,33 +4,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn chimera(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chimera"))
-        .args(args)
-        .output()
-        .expect("run chimera")
-}
+mod common;
+use common::{chimera, failure, ok};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn stdout_json(out: Output) -> serde_json::Value {
+    serde_json::from_slice(&ok(out).stdout).expect("JSON on stdout")
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -75,7 +57,7 @@ fn json_reports_counts_expectations_backend_and_timings() {
         "--observable",
         "X0",
     ];
-    let j = stdout_json(&chimera(&args));
+    let j = stdout_json(chimera(&args));
     let counts = j["counts"].as_object().unwrap();
     assert!(counts.keys().all(|k| k == "00" || k == "11"), "{counts:?}");
     assert_eq!(
@@ -94,7 +76,7 @@ fn json_reports_counts_expectations_backend_and_timings() {
     assert!(j["timings_ms"]["allocate"].as_f64() <= j["timings_ms"]["simulate"].as_f64());
     assert_eq!(
         j["counts"],
-        stdout_json(&chimera(&args))["counts"],
+        stdout_json(chimera(&args))["counts"],
         "same seed, same counts"
     );
 }
@@ -168,14 +150,14 @@ fn standard_input_is_read_with_a_dash() {
         .unwrap()
         .write_all(b"OPENQASM 2.0;\nqreg q[2];\nU(pi,0,pi) q[1];")
         .unwrap();
-    let j = stdout_json(&child.wait_with_output().unwrap());
+    let j = stdout_json(child.wait_with_output().unwrap());
     assert_eq!(j["counts"]["10"], 10);
     assert_eq!(j["circuit"], "<stdin>");
 }
 
 #[test]
 fn mistakes_are_reported_with_what_where_and_what_to_do() {
-    let e = stderr(&chimera(&["sim", "/no/such/file.qasm"]));
+    let e = failure(&chimera(&["sim", "/no/such/file.qasm"]));
     assert!(e.contains("cannot read /no/such/file.qasm"), "{e}");
 
     let bad = temp("bad.qasm");
@@ -184,7 +166,7 @@ fn mistakes_are_reported_with_what_where_and_what_to_do() {
         "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nfrob q[0];\n",
     )
     .unwrap();
-    let e = stderr(&chimera(&["sim", bad.to_str().unwrap()]));
+    let e = failure(&chimera(&["sim", bad.to_str().unwrap()]));
     assert!(e.contains("line 4, column 1: unknown gate 'frob'"), "{e}");
 
     // Without a usable GPU, `--backend cuda` fails and says why and what to do instead.
@@ -200,21 +182,21 @@ fn mistakes_are_reported_with_what_where_and_what_to_do() {
         assert!(e.contains("backend 'cuda' is not available: "), "{e}");
     }
 
-    let e = stderr(&chimera(&["sim", "--observable", "Q1"]));
+    let e = failure(&chimera(&["sim", "--observable", "Q1"]));
     assert!(e.contains("observable \"Q1\", at character 1"), "{e}");
 
-    let e = stderr(&chimera(&["sim", "--observable", "Z9"]));
+    let e = failure(&chimera(&["sim", "--observable", "Z9"]));
     assert!(
         e.contains("names qubit 9, but the circuit has 5 qubits"),
         "{e}"
     );
 
-    let e = stderr(&chimera(&["sim", "--threads", "0"]));
+    let e = failure(&chimera(&["sim", "--threads", "0"]));
     assert!(e.contains("--threads must be at least 1"), "{e}");
 
     let big = temp("big.qasm");
     std::fs::write(&big, "OPENQASM 2.0;\nqreg q[50];\n").unwrap();
-    let e = stderr(&chimera(&[
+    let e = failure(&chimera(&[
         "sim",
         big.to_str().unwrap(),
         "--precision",

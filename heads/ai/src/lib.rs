@@ -3,6 +3,7 @@
 //! and with a pretrained sentence encoder (MiniLM-L6).
 
 pub mod checkpoint;
+mod cpu_layers;
 pub mod dataset;
 pub mod encoder;
 pub mod infer;

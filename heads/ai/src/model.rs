@@ -8,6 +8,7 @@ use candle_nn::{BatchNorm, Linear, Module, ModuleT};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
+use crate::cpu_layers;
 use crate::spec::{Activation, ModelSpec};
 
 enum Layer {
@@ -161,7 +162,12 @@ impl Classifier {
                 if *batch_norm {
                     b.batch_norm(c_out)?;
                 }
-                b.layers.push(Layer::Activation(activation));
+                // A non-decreasing activation commutes with max pooling: applied after it, it
+                // touches a quarter of the values (2x2 pooling). Same result, same parameter names.
+                let pool_first = activation.is_monotonic() && *pool > 1;
+                if !pool_first {
+                    b.layers.push(Layer::Activation(activation));
+                }
                 if *pool > 1 {
                     if h < *pool || w < *pool {
                         return Err(invalid(format!(
@@ -172,6 +178,9 @@ impl Classifier {
                     }
                     b.layers.push(Layer::MaxPool(*pool));
                     (h, w) = (h / pool, w / pool);
+                }
+                if pool_first {
+                    b.layers.push(Layer::Activation(activation));
                 }
                 c = c_out;
             }
@@ -236,6 +245,7 @@ impl Classifier {
     /// batch's statistics; without, it evaluates.
     pub fn forward(&self, x: &Tensor, mut dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let training = dropout_rng.is_some();
+        let cpu = x.device().is_cpu();
         let n = x.dim(0)?;
         let mut x = x.reshape([&[n][..], &self.input].concat())?;
         if self.input.len() == 2 {
@@ -244,7 +254,9 @@ impl Classifier {
         for layer in &self.layers {
             x = match layer {
                 Layer::Linear(l) => l.forward(&x)?,
+                Layer::Conv { weight, bias } if cpu => cpu_layers::conv(&x, weight, bias)?,
                 Layer::Conv { weight, bias } => conv_same(&x, weight, bias)?,
+                Layer::BatchNorm(norm) if cpu => cpu_batch_norm(norm, &x, training)?,
                 Layer::BatchNorm(norm) if training => norm.forward_train(&x)?,
                 Layer::BatchNorm(norm) => norm.forward_t(&x, false)?,
                 Layer::Activation(a) => match a {
@@ -253,7 +265,8 @@ impl Classifier {
                     Activation::Tanh => x.tanh()?,
                     Activation::Sigmoid => candle_nn::ops::sigmoid(&x)?,
                 },
-                Layer::MaxPool(p) => x.max_pool2d(*p)?,
+                Layer::MaxPool(p) if cpu => cpu_layers::max_pool(&x, *p)?,
+                Layer::MaxPool(p) => max_pool_by_reduction(&x, *p)?,
                 Layer::Flatten => x.flatten_from(1)?,
                 Layer::Dropout(p) => match dropout_rng.as_deref_mut() {
                     Some(rng) => drop(&x, *p, rng)?,
@@ -267,9 +280,8 @@ impl Classifier {
 
 /// A stride-1 convolution padded to keep the image size (a cross-correlation, as PyTorch's and
 /// candle's), written as one matrix product over the k x k shifted copies of the input, so that
-/// its backward pass is `matmul`, `narrow` and `stack` rather than candle's CPU transposed
-/// convolution: the test file holding the digits CNN test ran 7.6 s before, 1.3 s after. On
-/// Fashion-MNIST other costs dominate (strided copies and allocation, by `perf`).
+/// its backward pass is `matmul`, `narrow` and `stack` rather than a transposed convolution. Run
+/// on devices other than the CPU, which has its own (`cpu_layers::conv`).
 pub fn conv_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (c_out, _, k, _) = weight.dims4()?;
@@ -292,6 +304,45 @@ pub fn conv_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
         .reshape((n, h, w, c_out))?
         .permute((0, 3, 1, 2))?
         .contiguous()
+}
+
+/// Max pooling of x [n, c, h, w] over `size` x `size` windows, stride `size`, as maxima over
+/// reshaped axes. Not candle's `max_pool2d`: its gradient (candle 0.11.1) is multiplied by the
+/// share of maxima in the window, 1/size² for a unique maximum, where it should pass whole.
+pub fn max_pool_by_reduction(x: &Tensor, size: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h / size, w / size);
+    x.narrow(2, 0, oh * size)?
+        .narrow(3, 0, ow * size)?
+        .contiguous()?
+        .reshape((n, c, oh, size, ow, size))?
+        .max(5)?
+        .max(3)
+}
+
+/// Batch norm on the CPU with `cpu_layers`: in training, normalised by the batch's statistics,
+/// which update the running ones as candle's `BatchNorm::forward_train` does (momentum, unbiased
+/// variance); in evaluation, by the running statistics.
+fn cpu_batch_norm(norm: &BatchNorm, x: &Tensor, training: bool) -> Result<Tensor> {
+    let (weight, bias) = norm
+        .weight_and_bias()
+        .ok_or_else(|| invalid("batch norm without scale and shift".into()))?;
+    let (running_mean, running_var) = (norm.running_mean(), norm.running_var());
+    if !training {
+        let (mean, var) = (running_mean.to_vec1()?, running_var.to_vec1::<f32>()?);
+        return cpu_layers::batch_norm(x, mean, &var, norm.eps(), weight, bias);
+    }
+    let (mean, var) = cpu_layers::channel_statistics(x)?;
+    let count = (x.elem_count() / mean.len()) as f64;
+    let m = norm.momentum();
+    let blend = |running: &Tensor, batch: &[f32], weight: f64| -> Result<()> {
+        let batch = Tensor::from_slice(batch, batch.len(), x.device())?;
+        // `running` is the tensor of a Var: `from_tensor` shares it, so `set` updates it.
+        Var::from_tensor(running)?.set(&((running * (1.0 - m))? + (batch * weight)?)?)
+    };
+    blend(running_mean, &mean, m)?;
+    blend(running_var, &var, m * count / (count - 1.0))?;
+    cpu_layers::batch_norm(x, mean, &var, norm.eps(), weight, bias)
 }
 
 /// Inverted dropout with a mask from our generator.

@@ -165,6 +165,13 @@ pub enum Activation {
     Sigmoid,
 }
 
+impl Activation {
+    /// Whether the activation never decreases (GELU dips below zero for negative inputs).
+    pub fn is_monotonic(self) -> bool {
+        !matches!(self, Activation::Gelu)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {

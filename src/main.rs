@@ -24,7 +24,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
     Bandwidth(bandwidth::BandwidthArgs),
-    /// Train a model from a training spec (the YAML of a `chimera-train` block) on the CPU.
+    /// Train a model from a training spec (the YAML of a `chimera-train` block), on the CPU unless
+    /// `--device cuda`.
     Train(train::TrainArgs),
     /// Run a model stored by `chimera train` on inputs from a .npy or CSV file.
     Infer(train::InferArgs),

@@ -1,4 +1,4 @@
-//! `chimera train` and `chimera infer`: training specs and stored models, run here on the CPU.
+//! `chimera train` and `chimera infer`: training specs and stored models, on the CPU or a CUDA GPU.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::StoredModel;
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 /// Keeps memory that training frees in the process for its next step. Each step allocates and
 /// frees the same large tensors; by default glibc returns blocks of a few MB to the kernel and takes
@@ -23,6 +23,34 @@ fn keep_freed_memory() {
         // 32 MiB is the largest threshold glibc takes for 64-bit; larger blocks are still mapped.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// Where a model trains or runs.
+#[derive(Clone, Copy, Default, ValueEnum)]
+pub enum DeviceArg {
+    #[default]
+    Cpu,
+    /// The first CUDA GPU; needs a chimera built with `--features cuda`.
+    Cuda,
+}
+
+impl DeviceArg {
+    fn open(self) -> Result<Device> {
+        match self {
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda => Device::new_cuda(0).context(
+                "cannot use CUDA GPU 0 (a chimera built with `cargo build --release --features \
+                 cuda` on a machine with a GPU and its driver is needed; `--device cpu` runs anywhere)",
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+        }
     }
 }
 
@@ -45,6 +73,8 @@ pub struct TrainArgs {
     /// Print progress and the result as JSON lines, the last one ending with `val_accuracy`.
     #[arg(long)]
     json: bool,
+    #[arg(long, value_enum, default_value_t)]
+    device: DeviceArg,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -72,7 +102,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         data_dir: args.data_dir,
     };
     let json = args.json;
-    let report = train(&spec, &Device::Cpu, &options, |event| {
+    let device = args.device.open()?;
+    let report = train(&spec, &device, &options, |event| {
         match event {
             TrainEvent::Epoch(p) if json => println!("{}", serde_json::to_string(p).unwrap()),
             TrainEvent::Epoch(p) => println!(
@@ -96,7 +127,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "dataset": spec.dataset, "device": "cpu", "parameters": report.parameters,
+                "dataset": spec.dataset, "device": args.device.name(), "parameters": report.parameters,
                 "train_samples": report.train_samples, "val_samples": report.val_samples,
                 "seconds": report.seconds, "model_id": info.id, "model_dir": model_dir,
                 "val_accuracy": report.val_accuracy(),
@@ -128,13 +159,15 @@ pub struct InferArgs {
     /// Print the predictions as JSON.
     #[arg(long)]
     json: bool,
+    #[arg(long, value_enum, default_value_t)]
+    device: DeviceArg,
 }
 
 pub fn infer(args: InferArgs) -> Result<()> {
     if is_encoder_dir(&args.model) {
         return embed(args);
     }
-    let model = StoredModel::open(&args.model, &Device::Cpu)
+    let model = StoredModel::open(&args.model, &args.device.open()?)
         .with_context(|| format!("cannot open the model in {}", args.model.display()))?;
     let (_, features) = read_inputs(&args.input, model.info.feature_len)?;
     let probabilities = model.predict(features)?;
@@ -161,7 +194,7 @@ pub fn infer(args: InferArgs) -> Result<()> {
 
 /// Sentence embeddings, one per non-empty line of the input.
 fn embed(args: InferArgs) -> Result<()> {
-    let encoder = SentenceEncoder::open(&args.model, &Device::Cpu).with_context(|| {
+    let encoder = SentenceEncoder::open(&args.model, &args.device.open()?).with_context(|| {
         format!(
             "cannot open the sentence encoder in {}",
             args.model.display()

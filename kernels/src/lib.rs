@@ -54,10 +54,24 @@ pub enum KernelError {
     Compile { arch: String, message: String },
 }
 
-/// Whether NVRTC can be loaded. Checked first: cudarc panics when it is absent.
+/// Whether one of the shared libraries `names` can be opened. cudarc panics on first use of a CUDA
+/// library that is absent, so it is checked first. (cudarc's own check exists only when it loads
+/// libraries itself, not when candle's `cuda` feature has them linked.)
+fn loadable(names: &[&str]) -> bool {
+    // SAFETY: opening a CUDA library runs no initialisation beyond the dynamic loader's.
+    names
+        .iter()
+        .any(|&name| unsafe { libloading::Library::new(name) }.is_ok())
+}
+
+/// Whether NVRTC can be loaded.
 pub fn nvrtc_available() -> bool {
-    // SAFETY: only tries to open the library.
-    unsafe { nvrtc::sys::is_culib_present() }
+    loadable(&["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"])
+}
+
+/// Whether the CUDA driver library can be loaded.
+pub fn driver_available() -> bool {
+    loadable(&["libcuda.so", "libcuda.so.1"])
 }
 
 fn nvrtc_version() -> (i32, i32) {

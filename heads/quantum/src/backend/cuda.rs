@@ -55,8 +55,7 @@ fn unavailable(reason: impl std::fmt::Display) -> BackendError {
 impl CudaBackend {
     /// The first GPU, with the kernels compiled for it (or taken from the kernel cache).
     pub fn new() -> Result<CudaBackend, BackendError> {
-        // SAFETY: only tries to open the library; cudarc panics on use when it is absent.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        if !chimera_kernels::driver_available() {
             return Err(unavailable(
                 "the CUDA driver (libcuda.so) is not installed on this machine",
             ));

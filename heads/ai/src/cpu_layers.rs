@@ -28,6 +28,17 @@ fn elements<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<
     }
 }
 
+/// `with_elements` of three tensors, each named for errors.
+fn with_elements3<R>(
+    tensors: [(&Tensor, &str); 3],
+    f: impl FnOnce(&[f32], &[f32], &[f32]) -> Result<R>,
+) -> Result<R> {
+    let [(a, what_a), (b, what_b), (c, what_c)] = tensors;
+    with_elements(a, what_a, |a| {
+        with_elements(b, what_b, |b| with_elements(c, what_c, |c| f(a, b, c)))
+    })
+}
+
 /// Runs `f` on the f32 elements of a CPU tensor (copied first if it is not contiguous).
 fn with_elements<R>(tensor: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let tensor = tensor.contiguous()?;
@@ -264,17 +275,18 @@ impl CustomOp3 for Conv {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = geometry(x.dims(), weight.dims())?;
         let n = x.dim(0)?;
-        with_elements(x, "conv input", |x_data| {
-            with_elements(weight, "conv weight", |w_data| {
-                with_elements(grad, "conv gradient", |grad_data| {
-                    let (gx, gw, gb) = conv_backward(g, n, x_data, w_data, grad_data);
-                    Ok((
-                        Some(cpu_tensor(gx, x.dims())?),
-                        Some(cpu_tensor(gw, weight.dims())?),
-                        Some(cpu_tensor(gb, &[g.out_channels])?),
-                    ))
-                })
-            })
+        let inputs = [
+            (x, "conv input"),
+            (weight, "conv weight"),
+            (grad, "conv gradient"),
+        ];
+        with_elements3(inputs, |x_data, w_data, grad_data| {
+            let (gx, gw, gb) = conv_backward(g, n, x_data, w_data, grad_data);
+            Ok((
+                Some(cpu_tensor(gx, x.dims())?),
+                Some(cpu_tensor(gw, weight.dims())?),
+                Some(cpu_tensor(gb, &[g.out_channels])?),
+            ))
         })
     }
 }
@@ -409,6 +421,56 @@ impl BatchNorm {
             ))),
         }
     }
+
+    /// Gradients of the input, the weight and the bias, from the output's gradient.
+    fn backward(
+        &self,
+        n: usize,
+        c: usize,
+        pixels: usize,
+        x_data: &[f32],
+        w: &[f32],
+        grad_data: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let plane = |data, i, ch| channel_plane(data, i, ch, c, pixels);
+        // Per channel: d bias = Σ grad, d weight = Σ grad · x̂.
+        let (gw, gb): (Vec<f32>, Vec<f32>) = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut gw, mut gb) = (0f64, 0f64);
+                let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
+                for i in 0..n {
+                    let (x, grad) = (plane(x_data, i, ch), plane(grad_data, i, ch));
+                    gw += lane_sum(x, grad, |v, g| g * (v - mean) * inv_std) as f64;
+                    gb += lane_sum(grad, grad, |g, _| g) as f64;
+                }
+                (gw as f32, gb as f32)
+            })
+            .unzip();
+        let count = (n * pixels) as f32;
+        let mut gx = vec![0f32; x_data.len()];
+        gx.par_chunks_mut(c * pixels)
+            .zip(
+                x_data
+                    .par_chunks(c * pixels)
+                    .zip(grad_data.par_chunks(c * pixels)),
+            )
+            .for_each(|(gx, (x, grad))| {
+                let planes = gx
+                    .chunks_mut(pixels)
+                    .zip(x.chunks(pixels).zip(grad.chunks(pixels)));
+                for (ch, (gx, (x, grad))) in planes.enumerate() {
+                    let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
+                    let scale = w[ch] * inv_std;
+                    let (mean_grad, mean_grad_xhat) = (gb[ch] / count, gw[ch] / count);
+                    for (d, (&v, &g)) in gx.iter_mut().zip(x.iter().zip(grad)) {
+                        let xhat = (v - mean) * inv_std;
+                        *d = scale * (g - mean_grad - xhat * mean_grad_xhat);
+                    }
+                }
+            });
+        (gx, gw, gb)
+    }
 }
 
 impl CustomOp3 for BatchNorm {
@@ -453,53 +515,18 @@ impl CustomOp3 for BatchNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, pixels) = self.sizes(x.dims())?;
-        with_elements(x, "batch-norm input", |x_data| {
-            with_elements(weight, "batch-norm weight", |w| {
-                with_elements(grad, "batch-norm gradient", |grad_data| {
-                    let plane = |data, i, ch| channel_plane(data, i, ch, c, pixels);
-                    // Per channel: d bias = Σ grad, d weight = Σ grad · x̂.
-                    let (gw, gb): (Vec<f32>, Vec<f32>) = (0..c)
-                        .into_par_iter()
-                        .map(|ch| {
-                            let (mut gw, mut gb) = (0f64, 0f64);
-                            let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
-                            for i in 0..n {
-                                let (x, grad) = (plane(x_data, i, ch), plane(grad_data, i, ch));
-                                gw += lane_sum(x, grad, |v, g| g * (v - mean) * inv_std) as f64;
-                                gb += lane_sum(grad, grad, |g, _| g) as f64;
-                            }
-                            (gw as f32, gb as f32)
-                        })
-                        .unzip();
-                    let count = (n * pixels) as f32;
-                    let mut gx = vec![0f32; x_data.len()];
-                    gx.par_chunks_mut(c * pixels)
-                        .zip(
-                            x_data
-                                .par_chunks(c * pixels)
-                                .zip(grad_data.par_chunks(c * pixels)),
-                        )
-                        .for_each(|(gx, (x, grad))| {
-                            let planes = gx
-                                .chunks_mut(pixels)
-                                .zip(x.chunks(pixels).zip(grad.chunks(pixels)));
-                            for (ch, (gx, (x, grad))) in planes.enumerate() {
-                                let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
-                                let scale = w[ch] * inv_std;
-                                let (mean_grad, mean_grad_xhat) = (gb[ch] / count, gw[ch] / count);
-                                for (d, (&v, &g)) in gx.iter_mut().zip(x.iter().zip(grad)) {
-                                    let xhat = (v - mean) * inv_std;
-                                    *d = scale * (g - mean_grad - xhat * mean_grad_xhat);
-                                }
-                            }
-                        });
-                    Ok((
-                        Some(cpu_tensor(gx, x.dims())?),
-                        Some(cpu_tensor(gw, &[c])?),
-                        Some(cpu_tensor(gb, &[c])?),
-                    ))
-                })
-            })
+        let inputs = [
+            (x, "batch-norm input"),
+            (weight, "batch-norm weight"),
+            (grad, "batch-norm gradient"),
+        ];
+        with_elements3(inputs, |x_data, w, grad_data| {
+            let (gx, gw, gb) = self.backward(n, c, pixels, x_data, w, grad_data);
+            Ok((
+                Some(cpu_tensor(gx, x.dims())?),
+                Some(cpu_tensor(gw, &[c])?),
+                Some(cpu_tensor(gb, &[c])?),
+            ))
         })
     }
 }

@@ -1,7 +1,7 @@
 """chimera's AI head against PyTorch on the same models, data, batch sizes and threads, in one run.
 
     python benches/ai_compare.py --chimera target/release/chimera --minilm models/all-minilm-l6-v2 \
-        [--threads 2] [--fashion-limit-epochs 1]
+        [--threads 2] [--device cpu|cuda]
 
 - digits MLP (examples/train-digits.yaml): training samples/s (forward, backward, AdamW step), the
   mean over epochs 2..N as `chimera train --json` reports them; PyTorch runs the same network
@@ -13,7 +13,9 @@
   run's); PyTorch through sentence-transformers, normalised, batch 64.
 
 Both sides use --threads threads (candle through RAYON_NUM_THREADS, PyTorch through
-torch.set_num_threads). Needs PyTorch, NumPy and sentence-transformers.
+torch.set_num_threads) and --device: `cuda` needs a chimera built with `--features cuda` and compares
+with PyTorch eager on the same GPU (timings taken after torch.cuda.synchronize). Needs PyTorch,
+NumPy and sentence-transformers.
 """
 import argparse
 import gzip
@@ -30,12 +32,18 @@ import torch
 from torch import nn
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEVICE = "cpu"  # set by --device
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def chimera_train(binary, spec, threads):
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        lines = subprocess.run([binary, "train", str(spec), "--json", "--out", out], check=True,
+        lines = subprocess.run([binary, "train", str(spec), "--json", "--out", out, "--device", DEVICE], check=True,
                                capture_output=True, text=True, env=env).stdout.splitlines()
     epochs = [json.loads(l) for l in lines if '"samples_per_second"' in l]
     rates = [e["samples_per_second"] for e in epochs]
@@ -46,23 +54,25 @@ def torch_epoch(model, x, y, batch, lr):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    order = torch.randperm(len(x))
+    order = torch.randperm(len(x), device=x.device)
+    sync()
     start = time.perf_counter()
     for i in range(0, len(x), batch):
         idx = order[i:i + batch]
         opt.zero_grad()
         loss_fn(model(x[idx]), y[idx]).backward()
         opt.step()
+    sync()
     return len(x) / (time.perf_counter() - start)
 
 
 def digits():
     data = np.load(ROOT / "heads/ai/data/digits.npy")
-    x = torch.tensor(data[:, :64], dtype=torch.float32) / 16.0
-    y = torch.tensor(data[:, 64], dtype=torch.long)
+    x = (torch.tensor(data[:, :64], dtype=torch.float32) / 16.0).to(DEVICE)
+    y = torch.tensor(data[:, 64], dtype=torch.long).to(DEVICE)
     n = round(len(x) * 0.8)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 64), nn.ReLU(),
-                          nn.Dropout(0.1), nn.Linear(64, 10))
+                          nn.Dropout(0.1), nn.Linear(64, 10)).to(DEVICE)
     rates = [torch_epoch(model, x[:n], y[:n], 64, 0.003) for _ in range(6)]
     return statistics.fmean(rates[1:])
 
@@ -73,14 +83,14 @@ def fashion():
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
     with gzip.open(folder / "train-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    x = torch.tensor(images[:54000], dtype=torch.float32) / 255.0
-    y = torch.tensor(labels[:54000], dtype=torch.long)
+    x = (torch.tensor(images[:54000], dtype=torch.float32) / 255.0).to(DEVICE)
+    y = torch.tensor(labels[:54000], dtype=torch.long).to(DEVICE)
 
     def block(c_in, c_out):
         return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
 
     model = nn.Sequential(*block(1, 16), *block(16, 32), nn.Flatten(), nn.Dropout(0.25),
-                          nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
+                          nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10)).to(DEVICE)
     return torch_epoch(model, x, y, 128, 0.002)
 
 
@@ -97,7 +107,7 @@ def chimera_embed(binary, model_dir, threads, repeat=5):
 
         def timed(path):
             start = time.perf_counter()
-            subprocess.run([binary, "infer", str(model_dir), str(path), "--json"], check=True,
+            subprocess.run([binary, "infer", str(model_dir), str(path), "--json", "--device", DEVICE], check=True,
                            capture_output=True, env=env)
             return time.perf_counter() - start
 
@@ -110,7 +120,7 @@ def chimera_embed(binary, model_dir, threads, repeat=5):
 
 def torch_embed(model_dir, repeat=5):
     from sentence_transformers import SentenceTransformer
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    model = SentenceTransformer(str(model_dir), device=DEVICE)
     model.encode(SENTENCES, batch_size=64, normalize_embeddings=True)
     times = []
     for _ in range(repeat):
@@ -125,7 +135,10 @@ def main():
     p.add_argument("--chimera", default="target/release/chimera")
     p.add_argument("--minilm", default="models/all-minilm-l6-v2")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = p.parse_args()
+    global DEVICE
+    DEVICE = args.device
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     rows = []
@@ -142,7 +155,7 @@ def main():
     rows.append(("MiniLM-L6, batch of 64 sentences", "sentences/s", chimera_embed(args.chimera, args.minilm, args.threads),
                  torch_embed(args.minilm), ""))
     print(f"# {rows[-1]}", flush=True)
-    print(f"\nPyTorch {torch.__version__}, {args.threads} threads on both sides\n")
+    print(f"\nPyTorch {torch.__version__}, {args.threads} threads on both sides, device {DEVICE}\n")
     print("| model | unit | chimera | PyTorch | chimera/PyTorch | note |")
     print("| --- | --- | ---: | ---: | ---: | --- |")
     for name, unit, a, b, note in rows:

@@ -45,13 +45,6 @@ impl DeviceArg {
             ),
         }
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            DeviceArg::Cpu => "cpu",
-            DeviceArg::Cuda => "cuda",
-        }
-    }
 }
 
 #[derive(Args)]
@@ -127,7 +120,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "dataset": spec.dataset, "device": args.device.name(), "parameters": report.parameters,
+                "dataset": spec.dataset, "device": args.device.to_possible_value().map(|v| v.get_name().to_owned()), "parameters": report.parameters,
                 "train_samples": report.train_samples, "val_samples": report.val_samples,
                 "seconds": report.seconds, "model_id": info.id, "model_dir": model_dir,
                 "val_accuracy": report.val_accuracy(),

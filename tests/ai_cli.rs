@@ -1,25 +1,13 @@
 //! `chimera train` and `chimera infer` end to end: the digits example trained from its spec as the
 //! README shows, its stored model predicting digits, and the refusals a user can meet.
 
-use std::path::PathBuf;
-
 mod common;
-use common::{chimera, failure, ok};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chimera-ai-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{chimera, failure, ok, repo, work_dir};
 
 #[test]
 fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
-    let run = temp_dir("digits");
-    let spec = root().join("examples/train-digits.yaml");
+    let run = work_dir("digits");
+    let spec = repo("examples/train-digits.yaml");
     let out = ok(chimera(&[
         "train",
         spec.to_str().unwrap(),
@@ -44,7 +32,7 @@ fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
     let model_dir = result["model_dir"].as_str().unwrap();
 
     // The first 200 digits, scaled to 0..1 as the model was trained, one CSV row each.
-    let bytes = std::fs::read(root().join("heads/ai/data/digits.npy")).unwrap();
+    let bytes = std::fs::read(repo("heads/ai/data/digits.npy")).unwrap();
     let digits: Vec<u8> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
     let rows: Vec<&[u8]> = digits.chunks(65).take(200).collect();
     let csv: String = rows
@@ -81,7 +69,7 @@ fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
 fn a_spec_that_is_not_there_or_is_wrong_is_refused_by_name() {
     let err = failure(&chimera(&["train", "/nonexistent/spec.yaml"]));
     assert!(err.contains("cannot read /nonexistent/spec.yaml"), "{err}");
-    let spec = temp_dir("bad").join("bad.yaml");
+    let spec = work_dir("bad").join("bad.yaml");
     std::fs::write(
         &spec,
         "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [8]\nepochz: 3\n",
@@ -94,7 +82,7 @@ fn a_spec_that_is_not_there_or_is_wrong_is_refused_by_name() {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn asking_for_cuda_without_the_feature_says_how_to_build_it() {
-    let spec = root().join("examples/train-digits.yaml");
+    let spec = repo("examples/train-digits.yaml");
     let err = failure(&chimera(&[
         "train",
         spec.to_str().unwrap(),

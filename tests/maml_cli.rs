@@ -6,14 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{chimera, failure, ok};
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chimera-maml-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{chimera, failure, ok, repo, work_dir};
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -32,13 +25,13 @@ fn keygen(dir: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn the_examples_sign_and_verify_with_a_fresh_key() {
-    let dir = workdir("examples");
+    let dir = work_dir("examples");
     let prefix = keygen(&dir, "alice");
     let (secret, public) = (prefix.with_extension("key"), prefix.with_extension("pub"));
     for example in ["bell", "qft"] {
-        let source = format!("{}/examples/{example}.maml.md", env!("CARGO_MANIFEST_DIR"));
+        let source = repo(&format!("examples/{example}.maml.md"));
         let signed = dir.join(format!("{example}.signed.md"));
-        ok(sign(&source, &secret, &signed));
+        ok(sign(s(&source), &secret, &signed));
         let out = ok(chimera(&["verify", s(&signed), "--pub", s(&public)]));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("valid, signed by ML-DSA-65 key"), "{said}");
@@ -59,12 +52,12 @@ fn the_examples_sign_and_verify_with_a_fresh_key() {
 
 #[test]
 fn failures_exit_non_zero_and_say_what_failed() {
-    let dir = workdir("failures");
+    let dir = work_dir("failures");
     let alice = keygen(&dir, "alice");
     let mallory = keygen(&dir, "mallory");
-    let source = format!("{}/examples/bell.maml.md", env!("CARGO_MANIFEST_DIR"));
+    let source = repo("examples/bell.maml.md");
     let signed = dir.join("bell.signed.md");
-    ok(sign(&source, &alice.with_extension("key"), &signed));
+    ok(sign(s(&source), &alice.with_extension("key"), &signed));
     let alice_pub = alice.with_extension("pub");
 
     // Signed by another key than the one given.
@@ -94,11 +87,11 @@ fn failures_exit_non_zero_and_say_what_failed() {
     );
 
     // Not signed at all.
-    let said = failure(&chimera(&["verify", &source, "--pub", s(&alice_pub)]));
+    let said = failure(&chimera(&["verify", s(&source), "--pub", s(&alice_pub)]));
     assert!(said.contains("INVALID (UNSIGNED)"), "{said}");
 
     // Keys given the wrong way round, and a key pair that exists already.
-    let said = failure(&chimera(&["sign", &source, "--key", s(&alice_pub)]));
+    let said = failure(&chimera(&["sign", s(&source), "--key", s(&alice_pub)]));
     assert!(said.contains("holds a public key"), "{said}");
     let said = failure(&chimera(&["keygen", "--out", s(&alice)]));
     assert!(
@@ -125,13 +118,9 @@ fn failures_exit_non_zero_and_say_what_failed() {
 
 #[test]
 fn sign_reads_standard_input_and_writes_standard_output() {
-    let dir = workdir("pipes");
+    let dir = work_dir("pipes");
     let alice = keygen(&dir, "alice");
-    let source = std::fs::read(format!(
-        "{}/examples/qft.maml.md",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let source = std::fs::read(repo("examples/qft.maml.md")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
         .args(["sign", "-", "--key", s(&alice.with_extension("key"))])
         .stdin(Stdio::piped())
@@ -176,7 +165,7 @@ fn a_python_gateway_and_chimera_accept_each_others_signatures() {
             return;
         }
     };
-    let gateway = format!("{}/examples/maml_gateway.py", env!("CARGO_MANIFEST_DIR"));
+    let gateway = repo("examples/maml_gateway.py");
     let run_python = |args: &[&str]| {
         Command::new(&python)
             .arg(&gateway)
@@ -184,16 +173,16 @@ fn a_python_gateway_and_chimera_accept_each_others_signatures() {
             .output()
             .expect("run python")
     };
-    let dir = workdir("python");
+    let dir = work_dir("python");
     let alice = keygen(&dir, "alice");
     let (secret, public) = (alice.with_extension("key"), alice.with_extension("pub"));
-    let source = format!("{}/examples/qft.maml.md", env!("CARGO_MANIFEST_DIR"));
+    let source = repo("examples/qft.maml.md");
 
     // Signed in Python (hedged, so unlike chimera's own signature), verified by chimera.
     let by_python = dir.join("qft.python.md");
     ok(run_python(&[
         "sign",
-        &source,
+        s(&source),
         "--key",
         s(&secret),
         "-o",
@@ -201,7 +190,7 @@ fn a_python_gateway_and_chimera_accept_each_others_signatures() {
     ]));
     ok(chimera(&["verify", s(&by_python), "--pub", s(&public)]));
     let by_chimera = dir.join("qft.chimera.md");
-    ok(sign(&source, &secret, &by_chimera));
+    ok(sign(s(&source), &secret, &by_chimera));
     assert_ne!(
         std::fs::read(&by_python).unwrap(),
         std::fs::read(&by_chimera).unwrap()

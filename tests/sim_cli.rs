@@ -1,24 +1,14 @@
 //! `chimera sim` end to end: the binary as a user runs it, its output, its files and its errors.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{chimera, failure, ok};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{chimera, failure, ok, repo, work_dir};
 
 fn stdout_json(out: Output) -> serde_json::Value {
     serde_json::from_slice(&ok(out).stdout).expect("JSON on stdout")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chimera-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 #[test]
@@ -41,7 +31,7 @@ fn with_no_file_it_runs_the_bundled_ghz_example() {
 
 #[test]
 fn json_reports_counts_expectations_backend_and_timings() {
-    let bell = root().join("examples/bell.qasm");
+    let bell = repo("examples/bell.qasm");
     let args = [
         "sim",
         bell.to_str().unwrap(),
@@ -83,11 +73,11 @@ fn json_reports_counts_expectations_backend_and_timings() {
 
 #[test]
 fn statevector_files_are_numpy_in_the_chosen_precision() {
-    let qft = root().join("heads/quantum/tests/data/conformance/qft_8.qasm");
-    let reference: Vec<C64> =
-        read(&root().join("heads/quantum/tests/data/conformance/qft_8.sv.npy"));
+    let qft = repo("heads/quantum/tests/data/conformance/qft_8.qasm");
+    let reference: Vec<C64> = read(&repo("heads/quantum/tests/data/conformance/qft_8.sv.npy"));
+    let dir = work_dir("statevectors");
     for (precision, dtype) in [("double", "<c16"), ("single", "<c8")] {
-        let path = temp(&format!("qft8-{precision}.npy"));
+        let path = dir.join(format!("qft8-{precision}.npy"));
         let out = chimera(&[
             "sim",
             qft.to_str().unwrap(),
@@ -160,7 +150,8 @@ fn mistakes_are_reported_with_what_where_and_what_to_do() {
     let e = failure(&chimera(&["sim", "/no/such/file.qasm"]));
     assert!(e.contains("cannot read /no/such/file.qasm"), "{e}");
 
-    let bad = temp("bad.qasm");
+    let dir = work_dir("errors");
+    let bad = dir.join("bad.qasm");
     std::fs::write(
         &bad,
         "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nfrob q[0];\n",
@@ -194,7 +185,7 @@ fn mistakes_are_reported_with_what_where_and_what_to_do() {
     let e = failure(&chimera(&["sim", "--threads", "0"]));
     assert!(e.contains("--threads must be at least 1"), "{e}");
 
-    let big = temp("big.qasm");
+    let big = dir.join("big.qasm");
     std::fs::write(&big, "OPENQASM 2.0;\nqreg q[50];\n").unwrap();
     let e = failure(&chimera(&[
         "sim",

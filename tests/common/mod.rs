@@ -1,6 +1,20 @@
-//! What the CLI tests share: running the binary and reading how a run ended.
+//! What the CLI tests share: running the binary, reading how a run ended, and where files are.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// A file of the repository (an example, test data), by its path from the repository's root.
+pub fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// An empty directory for one test's files, named after the test (`name`) and this process.
+pub fn work_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chimera-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 pub fn chimera(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chimera"))

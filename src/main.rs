@@ -1,7 +1,11 @@
 //! `chimera`: the CHIMERA engine's command line.
 
 mod bandwidth;
+mod client;
+mod demo;
+mod head;
 mod maml;
+mod serve;
 mod sim;
 mod train;
 
@@ -20,6 +24,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start an engine in a temporary directory, submit the bundled example jobs to it, show their
+    /// progress, results and the heads, and stop: the whole engine in one command.
+    Demo(demo::DemoArgs),
+    /// Run the engine: the gRPC front door and its four supervised heads.
+    Serve(serve::ServeArgs),
+    /// Submit signed MAML jobs to a running engine.
+    Submit(client::SubmitArgs),
+    /// Follow a job to its end.
+    Watch(client::WatchArgs),
+    /// The engine's heads: role, status, process, backend, restarts.
+    Heads(client::HeadsArgs),
+    /// The client keys an engine trusts.
+    #[command(subcommand)]
+    Trust(client::TrustCommand),
+    /// One worker head; started by `chimera serve`, not by hand.
+    #[command(hide = true)]
+    Head(head::HeadArgs),
     /// Simulate an OpenQASM 2.0 circuit (a bundled 5-qubit GHZ circuit when no file is given).
     Sim(sim::SimArgs),
     /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
@@ -37,19 +58,32 @@ enum Command {
     Verify(maml::VerifyArgs),
 }
 
+/// A command that answers whether everything it checked was good: exit non-zero when not, having
+/// said why itself.
+fn succeeded(outcome: anyhow::Result<bool>) -> anyhow::Result<()> {
+    match outcome? {
+        true => Ok(()),
+        false => std::process::exit(1),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Submit(args) => succeeded(client::submit(args)),
+        Command::Watch(args) => succeeded(client::watch(args)),
+        Command::Heads(args) => client::heads(args),
+        Command::Trust(command) => client::trust(command),
+        Command::Head(args) => head::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),
         Command::Train(args) => train::run(args),
         Command::Infer(args) => train::infer(args),
         Command::Keygen(args) => maml::keygen(args),
         Command::Sign(args) => maml::sign(args),
-        Command::Verify(args) => match maml::verify(args) {
-            Ok(false) => return std::process::ExitCode::FAILURE,
-            other => other.map(|_| ()),
-        },
+        Command::Verify(args) => succeeded(maml::verify(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -52,7 +52,7 @@ enum PrecisionArg {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum BackendArg {
+pub(crate) enum BackendArg {
     Auto,
     Cpu,
     Cuda,
@@ -123,7 +123,7 @@ pub fn run(args: SimArgs) -> Result<()> {
 }
 
 /// The backend to run on, and for `auto`, why the GPU was passed over when it was.
-fn backend(
+pub(crate) fn backend(
     choice: BackendArg,
     threads: Option<usize>,
 ) -> Result<(Box<dyn Backend>, Option<String>)> {

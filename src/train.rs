@@ -16,7 +16,7 @@ use clap::{Args, ValueEnum};
 /// frees the same large tensors; by default glibc returns blocks of a few MB to the kernel and takes
 /// them back zero-filled, page fault by page fault. A Fashion-MNIST CNN epoch on 2 cores: 3.8
 /// million page faults and 1,100 samples/s without this, 0.2 million and 1,400 samples/s with it.
-fn keep_freed_memory() {
+pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator thresholds; called before training allocates.
     unsafe {

@@ -1,0 +1,376 @@
+//! The dispatcher: one task that owns the queues and knows what each head is running. Jobs wait
+//! in a queue per role; an idle head that is up takes the oldest (the one with fewest jobs done
+//! first, so that work spreads); a job whose head dies goes back to the front of its queue.
+//!
+//! Every state change is written to the journal before anyone is told of it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use chimera_journal::{JobRecord, JobState, Journal, JournalError};
+use chimera_maml::SecretKey;
+use chimera_proto::v1::{JobEvent, job_event};
+use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
+use jiff::Timestamp;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::metrics_names as m;
+use crate::{convert, receipt};
+
+pub enum Request {
+    /// A job just committed to the journal, and the role of head it needs.
+    Submitted { id: String, role: String },
+    Cancel(
+        String,
+        oneshot::Sender<Result<Option<JobRecord>, JournalError>>,
+    ),
+    /// What each head is running and how many jobs it finished.
+    Loads(oneshot::Sender<HashMap<String, HeadLoad>>),
+    Head(HeadEvent),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeadLoad {
+    pub running: Option<String>,
+    pub jobs_done: u64,
+}
+
+struct Slot {
+    role: String,
+    /// The generation that is up, if one is.
+    up: Option<u64>,
+    load: HeadLoad,
+}
+
+pub struct Dispatcher {
+    journal: Journal,
+    supervisor: Arc<Supervisor>,
+    events: broadcast::Sender<JobEvent>,
+    key: Arc<SecretKey>,
+    queues: HashMap<String, VecDeque<String>>,
+    slots: HashMap<String, Slot>,
+    cancelling: HashSet<String>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        journal: Journal,
+        supervisor: Arc<Supervisor>,
+        events: broadcast::Sender<JobEvent>,
+        key: Arc<SecretKey>,
+    ) -> Self {
+        let slots = supervisor
+            .heads()
+            .into_iter()
+            .map(|h| {
+                let slot = Slot {
+                    role: h.role,
+                    up: None,
+                    load: HeadLoad::default(),
+                };
+                (h.id, slot)
+            })
+            .collect();
+        Self {
+            journal,
+            supervisor,
+            events,
+            key,
+            queues: HashMap::new(),
+            slots,
+            cancelling: HashSet::new(),
+        }
+    }
+
+    /// Puts back in the queue every job the journal holds unfinished (a job that was running
+    /// when the engine stopped runs again), then serves requests until every sender is gone.
+    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        match self.journal.unfinished() {
+            Ok(records) => {
+                for record in records {
+                    if record.state == JobState::Running {
+                        let requeued = self.journal.update(&record.id, |r| {
+                            r.state = JobState::Queued;
+                            r.head = None;
+                        });
+                        if let Ok(record) = requeued.await {
+                            self.note(&record, "the engine restarted while it ran; queued again");
+                        }
+                    }
+                    self.enqueue(record.role, record.id, false);
+                }
+            }
+            Err(e) => eprintln!("chimera serve: cannot read the unfinished jobs: {e}"),
+        }
+        while let Some(request) = requests.recv().await {
+            match request {
+                Request::Submitted { id, role } => self.enqueue(role, id, false),
+                Request::Cancel(id, reply) => {
+                    let _ = reply.send(self.cancel(&id).await);
+                }
+                Request::Loads(reply) => {
+                    let loads = self
+                        .slots
+                        .iter()
+                        .map(|(id, s)| (id.clone(), s.load.clone()))
+                        .collect();
+                    let _ = reply.send(loads);
+                }
+                Request::Head(event) => self.head_event(event).await,
+            }
+            self.assign().await;
+        }
+    }
+
+    fn enqueue(&mut self, role: String, id: String, front: bool) {
+        let queue = self.queues.entry(role.clone()).or_default();
+        if front {
+            queue.push_front(id);
+        } else {
+            queue.push_back(id);
+        }
+        metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
+    }
+
+    async fn head_event(&mut self, event: HeadEvent) {
+        match event {
+            HeadEvent::Up { head, generation } => {
+                if let Some(slot) = self.slots.get_mut(&head) {
+                    slot.up = Some(generation);
+                    metrics::gauge!(m::HEAD_STATUS, "head" => head, "role" => slot.role.clone())
+                        .set(1.0);
+                }
+            }
+            HeadEvent::Down {
+                head,
+                generation,
+                reason,
+            } => {
+                let Some(slot) = self.slots.get_mut(&head) else {
+                    return;
+                };
+                eprintln!("chimera serve: head {head} is down: {reason}; starting a new one");
+                metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
+                    .set(0.0);
+                metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
+                if slot.up == Some(generation) {
+                    slot.up = None;
+                }
+                if let Some(job) = slot.load.running.take() {
+                    let role = slot.role.clone();
+                    let cancelled = self.cancelling.remove(&job);
+                    let update = self.journal.update(&job, move |r| {
+                        if cancelled {
+                            r.state = JobState::Cancelled;
+                            r.finished_at = Some(Timestamp::now());
+                        } else {
+                            r.state = JobState::Queued;
+                        }
+                    });
+                    match update.await {
+                        Ok(record) if record.state == JobState::Queued => {
+                            self.note(
+                                &record,
+                                &format!("head {head} died ({reason}); queued again"),
+                            );
+                            self.enqueue(role, job, true);
+                        }
+                        Ok(record) => self.publish_final(&record),
+                        Err(e) => eprintln!("chimera serve: job {job}: {e}"),
+                    }
+                }
+            }
+            HeadEvent::Progress {
+                head,
+                job_id,
+                progress,
+                ..
+            } => {
+                let _ = self.events.send(JobEvent {
+                    job_id,
+                    state: chimera_proto::v1::JobState::Running as i32,
+                    head,
+                    at: Timestamp::now().to_string(),
+                    detail: Some(job_event::Detail::ProgressJson(progress.to_string())),
+                });
+            }
+            HeadEvent::Finished {
+                head,
+                generation,
+                job_id,
+                outcome,
+            } => self.finished(head, generation, job_id, outcome).await,
+        }
+    }
+
+    async fn finished(&mut self, head: String, generation: u64, job_id: String, outcome: Outcome) {
+        let Some(slot) = self.slots.get_mut(&head) else {
+            return;
+        };
+        if slot.up != Some(generation) || slot.load.running.as_deref() != Some(job_id.as_str()) {
+            return;
+        }
+        slot.load.running = None;
+        slot.load.jobs_done += 1;
+        self.cancelling.remove(&job_id);
+        let key = Arc::clone(&self.key);
+        let finished_at = Timestamp::now();
+        let update = self.journal.update(&job_id, move |r| {
+            let (state, outcome_name, output) = match outcome {
+                Outcome::Succeeded(result) => (JobState::Succeeded, "succeeded", result),
+                Outcome::Failed(error) => (JobState::Failed, "failed", error),
+                Outcome::Cancelled => (JobState::Cancelled, "cancelled", String::new()),
+            };
+            r.receipt = Some(receipt::sign(
+                &receipt::Facts {
+                    job_id: &r.id,
+                    job_digest: &r.digest,
+                    outcome: outcome_name,
+                    output: &output,
+                    head: &head,
+                    attempts: r.attempts,
+                    started_at: r.started_at,
+                    finished_at,
+                },
+                &key,
+            ));
+            r.state = state;
+            r.finished_at = Some(finished_at);
+            match state {
+                JobState::Succeeded => r.result = Some(output),
+                JobState::Failed => r.error = Some(output),
+                _ => {}
+            }
+        });
+        // Answered once committed, without holding up the next assignment.
+        let events = self.events.clone();
+        let public_key = self.key.public_key().to_bytes();
+        tokio::spawn(async move {
+            match update.await {
+                Ok(record) => publish_final(&events, &record, &public_key),
+                Err(e) => eprintln!("chimera serve: job {job_id}: {e}"),
+            }
+        });
+    }
+
+    /// Gives each idle head that is up the oldest job of its role.
+    async fn assign(&mut self) {
+        loop {
+            let mut idle: Vec<(&String, &Slot)> = self
+                .slots
+                .iter()
+                .filter(|(_, s)| {
+                    s.up.is_some()
+                        && s.load.running.is_none()
+                        && self.queues.get(&s.role).is_some_and(|q| !q.is_empty())
+                })
+                .collect();
+            idle.sort_by_key(|(id, s)| (s.load.jobs_done, id.as_str()));
+            let Some((head, _)) = idle.first() else {
+                return;
+            };
+            let head = (*head).clone();
+            let slot = self.slots.get_mut(&head).expect("listed above");
+            let generation = slot.up.expect("filtered on up");
+            let role = slot.role.clone();
+            let queue = self.queues.get_mut(&role).expect("filtered on a queue");
+            let job = queue.pop_front().expect("filtered on a non-empty queue");
+            metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
+            slot.load.running = Some(job.clone());
+            let started = self.journal.update(&job, {
+                let head = head.clone();
+                move |r| {
+                    r.state = JobState::Running;
+                    r.head = Some(head);
+                    r.attempts += 1;
+                    r.started_at = Some(Timestamp::now());
+                }
+            });
+            match started.await {
+                Ok(record) if !record.state.is_final() => {
+                    let _ = self.events.send(convert::snapshot(&record, &[]));
+                    let order = ToHead::Run {
+                        job_id: job,
+                        attempt: record.attempts,
+                        document: record.document,
+                    };
+                    let _ = self.supervisor.send(&head, generation, order);
+                }
+                Ok(_) => {
+                    self.slots.get_mut(&head).expect("known").load.running = None;
+                }
+                Err(e) => {
+                    eprintln!("chimera serve: job {job} cannot be started: {e}");
+                    self.slots.get_mut(&head).expect("known").load.running = None;
+                }
+            }
+        }
+    }
+
+    async fn cancel(&mut self, id: &str) -> Result<Option<JobRecord>, JournalError> {
+        let Some(record) = self.journal.get(id)? else {
+            return Ok(None);
+        };
+        if record.state.is_final() {
+            return Ok(Some(record));
+        }
+        let queued = self
+            .queues
+            .get_mut(&record.role)
+            .and_then(|q| q.iter().position(|j| j == id).map(|i| q.remove(i)))
+            .is_some();
+        if queued {
+            let record = self
+                .journal
+                .update(id, |r| {
+                    r.state = JobState::Cancelled;
+                    r.finished_at = Some(Timestamp::now());
+                })
+                .await?;
+            self.publish_final(&record);
+            return Ok(Some(record));
+        }
+        let running_on = self
+            .slots
+            .iter()
+            .find(|(_, s)| s.load.running.as_deref() == Some(id))
+            .map(|(head, s)| (head.clone(), s.up));
+        if let Some((head, Some(generation))) = running_on {
+            self.cancelling.insert(id.to_owned());
+            let _ = self.supervisor.send(
+                &head,
+                generation,
+                ToHead::Cancel {
+                    job_id: id.to_owned(),
+                },
+            );
+        }
+        Ok(Some(record))
+    }
+
+    fn note(&self, record: &JobRecord, note: &str) {
+        let mut event = convert::snapshot(record, &[]);
+        event.detail = Some(job_event::Detail::Note(note.to_owned()));
+        let _ = self.events.send(event);
+    }
+
+    fn publish_final(&self, record: &JobRecord) {
+        publish_final(&self.events, record, &self.key.public_key().to_bytes());
+    }
+}
+
+fn publish_final(events: &broadcast::Sender<JobEvent>, record: &JobRecord, public_key: &[u8]) {
+    let outcome = match record.state {
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        _ => "cancelled",
+    };
+    metrics::counter!(m::JOBS, "type" => record.job_type.clone(), "outcome" => outcome)
+        .increment(1);
+    let total = Timestamp::now().duration_since(record.submitted_at);
+    metrics::histogram!(m::JOB_SECONDS).record(total.as_secs_f64());
+    if let (Some(start), Some(end)) = (record.started_at, record.finished_at) {
+        metrics::histogram!(m::EXECUTION_SECONDS).record(end.duration_since(start).as_secs_f64());
+    }
+    let _ = events.send(convert::snapshot(record, public_key));
+}

@@ -1,0 +1,177 @@
+//! The CHIMERA engine behind `chimera serve` (`../shared/DESIGN.md`): the gRPC front door
+//! ([`service`]), admission of signed MAML jobs, the durable journal, the dispatcher that hands
+//! jobs to the supervised heads ([`dispatch`]), signed receipts ([`receipt`]) and metrics.
+//!
+//! The data directory holds `journal.redb` (every job and result), `trust.json` (the client
+//! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity) and `run/` (the
+//! heads' sockets).
+
+mod convert;
+pub mod dispatch;
+pub mod metrics_names;
+pub mod receipt;
+pub mod refusal;
+pub mod service;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chimera_journal::Journal;
+use chimera_maml::{KeyError, Policy, SecretKey, write_key_pair};
+use chimera_proto::v1::engine_server::EngineServer;
+use chimera_supervisor::{HeadConfig, Launcher, Supervisor, SupervisorConfig};
+use tokio::sync::{broadcast, mpsc};
+
+pub use service::EngineService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot make the data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
+    #[error(
+        "{0} (is another `chimera serve` using this data directory? each engine needs its own)"
+    )]
+    Journal(#[from] chimera_journal::JournalError),
+    #[error("the engine's key: {0}")]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Supervisor(#[from] chimera_supervisor::SupervisorError),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub heads: Vec<HeadConfig>,
+    pub launcher: Launcher,
+    pub policy: Policy,
+    pub heartbeat_timeout: Duration,
+    pub start_timeout: Duration,
+}
+
+/// The four heads of DESIGN.md: `q0`, `q1` quantum, `a0`, `a1` AI.
+pub fn default_heads() -> Vec<HeadConfig> {
+    [
+        ("q0", "quantum"),
+        ("q1", "quantum"),
+        ("a0", "ai"),
+        ("a1", "ai"),
+    ]
+    .into_iter()
+    .map(|(id, role)| HeadConfig {
+        id: id.into(),
+        role: role.into(),
+    })
+    .collect()
+}
+
+pub fn trust_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("trust.json")
+}
+
+pub fn engine_key_prefix(data_dir: &Path) -> PathBuf {
+    data_dir.join("engine")
+}
+
+/// The engine's identity key: read from the data directory, or made there on first start.
+fn engine_key(data_dir: &Path) -> Result<SecretKey, KeyError> {
+    let prefix = engine_key_prefix(data_dir);
+    let secret = prefix.with_extension("key");
+    if secret.exists() {
+        return SecretKey::read_file(&secret);
+    }
+    let key = SecretKey::generate()?;
+    write_key_pair(&key, &prefix, false)?;
+    Ok(key)
+}
+
+/// A started engine: journal open, heads starting, jobs the journal still owes queued again.
+pub struct Engine {
+    service: EngineService,
+    supervisor: Arc<Supervisor>,
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| EngineError::DataDir {
+            path: config.data_dir.display().to_string(),
+            error,
+        })?;
+        metrics_names::describe();
+        let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
+        let key = Arc::new(engine_key(&config.data_dir)?);
+        let (head_events, mut head_event_rx) = mpsc::unbounded_channel();
+        let supervisor = Arc::new(Supervisor::start(
+            SupervisorConfig {
+                heads: config.heads,
+                socket_dir: config.data_dir.join("run"),
+                launcher: config.launcher,
+                heartbeat_timeout: config.heartbeat_timeout,
+                start_timeout: config.start_timeout,
+            },
+            head_events,
+        )?);
+        let (events, _) = broadcast::channel(4096);
+        let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
+        let dispatcher = dispatch::Dispatcher::new(
+            journal.clone(),
+            Arc::clone(&supervisor),
+            events.clone(),
+            Arc::clone(&key),
+        );
+        tokio::spawn(dispatcher.run(dispatch_rx));
+        let forward = dispatch.clone();
+        tokio::spawn(async move {
+            while let Some(event) = head_event_rx.recv().await {
+                if forward.send(dispatch::Request::Head(event)).is_err() {
+                    return;
+                }
+            }
+        });
+        let service = EngineService(Arc::new(service::Core {
+            journal,
+            trust: service::TrustFile::new(trust_path(&config.data_dir)),
+            policy: config.policy,
+            dispatch,
+            events,
+            supervisor: Arc::clone(&supervisor),
+            key,
+        }));
+        Ok(Self {
+            service,
+            supervisor,
+        })
+    }
+
+    pub fn engine_key_id(&self) -> String {
+        self.service.key.public_key().id().to_string()
+    }
+
+    /// Serves gRPC (the engine, standard health and reflection) on `listener` until `shutdown`
+    /// resolves, then stops the heads.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), EngineError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<EngineServer<EngineService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(chimera_proto::v1::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(EngineServer::new(self.service.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown,
+            )
+            .await;
+        self.supervisor.shutdown().await;
+        Ok(served?)
+    }
+}

@@ -1,0 +1,46 @@
+//! The engine's Prometheus metrics (DESIGN.md, "Observability"), named once here.
+
+pub const HEAD_STATUS: &str = "chimera_head_status";
+pub const HEAD_RESTARTS: &str = "chimera_head_restarts_total";
+pub const JOBS: &str = "chimera_jobs_total";
+pub const JOB_SECONDS: &str = "chimera_job_seconds";
+pub const QUEUE_DEPTH: &str = "chimera_queue_depth";
+pub const SIGNATURE_CHECKS: &str = "chimera_signature_checks_total";
+pub const SUBMISSIONS: &str = "chimera_submissions_total";
+pub const ACK_SECONDS: &str = "chimera_submit_ack_seconds";
+/// Kept from the CHIMERA documents' dashboards: requests by RPC.
+pub const REQUESTS: &str = "chimera_requests_total";
+/// Kept from the CHIMERA documents' dashboards: time a head spent running a job.
+pub const EXECUTION_SECONDS: &str = "chimera_execution_time_seconds";
+
+/// Histogram buckets, in seconds, for every `_seconds` histogram.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0,
+];
+
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        HEAD_STATUS,
+        "1 when the head is up, 0 when starting or down"
+    );
+    describe_counter!(HEAD_RESTARTS, "heads started again after dying");
+    describe_counter!(JOBS, "finished jobs by MAML type and outcome");
+    describe_histogram!(JOB_SECONDS, "seconds from submission to a final state");
+    describe_gauge!(QUEUE_DEPTH, "jobs waiting for a head, by role");
+    describe_counter!(
+        SIGNATURE_CHECKS,
+        "admission checks of submitted documents, by result"
+    );
+    describe_counter!(
+        SUBMISSIONS,
+        "submissions by outcome: created, existing, refused"
+    );
+    describe_histogram!(
+        ACK_SECONDS,
+        "seconds from receiving a submission to answering it"
+    );
+    describe_counter!(REQUESTS, "gRPC requests by method");
+    describe_histogram!(EXECUTION_SECONDS, "seconds a head spent running a job");
+}

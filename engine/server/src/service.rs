@@ -1,0 +1,350 @@
+//! The gRPC service `chimera.v1.Engine`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use chimera_journal::{JobRecord, JobState, Journal, Submitted};
+use chimera_maml::{BlockKind, Policy, SecretKey, TrustStore, admit};
+use chimera_proto::v1::engine_server::Engine;
+use chimera_proto::v1::{
+    BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
+    ListHeadsRequest, Refusal, SubmitReply, SubmitRequest, WatchRequest, batch_reply,
+};
+use chimera_supervisor::{HeadStatus as Status_, Supervisor};
+use futures_util::{Stream, StreamExt};
+use jiff::Timestamp;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::dispatch::Request as Dispatch;
+use crate::metrics_names as m;
+use crate::{convert, refusal};
+
+/// How many submissions of one `SubmitBatch` stream are checked and committed at once.
+pub const BATCH_IN_FLIGHT: usize = 64;
+
+/// The service: a handle on the engine's shared state.
+#[derive(Clone)]
+pub struct EngineService(pub(crate) Arc<Core>);
+
+impl std::ops::Deref for EngineService {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.0
+    }
+}
+
+pub struct Core {
+    pub(crate) journal: Journal,
+    pub(crate) trust: TrustFile,
+    pub(crate) policy: Policy,
+    pub(crate) dispatch: mpsc::UnboundedSender<Dispatch>,
+    pub(crate) events: broadcast::Sender<JobEvent>,
+    pub(crate) supervisor: Arc<Supervisor>,
+    pub(crate) key: Arc<SecretKey>,
+}
+
+/// The trust store, read again whenever its file changes, so that `chimera trust add` and a
+/// revocation take effect with the next submission.
+pub struct TrustFile {
+    path: std::path::PathBuf,
+    cached: Mutex<(Option<SystemTime>, Arc<TrustStore>)>,
+}
+
+impl TrustFile {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            cached: Mutex::new((None, Arc::new(TrustStore::new()))),
+        }
+    }
+
+    fn current(&self) -> Result<Arc<TrustStore>, Status> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 != modified || modified.is_none() {
+            let store = TrustStore::load(&self.path).map_err(|e| {
+                refusal::status(
+                    Code::Internal,
+                    "TRUST_STORE_UNREADABLE",
+                    format!("the engine cannot read its trust store: {e}"),
+                )
+            })?;
+            *cached = (modified, Arc::new(store));
+        }
+        Ok(Arc::clone(&cached.1))
+    }
+}
+
+/// The role of head a job needs, from its code blocks.
+fn role_of(record_blocks: &[chimera_maml::CodeBlock]) -> Result<&'static str, Status> {
+    let quantum = record_blocks
+        .iter()
+        .any(|b| matches!(b.kind, BlockKind::OpenQasm2 | BlockKind::OpenQasm3));
+    let ai = record_blocks
+        .iter()
+        .any(|b| matches!(b.kind, BlockKind::Train | BlockKind::Infer));
+    match (quantum, ai) {
+        (true, false) => Ok("quantum"),
+        (false, true) => Ok("ai"),
+        _ => Err(refusal::status(
+            Code::Unimplemented,
+            "HYBRID_NOT_SUPPORTED",
+            "the job holds both circuit and model blocks; this engine does not yet run hybrid \
+             jobs: submit the circuit and the model as separate jobs",
+        )),
+    }
+}
+
+impl Core {
+    async fn submit_one(&self, document: Vec<u8>) -> Result<SubmitReply, Status> {
+        let received = Instant::now();
+        let trust = self.trust.current()?;
+        let admitted = match admit(&document, &trust, &self.policy, Timestamp::now()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                metrics::counter!(m::SIGNATURE_CHECKS, "result" => refused.reason()).increment(1);
+                metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
+                return Err(refusal::admission(&refused));
+            }
+        };
+        metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
+        let job = &admitted.document.job;
+        let role = role_of(&job.code_blocks)?;
+        let record = JobRecord {
+            id: job.id.clone(),
+            seq: 0,
+            job_type: job.job_type.clone(),
+            role: role.to_owned(),
+            submitted_by: admitted.key_name.clone(),
+            // Admission read it as UTF-8.
+            document: String::from_utf8(document).expect("admitted documents are UTF-8"),
+            digest: hex::encode(chimera_maml::digest(&admitted.document.signed_bytes)),
+            state: JobState::Queued,
+            head: None,
+            attempts: 0,
+            submitted_at: Timestamp::now(),
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            receipt: None,
+        };
+        let outcome = self.journal.submit(record).await.map_err(|e| {
+            refusal::status(Code::Unavailable, "JOURNAL_UNAVAILABLE", e.to_string())
+        })?;
+        let public_key = self.key.public_key().to_bytes();
+        let reply = match outcome {
+            Submitted::Created(record) => {
+                let reply = SubmitReply {
+                    job: Some(convert::job(&record, &public_key)),
+                    created: true,
+                };
+                let _ = self.events.send(convert::snapshot(&record, &[]));
+                let _ = self.dispatch.send(Dispatch::Submitted {
+                    id: record.id,
+                    role: record.role,
+                });
+                metrics::counter!(m::SUBMISSIONS, "outcome" => "created").increment(1);
+                reply
+            }
+            Submitted::Existing(record) => {
+                metrics::counter!(m::SUBMISSIONS, "outcome" => "existing").increment(1);
+                SubmitReply {
+                    job: Some(convert::job(&record, &public_key)),
+                    created: false,
+                }
+            }
+            Submitted::Conflict(existing) => {
+                metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
+                return Err(refusal::status(
+                    Code::AlreadyExists,
+                    "REPLAYED_ID",
+                    format!(
+                        "job id {} was already submitted at {} with other content; a new job \
+                         needs a new id",
+                        existing.id, existing.submitted_at
+                    ),
+                ));
+            }
+        };
+        metrics::histogram!(m::ACK_SECONDS).record(received.elapsed().as_secs_f64());
+        Ok(reply)
+    }
+
+    fn record(&self, id: &str) -> Result<JobRecord, Status> {
+        self.journal
+            .get(id)
+            .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))?
+            .ok_or_else(|| no_such_job(id))
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        self.key.public_key().to_bytes()
+    }
+}
+
+fn no_such_job(id: &str) -> Status {
+    refusal::status(
+        Code::NotFound,
+        "NO_SUCH_JOB",
+        format!("no job has the id `{id}`"),
+    )
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Engine for EngineService {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitReply>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "Submit").increment(1);
+        self.submit_one(request.into_inner().document)
+            .await
+            .map(Response::new)
+    }
+
+    type SubmitBatchStream = BoxStream<BatchReply>;
+
+    async fn submit_batch(
+        &self,
+        request: Request<Streaming<SubmitRequest>>,
+    ) -> Result<Response<Self::SubmitBatchStream>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "SubmitBatch").increment(1);
+        let service = Arc::clone(&self.0);
+        // At most BATCH_IN_FLIGHT submissions are read ahead of the replies the client has taken.
+        let replies = request
+            .into_inner()
+            .enumerate()
+            .map(move |(index, request)| {
+                let service = Arc::clone(&service);
+                async move {
+                    let request = request?;
+                    let outcome = match service.submit_one(request.document).await {
+                        Ok(reply) => batch_reply::Outcome::Accepted(reply),
+                        Err(status) => batch_reply::Outcome::Refused(Refusal {
+                            reason: refusal::reason_of(&status).unwrap_or_default(),
+                            message: status.message().to_owned(),
+                            code: status.code() as i32,
+                        }),
+                    };
+                    Ok(BatchReply {
+                        index: index as u64,
+                        outcome: Some(outcome),
+                    })
+                }
+            })
+            .buffered(BATCH_IN_FLIGHT);
+        Ok(Response::new(Box::pin(replies)))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<Job>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "Get").increment(1);
+        let record = self.record(&request.into_inner().job_id)?;
+        Ok(Response::new(convert::job(&record, &self.public_key())))
+    }
+
+    type WatchStream = BoxStream<JobEvent>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "Watch").increment(1);
+        let id = request.into_inner().job_id;
+        // Subscribed before reading the state, so that no event falls between the two.
+        let mut events = self.events.subscribe();
+        let record = self.record(&id)?;
+        let (tx, rx) = mpsc::channel(64);
+        let service = Arc::clone(&self.0);
+        tokio::spawn(async move {
+            let first = convert::snapshot(&record, &service.public_key());
+            let done = record.state.is_final();
+            if tx.send(Ok(first)).await.is_err() || done {
+                return;
+            }
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) if event.job_id == id => event,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => match service.record(&id) {
+                        // Fell behind: say where the job stands now and go on from there.
+                        Ok(record) => convert::snapshot(&record, &service.public_key()),
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let done = matches!(
+                    event.detail,
+                    Some(chimera_proto::v1::job_event::Detail::Finished(_))
+                );
+                if tx.send(Ok(event)).await.is_err() || done {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Job>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "Cancel").increment(1);
+        let id = request.into_inner().job_id;
+        let (reply, answer) = oneshot::channel();
+        let stopped =
+            || refusal::status(Code::Unavailable, "SHUTTING_DOWN", "the engine is stopping");
+        self.dispatch
+            .send(Dispatch::Cancel(id.clone(), reply))
+            .map_err(|_| stopped())?;
+        let record = answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNAVAILABLE", e.to_string()))?;
+        match record {
+            Some(record) => Ok(Response::new(convert::job(&record, &self.public_key()))),
+            None => Err(no_such_job(&id)),
+        }
+    }
+
+    async fn list_heads(
+        &self,
+        _: Request<ListHeadsRequest>,
+    ) -> Result<Response<ListHeadsReply>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "ListHeads").increment(1);
+        let (reply, answer) = oneshot::channel();
+        let _ = self.dispatch.send(Dispatch::Loads(reply));
+        let loads = answer.await.unwrap_or_default();
+        let heads = self
+            .supervisor
+            .heads()
+            .into_iter()
+            .map(|h| {
+                let load = loads.get(&h.id).cloned().unwrap_or_default();
+                Head {
+                    status: match h.status {
+                        Status_::Starting => HeadStatus::Starting,
+                        Status_::Up => HeadStatus::Up,
+                        Status_::Down => HeadStatus::Down,
+                    } as i32,
+                    id: h.id,
+                    role: h.role,
+                    pid: h.pid.unwrap_or(0),
+                    backend: h.backend,
+                    restarts: h.restarts,
+                    job_id: load.running.unwrap_or_default(),
+                    jobs_done: load.jobs_done,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListHeadsReply { heads }))
+    }
+}

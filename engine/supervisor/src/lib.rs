@@ -1,0 +1,14 @@
+//! CHIMERA's heads as processes (`../shared/DESIGN.md`, "Process model"): a GPU fault or a panic
+//! kills one head, never the front door. [`supervisor`] is the engine's side, [`worker`] the head's,
+//! [`protocol`] what they say to each other.
+
+pub mod protocol;
+pub mod supervisor;
+pub mod worker;
+
+pub use protocol::{FromHead, Outcome, ToHead};
+pub use supervisor::{
+    HeadConfig, HeadEvent, HeadInfo, HeadStatus, Launcher, Supervisor, SupervisorConfig,
+    SupervisorError,
+};
+pub use worker::{Executor, HEARTBEAT_INTERVAL, JobOrder, WorkerError};

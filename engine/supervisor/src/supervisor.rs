@@ -1,0 +1,356 @@
+//! The engine's side: start each head as its own process, talk to it over its Unix socket, watch
+//! its heartbeats, and start a new one when it dies.
+//!
+//! Each start of a head is a *generation*. Orders carry the generation they were meant for and a
+//! head's task drops orders for an earlier one, so a job sent to a head that has just died is never
+//! delivered to its successor behind the engine's back: the engine hears `Down` and requeues it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::{FromHead, Outcome, ToHead, encode};
+
+/// How a head process is started: given the head and its socket, the command to run.
+pub type Launcher = Arc<dyn Fn(&HeadConfig, &std::path::Path) -> Command + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadConfig {
+    pub id: String,
+    /// `quantum` or `ai`.
+    pub role: String,
+}
+
+pub struct SupervisorConfig {
+    pub heads: Vec<HeadConfig>,
+    /// Where the heads' sockets are made.
+    pub socket_dir: PathBuf,
+    pub launcher: Launcher,
+    /// A head silent for this long is taken for dead.
+    pub heartbeat_timeout: Duration,
+    /// How long a new head may take to connect and say hello.
+    pub start_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadStatus {
+    Starting,
+    Up,
+    Down,
+}
+
+/// A head as the supervisor sees it now.
+#[derive(Debug, Clone)]
+pub struct HeadInfo {
+    pub id: String,
+    pub role: String,
+    pub status: HeadStatus,
+    pub pid: Option<u32>,
+    pub backend: String,
+    /// How many times it was started again after dying.
+    pub restarts: u32,
+    pub generation: u64,
+}
+
+/// What the supervisor tells the engine.
+#[derive(Debug, Clone)]
+pub enum HeadEvent {
+    Up {
+        head: String,
+        generation: u64,
+    },
+    Down {
+        head: String,
+        generation: u64,
+        reason: String,
+    },
+    Progress {
+        head: String,
+        generation: u64,
+        job_id: String,
+        progress: serde_json::Value,
+    },
+    Finished {
+        head: String,
+        generation: u64,
+        job_id: String,
+        outcome: Outcome,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot make the heads' socket directory {path}: {error}")]
+    SocketDir { path: String, error: std::io::Error },
+    #[error("no head `{0}`")]
+    NoSuchHead(String),
+}
+
+pub struct Supervisor {
+    heads: Arc<Mutex<Vec<HeadInfo>>>,
+    orders: Vec<mpsc::UnboundedSender<(u64, ToHead)>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Supervisor {
+    /// Starts every head; their events arrive on `events`.
+    pub fn start(
+        config: SupervisorConfig,
+        events: mpsc::UnboundedSender<HeadEvent>,
+    ) -> Result<Self, SupervisorError> {
+        std::fs::create_dir_all(&config.socket_dir).map_err(|error| {
+            SupervisorError::SocketDir {
+                path: config.socket_dir.display().to_string(),
+                error,
+            }
+        })?;
+        let heads = Arc::new(Mutex::new(
+            config
+                .heads
+                .iter()
+                .map(|h| HeadInfo {
+                    id: h.id.clone(),
+                    role: h.role.clone(),
+                    status: HeadStatus::Starting,
+                    pid: None,
+                    backend: String::new(),
+                    restarts: 0,
+                    generation: 0,
+                })
+                .collect(),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        let config = Arc::new(config);
+        let mut orders = Vec::new();
+        let mut tasks = Vec::new();
+        for slot in 0..config.heads.len() {
+            let (order_tx, order_rx) = mpsc::unbounded_channel();
+            orders.push(order_tx);
+            let watcher = HeadWatcher {
+                slot,
+                config: Arc::clone(&config),
+                heads: Arc::clone(&heads),
+                events: events.clone(),
+                shutdown: shutdown.subscribe(),
+            };
+            tasks.push(tokio::spawn(watcher.run(order_rx)));
+        }
+        Ok(Self {
+            heads,
+            orders,
+            shutdown,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    pub fn heads(&self) -> Vec<HeadInfo> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends `order` to the head's generation `generation`; dropped if that one is gone.
+    pub fn send(&self, head: &str, generation: u64, order: ToHead) -> Result<(), SupervisorError> {
+        let slot = self
+            .heads()
+            .iter()
+            .position(|h| h.id == head)
+            .ok_or_else(|| SupervisorError::NoSuchHead(head.to_owned()))?;
+        // A closed channel means shutdown; the order is dropped like any to a dead head.
+        let _ = self.orders[slot].send((generation, order));
+        Ok(())
+    }
+
+    /// Stops every head: closes their sockets (a head exits when its socket closes), then kills
+    /// any still running after a grace period.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+struct HeadWatcher {
+    slot: usize,
+    config: Arc<SupervisorConfig>,
+    heads: Arc<Mutex<Vec<HeadInfo>>>,
+    events: mpsc::UnboundedSender<HeadEvent>,
+    shutdown: watch::Receiver<bool>,
+}
+
+enum Ended {
+    Shutdown,
+    Died(String),
+}
+
+/// A head that lived this long before dying is restarted at once, not after a back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(3);
+
+impl HeadWatcher {
+    fn update(&self, change: impl FnOnce(&mut HeadInfo)) {
+        change(&mut self.heads.lock().unwrap_or_else(|p| p.into_inner())[self.slot]);
+    }
+
+    fn head(&self) -> &HeadConfig {
+        &self.config.heads[self.slot]
+    }
+
+    async fn run(mut self, mut orders: mpsc::UnboundedReceiver<(u64, ToHead)>) {
+        let mut backoff = Duration::ZERO;
+        for generation in 1.. {
+            self.update(|h| {
+                h.status = HeadStatus::Starting;
+                h.generation = generation;
+                h.pid = None;
+            });
+            let started = Instant::now();
+            let reason = match self.incarnation(generation, &mut orders).await {
+                Ended::Shutdown => return,
+                Ended::Died(reason) => reason,
+            };
+            self.update(|h| {
+                h.status = HeadStatus::Down;
+                h.restarts += 1;
+            });
+            let _ = self.events.send(HeadEvent::Down {
+                head: self.head().id.clone(),
+                generation,
+                reason,
+            });
+            backoff = if started.elapsed() > STABLE_AFTER {
+                Duration::ZERO
+            } else {
+                (backoff * 2 + Duration::from_millis(100)).min(MAX_BACKOFF)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One life of the head: start it, serve it, and say how it ended.
+    async fn incarnation(
+        &mut self,
+        generation: u64,
+        orders: &mut mpsc::UnboundedReceiver<(u64, ToHead)>,
+    ) -> Ended {
+        let head = self.head().clone();
+        let socket = self.config.socket_dir.join(format!("{}.sock", head.id));
+        let _ = std::fs::remove_file(&socket);
+        let listener = match UnixListener::bind(&socket) {
+            Ok(l) => l,
+            Err(e) => return Ended::Died(format!("cannot listen on {}: {e}", socket.display())),
+        };
+        let mut child = match (self.config.launcher)(&head, &socket)
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => return Ended::Died(format!("cannot start its process: {e}")),
+        };
+        let connection = tokio::select! {
+            accepted = tokio::time::timeout(self.config.start_timeout, listener.accept()) => match accepted {
+                Ok(Ok((stream, _))) => stream,
+                Ok(Err(e)) => return self.end(child, format!("its socket failed: {e}")).await,
+                Err(_) => return self.end(child, format!("did not connect within {:?}", self.config.start_timeout)).await,
+            },
+            status = child.wait() => return Ended::Died(exit_reason(status)),
+            _ = self.shutdown.changed() => return self.stop(child).await,
+        };
+        drop(listener);
+        let _ = std::fs::remove_file(&socket);
+        let (read_half, mut write_half) = connection.into_split();
+        let mut lines = BufReader::new(read_half).lines();
+        loop {
+            tokio::select! {
+                line = tokio::time::timeout(self.config.heartbeat_timeout, lines.next_line()) => {
+                    let line = match line {
+                        Err(_) => return self.end(child, format!("missed its heartbeats for {:?}", self.config.heartbeat_timeout)).await,
+                        Ok(Err(e)) => return self.end(child, format!("its connection failed: {e}")).await,
+                        Ok(Ok(None)) => {
+                            // Closed: most often the process died; say how if it did.
+                            let status = tokio::time::timeout(GRACE, child.wait()).await;
+                            return match status {
+                                Ok(status) => Ended::Died(exit_reason(status)),
+                                Err(_) => self.end(child, "closed its connection".into()).await,
+                            };
+                        }
+                        Ok(Ok(Some(line))) => line,
+                    };
+                    let message: FromHead = match serde_json::from_str(&line) {
+                        Ok(m) => m,
+                        Err(e) => return self.end(child, format!("sent a line that is not the protocol ({e})")).await,
+                    };
+                    let event = match message {
+                        FromHead::Heartbeat => None,
+                        FromHead::Hello { pid, backend, .. } => {
+                            self.update(|h| {
+                                h.status = HeadStatus::Up;
+                                h.pid = Some(pid);
+                                h.backend = backend;
+                            });
+                            Some(HeadEvent::Up { head: head.id.clone(), generation })
+                        }
+                        FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
+                            head: head.id.clone(), generation, job_id, progress,
+                        }),
+                        FromHead::Finished { job_id, outcome } => Some(HeadEvent::Finished {
+                            head: head.id.clone(), generation, job_id, outcome,
+                        }),
+                    };
+                    if let Some(event) = event {
+                        let _ = self.events.send(event);
+                    }
+                }
+                Some((for_generation, order)) = orders.recv() => {
+                    if for_generation != generation {
+                        continue;
+                    }
+                    if let Err(e) = write_half.write_all(&encode(&order)).await {
+                        return self.end(child, format!("cannot be written to: {e}")).await;
+                    }
+                }
+                status = child.wait() => return Ended::Died(exit_reason(status)),
+                _ = self.shutdown.changed() => {
+                    drop(write_half);
+                    return self.stop(child).await;
+                }
+            }
+        }
+    }
+
+    /// Kills a head that is no longer fit to serve and says why.
+    async fn end(&self, mut child: tokio::process::Child, reason: String) -> Ended {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        Ended::Died(reason)
+    }
+
+    async fn stop(&self, mut child: tokio::process::Child) -> Ended {
+        if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        self.update(|h| {
+            h.status = HeadStatus::Down;
+            h.pid = None;
+        });
+        Ended::Shutdown
+    }
+}
+
+fn exit_reason(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => format!("its process ended ({status})"),
+        Err(e) => format!("its process cannot be waited for: {e}"),
+    }
+}

@@ -1,0 +1,142 @@
+//! The head's side: connect to the supervisor, say hello, send heartbeats, run the jobs it is
+//! sent one at a time through an [`Executor`], and report their progress and outcome.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use crate::protocol::{FromHead, Outcome, ToHead, encode};
+
+/// How often a head says it is alive; the supervisor's deadline is several of these.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot reach the supervisor at {socket}: {error}")]
+    Connect {
+        socket: String,
+        error: std::io::Error,
+    },
+    #[error("the connection to the supervisor failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the supervisor sent a line this head does not understand: {0}")]
+    Protocol(serde_json::Error),
+}
+
+/// A job as a head receives it.
+#[derive(Debug, Clone)]
+pub struct JobOrder {
+    pub job_id: String,
+    pub attempt: u32,
+    /// The MAML document, already admitted by the engine.
+    pub document: String,
+}
+
+/// What a head computes with: the seam between the engine and the quantum and AI heads.
+pub trait Executor: Send + 'static {
+    /// What it computes on, in words ("cpu (16 threads)", a GPU's name).
+    fn backend(&self) -> String;
+    /// Runs one job to its end, calling `progress` along the way and stopping early (with
+    /// [`Outcome::Cancelled`]) once `cancelled` is set.
+    fn run(
+        &mut self,
+        job: &JobOrder,
+        progress: &mut dyn FnMut(serde_json::Value),
+        cancelled: &AtomicBool,
+    ) -> Outcome;
+}
+
+/// Serves as head `head_id` until the supervisor closes the connection.
+pub fn serve(head_id: &str, socket: &Path, mut executor: impl Executor) -> Result<(), WorkerError> {
+    let stream = UnixStream::connect(socket).map_err(|error| WorkerError::Connect {
+        socket: socket.display().to_string(),
+        error,
+    })?;
+    let writer = Arc::new(Mutex::new(stream.try_clone()?));
+    let send = {
+        let writer = Arc::clone(&writer);
+        move |message: &FromHead| -> std::io::Result<()> {
+            writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(&encode(message))
+        }
+    };
+    send(&FromHead::Hello {
+        head_id: head_id.to_owned(),
+        pid: std::process::id(),
+        backend: executor.backend(),
+    })?;
+
+    let heartbeat = send.clone();
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            while heartbeat(&FromHead::Heartbeat).is_ok() {
+                std::thread::sleep(HEARTBEAT_INTERVAL);
+            }
+        })?;
+
+    let cancels: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>> = Arc::default();
+    let (orders, queue) = mpsc::channel::<(JobOrder, Arc<AtomicBool>)>();
+    let report = send.clone();
+    std::thread::Builder::new().name("executor".into()).spawn({
+        let cancels = Arc::clone(&cancels);
+        move || {
+            for (order, cancelled) in queue {
+                let job_id = order.job_id.clone();
+                let mut progress = |progress: serde_json::Value| {
+                    let _ = report(&FromHead::Progress {
+                        job_id: job_id.clone(),
+                        progress,
+                    });
+                };
+                let outcome = executor.run(&order, &mut progress, &cancelled);
+                cancels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&job_id);
+                if report(&FromHead::Finished { job_id, outcome }).is_err() {
+                    return;
+                }
+            }
+        }
+    })?;
+
+    for line in BufReader::new(stream).lines() {
+        match serde_json::from_str(&line?).map_err(WorkerError::Protocol)? {
+            ToHead::Run {
+                job_id,
+                attempt,
+                document,
+            } => {
+                let cancelled = Arc::new(AtomicBool::new(false));
+                cancels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(job_id.clone(), Arc::clone(&cancelled));
+                let order = JobOrder {
+                    job_id,
+                    attempt,
+                    document,
+                };
+                if orders.send((order, cancelled)).is_err() {
+                    break;
+                }
+            }
+            ToHead::Cancel { job_id } => {
+                if let Some(flag) = cancels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&job_id)
+                {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    Ok(())
+}

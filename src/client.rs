@@ -1,0 +1,469 @@
+//! `chimera submit`, `chimera watch`, `chimera heads` and `chimera trust`: a client of a running
+//! engine, and the operator's hand on its trust store.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use chimera_maml::{PublicKey, TrustStore};
+use chimera_proto::v1::engine_client::EngineClient;
+use chimera_proto::v1::{
+    HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, SubmitRequest, WatchRequest, job_event,
+};
+use chimera_server::{receipt, refusal, trust_path};
+use clap::{Args, Subcommand};
+use tonic::transport::Channel;
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+#[derive(Args)]
+pub struct ServerArg {
+    /// The engine's gRPC address. Default: $CHIMERA_SERVER, else http://127.0.0.1:50051.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+}
+
+impl ServerArg {
+    async fn connect(&self) -> Result<EngineClient<Channel>> {
+        let url = self
+            .server
+            .clone()
+            .or_else(|| std::env::var("CHIMERA_SERVER").ok())
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        connect(&url).await
+    }
+}
+
+pub async fn connect(url: &str) -> Result<EngineClient<Channel>> {
+    let channel = Channel::from_shared(url.to_owned())
+        .with_context(|| format!("{url} is not a URL like {DEFAULT_SERVER}"))?
+        .connect()
+        .await
+        .with_context(|| {
+            format!("cannot reach the engine at {url} (is `chimera serve` running?)")
+        })?;
+    Ok(EngineClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Signed MAML documents.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    server: ServerArg,
+    /// Follow each job to its end and print its result.
+    #[arg(long)]
+    wait: bool,
+    /// One JSON object per job.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    job_id: String,
+    #[command(flatten)]
+    server: ServerArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct HeadsArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TrustCommand {
+    /// Trust a client's public key for some job types.
+    Add {
+        /// The public key file made by `chimera keygen`.
+        key: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// MAML job types it may run, comma-separated (`*` for every type).
+        #[arg(long, value_delimiter = ',', required = true)]
+        allow: Vec<String>,
+        #[arg(long, default_value = "chimera-data")]
+        data_dir: PathBuf,
+    },
+    /// List the trusted keys.
+    List {
+        #[arg(long, default_value = "chimera-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a key by name or id: its jobs are refused from the next submission on.
+    Revoke {
+        name_or_id: String,
+        #[arg(long, default_value = "chimera-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn trust(command: TrustCommand) -> Result<()> {
+    let now = jiff::Timestamp::now();
+    match command {
+        TrustCommand::List { data_dir } => {
+            let store = TrustStore::load(&trust_path(&data_dir))?;
+            for key in store.keys() {
+                let revoked = key
+                    .revoked_at
+                    .map(|t| format!("  REVOKED at {t}"))
+                    .unwrap_or_default();
+                println!(
+                    "{:<20} {}  allow {}{revoked}",
+                    key.name,
+                    key.key.id(),
+                    key.allow.join(",")
+                );
+            }
+            Ok(())
+        }
+        TrustCommand::Add {
+            key,
+            name,
+            allow,
+            data_dir,
+        } => {
+            let public = PublicKey::read_file(&key)?;
+            edit_trust(&data_dir, |store| {
+                let added = store.add(&name, public, allow, now)?;
+                Ok(format!(
+                    "trusted `{}` ({}) for {}",
+                    added.name,
+                    added.key.id(),
+                    added.allow.join(", ")
+                ))
+            })
+        }
+        TrustCommand::Revoke {
+            name_or_id,
+            data_dir,
+        } => edit_trust(&data_dir, |store| {
+            let revoked = store.revoke(&name_or_id, now)?;
+            Ok(format!("revoked `{}` ({})", revoked.name, revoked.key.id()))
+        }),
+    }
+}
+
+/// Loads the data directory's trust store, changes it, and saves it; a running engine reads it
+/// again at its next submission.
+fn edit_trust(
+    data_dir: &std::path::Path,
+    change: impl FnOnce(&mut TrustStore) -> Result<String>,
+) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot make {}", data_dir.display()))?;
+    let path = trust_path(data_dir);
+    let mut store = TrustStore::load(&path)?;
+    let said = change(&mut store)?;
+    store.save(&path)?;
+    println!("{said} in {}", path.display());
+    Ok(())
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::Unspecified => "unknown",
+    }
+}
+
+/// Whether the job's receipt is the engine's signature over its result.
+pub fn receipt_valid(job: &Job) -> bool {
+    let Some(r) = &job.receipt else {
+        return false;
+    };
+    let output = if job.state == JobState::Succeeded as i32 {
+        &job.result_json
+    } else {
+        &job.error
+    };
+    PublicKey::from_bytes(&r.engine_public_key)
+        .is_ok_and(|key| receipt::check(&r.statement, &r.signature, &key, output))
+}
+
+pub fn job_json(job: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.id,
+        "type": job.job_type,
+        "state": state_name(job.state),
+        "head": job.head,
+        "attempts": job.attempts,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "result": serde_json::from_str::<serde_json::Value>(&job.result_json).ok(),
+        "error": (!job.error.is_empty()).then_some(&job.error),
+        "receipt_valid": job.receipt.is_some().then(|| receipt_valid(job)),
+        "engine_key_id": job.receipt.as_ref().map(|r| &r.engine_key_id),
+    })
+}
+
+/// A job's outcome in a few lines.
+pub fn describe_outcome(job: &Job) -> String {
+    let mut text = format!(
+        "{} {} on head {} (attempt {})",
+        job.id,
+        state_name(job.state),
+        job.head,
+        job.attempts
+    );
+    if !job.error.is_empty() {
+        text += &format!("\n  error: {}", job.error);
+    }
+    if let Ok(result) = serde_json::from_str::<serde_json::Value>(&job.result_json) {
+        text += &format!("\n  result: {}", summarise(&result));
+    }
+    if let Some(receipt) = &job.receipt {
+        let check = if receipt_valid(job) {
+            "valid"
+        } else {
+            "INVALID"
+        };
+        let key = &receipt.engine_key_id;
+        text += &format!(
+            "\n  receipt: signed by engine key {}…, signature {check}",
+            &key[..key.len().min(16)]
+        );
+    }
+    text
+}
+
+/// The interesting part of a result: the most frequent counts, a model's accuracy.
+fn summarise(result: &serde_json::Value) -> String {
+    if let Some(blocks) = result.get("blocks").and_then(|b| b.as_array()) {
+        return blocks.iter().map(summarise).collect::<Vec<_>>().join("; ");
+    }
+    if let Some(counts) = result.get("counts").and_then(|c| c.as_object()) {
+        let mut counts: Vec<(&String, u64)> = counts
+            .iter()
+            .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
+            .collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let top: Vec<String> = counts
+            .iter()
+            .take(4)
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        let more = counts.len().saturating_sub(4);
+        let more = if more > 0 {
+            format!(" (+{more} more)")
+        } else {
+            String::new()
+        };
+        return format!("counts {{{}}}{more}", top.join(", "));
+    }
+    if let Some(accuracy) = result.get("val_accuracy").and_then(|a| a.as_f64()) {
+        let id = result
+            .get("model_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("");
+        return format!(
+            "val_accuracy {accuracy:.4}, model {}",
+            &id[..id.len().min(16)]
+        );
+    }
+    let text = result.to_string();
+    if text.len() > 200 {
+        format!("{}…", &text[..200])
+    } else {
+        text
+    }
+}
+
+/// A progress event in one line.
+pub fn describe_event(event: &JobEvent) -> Option<String> {
+    match &event.detail {
+        Some(job_event::Detail::ProgressJson(p)) => {
+            let p: serde_json::Value = serde_json::from_str(p).ok()?;
+            if let Some(epoch) = p.get("epoch") {
+                Some(format!(
+                    "{} epoch {}/{}  loss {:.4}  val acc {:.3}  {:.0} samples/s",
+                    event.job_id,
+                    epoch,
+                    p["epochs"],
+                    p["loss"].as_f64().unwrap_or(f64::NAN),
+                    p["val_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    p["samples_per_second"].as_f64().unwrap_or(f64::NAN),
+                ))
+            } else {
+                Some(format!("{} progress {p}", event.job_id))
+            }
+        }
+        Some(job_event::Detail::Note(note)) => Some(format!("{} {note}", event.job_id)),
+        Some(job_event::Detail::Finished(_)) => None,
+        None => Some(format!(
+            "{} {}{}",
+            event.job_id,
+            state_name(event.state),
+            if event.head.is_empty() {
+                String::new()
+            } else {
+                format!(" on head {}", event.head)
+            }
+        )),
+    }
+}
+
+/// Follows a job to its end, printing its events; returns the finished job.
+pub async fn follow(client: &mut EngineClient<Channel>, job_id: &str, json: bool) -> Result<Job> {
+    let mut events = client
+        .watch(WatchRequest {
+            job_id: job_id.to_owned(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    while let Some(event) = events.message().await.map_err(status_error)? {
+        if let Some(job_event::Detail::Finished(job)) = event.detail {
+            return Ok(job);
+        }
+        if !json && let Some(line) = describe_event(&event) {
+            println!("{line}");
+        }
+    }
+    bail!("the engine closed the watch of {job_id} before the job finished")
+}
+
+/// A gRPC status as an error that names its reason.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    match refusal::reason_of(&status) {
+        Some(reason) => anyhow::anyhow!("{} ({reason})", status.message()),
+        None => anyhow::anyhow!("{}: {}", status.code(), status.message()),
+    }
+}
+
+pub fn submit(args: SubmitArgs) -> Result<bool> {
+    runtime()?.block_on(async {
+        let mut client = args.server.connect().await?;
+        let mut all_ok = true;
+        let mut accepted = Vec::new();
+        for file in &args.files {
+            let document = std::fs::read(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            match client.submit(SubmitRequest { document }).await {
+                Ok(reply) => {
+                    let reply = reply.into_inner();
+                    let job = reply.job.context("the engine answered without the job")?;
+                    if !args.json {
+                        let how = if reply.created { "accepted" } else { "already known" };
+                        println!("{}: {how}, job {} ({})", file.display(), job.id, state_name(job.state));
+                    }
+                    accepted.push(job);
+                }
+                Err(status) => {
+                    all_ok = false;
+                    let reason = refusal::reason_of(&status).unwrap_or_default();
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"file": file, "refused": reason, "message": status.message()})
+                        );
+                    } else {
+                        eprintln!("{}: refused ({reason}): {}", file.display(), status.message());
+                    }
+                }
+            }
+        }
+        for job in accepted {
+            let job = if args.wait {
+                follow(&mut client, &job.id, args.json).await?
+            } else {
+                job
+            };
+            if args.json {
+                println!("{}", job_json(&job));
+            } else if args.wait {
+                println!("{}", describe_outcome(&job));
+            }
+            if args.wait && job.state != JobState::Succeeded as i32 {
+                all_ok = false;
+            }
+        }
+        Ok(all_ok)
+    })
+}
+
+pub fn watch(args: WatchArgs) -> Result<bool> {
+    runtime()?.block_on(async {
+        let mut client = args.server.connect().await?;
+        let job = follow(&mut client, &args.job_id, args.json).await?;
+        if args.json {
+            println!("{}", job_json(&job));
+        } else {
+            println!("{}", describe_outcome(&job));
+        }
+        Ok(job.state == JobState::Succeeded as i32)
+    })
+}
+
+pub fn heads(args: HeadsArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut client = args.server.connect().await?;
+        let heads = client
+            .list_heads(ListHeadsRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .heads;
+        if args.json {
+            let rows: Vec<_> = heads
+                .iter()
+                .map(|h| {
+                    serde_json::json!({
+                        "id": h.id, "role": h.role, "status": head_status(h.status),
+                        "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
+                        "job_id": h.job_id, "jobs_done": h.jobs_done,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::from(rows));
+        } else {
+            print!("{}", heads_table(&heads));
+        }
+        Ok(())
+    })
+}
+
+pub fn head_status(status: i32) -> &'static str {
+    match HeadStatus::try_from(status).unwrap_or(HeadStatus::Unspecified) {
+        HeadStatus::Starting => "starting",
+        HeadStatus::Up => "up",
+        HeadStatus::Down => "down",
+        HeadStatus::Unspecified => "unknown",
+    }
+}
+
+pub fn heads_table(heads: &[chimera_proto::v1::Head]) -> String {
+    let mut table = format!(
+        "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9}  backend\n",
+        "head", "role", "status", "pid", "restarts", "jobs done"
+    );
+    for h in heads {
+        table += &format!(
+            "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9}  {}\n",
+            h.id,
+            h.role,
+            head_status(h.status),
+            h.pid,
+            h.restarts,
+            h.jobs_done,
+            h.backend
+        );
+    }
+    table
+}

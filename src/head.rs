@@ -1,0 +1,396 @@
+//! `chimera head`: one worker head, started by `chimera serve`. A quantum head runs the circuits
+//! of a job's `qasm` blocks; an AI head its `chimera-train` and `chimera-infer` blocks.
+//!
+//! A job's result is the JSON of its one runnable block, or `{"blocks": [...]}` when it has
+//! several. Blocks read their settings from the job's `Context` section:
+//! `shots` (1024), `seed` (derived from the job id, so that a job run again after its head died
+//! gives the same counts), `precision` (`single` or `double`), `observables` (Pauli sums).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use candle_core::Device;
+use chimera_ai::checkpoint;
+use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
+use chimera_ai::infer::StoredModel;
+use chimera_ai::spec::TrainSpec;
+use chimera_ai::train::{RunOptions as TrainOptions, TrainEvent, train};
+use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
+use chimera_quantum::backend::{Backend, Precision};
+use chimera_quantum::pauli::PauliSum;
+use chimera_quantum::run::{RunOptions, run as run_circuit};
+use chimera_supervisor::{Executor, JobOrder, Outcome};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Role {
+    Quantum,
+    Ai,
+}
+
+#[derive(Args)]
+pub struct HeadArgs {
+    /// The head's id (q0, q1, a0, a1).
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_enum)]
+    role: Role,
+    /// The supervisor's socket for this head.
+    #[arg(long)]
+    socket: PathBuf,
+    /// The engine's data directory: training runs in DIR/runs, models in DIR/models, datasets
+    /// named by file in DIR/data.
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+pub fn run(args: HeadArgs) -> Result<()> {
+    match args.role {
+        Role::Quantum => {
+            let (backend, _) = crate::sim::backend(crate::sim::BackendArg::Auto, None)?;
+            let executor = Blocks(QuantumHead { backend });
+            chimera_supervisor::worker::serve(&args.id, &args.socket, executor)?
+        }
+        Role::Ai => {
+            crate::train::keep_freed_memory();
+            let executor = Blocks(AiHead {
+                data_dir: args.data_dir,
+                device: Device::Cpu,
+            });
+            chimera_supervisor::worker::serve(&args.id, &args.socket, executor)?
+        }
+    }
+    Ok(())
+}
+
+/// What a head of one role does with one code block.
+trait BlockRunner: Send + 'static {
+    fn backend(&self) -> String;
+    fn runs(&self, kind: BlockKind) -> bool;
+    /// `Ok(None)`: stopped because the job was cancelled.
+    fn run_block(
+        &mut self,
+        job: &Job,
+        block: &CodeBlock,
+        progress: &mut dyn FnMut(Value),
+        cancelled: &AtomicBool,
+    ) -> Result<Option<Value>>;
+}
+
+/// An executor that runs a job's blocks in order with a [`BlockRunner`].
+struct Blocks<R>(R);
+
+impl<R: BlockRunner> Blocks<R> {
+    fn run_job(
+        &mut self,
+        order: &JobOrder,
+        progress: &mut dyn FnMut(Value),
+        cancelled: &AtomicBool,
+    ) -> Result<Option<Value>> {
+        let document = chimera_maml::parse(order.document.as_bytes(), DEFAULT_MAX_BYTES)
+            .context("the admitted document no longer parses")?;
+        let job = &document.job;
+        let blocks: Vec<&CodeBlock> = job
+            .code_blocks
+            .iter()
+            .filter(|b| self.0.runs(b.kind))
+            .collect();
+        let mut results = Vec::with_capacity(blocks.len());
+        for (i, block) in blocks.iter().enumerate() {
+            if cancelled.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let result = self
+                .0
+                .run_block(job, block, progress, cancelled)
+                .with_context(|| format!("code block at line {}", block.line))?;
+            let Some(result) = result else {
+                return Ok(None);
+            };
+            progress(json!({"block": i + 1, "of": blocks.len(), "line": block.line, "done": true}));
+            results.push(result);
+        }
+        Ok(Some(match results.len() {
+            1 => results.pop().expect("one"),
+            _ => json!({ "blocks": results }),
+        }))
+    }
+}
+
+impl<R: BlockRunner> Executor for Blocks<R> {
+    fn backend(&self) -> String {
+        self.0.backend()
+    }
+
+    fn run(
+        &mut self,
+        order: &JobOrder,
+        progress: &mut dyn FnMut(Value),
+        cancelled: &AtomicBool,
+    ) -> Outcome {
+        match self.run_job(order, progress, cancelled) {
+            Ok(Some(result)) => Outcome::Succeeded(result.to_string()),
+            Ok(None) => Outcome::Cancelled,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        }
+    }
+}
+
+struct QuantumHead {
+    backend: Box<dyn Backend>,
+}
+
+/// A seed for a job that names none: the same job gets the same one on every attempt.
+fn seed_of(job_id: &str) -> u64 {
+    let digest = chimera_maml::digest(job_id.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn context_u64(job: &Job, key: &str) -> Result<Option<u64>> {
+    job.context
+        .get(key)
+        .map(|v| {
+            v.as_u64()
+                .ok_or_else(|| anyhow!("Context `{key}` must be a whole number, not {v}"))
+        })
+        .transpose()
+}
+
+impl BlockRunner for QuantumHead {
+    fn backend(&self) -> String {
+        self.backend.describe()
+    }
+
+    fn runs(&self, kind: BlockKind) -> bool {
+        matches!(kind, BlockKind::OpenQasm2 | BlockKind::OpenQasm3)
+    }
+
+    fn run_block(
+        &mut self,
+        job: &Job,
+        block: &CodeBlock,
+        _: &mut dyn FnMut(Value),
+        _: &AtomicBool,
+    ) -> Result<Option<Value>> {
+        let circuit = chimera_quantum::qasm::parse(&block.code)?;
+        let shots = context_u64(job, "shots")?.unwrap_or(1024) as usize;
+        let seed = context_u64(job, "seed")?.unwrap_or_else(|| seed_of(&job.id));
+        let precision = match job.context.get("precision").and_then(Value::as_str) {
+            None | Some("single") => Precision::Single,
+            Some("double") => Precision::Double,
+            Some(other) => bail!("Context `precision` is `single` or `double`, not `{other}`"),
+        };
+        let observable_texts: Vec<String> = match job.context.get("observables") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| anyhow!("Context `observables` must be a list of strings"))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => {
+                bail!("Context `observables` must be a list of Pauli sums such as \"Z0 Z1\"")
+            }
+        };
+        let observables = observable_texts
+            .iter()
+            .map(|o| PauliSum::parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = RunOptions {
+            shots,
+            seed,
+            precision,
+            observables,
+            keep_state: false,
+        };
+        let out = run_circuit(&circuit, self.backend.as_ref(), &options)?;
+        Ok(Some(json!({
+            "num_qubits": circuit.num_qubits,
+            "gates": circuit.gate_count(),
+            "shots": shots,
+            "seed": seed,
+            "precision": precision.name(),
+            "backend": self.backend.describe(),
+            "counts": out.counts,
+            "expectation_values": observable_texts.iter().zip(&out.expectations)
+                .map(|(o, v)| json!({"observable": o, "value": v})).collect::<Vec<_>>(),
+            "simulate_ms": out.timings.simulate.as_secs_f64() * 1e3,
+        })))
+    }
+}
+
+struct AiHead {
+    data_dir: PathBuf,
+    device: Device,
+}
+
+/// A job id as a directory name.
+fn directory_name(job_id: &str) -> String {
+    job_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferSpec {
+    /// A model id from a training job, or a model directory (relative to the data directory).
+    model: String,
+    /// Rows of features, for a trained classifier.
+    #[serde(default)]
+    inputs: Vec<Vec<f32>>,
+    /// Sentences, for a sentence encoder.
+    #[serde(default)]
+    sentences: Vec<String>,
+}
+
+impl AiHead {
+    fn train_block(
+        &self,
+        job: &Job,
+        block: &CodeBlock,
+        progress: &mut dyn FnMut(Value),
+        cancelled: &AtomicBool,
+    ) -> Result<Option<Value>> {
+        let spec = TrainSpec::from_yaml(&block.code)?;
+        let run_dir = self
+            .data_dir
+            .join("runs")
+            .join(directory_name(&job.id))
+            .join(format!("block-{}", block.line));
+        // A job run again after its head died continues from its last checkpoint.
+        let resume_from = checkpoint::latest(&run_dir);
+        if let Some(dir) = &resume_from {
+            progress(json!({"resumed_from": dir.display().to_string()}));
+        }
+        let options = TrainOptions {
+            run_dir: Some(run_dir),
+            resume_from: resume_from.clone(),
+            data_dir: Some(self.data_dir.join("data")),
+        };
+        let mut stopped = false;
+        let report = train(&spec, &self.device, &options, |event| {
+            if let TrainEvent::Epoch(p) = event {
+                progress(serde_json::to_value(p).unwrap_or_default());
+            }
+            if cancelled.load(Ordering::Relaxed) {
+                stopped = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        if stopped {
+            return Ok(None);
+        }
+        let (model_dir, info) = report
+            .model
+            .clone()
+            .ok_or_else(|| anyhow!("training stored no model"))?;
+        let stored = self.data_dir.join("models").join(&info.id);
+        if !stored.exists() {
+            std::fs::create_dir_all(self.data_dir.join("models"))?;
+            std::fs::rename(&model_dir, &stored)
+                .with_context(|| format!("cannot store the model in {}", stored.display()))?;
+        }
+        Ok(Some(json!({
+            "model_id": info.id,
+            "val_accuracy": report.val_accuracy(),
+            "epochs": report.epochs.len(),
+            "train_samples": report.train_samples,
+            "val_samples": report.val_samples,
+            "parameters": report.parameters,
+            "seconds": report.seconds,
+            "resumed_from_checkpoint": resume_from.is_some(),
+        })))
+    }
+
+    fn model_dir(&self, model: &str) -> PathBuf {
+        let by_id = self.data_dir.join("models").join(model);
+        if by_id.is_dir() {
+            return by_id;
+        }
+        let path = Path::new(model);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.data_dir.join(path)
+        }
+    }
+
+    fn infer_block(&self, block: &CodeBlock) -> Result<Option<Value>> {
+        let spec: InferSpec = serde_saphyr::from_str(&block.code)
+            .map_err(|e| anyhow!("the chimera-infer block is not valid: {e}"))?;
+        let dir = self.model_dir(&spec.model);
+        if is_encoder_dir(&dir) {
+            if spec.sentences.is_empty() {
+                bail!("a sentence encoder needs `sentences:`, a list of texts");
+            }
+            let encoder = SentenceEncoder::open(&dir, &self.device)?;
+            let sentences: Vec<&str> = spec.sentences.iter().map(String::as_str).collect();
+            let embeddings = encoder.embed(&sentences)?;
+            return Ok(Some(
+                json!({"dimension": encoder.dimension, "embeddings": embeddings}),
+            ));
+        }
+        if !dir.is_dir() {
+            bail!(
+                "no model `{}`: neither a model id from a training job nor a directory under the \
+                 engine's data directory",
+                spec.model
+            );
+        }
+        if spec.inputs.is_empty() {
+            bail!("a trained model needs `inputs:`, a list of feature rows");
+        }
+        let model = StoredModel::open(&dir, &self.device)?;
+        let probabilities = model.predict(spec.inputs.concat())?;
+        let classes: Vec<usize> = probabilities
+            .iter()
+            .map(|p| {
+                (0..p.len())
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0)
+            })
+            .collect();
+        Ok(Some(json!({
+            "model_id": model.info.id,
+            "classes": classes,
+            "probabilities": probabilities,
+        })))
+    }
+}
+
+impl BlockRunner for AiHead {
+    fn backend(&self) -> String {
+        format!("candle on {:?}", self.device)
+    }
+
+    fn runs(&self, kind: BlockKind) -> bool {
+        matches!(kind, BlockKind::Train | BlockKind::Infer)
+    }
+
+    fn run_block(
+        &mut self,
+        job: &Job,
+        block: &CodeBlock,
+        progress: &mut dyn FnMut(Value),
+        cancelled: &AtomicBool,
+    ) -> Result<Option<Value>> {
+        match block.kind {
+            BlockKind::Train => self.train_block(job, block, progress, cancelled),
+            _ => self.infer_block(block),
+        }
+    }
+}

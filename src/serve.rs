@@ -1,0 +1,112 @@
+//! `chimera serve`: the engine, with its four heads, until interrupted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chimera_maml::Policy;
+use chimera_server::{Engine, EngineConfig, default_heads, metrics_names};
+use chimera_supervisor::{HeadConfig, Launcher};
+use clap::Args;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The gRPC address. Port 0 picks a free port (the one taken is printed).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Where Prometheus metrics are served (at /metrics); `off` serves none.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    metrics_addr: String,
+    /// The engine's data directory: journal, trust store, engine key, training runs and models.
+    #[arg(long, default_value = "chimera-data")]
+    data_dir: PathBuf,
+    /// Seconds of silence after which a head is taken for dead and replaced.
+    #[arg(long, default_value_t = 3.0)]
+    heartbeat_timeout: f64,
+}
+
+/// Starts each head as `chimera head …` from this same executable.
+pub fn head_launcher(data_dir: &Path) -> Result<Launcher> {
+    let exe = std::env::current_exe().context("cannot find this executable to start heads")?;
+    let data_dir = std::path::absolute(data_dir)?;
+    Ok(Arc::new(move |head: &HeadConfig, socket: &Path| {
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .arg("head")
+            .args(["--id", &head.id, "--role", &head.role])
+            .arg("--socket")
+            .arg(socket)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        command
+    }))
+}
+
+pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<EngineConfig> {
+    Ok(EngineConfig {
+        data_dir: data_dir.to_owned(),
+        heads: default_heads(),
+        launcher: head_launcher(data_dir)?,
+        policy: Policy::default(),
+        heartbeat_timeout,
+        start_timeout: Duration::from_secs(30),
+    })
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.heartbeat_timeout.is_nan() || args.heartbeat_timeout <= 0.0 {
+        anyhow::bail!("--heartbeat-timeout must be a positive number of seconds");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let metrics_addr = match args.metrics_addr.as_str() {
+        "off" => None,
+        addr => {
+            let addr: std::net::SocketAddr = addr.parse().with_context(|| {
+                format!("--metrics-addr {addr} is not an address like 127.0.0.1:9090")
+            })?;
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets(metrics_names::SECONDS_BUCKETS)?
+                .install()
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            Some(addr)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let config = engine_config(
+        &args.data_dir,
+        Duration::from_secs_f64(args.heartbeat_timeout),
+    )?;
+    let engine = Engine::start(config)
+        .with_context(|| format!("cannot start the engine in {}", args.data_dir.display()))?;
+    // Tests and scripts read this line for the address.
+    println!("chimera serve: listening on {}", listener.local_addr()?);
+    println!(
+        "chimera serve: data in {}, engine key {}, metrics {}",
+        args.data_dir.display(),
+        engine.engine_key_id(),
+        metrics_addr.map_or("off".to_owned(), |a| format!("http://{a}/metrics")),
+    );
+    engine.serve(listener, stop_signal()).await?;
+    println!("chimera serve: stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -19,7 +19,10 @@ use crate::{convert, receipt};
 
 pub enum Request {
     /// A job just committed to the journal, and the role of head it needs.
-    Submitted { id: String, role: String },
+    Submitted {
+        id: String,
+        role: String,
+    },
     Cancel(
         String,
         oneshot::Sender<Result<Option<JobRecord>, JournalError>>,

@@ -1,0 +1,831 @@
+//! End-to-end tests of `chimera serve`: the real binary, its four head processes, and a gRPC
+//! client talking to it as a gateway would.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chimera_maml::{DEFAULT_MAX_BYTES, PublicKey, SecretKey, sign_document, write_key_pair};
+use chimera_proto::v1::engine_client::EngineClient;
+use chimera_proto::v1::{
+    GetRequest, Head, HeadStatus, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest,
+    job_event,
+};
+use common::{chimera, failure, ok, repo, work_dir};
+use tonic::transport::Channel;
+
+/// A `chimera serve` child process; stopped with SIGTERM when dropped.
+struct Served {
+    child: Child,
+    url: String,
+    metrics: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Served {
+    fn start(data_dir: &Path) -> Self {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                &metrics,
+            ])
+            .args(["--heartbeat-timeout", "2"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start chimera serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("chimera serve ended before it listened")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
+                break addr.to_owned();
+            }
+        };
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url: format!("http://{addr}"),
+            metrics,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn kill_hard(mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        signal(self.pid(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) with a pid this test started.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn client(url: &str) -> EngineClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match EngineClient::connect(url.to_owned()).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("cannot reach {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A client key, written as `dir/NAME.key` and `.pub`, trusted through the CLI.
+fn trusted_key(data_dir: &Path, dir: &Path, name: &str, allow: &str) -> SecretKey {
+    let key = SecretKey::generate().unwrap();
+    let prefix = dir.join(name);
+    write_key_pair(&key, &prefix, false).unwrap();
+    let public = prefix.with_extension("pub");
+    ok(chimera(&[
+        "trust",
+        "add",
+        public.to_str().unwrap(),
+        "--name",
+        name,
+        "--allow",
+        allow,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]));
+    key
+}
+
+fn signed(text: &str, key: &SecretKey) -> Vec<u8> {
+    sign_document(text.as_bytes(), key, DEFAULT_MAX_BYTES)
+        .unwrap()
+        .text
+        .into_bytes()
+}
+
+/// A MAML document with the given front matter additions, Context and code blocks.
+fn document(
+    id: &str,
+    job_type: &str,
+    extra: &str,
+    context: &str,
+    blocks: &[(&str, &str)],
+) -> String {
+    let created = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1);
+    let mut text = format!(
+        "---\nmaml_version: \"2.0.0\"\nid: \"{id}\"\ntype: \"{job_type}\"\norigin: \"agent://tests\"\ncreated_at: {created}\n{extra}---\n## Intent\nA test.\n\n## Context\n{context}\n\n## Code_Blocks\n"
+    );
+    for (language, code) in blocks {
+        text += &format!("```{language}\n{code}\n```\n");
+    }
+    text
+}
+
+/// `text` with its `created_at` replaced.
+fn created_at(text: &str, time: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("created_at: "))
+        .unwrap();
+    text.replace(line, &format!("created_at: {time}"))
+}
+
+/// A 20-qubit circuit that takes a noticeable fraction of a second on two cores.
+fn slow_circuit() -> String {
+    let n = 20;
+    let mut lines = vec![
+        "OPENQASM 2.0;".to_owned(),
+        "include \"qelib1.inc\";".to_owned(),
+        format!("qreg q[{n}];"),
+        format!("creg c[{n}];"),
+    ];
+    for round in 0..12 {
+        for i in 0..n {
+            lines.push(format!(
+                "rx({}) q[{i}];",
+                0.1 * (round + 1) as f64 + 0.01 * i as f64
+            ));
+        }
+        for i in 0..n - 1 {
+            lines.push(format!("cx q[{i}],q[{}];", i + 1));
+        }
+    }
+    lines.push("measure q -> c;".into());
+    lines.join("\n")
+}
+
+const BELL: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;";
+
+/// A digits training spec that runs for some seconds, with a checkpoint every epoch.
+fn long_training(epochs: usize) -> String {
+    format!(
+        "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [64]\n  activation: relu\noptimizer:\n  name: adamw\n  learning_rate: 0.003\nepochs: {epochs}\nbatch_size: 64\nvalidation_split: 0.2\nseed: 3\ncheckpoint_every: 23"
+    )
+}
+
+async fn submit(client: &mut EngineClient<Channel>, document: Vec<u8>) -> Job {
+    client
+        .submit(SubmitRequest { document })
+        .await
+        .unwrap_or_else(|s| panic!("refused: {s:?}"))
+        .into_inner()
+        .job
+        .unwrap()
+}
+
+async fn finished(client: &mut EngineClient<Channel>, id: &str) -> Job {
+    let mut events = client
+        .watch(WatchRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(120), events.message())
+        .await
+        .expect("a job finishes within two minutes")
+        .unwrap()
+    {
+        if let Some(job_event::Detail::Finished(job)) = event.detail {
+            return job;
+        }
+    }
+    panic!("the watch of {id} ended before the job finished");
+}
+
+async fn heads(client: &mut EngineClient<Channel>) -> Vec<Head> {
+    client
+        .list_heads(ListHeadsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .heads
+}
+
+fn result(job: &Job) -> serde_json::Value {
+    assert_eq!(
+        job.state,
+        JobState::Succeeded as i32,
+        "job {} did not succeed: {}",
+        job.id,
+        job.error
+    );
+    serde_json::from_str(&job.result_json).unwrap()
+}
+
+/// The receipt is the engine's ML-DSA-65 signature over this job's result.
+fn assert_receipt(job: &Job, engine_pub: &PublicKey) {
+    let receipt = job.receipt.as_ref().expect("a finished job has a receipt");
+    assert_eq!(receipt.engine_public_key, engine_pub.to_bytes());
+    assert!(chimera_server::receipt::check(
+        &receipt.statement,
+        &receipt.signature,
+        engine_pub,
+        &job.result_json
+    ));
+    assert!(receipt.statement.contains(&format!("job_id: {}\n", job.id)));
+    assert!(receipt.statement.contains(&format!("head: {}\n", job.head)));
+}
+
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(repo(&format!("examples/{name}"))).unwrap()
+}
+
+#[test]
+fn the_example_jobs_return_correct_signed_results() {
+    let dir = work_dir("engine-examples");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    let engine_pub = PublicKey::read_file(&data.join("engine.pub")).unwrap();
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let bell = signed(&example("bell.maml.md"), &key);
+        let submitted = client
+            .submit(SubmitRequest {
+                document: bell.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(submitted.created);
+        let qft = submit(&mut client, signed(&example("qft.maml.md"), &key)).await;
+        let digits = submit(&mut client, signed(&example("train-digits.maml.md"), &key)).await;
+
+        let bell_job = finished(&mut client, &submitted.job.unwrap().id).await;
+        let counts = result(&bell_job)["counts"].clone();
+        let counts: HashMap<String, u64> = serde_json::from_value(counts).unwrap();
+        assert_eq!(counts.values().sum::<u64>(), 4096);
+        assert!(counts.keys().all(|k| k == "00" || k == "11"), "{counts:?}");
+        assert!(counts["00"] > 1800 && counts["11"] > 1800, "{counts:?}");
+        assert_eq!(bell_job.role, "quantum");
+        assert!(bell_job.head.starts_with('q'));
+        assert_eq!(bell_job.submitted_by, "lab");
+        assert_receipt(&bell_job, &engine_pub);
+
+        let qft_job = finished(&mut client, &qft.id).await;
+        assert_eq!(
+            result(&qft_job)["counts"],
+            serde_json::json!({"10110": 1024})
+        );
+        assert_receipt(&qft_job, &engine_pub);
+
+        let digits_job = finished(&mut client, &digits.id).await;
+        let trained = result(&digits_job);
+        assert!(
+            trained["val_accuracy"].as_f64().unwrap() >= 0.95,
+            "{trained}"
+        );
+        assert!(digits_job.head.starts_with('a'));
+        assert_receipt(&digits_job, &engine_pub);
+        let model_id = trained["model_id"].as_str().unwrap();
+        assert!(
+            data.join("models")
+                .join(model_id)
+                .join("model.safetensors")
+                .is_file()
+        );
+
+        // A stored model answers a chimera-infer job by its id.
+        let infer = document(
+            "urn:uuid:infer-1",
+            "inference",
+            "",
+            "",
+            &[(
+                "chimera-infer",
+                &format!(
+                    "model: {model_id}\ninputs:\n  - [{}]",
+                    vec!["0.0"; 64].join(", ")
+                ),
+            )],
+        );
+        let infer_id = submit(&mut client, signed(&infer, &key)).await.id;
+        let infer_job = finished(&mut client, &infer_id).await;
+        let inferred = result(&infer_job);
+        assert_eq!(inferred["model_id"], model_id);
+        assert_eq!(inferred["classes"].as_array().unwrap().len(), 1);
+
+        // Idempotent by id: the same bytes again return the same job, done.
+        let again = client
+            .submit(SubmitRequest { document: bell })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!again.created);
+        assert_eq!(again.job.unwrap().result_json, bell_job.result_json);
+
+        let got = client
+            .get(GetRequest {
+                job_id: qft.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.result_json, qft_job.result_json);
+
+        let heads = heads(&mut client).await;
+        assert_eq!(
+            heads.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["q0", "q1", "a0", "a1"]
+        );
+        assert!(
+            heads
+                .iter()
+                .all(|h| h.status == HeadStatus::Up as i32 && h.pid > 0)
+        );
+        assert_eq!(heads.iter().map(|h| h.jobs_done).sum::<u64>(), 4);
+    });
+
+    // The CLI is a client too.
+    let bell_file = dir.join("bell.signed.md");
+    std::fs::write(&bell_file, signed(&example("bell.maml.md"), &key)).unwrap();
+    let out = ok(chimera(&[
+        "submit",
+        "--server",
+        &served.url,
+        "--wait",
+        "--json",
+        bell_file.to_str().unwrap(),
+    ]));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["state"], "succeeded");
+    assert_eq!(line["receipt_valid"], true);
+    let out = ok(chimera(&["heads", "--server", &served.url, "--json"]));
+    let heads: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(heads.as_array().unwrap().len(), 4);
+
+    // One engine per data directory.
+    let said = failure(&chimera(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "off",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]));
+    assert!(said.contains("another `chimera serve`"), "{said}");
+
+    let metrics = scrape(&served.metrics);
+    for head in ["q0", "q1", "a0", "a1"] {
+        let up = metrics.lines().any(|l| {
+            l.starts_with("chimera_head_status{")
+                && l.contains(&format!("head=\"{head}\""))
+                && l.ends_with(" 1")
+        });
+        assert!(up, "{head} is not reported up:\n{metrics}");
+    }
+    assert!(metrics.contains("chimera_jobs_total{"), "{metrics}");
+    assert!(
+        metrics.contains("chimera_submit_ack_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+/// The reason a refused submission carries.
+async fn refusal(client: &mut EngineClient<Channel>, document: Vec<u8>) -> (tonic::Code, String) {
+    let status = client
+        .submit(SubmitRequest { document })
+        .await
+        .expect_err("the document is refused");
+    let reason = chimera_server::refusal::reason_of(&status)
+        .unwrap_or_else(|| panic!("no reason in {status:?}"));
+    (status.code(), reason)
+}
+
+#[test]
+fn every_refusal_comes_back_as_its_reason() {
+    let dir = work_dir("engine-refusals");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "circuits-only", "quantum_circuit");
+    let doomed = trusted_key(&data, &dir, "doomed", "*");
+    let stranger = SecretKey::generate().unwrap();
+    let served = Served::start(&data);
+    let bell = |id: &str| document(id, "quantum_circuit", "", "shots: 10", &[("qasm", BELL)]);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        use tonic::Code::*;
+        let mut cases: Vec<(&str, Vec<u8>, tonic::Code, &str)> = vec![
+            ("not MAML", b"hello".to_vec(), InvalidArgument, "MALFORMED"),
+            (
+                "unsigned",
+                bell("urn:uuid:r1").into_bytes(),
+                Unauthenticated,
+                "UNSIGNED",
+            ),
+            (
+                "unknown key",
+                signed(&bell("urn:uuid:r2"), &stranger),
+                Unauthenticated,
+                "UNKNOWN_KEY",
+            ),
+            (
+                "type not allowed",
+                signed(
+                    &document(
+                        "urn:uuid:r3",
+                        "training",
+                        "",
+                        "",
+                        &[("chimera-train", &long_training(1))],
+                    ),
+                    &key,
+                ),
+                PermissionDenied,
+                "TYPE_NOT_ALLOWED",
+            ),
+            (
+                "python",
+                signed(
+                    &document(
+                        "urn:uuid:r5",
+                        "quantum_circuit",
+                        "",
+                        "",
+                        &[("python", "print(1)"), ("qasm", BELL)],
+                    ),
+                    &key,
+                ),
+                InvalidArgument,
+                "PYTHON_BLOCK",
+            ),
+            (
+                "nothing to run",
+                signed(
+                    &document("urn:uuid:r6", "quantum_circuit", "", "", &[("json", "{}")]),
+                    &key,
+                ),
+                InvalidArgument,
+                "NOTHING_TO_RUN",
+            ),
+            (
+                "hybrid",
+                signed(
+                    &document(
+                        "urn:uuid:r7",
+                        "quantum_circuit",
+                        "",
+                        "",
+                        &[("qasm", BELL), ("chimera-train", &long_training(1))],
+                    ),
+                    &key,
+                ),
+                Unimplemented,
+                "HYBRID_NOT_SUPPORTED",
+            ),
+            (
+                "too large",
+                vec![b'x'; DEFAULT_MAX_BYTES + 1],
+                InvalidArgument,
+                "TOO_LARGE",
+            ),
+        ];
+        let future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+        cases.push((
+            "created in the future",
+            signed(&created_at(&bell("urn:uuid:r8"), &future.to_string()), &key),
+            FailedPrecondition,
+            "CREATED_IN_FUTURE",
+        ));
+        let expired = document(
+            "urn:uuid:r4",
+            "quantum_circuit",
+            "expires_at: 2026-01-01T00:00:00Z\n",
+            "",
+            &[("qasm", BELL)],
+        );
+        cases.push((
+            "expired",
+            signed(&created_at(&expired, "2025-12-01T00:00:00Z"), &key),
+            FailedPrecondition,
+            "EXPIRED",
+        ));
+        let mut tampered = signed(&bell("urn:uuid:r9"), &key);
+        let at = tampered.windows(5).position(|w| w == b"h q[0").unwrap();
+        tampered[at] = b'x';
+        cases.push(("tampered", tampered, Unauthenticated, "DIGEST_MISMATCH"));
+        let mut trailer = signed(&bell("urn:uuid:r10"), &key);
+        trailer.extend_from_slice(b"\nextra\n");
+        cases.push((
+            "trailer",
+            trailer,
+            InvalidArgument,
+            "TRAILER_AFTER_SIGNATURE",
+        ));
+
+        for (what, document, code, reason) in cases {
+            assert_eq!(
+                refusal(&mut client, document).await,
+                (code, reason.to_owned()),
+                "{what}"
+            );
+        }
+
+        // The same id with other bytes is a replay.
+        submit(&mut client, signed(&bell("urn:uuid:once"), &key)).await;
+        let other = bell("urn:uuid:once").replace("shots: 10", "shots: 11");
+        assert_eq!(
+            refusal(&mut client, signed(&other, &key)).await,
+            (AlreadyExists, "REPLAYED_ID".to_owned())
+        );
+
+        // Revocation takes effect at the next submission, without a restart.
+        submit(
+            &mut client,
+            signed(&bell("urn:uuid:before-revoke"), &doomed),
+        )
+        .await;
+        ok(chimera(&[
+            "trust",
+            "revoke",
+            "doomed",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]));
+        assert_eq!(
+            refusal(&mut client, signed(&bell("urn:uuid:after-revoke"), &doomed)).await,
+            (PermissionDenied, "REVOKED_KEY".to_owned())
+        );
+
+        // The CLI says the same.
+        let unsigned = dir.join("unsigned.maml.md");
+        std::fs::write(&unsigned, bell("urn:uuid:cli")).unwrap();
+        let said = failure(&chimera(&[
+            "submit",
+            "--server",
+            &served.url,
+            unsigned.to_str().unwrap(),
+        ]));
+        assert!(said.contains("refused (UNSIGNED)"), "{said}");
+
+        let missing = client
+            .get(GetRequest {
+                job_id: "urn:uuid:nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), NotFound);
+        assert_eq!(
+            chimera_server::refusal::reason_of(&missing).as_deref(),
+            Some("NO_SUCH_JOB")
+        );
+
+        // A circuit that does not parse is accepted (it is signed and allowed) and fails with the
+        // simulator's message, on a head that goes on serving.
+        let broken = signed(
+            &document(
+                "urn:uuid:broken",
+                "quantum_circuit",
+                "",
+                "",
+                &[("qasm", "OPENQASM 2.0;\nqreg q[2];\nfoo q[0];")],
+            ),
+            &key,
+        );
+        let broken_id = submit(&mut client, broken).await.id;
+        let failed = finished(&mut client, &broken_id).await;
+        assert_eq!(failed.state, JobState::Failed as i32);
+        assert!(failed.error.contains("line"), "{}", failed.error);
+        let fine = finished(&mut client, "urn:uuid:once").await;
+        assert_eq!(fine.state, JobState::Succeeded as i32);
+        assert!(heads(&mut client).await.iter().all(|h| h.restarts == 0));
+    });
+}
+
+/// The pid of the head running `job_id`, once one is.
+async fn head_running(client: &mut EngineClient<Channel>, job_id: &str) -> Head {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(head) = heads(client).await.into_iter().find(|h| h.job_id == job_id) {
+            return head;
+        }
+        assert!(Instant::now() < deadline, "{job_id} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the training job `id` has reported epoch `epoch`.
+async fn trained_to(client: &mut EngineClient<Channel>, id: &str, epoch: u64) {
+    let mut events = client
+        .watch(WatchRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(event) = events.message().await.unwrap() {
+        if let Some(job_event::Detail::ProgressJson(p)) = &event.detail {
+            let p: serde_json::Value = serde_json::from_str(p).unwrap();
+            if p["epoch"].as_u64().is_some_and(|e| e >= epoch) {
+                return;
+            }
+        }
+        assert!(
+            !matches!(event.detail, Some(job_event::Detail::Finished(_))),
+            "{id} finished before epoch {epoch}"
+        );
+    }
+}
+
+#[test]
+fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
+    let dir = work_dir("engine-head-kill");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let training = document(
+            "urn:uuid:long-training",
+            "training",
+            "",
+            "",
+            &[("chimera-train", &long_training(300))],
+        );
+        let training = submit(&mut client, signed(&training, &key)).await.id;
+        let circuit = slow_circuit();
+        let mut circuits = Vec::new();
+        for i in 0..12 {
+            let doc = document(
+                &format!("urn:uuid:circuit-{i}"),
+                "quantum_circuit",
+                "",
+                "shots: 64\nseed: 5",
+                &[("qasm", &circuit)],
+            );
+            circuits.push(submit(&mut client, signed(&doc, &key)).await.id);
+        }
+
+        // SIGKILL the AI head in the middle of training, and a quantum head in the middle of a circuit.
+        trained_to(&mut client, &training, 20).await;
+        let ai = head_running(&mut client, &training).await;
+        signal(ai.pid as i32, libc::SIGKILL);
+        let victim = head_running(&mut client, &circuits[3]).await;
+        signal(victim.pid as i32, libc::SIGKILL);
+
+        let mut by_id = HashMap::new();
+        for id in circuits.iter().chain([&training]) {
+            by_id.insert(id.clone(), finished(&mut client, id).await);
+        }
+        let reference = result(&by_id[&circuits[0]])["counts"].clone();
+        for id in &circuits {
+            let job = &by_id[id];
+            // Same circuit, same seed: the same counts, whether or not it ran twice.
+            assert_eq!(result(job)["counts"], reference, "{id}");
+            assert!(
+                job.attempts >= 1 && job.attempts <= 2,
+                "{id}: {} attempts",
+                job.attempts
+            );
+        }
+        assert_eq!(
+            by_id[&circuits[3]].attempts, 2,
+            "the killed circuit ran again"
+        );
+        let trained = &by_id[&training];
+        assert_eq!(trained.attempts, 2);
+        let report = result(trained);
+        assert_eq!(report["resumed_from_checkpoint"], true, "{report}");
+        assert!(report["val_accuracy"].as_f64().unwrap() > 0.9, "{report}");
+
+        let after = heads(&mut client).await;
+        for killed in [&ai.id, &victim.id] {
+            let head = after.iter().find(|h| &h.id == killed).unwrap();
+            assert_eq!(head.restarts, 1, "{killed}");
+            assert_eq!(head.status, HeadStatus::Up as i32, "{killed}");
+        }
+
+        // A head that stops answering (SIGSTOP: alive, but no heartbeats) is replaced too.
+        let quiet = after.iter().find(|h| h.id == "q1").unwrap().clone();
+        signal(quiet.pid as i32, libc::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let q1 = heads(&mut client)
+                .await
+                .into_iter()
+                .find(|h| h.id == "q1")
+                .unwrap();
+            if q1.status == HeadStatus::Up as i32 && q1.pid != quiet.pid {
+                assert_eq!(q1.restarts, quiet.restarts + 1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "q1 was not replaced: {q1:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
+    let dir = work_dir("engine-restart");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    let circuit = slow_circuit();
+    let mut acknowledged = Vec::new();
+    let training = "urn:uuid:training-across-restart".to_owned();
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let doc = document(
+            &training,
+            "training",
+            "",
+            "",
+            &[("chimera-train", &long_training(300))],
+        );
+        acknowledged.push(submit(&mut client, signed(&doc, &key)).await.id);
+        for i in 0..16 {
+            let doc = document(
+                &format!("urn:uuid:r-{i}"),
+                "quantum_circuit",
+                "",
+                "shots: 32\nseed: 9",
+                &[("qasm", &circuit)],
+            );
+            acknowledged.push(submit(&mut client, signed(&doc, &key)).await.id);
+        }
+        trained_to(&mut client, &training, 10).await;
+    });
+    served.kill_hard();
+
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let mut reference = None;
+        for id in &acknowledged {
+            let job = finished(&mut client, id).await;
+            let result = result(&job);
+            if id == &training {
+                assert_eq!(result["resumed_from_checkpoint"], true, "{result}");
+                assert!(job.attempts >= 2);
+            } else {
+                let counts = result["counts"].clone();
+                assert_eq!(reference.get_or_insert(counts.clone()), &counts, "{id}");
+            }
+        }
+    });
+    drop(served);
+    // Every head exited with the engine: none is left holding the data directory.
+    let leftover = Command::new("pgrep")
+        .args(["-f", &format!("head --id .* --data-dir {}", data.display())])
+        .output();
+    if let Ok(out) = leftover {
+        assert!(
+            out.stdout.is_empty(),
+            "heads left running: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

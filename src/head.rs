@@ -16,7 +16,7 @@ use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::StoredModel;
 use chimera_ai::spec::TrainSpec;
-use chimera_ai::train::{RunOptions as TrainOptions, TrainEvent, train};
+use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use chimera_quantum::backend::{Backend, Precision};
 use chimera_quantum::pauli::PauliSum;
@@ -280,20 +280,20 @@ impl AiHead {
             resume_from: resume_from.clone(),
             data_dir: Some(self.data_dir.join("data")),
         };
-        let mut stopped = false;
-        let report = train(&spec, &self.device, &options, |event| {
+        // Asked at every step, so that a cancelled job stops within one batch.
+        let trained = train(&spec, &self.device, &options, |event| {
             if let TrainEvent::Epoch(p) = event {
                 progress(serde_json::to_value(p).unwrap_or_default());
             }
             if cancelled.load(Ordering::Relaxed) {
-                stopped = true;
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
-        })?;
-        if stopped {
-            return Ok(None);
-        }
+        });
+        let report = match trained {
+            Err(TrainError::Cancelled { .. }) => return Ok(None),
+            other => other?,
+        };
         let (model_dir, info) = report
             .model
             .clone()

@@ -829,3 +829,59 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
         );
     }
 }
+
+#[test]
+fn jobs_are_cancelled_whether_queued_or_running() {
+    let dir = work_dir("engine-cancel");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        // Two AI heads: the third training job waits in the queue.
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let doc = document(
+                &format!("urn:uuid:cancel-{i}"),
+                "training",
+                "",
+                "",
+                &[("chimera-train", &long_training(300))],
+            );
+            ids.push(submit(&mut client, signed(&doc, &key)).await.id);
+        }
+        let queued = client
+            .cancel(chimera_proto::v1::CancelRequest {
+                job_id: ids[2].clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            queued.state,
+            JobState::Cancelled as i32,
+            "a queued job is cancelled at once"
+        );
+
+        trained_to(&mut client, &ids[0], 2).await;
+        client
+            .cancel(chimera_proto::v1::CancelRequest {
+                job_id: ids[0].clone(),
+            })
+            .await
+            .unwrap();
+        let stopped = finished(&mut client, &ids[0]).await;
+        assert_eq!(stopped.state, JobState::Cancelled as i32);
+        assert!(stopped.result_json.is_empty());
+        // The other ran on, and its head is free for more.
+        let other = finished(&mut client, &ids[1]).await;
+        assert!(result(&other)["val_accuracy"].as_f64().unwrap() > 0.9);
+        let missing = client
+            .cancel(chimera_proto::v1::CancelRequest {
+                job_id: "urn:uuid:none".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+    });
+}

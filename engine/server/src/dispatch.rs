@@ -50,9 +50,18 @@ pub struct Dispatcher {
     supervisor: Arc<Supervisor>,
     events: broadcast::Sender<JobEvent>,
     key: Arc<SecretKey>,
+    signer: receipt::Signer,
     queues: HashMap<String, VecDeque<String>>,
     slots: HashMap<String, Slot>,
     cancelling: HashSet<String>,
+    /// What the receipt of each running job needs to say of its start.
+    started: HashMap<String, Started>,
+}
+
+struct Started {
+    attempt: u32,
+    started_at: Timestamp,
+    digest: String,
 }
 
 impl Dispatcher {
@@ -61,7 +70,7 @@ impl Dispatcher {
         supervisor: Arc<Supervisor>,
         events: broadcast::Sender<JobEvent>,
         key: Arc<SecretKey>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let slots = supervisor
             .heads()
             .into_iter()
@@ -74,15 +83,17 @@ impl Dispatcher {
                 (h.id, slot)
             })
             .collect();
-        Self {
+        Ok(Self {
             journal,
             supervisor,
             events,
+            signer: receipt::Signer::start(Arc::clone(&key))?,
             key,
             queues: HashMap::new(),
             slots,
             cancelling: HashSet::new(),
-        }
+            started: HashMap::new(),
+        })
     }
 
     /// Puts back in the queue every job the journal holds unfinished (a job that was running
@@ -160,6 +171,7 @@ impl Dispatcher {
                     slot.up = None;
                 }
                 if let Some(job) = slot.load.running.take() {
+                    self.started.remove(&job);
                     let role = slot.role.clone();
                     let cancelled = self.cancelling.remove(&job);
                     let update = self.journal.update(&job, move |r| {
@@ -216,39 +228,46 @@ impl Dispatcher {
         slot.load.running = None;
         slot.load.jobs_done += 1;
         self.cancelling.remove(&job_id);
-        let key = Arc::clone(&self.key);
-        let finished_at = Timestamp::now();
-        let update = self.journal.update(&job_id, move |r| {
+        let Some(run) = self.started.remove(&job_id) else {
+            return;
+        };
+        let signer = self.signer.clone();
+        let journal = self.journal.clone();
+        let events = self.events.clone();
+        let public_key = self.key.public_key().to_bytes();
+        // Signing takes most of a millisecond: done off the dispatcher and off the journal's
+        // writer, and the result committed with its receipt when it is ready.
+        tokio::spawn(async move {
+            let finished_at = Timestamp::now();
             let (state, outcome_name, output) = match outcome {
                 Outcome::Succeeded(result) => (JobState::Succeeded, "succeeded", result),
                 Outcome::Failed(error) => (JobState::Failed, "failed", error),
                 Outcome::Cancelled => (JobState::Cancelled, "cancelled", String::new()),
             };
-            r.receipt = Some(receipt::sign(
-                &receipt::Facts {
-                    job_id: &r.id,
-                    job_digest: &r.digest,
-                    outcome: outcome_name,
-                    output: &output,
-                    head: &head,
-                    attempts: r.attempts,
-                    started_at: r.started_at,
-                    finished_at,
-                },
-                &key,
-            ));
-            r.state = state;
-            r.finished_at = Some(finished_at);
-            match state {
-                JobState::Succeeded => r.result = Some(output),
-                JobState::Failed => r.error = Some(output),
-                _ => {}
-            }
-        });
-        // Answered once committed, without holding up the next assignment.
-        let events = self.events.clone();
-        let public_key = self.key.public_key().to_bytes();
-        tokio::spawn(async move {
+            let facts = receipt::Facts {
+                job_id: job_id.clone(),
+                job_digest: run.digest,
+                outcome: outcome_name,
+                output,
+                head,
+                attempts: run.attempt,
+                started_at: Some(run.started_at),
+                finished_at,
+            };
+            let Some((receipt, receipt::Facts { output, .. })) = signer.sign(facts).await else {
+                eprintln!("chimera serve: job {job_id}: its receipt could not be signed");
+                return;
+            };
+            let update = journal.update(&job_id, move |r| {
+                r.receipt = Some(receipt);
+                r.state = state;
+                r.finished_at = Some(finished_at);
+                match state {
+                    JobState::Succeeded => r.result = Some(output),
+                    JobState::Failed => r.error = Some(output),
+                    _ => {}
+                }
+            });
             match update.await {
                 Ok(record) => publish_final(&events, &record, &public_key),
                 Err(e) => eprintln!("chimera serve: job {job_id}: {e}"),
@@ -280,33 +299,60 @@ impl Dispatcher {
             let job = queue.pop_front().expect("filtered on a non-empty queue");
             metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
             slot.load.running = Some(job.clone());
+            // Every change to a queued job was committed before it was queued, so this read
+            // sees the job as it stands.
+            let record = match self.journal.get(&job) {
+                Ok(Some(record)) if !record.state.is_final() => record,
+                Ok(_) => {
+                    slot.load.running = None;
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("chimera serve: job {job} cannot be read: {e}");
+                    slot.load.running = None;
+                    continue;
+                }
+            };
+            let (attempt, document) = (record.attempts + 1, record.document);
+            let started_at = Timestamp::now();
+            self.started.insert(
+                job.clone(),
+                Started {
+                    attempt,
+                    started_at,
+                    digest: record.digest,
+                },
+            );
+            // The start is queued in the journal before the order goes out (the journal commits
+            // in order) but not waited for: if the engine dies first, the job is still queued in
+            // the journal and runs again after the restart, as it would have anyway.
             let started = self.journal.update(&job, {
                 let head = head.clone();
                 move |r| {
                     r.state = JobState::Running;
                     r.head = Some(head);
-                    r.attempts += 1;
-                    r.started_at = Some(Timestamp::now());
+                    r.attempts = attempt;
+                    r.started_at = Some(started_at);
                 }
             });
-            match started.await {
-                Ok(record) if !record.state.is_final() => {
-                    let _ = self.events.send(convert::snapshot(&record, &[]));
-                    let order = ToHead::Run {
-                        job_id: job,
-                        attempt: record.attempts,
-                        document: record.document,
-                    };
-                    let _ = self.supervisor.send(&head, generation, order);
+            tokio::spawn(async move {
+                if let Err(e) = started.await {
+                    eprintln!("chimera serve: job start not recorded: {e}");
                 }
-                Ok(_) => {
-                    self.slots.get_mut(&head).expect("known").load.running = None;
-                }
-                Err(e) => {
-                    eprintln!("chimera serve: job {job} cannot be started: {e}");
-                    self.slots.get_mut(&head).expect("known").load.running = None;
-                }
-            }
+            });
+            let _ = self.events.send(JobEvent {
+                job_id: job.clone(),
+                state: chimera_proto::v1::JobState::Running as i32,
+                head: head.clone(),
+                at: started_at.to_string(),
+                detail: None,
+            });
+            let order = ToHead::Run {
+                job_id: job,
+                attempt,
+                document,
+            };
+            let _ = self.supervisor.send(&head, generation, order);
         }
     }
 

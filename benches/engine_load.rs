@@ -1,0 +1,270 @@
+//! Load on the engine's front door: `cargo bench --bench engine_load [-- JOBS CLIENTS]`.
+//!
+//! Starts `chimera serve` (the release binary, four heads) in a temporary directory, trusts a
+//! key, signs JOBS trivial Bell-pair circuits with it beforehand (signing is the gateway's cost,
+//! not the engine's), then submits them from CLIENTS concurrent clients over unary `Submit`, each
+//! timing its own calls. Reports accepted submissions per second and the acknowledgement latency
+//! (the time until the engine answered, i.e. until the job was committed to its journal), then
+//! follows every job to its end and checks that each one succeeded exactly once (one attempt, one
+//! result). The same again through `SubmitBatch` streams.
+//!
+//! Goal (issue 6) on the 2-core CI machine: at least 2,000 accepted submissions per second with
+//! p99 acknowledgement under 20 ms, and no job lost. Client and engine share the machine.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document, write_key_pair};
+use chimera_proto::v1::engine_client::EngineClient;
+use chimera_proto::v1::{GetRequest, JobState, SubmitRequest, batch_reply};
+use rayon::prelude::*;
+use tonic::transport::Channel;
+
+const BELL: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;";
+
+fn document(id: &str) -> String {
+    let created = jiff::Timestamp::now();
+    format!(
+        "---\nmaml_version: \"2.0.0\"\nid: \"{id}\"\ntype: \"quantum_circuit\"\norigin: \"agent://load\"\ncreated_at: {created}\n---\n## Intent\nA Bell pair.\n\n## Context\nshots: 16\n\n## Code_Blocks\n```qasm\n{BELL}\n```\n"
+    )
+}
+
+struct Engine {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the engine this bench started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data_dir: &std::path::Path) -> Engine {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-addr", "off"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start chimera serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the engine ended").unwrap();
+        if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
+            break addr.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Engine {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn report(what: &str, jobs: usize, clients: usize, wall: Duration, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    println!(
+        "{what}: {jobs} jobs from {clients} clients in {:.2} s: {:.0} accepted/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        wall.as_secs_f64(),
+        jobs as f64 / wall.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+    );
+}
+
+/// Waits for every job to end: each must have succeeded on its first and only attempt.
+async fn check_all_finished(client: &mut EngineClient<Channel>, ids: &[String]) {
+    let started = Instant::now();
+    let mut pending: Vec<&String> = ids.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            let job = client
+                .get(GetRequest { job_id: id.clone() })
+                .await
+                .expect("every acknowledged job is known")
+                .into_inner();
+            if job.state == JobState::Succeeded as i32 {
+                assert_eq!(job.attempts, 1, "{id} ran {} times", job.attempts);
+            } else {
+                assert!(
+                    job.state == JobState::Queued as i32 || job.state == JobState::Running as i32,
+                    "{id} ended {:?}: {}",
+                    job.state,
+                    job.error
+                );
+                still.push(id);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!(
+        "  all {} jobs succeeded, each once ({:.1} s after the last submission was acknowledged)",
+        ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let jobs: usize = args.next().map_or(10_000, |a| a.parse().expect("JOBS"));
+    let clients: usize = args.next().map_or(32, |a| a.parse().expect("CLIENTS"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = SecretKey::generate().unwrap();
+    write_key_pair(&key, &dir.path().join("load"), false).unwrap();
+    let trusted = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(["trust", "add"])
+        .arg(dir.path().join("load.pub"))
+        .args(["--name", "load", "--allow", "quantum_circuit", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(trusted.status.success());
+
+    let signing = Instant::now();
+    let sign = |prefix: &str| -> Vec<(String, Vec<u8>)> {
+        (0..jobs)
+            .into_par_iter()
+            .map(|i| {
+                let id = format!("urn:uuid:{prefix}-{i}");
+                let text = sign_document(document(&id).as_bytes(), &key, DEFAULT_MAX_BYTES)
+                    .unwrap()
+                    .text;
+                (id, text.into_bytes())
+            })
+            .collect()
+    };
+    let unary_docs = sign("unary");
+    let batch_docs = sign("batch");
+    println!(
+        "signed {} documents of {} bytes in {:.1} s (not timed below)",
+        2 * jobs,
+        unary_docs[0].1.len(),
+        signing.elapsed().as_secs_f64()
+    );
+
+    let engine = start(&data);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = Channel::from_shared(engine.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = EngineClient::new(channel.clone());
+
+        // Unary Submit from many clients.
+        let shares: Vec<Vec<(String, Vec<u8>)>> = (0..clients)
+            .map(|c| {
+                unary_docs
+                    .iter()
+                    .skip(c)
+                    .step_by(clients)
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        // Gateways come on connections of their own: one per eight clients.
+        let mut connections = Vec::new();
+        for _ in 0..clients.div_ceil(8) {
+            connections.push(
+                Channel::from_shared(engine.url.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            );
+        }
+        let tasks: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(c, share)| {
+                let mut client = EngineClient::new(connections[c / 8].clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(share.len());
+                    for (_, document) in share {
+                        let sent = Instant::now();
+                        let reply = client.submit(SubmitRequest { document }).await;
+                        latencies.push(sent.elapsed());
+                        assert!(reply.expect("accepted").into_inner().created);
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies = Vec::with_capacity(jobs);
+        for task in tasks {
+            latencies.extend(task.await.unwrap());
+        }
+        report("unary Submit", jobs, clients, started.elapsed(), latencies);
+        let ids: Vec<String> = unary_docs.iter().map(|(id, _)| id.clone()).collect();
+        check_all_finished(&mut client, &ids).await;
+
+        // SubmitBatch: a few streams, each with many submissions in flight.
+        let streams = 4;
+        let shares: Vec<Vec<(String, Vec<u8>)>> = (0..streams)
+            .map(|c| {
+                batch_docs
+                    .iter()
+                    .skip(c)
+                    .step_by(streams)
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        let tasks: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let mut client = EngineClient::new(channel.clone());
+                tokio::spawn(async move {
+                    let count = share.len();
+                    let requests = tokio_stream::iter(
+                        share
+                            .into_iter()
+                            .map(|(_, document)| SubmitRequest { document }),
+                    );
+                    let mut replies = client.submit_batch(requests).await.unwrap().into_inner();
+                    let mut accepted = 0;
+                    while let Some(reply) = replies.message().await.unwrap() {
+                        match reply.outcome {
+                            Some(batch_reply::Outcome::Accepted(_)) => accepted += 1,
+                            other => panic!("refused: {other:?}"),
+                        }
+                    }
+                    assert_eq!(accepted, count);
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let wall = started.elapsed();
+        println!(
+            "SubmitBatch: {jobs} jobs on {streams} streams in {:.2} s: {:.0} accepted/s",
+            wall.as_secs_f64(),
+            jobs as f64 / wall.as_secs_f64()
+        );
+        let ids: Vec<String> = batch_docs.iter().map(|(id, _)| id.clone()).collect();
+        check_all_finished(&mut client, &ids).await;
+    });
+    drop(engine);
+}

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::Device;
 use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
-use chimera_ai::infer::StoredModel;
+use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
@@ -356,14 +356,7 @@ impl AiHead {
         }
         let model = StoredModel::open(&dir, &self.device)?;
         let probabilities = model.predict(spec.inputs.concat())?;
-        let classes: Vec<usize> = probabilities
-            .iter()
-            .map(|p| {
-                (0..p.len())
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                    .unwrap_or(0)
-            })
-            .collect();
+        let classes = most_likely(&probabilities);
         Ok(Some(json!({
             "model_id": model.info.id,
             "classes": classes,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
-use chimera_ai::infer::StoredModel;
+use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
 use clap::{Args, ValueEnum};
@@ -164,14 +164,7 @@ pub fn infer(args: InferArgs) -> Result<()> {
         .with_context(|| format!("cannot open the model in {}", args.model.display()))?;
     let (_, features) = read_inputs(&args.input, model.info.feature_len)?;
     let probabilities = model.predict(features)?;
-    let classes: Vec<usize> = probabilities
-        .iter()
-        .map(|p| {
-            (0..p.len())
-                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                .unwrap_or(0)
-        })
-        .collect();
+    let classes = most_likely(&probabilities);
     if args.json {
         println!(
             "{}",

@@ -2,11 +2,12 @@
 //! client talking to it as a gateway would.
 
 mod common;
+#[path = "common/served.rs"]
+mod served;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chimera_maml::{DEFAULT_MAX_BYTES, PublicKey, SecretKey, sign_document, write_key_pair};
@@ -16,93 +17,8 @@ use chimera_proto::v1::{
     job_event,
 };
 use common::{chimera, failure, ok, repo, work_dir};
+use served::{Served, signal};
 use tonic::transport::Channel;
-
-/// A `chimera serve` child process; stopped with SIGTERM when dropped.
-struct Served {
-    child: Child,
-    url: String,
-    metrics: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Served {
-    fn start(data_dir: &Path) -> Self {
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                &metrics,
-            ])
-            .args(["--heartbeat-timeout", "2"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start chimera serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("chimera serve ended before it listened")
-                .unwrap();
-            if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
-                break addr.to_owned();
-            }
-        };
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            url: format!("http://{addr}"),
-            metrics,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn kill_hard(mut self) {
-        signal(self.pid(), libc::SIGKILL);
-        let _ = self.child.wait();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        signal(self.pid(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(pid: i32, signal: i32) {
-    // SAFETY: kill(2) with a pid this test started.
-    assert_eq!(
-        unsafe { libc::kill(pid, signal) },
-        0,
-        "kill({pid}, {signal})"
-    );
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -271,14 +187,6 @@ fn assert_receipt(job: &Job, engine_pub: &PublicKey) {
     assert!(receipt.statement.contains(&format!("head: {}\n", job.head)));
 }
 
-fn scrape(addr: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
-
 fn example(name: &str) -> String {
     std::fs::read_to_string(repo(&format!("examples/{name}"))).unwrap()
 }
@@ -420,7 +328,7 @@ fn the_example_jobs_return_correct_signed_results() {
     ]));
     assert!(said.contains("another `chimera serve`"), "{said}");
 
-    let metrics = scrape(&served.metrics);
+    let metrics = served.scrape_metrics();
     for head in ["q0", "q1", "a0", "a1"] {
         let up = metrics.lines().any(|l| {
             l.starts_with("chimera_head_status{")

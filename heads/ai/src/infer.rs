@@ -56,3 +56,15 @@ impl StoredModel {
         Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2()?)
     }
 }
+
+/// The most likely class of each row of probabilities.
+pub fn most_likely(probabilities: &[Vec<f32>]) -> Vec<usize> {
+    probabilities
+        .iter()
+        .map(|p| {
+            (0..p.len())
+                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                .unwrap_or(0)
+        })
+        .collect()
+}

@@ -1,0 +1,108 @@
+//! A `chimera serve` child process for the engine's tests and its load bench.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `chimera serve` child process; stopped with SIGTERM when dropped.
+pub struct Served {
+    child: Child,
+    /// The gRPC address, as a URL.
+    pub url: String,
+    metrics: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Served {
+    pub fn start(data_dir: &Path) -> Self {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                &metrics,
+            ])
+            .args(["--heartbeat-timeout", "2"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start chimera serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("chimera serve ended before it listened")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
+                break addr.to_owned();
+            }
+        };
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url: format!("http://{addr}"),
+            metrics,
+        }
+    }
+
+    /// The Prometheus text the engine serves now.
+    pub fn scrape_metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(&self.metrics).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.metrics
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    #[allow(dead_code)] // The bench never kills its engine.
+    pub fn kill_hard(mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        signal(self.pid(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) with a pid this test started.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
+}

@@ -14,7 +14,7 @@ use chimera_maml::{DEFAULT_MAX_BYTES, PublicKey, SecretKey, sign_document, write
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
     GetRequest, Head, HeadStatus, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest,
-    job_event,
+    batch_reply, job_event,
 };
 use common::{chimera, failure, ok, repo, work_dir};
 use served::{Served, signal};
@@ -791,5 +791,65 @@ fn jobs_are_cancelled_whether_queued_or_running() {
             .await
             .unwrap_err();
         assert_eq!(missing.code(), tonic::Code::NotFound);
+    });
+}
+
+#[test]
+fn a_batch_stream_answers_each_submission_in_order_and_health_says_serving() {
+    let dir = work_dir("engine-batch");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "quantum_circuit");
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let bell = |id: &str| document(id, "quantum_circuit", "", "shots: 8", &[("qasm", BELL)]);
+        let mut documents: Vec<Vec<u8>> = (0..40)
+            .map(|i| signed(&bell(&format!("urn:uuid:batch-{i}")), &key))
+            .collect();
+        // A refusal in the middle of the stream is answered in its place; the stream goes on.
+        documents[17] = bell("urn:uuid:batch-unsigned").into_bytes();
+        documents[30] = documents[3].clone();
+        let requests = tokio_stream::iter(
+            documents
+                .into_iter()
+                .map(|document| SubmitRequest { document }),
+        );
+        let mut replies = client.submit_batch(requests).await.unwrap().into_inner();
+        let mut answered = Vec::new();
+        while let Some(reply) = replies.message().await.unwrap() {
+            answered.push(reply);
+        }
+        assert_eq!(answered.len(), 40);
+        for (i, reply) in answered.iter().enumerate() {
+            assert_eq!(reply.index, i as u64);
+            match (i, &reply.outcome) {
+                (17, Some(batch_reply::Outcome::Refused(refusal))) => {
+                    assert_eq!(refusal.reason, "UNSIGNED");
+                    assert_eq!(refusal.code, tonic::Code::Unauthenticated as i32);
+                }
+                (30, Some(batch_reply::Outcome::Accepted(again))) => assert!(!again.created),
+                (_, Some(batch_reply::Outcome::Accepted(accepted))) => assert!(accepted.created),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        let last = finished(&mut client, "urn:uuid:batch-39").await;
+        assert_eq!(last.state, JobState::Succeeded as i32);
+
+        let channel = Channel::from_shared(served.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let health = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "chimera.v1.Engine".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            health.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
     });
 }

@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chimera_journal::{JobRecord, JobState, Journal, JournalError};
-use chimera_maml::SecretKey;
 use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
 use jiff::Timestamp;
@@ -49,7 +48,7 @@ pub struct Dispatcher {
     journal: Journal,
     supervisor: Arc<Supervisor>,
     events: broadcast::Sender<JobEvent>,
-    key: Arc<SecretKey>,
+    key: Arc<receipt::EngineKey>,
     signer: receipt::Signer,
     queues: HashMap<String, VecDeque<String>>,
     slots: HashMap<String, Slot>,
@@ -69,7 +68,7 @@ impl Dispatcher {
         journal: Journal,
         supervisor: Arc<Supervisor>,
         events: broadcast::Sender<JobEvent>,
-        key: Arc<SecretKey>,
+        key: Arc<receipt::EngineKey>,
     ) -> std::io::Result<Self> {
         let slots = supervisor
             .heads()
@@ -234,7 +233,7 @@ impl Dispatcher {
         let signer = self.signer.clone();
         let journal = self.journal.clone();
         let events = self.events.clone();
-        let public_key = self.key.public_key().to_bytes();
+        let key = Arc::clone(&self.key);
         // Signing takes most of a millisecond: done off the dispatcher and off the journal's
         // writer, and the result committed with its receipt when it is ready.
         tokio::spawn(async move {
@@ -269,7 +268,7 @@ impl Dispatcher {
                 }
             });
             match update.await {
-                Ok(record) => publish_final(&events, &record, &public_key),
+                Ok(record) => publish_final(&events, &record, key.public_key()),
                 Err(e) => eprintln!("chimera serve: job {job_id}: {e}"),
             }
         });
@@ -404,7 +403,7 @@ impl Dispatcher {
     }
 
     fn publish_final(&self, record: &JobRecord) {
-        publish_final(&self.events, record, &self.key.public_key().to_bytes());
+        publish_final(&self.events, record, self.key.public_key());
     }
 }
 

@@ -105,7 +105,7 @@ impl Engine {
         })?;
         metrics_names::describe();
         let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
-        let key = Arc::new(engine_key(&config.data_dir)?);
+        let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
         let (head_events, mut head_event_rx) = mpsc::unbounded_channel();
         let supervisor = Arc::new(Supervisor::start(
             SupervisorConfig {
@@ -151,7 +151,7 @@ impl Engine {
     }
 
     pub fn engine_key_id(&self) -> String {
-        self.service.key.public_key().id().to_string()
+        self.service.key.key_id().to_owned()
     }
 
     /// Serves gRPC (the engine, standard health and reflection) on `listener` until `shutdown`

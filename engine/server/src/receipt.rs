@@ -22,6 +22,35 @@ use chimera_journal::Receipt;
 use chimera_maml::{PublicKey, SecretKey};
 use jiff::Timestamp;
 
+/// The engine's ML-DSA-65 identity: its secret key, with the public key and key id derived once.
+/// Deriving them costs about 0.17 ms here, and every reply that carries a receipt needs them.
+pub struct EngineKey {
+    secret: SecretKey,
+    public_key: Vec<u8>,
+    key_id: String,
+}
+
+impl EngineKey {
+    pub fn new(secret: SecretKey) -> Self {
+        let public = secret.public_key();
+        Self {
+            public_key: public.to_bytes(),
+            key_id: public.id().to_string(),
+            secret,
+        }
+    }
+
+    /// The encoded public key (1952 bytes).
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    /// SHA3-256 of the public key, hex.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
 pub struct Facts {
     pub job_id: String,
     pub job_digest: String,
@@ -34,8 +63,7 @@ pub struct Facts {
     pub finished_at: Timestamp,
 }
 
-pub fn sign(facts: &Facts, key: &SecretKey) -> Receipt {
-    let engine_key_id = key.public_key().id().to_string();
+pub fn sign(facts: &Facts, key: &EngineKey) -> Receipt {
     let started = facts.started_at.map(|t| t.to_string()).unwrap_or_default();
     let statement = format!(
         "chimera-receipt: 1\njob_id: {}\njob_sha3_512: {}\noutcome: {}\nresult_sha3_512: {}\nhead: {}\nattempts: {}\nstarted_at: {}\nfinished_at: {}\nengine_key_id: {}\n",
@@ -47,13 +75,13 @@ pub fn sign(facts: &Facts, key: &SecretKey) -> Receipt {
         facts.attempts,
         started,
         facts.finished_at,
-        engine_key_id,
+        key.key_id,
     );
-    let signature = BASE64.encode(key.sign(statement.as_bytes()));
+    let signature = BASE64.encode(key.secret.sign(statement.as_bytes()));
     Receipt {
         statement,
         signature,
-        engine_key_id,
+        engine_key_id: key.key_id.clone(),
     }
 }
 
@@ -79,7 +107,7 @@ pub struct Signer {
 const SIGNER_NICENESS: i32 = 10;
 
 impl Signer {
-    pub fn start(key: std::sync::Arc<SecretKey>) -> std::io::Result<Self> {
+    pub fn start(key: std::sync::Arc<EngineKey>) -> std::io::Result<Self> {
         let (requests, queue) =
             std::sync::mpsc::channel::<(Facts, tokio::sync::oneshot::Sender<_>)>();
         std::thread::Builder::new()
@@ -116,7 +144,9 @@ mod tests {
 
     #[test]
     fn a_receipt_checks_against_its_output_and_key_only() {
-        let key = SecretKey::from_seed(&[7; 32]);
+        let secret = SecretKey::from_seed(&[7; 32]);
+        let public = secret.public_key();
+        let key = EngineKey::new(secret);
         let facts = Facts {
             job_id: "urn:uuid:1".into(),
             job_digest: "ab".into(),
@@ -128,19 +158,20 @@ mod tests {
             finished_at: Timestamp::UNIX_EPOCH,
         };
         let receipt = sign(&facts, &key);
+        assert_eq!(key.public_key(), public.to_bytes());
+        assert!(
+            receipt
+                .statement
+                .contains(&format!("engine_key_id: {}\n", public.id()))
+        );
         let signature = BASE64.decode(&receipt.signature).unwrap();
         assert!(check(
             &receipt.statement,
             &signature,
-            &key.public_key(),
+            &public,
             &facts.output
         ));
-        assert!(!check(
-            &receipt.statement,
-            &signature,
-            &key.public_key(),
-            "{}"
-        ));
+        assert!(!check(&receipt.statement, &signature, &public, "{}"));
         let other = SecretKey::from_seed(&[8; 32]).public_key();
         assert!(!check(
             &receipt.statement,
@@ -149,11 +180,6 @@ mod tests {
             &facts.output
         ));
         let altered = receipt.statement.replace("head: q0", "head: q1");
-        assert!(!check(
-            &altered,
-            &signature,
-            &key.public_key(),
-            &facts.output
-        ));
+        assert!(!check(&altered, &signature, &public, &facts.output));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use chimera_journal::{JobRecord, JobState, Journal, Submitted};
-use chimera_maml::{BlockKind, Policy, SecretKey, TrustStore, admit};
+use chimera_maml::{BlockKind, Policy, TrustStore, admit};
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
@@ -19,6 +19,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::dispatch::Request as Dispatch;
 use crate::metrics_names as m;
+use crate::receipt::EngineKey;
 use crate::{convert, refusal};
 
 /// How many submissions of one `SubmitBatch` stream are checked and committed at once.
@@ -42,7 +43,7 @@ pub struct Core {
     pub(crate) dispatch: mpsc::UnboundedSender<Dispatch>,
     pub(crate) events: broadcast::Sender<JobEvent>,
     pub(crate) supervisor: Arc<Supervisor>,
-    pub(crate) key: Arc<SecretKey>,
+    pub(crate) key: Arc<EngineKey>,
 }
 
 /// The trust store, read again whenever its file changes, so that `chimera trust add` and a
@@ -80,11 +81,11 @@ impl TrustFile {
 }
 
 /// The role of head a job needs, from its code blocks.
-fn role_of(record_blocks: &[chimera_maml::CodeBlock]) -> Result<&'static str, Status> {
-    let quantum = record_blocks
+fn role_of(blocks: &[chimera_maml::CodeBlock]) -> Result<&'static str, Status> {
+    let quantum = blocks
         .iter()
         .any(|b| matches!(b.kind, BlockKind::OpenQasm2 | BlockKind::OpenQasm3));
-    let ai = record_blocks
+    let ai = blocks
         .iter()
         .any(|b| matches!(b.kind, BlockKind::Train | BlockKind::Infer));
     match (quantum, ai) {
@@ -122,7 +123,15 @@ impl Core {
             submitted_by: admitted.key_name.clone(),
             // Admission read it as UTF-8.
             document: String::from_utf8(document).expect("admitted documents are UTF-8"),
-            digest: hex::encode(chimera_maml::digest(&admitted.document.signed_bytes)),
+            // Admission checked that the signature block's digest is the document's.
+            digest: hex::encode(
+                admitted
+                    .document
+                    .signature
+                    .as_ref()
+                    .expect("admitted documents are signed")
+                    .sha3_512,
+            ),
             state: JobState::Queued,
             head: None,
             attempts: 0,
@@ -136,11 +145,11 @@ impl Core {
         let outcome = self.journal.submit(record).await.map_err(|e| {
             refusal::status(Code::Unavailable, "JOURNAL_UNAVAILABLE", e.to_string())
         })?;
-        let public_key = self.key.public_key().to_bytes();
+        let public_key = self.key.public_key();
         let reply = match outcome {
             Submitted::Created(record) => {
                 let reply = SubmitReply {
-                    job: Some(convert::job(&record, &public_key)),
+                    job: Some(convert::job(&record, public_key)),
                     created: true,
                 };
                 let _ = self.events.send(convert::snapshot(&record, &[]));
@@ -154,7 +163,7 @@ impl Core {
             Submitted::Existing(record) => {
                 metrics::counter!(m::SUBMISSIONS, "outcome" => "existing").increment(1);
                 SubmitReply {
-                    job: Some(convert::job(&record, &public_key)),
+                    job: Some(convert::job(&record, public_key)),
                     created: false,
                 }
             }
@@ -180,10 +189,6 @@ impl Core {
             .get(id)
             .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))?
             .ok_or_else(|| no_such_job(id))
-    }
-
-    fn public_key(&self) -> Vec<u8> {
-        self.key.public_key().to_bytes()
     }
 }
 
@@ -246,7 +251,7 @@ impl Engine for EngineService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Job>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Get").increment(1);
         let record = self.record(&request.into_inner().job_id)?;
-        Ok(Response::new(convert::job(&record, &self.public_key())))
+        Ok(Response::new(convert::job(&record, self.key.public_key())))
     }
 
     type WatchStream = BoxStream<JobEvent>;
@@ -263,7 +268,7 @@ impl Engine for EngineService {
         let (tx, rx) = mpsc::channel(64);
         let service = Arc::clone(&self.0);
         tokio::spawn(async move {
-            let first = convert::snapshot(&record, &service.public_key());
+            let first = convert::snapshot(&record, service.key.public_key());
             let done = record.state.is_final();
             if tx.send(Ok(first)).await.is_err() || done {
                 return;
@@ -274,7 +279,7 @@ impl Engine for EngineService {
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(_)) => match service.record(&id) {
                         // Fell behind: say where the job stands now and go on from there.
-                        Ok(record) => convert::snapshot(&record, &service.public_key()),
+                        Ok(record) => convert::snapshot(&record, service.key.public_key()),
                         Err(status) => {
                             let _ = tx.send(Err(status)).await;
                             return;
@@ -310,7 +315,7 @@ impl Engine for EngineService {
             .map_err(|_| stopped())?
             .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNAVAILABLE", e.to_string()))?;
         match record {
-            Some(record) => Ok(Response::new(convert::job(&record, &self.public_key()))),
+            Some(record) => Ok(Response::new(convert::job(&record, self.key.public_key()))),
             None => Err(no_such_job(&id)),
         }
     }

@@ -2,9 +2,10 @@
 //! in a queue per role; an idle head that is up takes the oldest (the one with fewest jobs done
 //! first, so that work spreads); a job whose head dies goes back to the front of its queue.
 //!
-//! Every state change is written to the journal before anyone is told of it.
+//! A change that a client could act on (queued again, finished, cancelled) is committed to the
+//! journal before anyone is told of it; a job's start is recorded without waiting (see `assign`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chimera_journal::{JobRecord, JobState, Journal, JournalError};
@@ -18,17 +19,13 @@ use crate::{convert, receipt};
 
 pub enum Request {
     /// A job just committed to the journal, and the role of head it needs.
-    Submitted {
-        id: String,
-        role: String,
-    },
+    Submitted { id: String, role: String },
     Cancel(
         String,
         oneshot::Sender<Result<Option<JobRecord>, JournalError>>,
     ),
     /// What each head is running and how many jobs it finished.
     Loads(oneshot::Sender<HashMap<String, HeadLoad>>),
-    Head(HeadEvent),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -41,7 +38,18 @@ struct Slot {
     role: String,
     /// The generation that is up, if one is.
     up: Option<u64>,
-    load: HeadLoad,
+    running: Option<Running>,
+    jobs_done: u64,
+}
+
+/// The job a head is running, and what its receipt will say of its start.
+struct Running {
+    job: String,
+    attempt: u32,
+    started_at: Timestamp,
+    digest: String,
+    /// A client asked to cancel it.
+    cancelling: bool,
 }
 
 pub struct Dispatcher {
@@ -52,15 +60,6 @@ pub struct Dispatcher {
     signer: receipt::Signer,
     queues: HashMap<String, VecDeque<String>>,
     slots: HashMap<String, Slot>,
-    cancelling: HashSet<String>,
-    /// What the receipt of each running job needs to say of its start.
-    started: HashMap<String, Started>,
-}
-
-struct Started {
-    attempt: u32,
-    started_at: Timestamp,
-    digest: String,
 }
 
 impl Dispatcher {
@@ -77,7 +76,8 @@ impl Dispatcher {
                 let slot = Slot {
                     role: h.role,
                     up: None,
-                    load: HeadLoad::default(),
+                    running: None,
+                    jobs_done: 0,
                 };
                 (h.id, slot)
             })
@@ -90,14 +90,17 @@ impl Dispatcher {
             key,
             queues: HashMap::new(),
             slots,
-            cancelling: HashSet::new(),
-            started: HashMap::new(),
         })
     }
 
     /// Puts back in the queue every job the journal holds unfinished (a job that was running
-    /// when the engine stopped runs again), then serves requests until every sender is gone.
-    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+    /// when the engine stopped runs again), then serves requests and the heads' events until
+    /// every request sender is gone.
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        mut head_events: mpsc::UnboundedReceiver<HeadEvent>,
+    ) {
         match self.journal.unfinished() {
             Ok(records) => {
                 for record in records {
@@ -115,23 +118,38 @@ impl Dispatcher {
             }
             Err(e) => eprintln!("chimera serve: cannot read the unfinished jobs: {e}"),
         }
-        while let Some(request) = requests.recv().await {
-            match request {
-                Request::Submitted { id, role } => self.enqueue(role, id, false),
-                Request::Cancel(id, reply) => {
-                    let _ = reply.send(self.cancel(&id).await);
-                }
-                Request::Loads(reply) => {
-                    let loads = self
-                        .slots
-                        .iter()
-                        .map(|(id, s)| (id.clone(), s.load.clone()))
-                        .collect();
-                    let _ = reply.send(loads);
-                }
-                Request::Head(event) => self.head_event(event).await,
+        loop {
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => self.request(request).await,
+                    None => return,
+                },
+                Some(event) = head_events.recv() => self.head_event(event).await,
             }
             self.assign().await;
+        }
+    }
+
+    async fn request(&mut self, request: Request) {
+        match request {
+            Request::Submitted { id, role } => self.enqueue(role, id, false),
+            Request::Cancel(id, reply) => {
+                let _ = reply.send(self.cancel(&id).await);
+            }
+            Request::Loads(reply) => {
+                let loads = self
+                    .slots
+                    .iter()
+                    .map(|(id, s)| {
+                        let load = HeadLoad {
+                            running: s.running.as_ref().map(|r| r.job.clone()),
+                            jobs_done: s.jobs_done,
+                        };
+                        (id.clone(), load)
+                    })
+                    .collect();
+                let _ = reply.send(loads);
+            }
         }
     }
 
@@ -169,10 +187,13 @@ impl Dispatcher {
                 if slot.up == Some(generation) {
                     slot.up = None;
                 }
-                if let Some(job) = slot.load.running.take() {
-                    self.started.remove(&job);
+                if let Some(Running {
+                    job,
+                    cancelling: cancelled,
+                    ..
+                }) = slot.running.take()
+                {
                     let role = slot.role.clone();
-                    let cancelled = self.cancelling.remove(&job);
                     let update = self.journal.update(&job, move |r| {
                         if cancelled {
                             r.state = JobState::Cancelled;
@@ -221,15 +242,12 @@ impl Dispatcher {
         let Some(slot) = self.slots.get_mut(&head) else {
             return;
         };
-        if slot.up != Some(generation) || slot.load.running.as_deref() != Some(job_id.as_str()) {
+        let runs_it = slot.running.as_ref().is_some_and(|r| r.job == job_id);
+        if slot.up != Some(generation) || !runs_it {
             return;
         }
-        slot.load.running = None;
-        slot.load.jobs_done += 1;
-        self.cancelling.remove(&job_id);
-        let Some(run) = self.started.remove(&job_id) else {
-            return;
-        };
+        let run = slot.running.take().expect("checked above");
+        slot.jobs_done += 1;
         let signer = self.signer.clone();
         let journal = self.journal.clone();
         let events = self.events.clone();
@@ -282,11 +300,11 @@ impl Dispatcher {
                 .iter()
                 .filter(|(_, s)| {
                     s.up.is_some()
-                        && s.load.running.is_none()
+                        && s.running.is_none()
                         && self.queues.get(&s.role).is_some_and(|q| !q.is_empty())
                 })
                 .collect();
-            idle.sort_by_key(|(id, s)| (s.load.jobs_done, id.as_str()));
+            idle.sort_by_key(|(id, s)| (s.jobs_done, id.as_str()));
             let Some((head, _)) = idle.first() else {
                 return;
             };
@@ -297,31 +315,25 @@ impl Dispatcher {
             let queue = self.queues.get_mut(&role).expect("filtered on a queue");
             let job = queue.pop_front().expect("filtered on a non-empty queue");
             metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
-            slot.load.running = Some(job.clone());
             // Every change to a queued job was committed before it was queued, so this read
             // sees the job as it stands.
             let record = match self.journal.get(&job) {
                 Ok(Some(record)) if !record.state.is_final() => record,
-                Ok(_) => {
-                    slot.load.running = None;
-                    continue;
-                }
+                Ok(_) => continue,
                 Err(e) => {
                     eprintln!("chimera serve: job {job} cannot be read: {e}");
-                    slot.load.running = None;
                     continue;
                 }
             };
             let (attempt, document) = (record.attempts + 1, record.document);
             let started_at = Timestamp::now();
-            self.started.insert(
-                job.clone(),
-                Started {
-                    attempt,
-                    started_at,
-                    digest: record.digest,
-                },
-            );
+            slot.running = Some(Running {
+                job: job.clone(),
+                attempt,
+                started_at,
+                digest: record.digest,
+                cancelling: false,
+            });
             // The start is queued in the journal before the order goes out (the journal commits
             // in order) but not waited for: if the engine dies first, the job is still queued in
             // the journal and runs again after the restart, as it would have anyway.
@@ -348,7 +360,6 @@ impl Dispatcher {
             });
             let order = ToHead::Run {
                 job_id: job,
-                attempt,
                 document,
             };
             let _ = self.supervisor.send(&head, generation, order);
@@ -378,15 +389,14 @@ impl Dispatcher {
             self.publish_final(&record);
             return Ok(Some(record));
         }
-        let running_on = self
-            .slots
-            .iter()
-            .find(|(_, s)| s.load.running.as_deref() == Some(id))
-            .map(|(head, s)| (head.clone(), s.up));
-        if let Some((head, Some(generation))) = running_on {
-            self.cancelling.insert(id.to_owned());
+        let running_on = self.slots.iter_mut().find_map(|(head, s)| {
+            let run = s.running.as_mut().filter(|r| r.job == id)?;
+            Some((head, s.up, run))
+        });
+        if let Some((head, Some(generation), run)) = running_on {
+            run.cancelling = true;
             let _ = self.supervisor.send(
-                &head,
+                head,
                 generation,
                 ToHead::Cancel {
                     job_id: id.to_owned(),

@@ -106,7 +106,7 @@ impl Engine {
         metrics_names::describe();
         let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
-        let (head_events, mut head_event_rx) = mpsc::unbounded_channel();
+        let (head_events, head_event_rx) = mpsc::unbounded_channel();
         let supervisor = Arc::new(Supervisor::start(
             SupervisorConfig {
                 heads: config.heads,
@@ -126,15 +126,7 @@ impl Engine {
             Arc::clone(&key),
         )
         .map_err(EngineError::Signer)?;
-        tokio::spawn(dispatcher.run(dispatch_rx));
-        let forward = dispatch.clone();
-        tokio::spawn(async move {
-            while let Some(event) = head_event_rx.recv().await {
-                if forward.send(dispatch::Request::Head(event)).is_err() {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(dispatcher.run(dispatch_rx, head_event_rx));
         let service = EngineService(Arc::new(service::Core {
             journal,
             trust: service::TrustFile::new(trust_path(&config.data_dir)),

@@ -7,12 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToHead {
-    /// Run a job: the MAML document as admitted, and which attempt this is.
-    Run {
-        job_id: String,
-        attempt: u32,
-        document: String,
-    },
+    /// Run a job: the MAML document as admitted.
+    Run { job_id: String, document: String },
     /// Stop the job at its next safe point.
     Cancel { job_id: String },
 }

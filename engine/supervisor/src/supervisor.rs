@@ -54,7 +54,6 @@ pub struct HeadInfo {
     pub backend: String,
     /// How many times it was started again after dying.
     pub restarts: u32,
-    pub generation: u64,
 }
 
 /// What the supervisor tells the engine.
@@ -93,6 +92,8 @@ pub enum SupervisorError {
 
 pub struct Supervisor {
     heads: Arc<Mutex<Vec<HeadInfo>>>,
+    /// The heads' ids, in the order of `heads` and `orders`.
+    ids: Vec<String>,
     orders: Vec<mpsc::UnboundedSender<(u64, ToHead)>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -121,11 +122,11 @@ impl Supervisor {
                     pid: None,
                     backend: String::new(),
                     restarts: 0,
-                    generation: 0,
                 })
                 .collect(),
         ));
         let (shutdown, _) = watch::channel(false);
+        let ids = config.heads.iter().map(|h| h.id.clone()).collect();
         let config = Arc::new(config);
         let mut orders = Vec::new();
         let mut tasks = Vec::new();
@@ -143,6 +144,7 @@ impl Supervisor {
         }
         Ok(Self {
             heads,
+            ids,
             orders,
             shutdown,
             tasks: Mutex::new(tasks),
@@ -156,9 +158,9 @@ impl Supervisor {
     /// Sends `order` to the head's generation `generation`; dropped if that one is gone.
     pub fn send(&self, head: &str, generation: u64, order: ToHead) -> Result<(), SupervisorError> {
         let slot = self
-            .heads()
+            .ids
             .iter()
-            .position(|h| h.id == head)
+            .position(|id| id == head)
             .ok_or_else(|| SupervisorError::NoSuchHead(head.to_owned()))?;
         // A closed channel means shutdown; the order is dropped like any to a dead head.
         let _ = self.orders[slot].send((generation, order));
@@ -208,7 +210,6 @@ impl HeadWatcher {
         for generation in 1.. {
             self.update(|h| {
                 h.status = HeadStatus::Starting;
-                h.generation = generation;
                 h.pid = None;
             });
             let started = Instant::now();

@@ -30,7 +30,6 @@ pub enum WorkerError {
 #[derive(Debug, Clone)]
 pub struct JobOrder {
     pub job_id: String,
-    pub attempt: u32,
     /// The MAML document, already admitted by the engine.
     pub document: String,
 }
@@ -108,21 +107,13 @@ pub fn serve(head_id: &str, socket: &Path, mut executor: impl Executor) -> Resul
 
     for line in BufReader::new(stream).lines() {
         match serde_json::from_str(&line?).map_err(WorkerError::Protocol)? {
-            ToHead::Run {
-                job_id,
-                attempt,
-                document,
-            } => {
+            ToHead::Run { job_id, document } => {
                 let cancelled = Arc::new(AtomicBool::new(false));
                 cancels
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(job_id.clone(), Arc::clone(&cancelled));
-                let order = JobOrder {
-                    job_id,
-                    attempt,
-                    document,
-                };
+                let order = JobOrder { job_id, document };
                 if orders.send((order, cancelled)).is_err() {
                     break;
                 }

@@ -125,6 +125,17 @@ fn long_training(epochs: usize) -> String {
     )
 }
 
+/// A training job of the digits MLP for `epochs` epochs.
+fn training_job(id: &str, epochs: usize) -> String {
+    document(
+        id,
+        "training",
+        "",
+        "",
+        &[("chimera-train", &long_training(epochs))],
+    )
+}
+
 async fn submit(client: &mut EngineClient<Channel>, document: Vec<u8>) -> Job {
     client
         .submit(SubmitRequest { document })
@@ -383,16 +394,7 @@ fn every_refusal_comes_back_as_its_reason() {
             ),
             (
                 "type not allowed",
-                signed(
-                    &document(
-                        "urn:uuid:r3",
-                        "training",
-                        "",
-                        "",
-                        &[("chimera-train", &long_training(1))],
-                    ),
-                    &key,
-                ),
+                signed(&training_job("urn:uuid:r3", 1), &key),
                 PermissionDenied,
                 "TYPE_NOT_ALLOWED",
             ),
@@ -595,13 +597,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
     let served = Served::start(&data);
     runtime().block_on(async {
         let mut client = client(&served.url).await;
-        let training = document(
-            "urn:uuid:long-training",
-            "training",
-            "",
-            "",
-            &[("chimera-train", &long_training(300))],
-        );
+        let training = training_job("urn:uuid:long-training", 300);
         let training = submit(&mut client, signed(&training, &key)).await.id;
         let circuit = slow_circuit();
         let mut circuits = Vec::new();
@@ -686,13 +682,7 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
     let training = "urn:uuid:training-across-restart".to_owned();
     runtime().block_on(async {
         let mut client = client(&served.url).await;
-        let doc = document(
-            &training,
-            "training",
-            "",
-            "",
-            &[("chimera-train", &long_training(300))],
-        );
+        let doc = training_job(&training, 300);
         acknowledged.push(submit(&mut client, signed(&doc, &key)).await.id);
         for i in 0..16 {
             let doc = document(
@@ -749,13 +739,7 @@ fn jobs_are_cancelled_whether_queued_or_running() {
         // Two AI heads: the third training job waits in the queue.
         let mut ids = Vec::new();
         for i in 0..3 {
-            let doc = document(
-                &format!("urn:uuid:cancel-{i}"),
-                "training",
-                "",
-                "",
-                &[("chimera-train", &long_training(300))],
-            );
+            let doc = training_job(&format!("urn:uuid:cancel-{i}"), 300);
             ids.push(submit(&mut client, signed(&doc, &key)).await.id);
         }
         let queued = client

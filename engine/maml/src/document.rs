@@ -433,7 +433,7 @@ fn context(section: &RawSection) -> Result<Map<String, Value>, ParseError> {
 
 fn schema(section: &RawSection, name: &'static str) -> Result<Value, ParseError> {
     let (text, line) = content(section);
-    serde_json::from_str(text).map_err(|e| {
+    let schema = serde_json::from_str(text).map_err(|e| {
         ParseError::at(
             line + e.line().saturating_sub(1),
             Problem::BadJson {
@@ -441,5 +441,16 @@ fn schema(section: &RawSection, name: &'static str) -> Result<Value, ParseError>
                 detail: e.to_string(),
             },
         )
-    })
+    })?;
+    // Refused here rather than when the result is checked, after the job has run.
+    crate::schema::compile(&schema).map_err(|detail| {
+        ParseError::at(
+            line,
+            Problem::BadSchema {
+                section: name,
+                detail,
+            },
+        )
+    })?;
+    Ok(schema)
 }

@@ -84,6 +84,11 @@ pub enum Problem {
         section: &'static str,
         detail: String,
     },
+    #[error("{section} is not a JSON Schema this engine can use: {detail}")]
+    BadSchema {
+        section: &'static str,
+        detail: String,
+    },
     #[error(
         "the signature block opened here is never closed by `{}`",
         crate::signature::END

@@ -9,6 +9,7 @@ mod document;
 mod error;
 mod files;
 mod keys;
+mod schema;
 mod signature;
 mod trust;
 mod yaml;
@@ -22,6 +23,7 @@ pub use keys::{
     KeyError, KeyId, KeyPairFiles, PUBLIC_KEY_BYTES, PublicKey, SIGNATURE_BYTES, SecretKey,
     write_key_pair,
 };
+pub use schema::OutputMismatch;
 pub use signature::{
     ALGORITHM, BEGIN, END, SignatureBlock, SignatureError, SignedDocument, digest, sign_document,
     verify,

@@ -1,7 +1,7 @@
 //! Running a circuit on a backend: gates, measurements, resets and classical control; shots;
 //! expectation values.
 
-use crate::backend::{Amplitudes, Backend, BackendError, Precision, StateVector};
+use crate::backend::{Amplitudes, Backend, BackendError, Precision, StateVector, Work};
 use crate::circuit::{Circuit, Condition, Gate, Op, gates_in};
 use crate::gates;
 use crate::pauli::PauliSum;
@@ -52,6 +52,8 @@ pub struct RunOutput {
     pub state: Option<Amplitudes>,
     pub mode: ShotMode,
     pub timings: Timings,
+    /// The gate passes this run made over its states.
+    pub work: Work,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -95,6 +97,7 @@ pub fn run(
         .iter()
         .any(|op| matches!(op, Op::Measure { .. } | Op::If { .. }));
     let mut timings = Timings::default();
+    let work_before = backend.work();
     let start = Instant::now();
     let mut state = backend.allocate(n, options.precision)?;
     state.wait();
@@ -132,6 +135,7 @@ pub fn run(
             state: options.keep_state.then(|| state.amplitudes()),
             mode: ShotMode::Sampled,
             timings,
+            work: backend.work() - work_before,
         });
     }
 
@@ -192,6 +196,7 @@ pub fn run(
         state: last.filter(|_| options.keep_state).map(|s| s.amplitudes()),
         mode: ShotMode::Trajectories,
         timings,
+        work: backend.work() - work_before,
     })
 }
 

@@ -167,3 +167,38 @@ fn teleportation_moves_the_state() {
     // <Z2> averaged over trajectories estimates cos(1.1).
     assert!((out.expectations[0] - 1.1f64.cos()).abs() < 5.0 * 2.0 * sigma / shots as f64);
 }
+
+#[test]
+fn a_run_counts_its_gate_passes_and_the_bytes_they_moved() {
+    // Double precision: 16 bytes per amplitude; a pass reads and writes the whole state.
+    let state_bytes = 16u64 << 12;
+    let none = sim("qreg q[12];", 10, 1);
+    assert_eq!(none.work.gate_passes, 0);
+    assert_eq!(none.work.bytes_moved, 0);
+
+    let sampled = sim("qreg q[12];\nh q;\ncx q[0], q[11];", 10, 1);
+    assert!(sampled.work.gate_passes >= 1, "{:?}", sampled.work);
+    assert_eq!(
+        sampled.work.bytes_moved,
+        sampled.work.gate_passes * 2 * state_bytes
+    );
+
+    // Shot by shot, every trajectory makes its own passes.
+    let one_shot = sim(
+        "qreg q[12];\ncreg c[1];\nh q;\nmeasure q[0] -> c[0];\nh q;",
+        1,
+        1,
+    );
+    let ten_shots = sim(
+        "qreg q[12];\ncreg c[1];\nh q;\nmeasure q[0] -> c[0];\nh q;",
+        10,
+        1,
+    );
+    assert_eq!(ten_shots.mode, ShotMode::Trajectories);
+    assert!(
+        ten_shots.work.gate_passes > one_shot.work.gate_passes,
+        "{:?} {:?}",
+        one_shot.work,
+        ten_shots.work
+    );
+}

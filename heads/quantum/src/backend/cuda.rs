@@ -11,7 +11,7 @@
 //! warp-shuffle dense kernel. Measurement, sampling and expectation values reduce on
 //! the device; sampling copies back only the chunks that receive draws.
 
-use super::{Amplitudes, Backend, BackendError, Precision, StateVector};
+use super::{Amplitudes, Backend, BackendError, Precision, StateVector, Work, WorkCounter};
 use crate::circuit::{C64, Controlled, Gate};
 use crate::fuse;
 use crate::pauli::PauliString;
@@ -39,6 +39,7 @@ const HEADROOM: u128 = 256 << 20;
 
 struct Device {
     stream: Arc<CudaStream>,
+    work: WorkCounter,
     functions: HashMap<String, CudaFunction>,
     description: String,
 }
@@ -97,6 +98,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             device: Arc::new(Device {
                 stream: context.default_stream(),
+                work: WorkCounter::default(),
                 functions,
                 description: format!("cuda ({name}, {arch})"),
             }),
@@ -125,6 +127,14 @@ impl CudaBackend {
 impl Backend for CudaBackend {
     fn describe(&self) -> String {
         self.device.description.clone()
+    }
+
+    fn is_gpu(&self) -> bool {
+        true
+    }
+
+    fn work(&self) -> Work {
+        self.device.work.total()
     }
 
     fn allocate(
@@ -396,6 +406,8 @@ impl<R: GpuReal> StateVector for CudaState<R> {
             };
             check("gate kernel launch", result);
         }
+        let state_bytes = self.amps.len() * std::mem::size_of::<R>();
+        self.device.work.passes(fused.len(), state_bytes);
     }
 
     fn probability_of_one(&self, qubit: usize) -> f64 {

@@ -6,6 +6,7 @@ pub mod cuda;
 use crate::circuit::Gate;
 use crate::pauli::PauliString;
 use num_complex::Complex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
@@ -103,10 +104,55 @@ pub trait StateVector: Send {
 pub trait Backend: Send + Sync {
     /// What ran, for reports: "cpu (avx2+fma, 2 threads)".
     fn describe(&self) -> String;
+    /// Whether its states live on a GPU.
+    fn is_gpu(&self) -> bool;
+    /// The gate passes its states have had since it was made, and the bytes they moved.
+    fn work(&self) -> Work;
     /// A fresh |0...0> state, refused before allocating when it cannot fit.
     fn allocate(
         &self,
         num_qubits: usize,
         precision: Precision,
     ) -> Result<Box<dyn StateVector>, BackendError>;
+}
+
+/// Gate passes over statevectors: each reads and writes the whole state once (PERFORMANCE.md),
+/// so `bytes_moved` is twice the state's size per pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    pub gate_passes: u64,
+    pub bytes_moved: u64,
+}
+
+impl std::ops::Sub for Work {
+    type Output = Work;
+    fn sub(self, earlier: Work) -> Work {
+        Work {
+            gate_passes: self.gate_passes - earlier.gate_passes,
+            bytes_moved: self.bytes_moved - earlier.bytes_moved,
+        }
+    }
+}
+
+/// A backend's running [`Work`] total, shared by its states.
+#[derive(Debug, Default)]
+pub(crate) struct WorkCounter {
+    gate_passes: AtomicU64,
+    bytes_moved: AtomicU64,
+}
+
+impl WorkCounter {
+    pub(crate) fn passes(&self, passes: usize, state_bytes: usize) {
+        let passes = passes as u64;
+        self.gate_passes.fetch_add(passes, Ordering::Relaxed);
+        self.bytes_moved
+            .fetch_add(passes * 2 * state_bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn total(&self) -> Work {
+        Work {
+            gate_passes: self.gate_passes.load(Ordering::Relaxed),
+            bytes_moved: self.bytes_moved.load(Ordering::Relaxed),
+        }
+    }
 }

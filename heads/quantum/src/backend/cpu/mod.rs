@@ -10,7 +10,7 @@
 pub mod kernel;
 pub mod lanes;
 
-use super::{Amplitudes, Backend, BackendError, Precision, StateVector};
+use super::{Amplitudes, Backend, BackendError, Precision, StateVector, Work, WorkCounter};
 use crate::bits::deposit;
 use crate::blocking;
 use crate::circuit::Gate;
@@ -77,6 +77,7 @@ impl Default for Tuning {
 
 struct Shared {
     pool: rayon::ThreadPool,
+    work: WorkCounter,
     threads: usize,
     isa: Isa,
     tuning: Tuning,
@@ -113,6 +114,7 @@ impl CpuBackend {
         Ok(CpuBackend {
             shared: Arc::new(Shared {
                 pool,
+                work: WorkCounter::default(),
                 threads,
                 isa,
                 tuning,
@@ -136,6 +138,14 @@ impl Backend for CpuBackend {
             self.shared.isa.name(),
             self.shared.threads
         )
+    }
+
+    fn is_gpu(&self) -> bool {
+        false
+    }
+
+    fn work(&self) -> Work {
+        self.shared.work.total()
     }
 
     fn allocate(
@@ -345,6 +355,7 @@ fn apply_gates<S: Lanes>(
                 .map(Prepared::new)
                 .collect();
         run_block(amps, n, &block.qubits, &prepared, shared);
+        shared.work.passes(1, std::mem::size_of_val(amps));
     }
 }
 

@@ -21,7 +21,7 @@ use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use chimera_quantum::backend::{Backend, Precision};
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::run::{RunOptions, run as run_circuit};
-use chimera_supervisor::{Executor, JobOrder, Outcome};
+use chimera_supervisor::{Executor, JobOrder, JobReport, Outcome, StatevectorWork};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
@@ -58,7 +58,8 @@ pub fn run(args: HeadArgs) -> Result<()> {
             crate::train::keep_freed_memory();
             let executor = Blocks(AiHead {
                 data_dir: args.data_dir,
-                device: Device::Cpu,
+                device: ai_device(),
+                encoder: None,
             });
             chimera_supervisor::worker::serve(&args.id, &args.socket, executor)?
         }
@@ -69,6 +70,11 @@ pub fn run(args: HeadArgs) -> Result<()> {
 /// What a head of one role does with one code block.
 trait BlockRunner: Send + 'static {
     fn backend(&self) -> String;
+    fn on_gpu(&self) -> bool;
+    /// The statevector work done since the head started.
+    fn work(&self) -> StatevectorWork {
+        StatevectorWork::default()
+    }
     fn runs(&self, kind: BlockKind) -> bool;
     /// `Ok(None)`: stopped because the job was cancelled.
     fn run_block(
@@ -93,6 +99,15 @@ impl<R: BlockRunner> Blocks<R> {
         let document = chimera_maml::parse(order.document.as_bytes(), DEFAULT_MAX_BYTES)
             .context("the admitted document no longer parses")?;
         let job = &document.job;
+        // MAML.md: `cuda` means run on a GPU or fail, never silently on the CPU.
+        if job.requires_cuda() && !self.0.on_gpu() {
+            bail!(
+                "the job requires `cuda` (front matter `requires: resources`), but this head runs \
+                 on {}; it was not run on the CPU instead. Submit it to an engine with a GPU, or \
+                 drop the requirement to let it run here",
+                self.0.backend()
+            );
+        }
         let blocks: Vec<&CodeBlock> = job
             .code_blocks
             .iter()
@@ -113,10 +128,12 @@ impl<R: BlockRunner> Blocks<R> {
             progress(json!({"block": i + 1, "of": blocks.len(), "line": block.line, "done": true}));
             results.push(result);
         }
-        Ok(Some(match results.len() {
+        let result = match results.len() {
             1 => results.pop().expect("one"),
             _ => json!({ "blocks": results }),
-        }))
+        };
+        job.check_output(&result)?;
+        Ok(Some(result))
     }
 }
 
@@ -130,11 +147,20 @@ impl<R: BlockRunner> Executor for Blocks<R> {
         order: &JobOrder,
         progress: &mut dyn FnMut(Value),
         cancelled: &AtomicBool,
-    ) -> Outcome {
-        match self.run_job(order, progress, cancelled) {
+    ) -> JobReport {
+        let before = self.0.work();
+        let outcome = match self.run_job(order, progress, cancelled) {
             Ok(Some(result)) => Outcome::Succeeded(result.to_string()),
             Ok(None) => Outcome::Cancelled,
             Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        let after = self.0.work();
+        JobReport {
+            outcome,
+            work: StatevectorWork {
+                gate_passes: after.gate_passes - before.gate_passes,
+                bytes_moved: after.bytes_moved - before.bytes_moved,
+            },
         }
     }
 }
@@ -162,6 +188,18 @@ fn context_u64(job: &Job, key: &str) -> Result<Option<u64>> {
 impl BlockRunner for QuantumHead {
     fn backend(&self) -> String {
         self.backend.describe()
+    }
+
+    fn on_gpu(&self) -> bool {
+        self.backend.is_gpu()
+    }
+
+    fn work(&self) -> StatevectorWork {
+        let work = self.backend.work();
+        StatevectorWork {
+            gate_passes: work.gate_passes,
+            bytes_moved: work.bytes_moved,
+        }
     }
 
     fn runs(&self, kind: BlockKind) -> bool {
@@ -220,6 +258,7 @@ impl BlockRunner for QuantumHead {
             "expectation_values": observable_texts.iter().zip(&out.expectations)
                 .map(|(o, v)| json!({"observable": o, "value": v})).collect::<Vec<_>>(),
             "simulate_ms": out.timings.simulate.as_secs_f64() * 1e3,
+            "gate_passes": out.work.gate_passes,
         })))
     }
 }
@@ -227,6 +266,14 @@ impl BlockRunner for QuantumHead {
 struct AiHead {
     data_dir: PathBuf,
     device: Device,
+    /// The sentence encoder last used, kept for the next job that names the same directory.
+    encoder: Option<(PathBuf, SentenceEncoder)>,
+}
+
+/// DESIGN.md: an AI head computes on a GPU when chimera was built with `--features cuda` and one
+/// answers, on the CPU otherwise.
+fn ai_device() -> Device {
+    Device::new_cuda(0).unwrap_or(Device::Cpu)
 }
 
 /// A job id as a directory name.
@@ -329,7 +376,7 @@ impl AiHead {
         }
     }
 
-    fn infer_block(&self, block: &CodeBlock) -> Result<Option<Value>> {
+    fn infer_block(&mut self, block: &CodeBlock) -> Result<Option<Value>> {
         let spec: InferSpec = serde_saphyr::from_str(&block.code)
             .map_err(|e| anyhow!("the chimera-infer block is not valid: {e}"))?;
         let dir = self.model_dir(&spec.model);
@@ -337,7 +384,11 @@ impl AiHead {
             if spec.sentences.is_empty() {
                 bail!("a sentence encoder needs `sentences:`, a list of texts");
             }
-            let encoder = SentenceEncoder::open(&dir, &self.device)?;
+            if self.encoder.as_ref().is_none_or(|(kept, _)| *kept != dir) {
+                self.encoder = None;
+                self.encoder = Some((dir.clone(), SentenceEncoder::open(&dir, &self.device)?));
+            }
+            let (_, encoder) = self.encoder.as_ref().expect("opened above");
             let sentences: Vec<&str> = spec.sentences.iter().map(String::as_str).collect();
             let embeddings = encoder.embed(&sentences)?;
             return Ok(Some(
@@ -367,7 +418,14 @@ impl AiHead {
 
 impl BlockRunner for AiHead {
     fn backend(&self) -> String {
-        format!("candle on {:?}", self.device)
+        match self.device {
+            Device::Cpu => "candle on cpu".into(),
+            _ => "candle on cuda:0".into(),
+        }
+    }
+
+    fn on_gpu(&self) -> bool {
+        self.device.is_cuda()
     }
 
     fn runs(&self, kind: BlockKind) -> bool {

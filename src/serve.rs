@@ -26,6 +26,19 @@ pub struct ServeArgs {
     heartbeat_timeout: f64,
 }
 
+/// Logs on standard error at `info` (head deaths, jobs queued again, faults), or as `RUST_LOG`
+/// says: `RUST_LOG=chimera_server=debug` adds a line per job accepted, started and finished,
+/// inside the job's span.
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// Starts each head as `chimera head …` from this same executable.
 pub fn head_launcher(data_dir: &Path) -> Result<Launcher> {
     let exe = std::env::current_exe().context("cannot find this executable to start heads")?;
@@ -60,6 +73,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.heartbeat_timeout.is_nan() || args.heartbeat_timeout <= 0.0 {
         anyhow::bail!("--heartbeat-timeout must be a positive number of seconds");
     }
+    log_to_stderr();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(serve(args))
 }

@@ -349,6 +349,18 @@ fn the_example_jobs_return_correct_signed_results() {
         assert!(up, "{head} is not reported up:\n{metrics}");
     }
     assert!(metrics.contains("chimera_jobs_total{"), "{metrics}");
+    // Bell and QFT ran on quantum heads: their gate passes are counted, 2 x 2^n x 8 bytes each.
+    let total = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains("head=\"q"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let passes = total("chimera_statevector_gate_passes_total{");
+    assert!(passes >= 2.0, "{metrics}");
+    let bytes = total("chimera_statevector_bytes_moved_total{");
+    assert!(bytes >= passes * 2.0 * 4.0 * 8.0, "{metrics}");
     assert!(
         metrics.contains("chimera_submit_ack_seconds_bucket"),
         "{metrics}"
@@ -835,5 +847,77 @@ fn a_batch_stream_answers_each_submission_in_order_and_health_says_serving() {
             health.status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
+    });
+}
+
+#[test]
+fn a_result_outside_its_output_schema_or_a_gpu_job_without_a_gpu_fails_saying_why() {
+    let dir = work_dir("engine-checks");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    let bell = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nh q[0];\ncx q[0], q[1];";
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let with_schema = |id: &str, schema: &str| {
+            let text = document(id, "quantum_circuit", "", "shots: 10", &[("qasm", bell)]);
+            signed(&format!("{text}\n## Output_Schema\n{schema}\n"), &key)
+        };
+        let fits = submit(
+            &mut client,
+            with_schema(
+                "urn:uuid:schema-ok",
+                r#"{"required": ["counts", "gate_passes"]}"#,
+            ),
+        )
+        .await;
+        let misfit = submit(
+            &mut client,
+            with_schema(
+                "urn:uuid:schema-misfit",
+                r#"{"required": ["energy"], "properties": {"shots": {"maximum": 5}}}"#,
+            ),
+        )
+        .await;
+        let fits = finished(&mut client, &fits.id).await;
+        assert!(result(&fits)["gate_passes"].as_u64().unwrap() >= 1);
+        let misfit = finished(&mut client, &misfit.id).await;
+        assert_eq!(misfit.state, JobState::Failed as i32);
+        assert!(
+            misfit
+                .error
+                .contains("the result does not match the job's Output_Schema")
+                && misfit.error.contains("\"energy\" is a required property")
+                && misfit.error.contains("(at /shots)"),
+            "{}",
+            misfit.error
+        );
+        assert!(!misfit.result_json.contains("counts"));
+
+        // MAML.md: `cuda` means a GPU or fail, never silently the CPU.
+        let on_gpu = heads(&mut client)
+            .await
+            .iter()
+            .any(|h| h.role == "quantum" && h.backend.starts_with("cuda"));
+        let gpu_job = document(
+            "urn:uuid:needs-cuda",
+            "quantum_circuit",
+            "requires:\n  resources: [cuda]\n",
+            "shots: 10",
+            &[("qasm", bell)],
+        );
+        let gpu_job = submit(&mut client, signed(&gpu_job, &key)).await;
+        let gpu_job = finished(&mut client, &gpu_job.id).await;
+        if on_gpu {
+            result(&gpu_job);
+        } else {
+            assert_eq!(gpu_job.state, JobState::Failed as i32);
+            assert!(
+                gpu_job.error.contains("requires `cuda`")
+                    && gpu_job.error.contains("not run on the CPU"),
+                "{}",
+                gpu_job.error
+            );
+        }
     });
 }

@@ -13,6 +13,7 @@ use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
 use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{Span, debug, error, info_span, warn};
 
 use crate::metrics_names as m;
 use crate::{convert, receipt};
@@ -50,6 +51,8 @@ struct Running {
     digest: String,
     /// A client asked to cancel it.
     cancelling: bool,
+    /// The job's span (DESIGN.md: one per job) for this attempt.
+    span: Span,
 }
 
 pub struct Dispatcher {
@@ -110,13 +113,14 @@ impl Dispatcher {
                             r.head = None;
                         });
                         if let Ok(record) = requeued.await {
+                            warn!(job = %record.id, "the engine restarted while it ran; queued again");
                             self.note(&record, "the engine restarted while it ran; queued again");
                         }
                     }
                     self.enqueue(record.role, record.id, false);
                 }
             }
-            Err(e) => eprintln!("chimera serve: cannot read the unfinished jobs: {e}"),
+            Err(e) => error!("cannot read the unfinished jobs: {e}"),
         }
         loop {
             tokio::select! {
@@ -180,7 +184,7 @@ impl Dispatcher {
                 let Some(slot) = self.slots.get_mut(&head) else {
                     return;
                 };
-                eprintln!("chimera serve: head {head} is down: {reason}; starting a new one");
+                warn!(%head, %reason, "head down; starting a new one");
                 metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
                     .set(0.0);
                 metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
@@ -190,6 +194,7 @@ impl Dispatcher {
                 if let Some(Running {
                     job,
                     cancelling: cancelled,
+                    span,
                     ..
                 }) = slot.running.take()
                 {
@@ -204,6 +209,7 @@ impl Dispatcher {
                     });
                     match update.await {
                         Ok(record) if record.state == JobState::Queued => {
+                            warn!(parent: &span, "its head died; queued again");
                             self.note(
                                 &record,
                                 &format!("head {head} died ({reason}); queued again"),
@@ -211,7 +217,7 @@ impl Dispatcher {
                             self.enqueue(role, job, true);
                         }
                         Ok(record) => self.publish_final(&record),
-                        Err(e) => eprintln!("chimera serve: job {job}: {e}"),
+                        Err(e) => error!(parent: &span, "{e}"),
                     }
                 }
             }
@@ -234,7 +240,16 @@ impl Dispatcher {
                 generation,
                 job_id,
                 outcome,
-            } => self.finished(head, generation, job_id, outcome).await,
+                work,
+            } => {
+                if work.gate_passes > 0 {
+                    metrics::counter!(m::GATE_PASSES, "head" => head.clone())
+                        .increment(work.gate_passes);
+                    metrics::counter!(m::BYTES_MOVED, "head" => head.clone())
+                        .increment(work.bytes_moved);
+                }
+                self.finished(head, generation, job_id, outcome).await
+            }
         }
     }
 
@@ -246,7 +261,13 @@ impl Dispatcher {
         if slot.up != Some(generation) || !runs_it {
             return;
         }
-        let run = slot.running.take().expect("checked above");
+        let Running {
+            attempt,
+            started_at,
+            digest,
+            span,
+            ..
+        } = slot.running.take().expect("checked above");
         slot.jobs_done += 1;
         let signer = self.signer.clone();
         let journal = self.journal.clone();
@@ -263,16 +284,16 @@ impl Dispatcher {
             };
             let facts = receipt::Facts {
                 job_id: job_id.clone(),
-                job_digest: run.digest,
+                job_digest: digest,
                 outcome: outcome_name,
                 output,
                 head,
-                attempts: run.attempt,
-                started_at: Some(run.started_at),
+                attempts: attempt,
+                started_at: Some(started_at),
                 finished_at,
             };
             let Some((receipt, receipt::Facts { output, .. })) = signer.sign(facts).await else {
-                eprintln!("chimera serve: job {job_id}: its receipt could not be signed");
+                error!(parent: &span, "its receipt could not be signed");
                 return;
             };
             let update = journal.update(&job_id, move |r| {
@@ -286,8 +307,12 @@ impl Dispatcher {
                 }
             });
             match update.await {
-                Ok(record) => publish_final(&events, &record, key.public_key()),
-                Err(e) => eprintln!("chimera serve: job {job_id}: {e}"),
+                Ok(record) => {
+                    let seconds = finished_at.duration_since(started_at).as_secs_f64();
+                    debug!(parent: &span, outcome = outcome_name, seconds, "finished");
+                    publish_final(&events, &record, key.public_key())
+                }
+                Err(e) => error!(parent: &span, "the outcome was not recorded: {e}"),
             }
         });
     }
@@ -321,18 +346,21 @@ impl Dispatcher {
                 Ok(Some(record)) if !record.state.is_final() => record,
                 Ok(_) => continue,
                 Err(e) => {
-                    eprintln!("chimera serve: job {job} cannot be read: {e}");
+                    error!(%job, "cannot be read from the journal: {e}");
                     continue;
                 }
             };
             let (attempt, document) = (record.attempts + 1, record.document);
             let started_at = Timestamp::now();
+            let span = info_span!("job", id = %job, r#type = %record.job_type, %head, attempt);
+            debug!(parent: &span, "started");
             slot.running = Some(Running {
                 job: job.clone(),
                 attempt,
                 started_at,
                 digest: record.digest,
                 cancelling: false,
+                span: span.clone(),
             });
             // The start is queued in the journal before the order goes out (the journal commits
             // in order) but not waited for: if the engine dies first, the job is still queued in
@@ -348,7 +376,7 @@ impl Dispatcher {
             });
             tokio::spawn(async move {
                 if let Err(e) = started.await {
-                    eprintln!("chimera serve: job start not recorded: {e}");
+                    error!(parent: &span, "its start was not recorded: {e}");
                 }
             });
             let _ = self.events.send(JobEvent {
@@ -395,6 +423,7 @@ impl Dispatcher {
         });
         if let Some((head, Some(generation), run)) = running_on {
             run.cancelling = true;
+            debug!(parent: &run.span, "cancel asked");
             let _ = self.supervisor.send(
                 head,
                 generation,

@@ -8,6 +8,8 @@ pub const QUEUE_DEPTH: &str = "chimera_queue_depth";
 pub const SIGNATURE_CHECKS: &str = "chimera_signature_checks_total";
 pub const SUBMISSIONS: &str = "chimera_submissions_total";
 pub const ACK_SECONDS: &str = "chimera_submit_ack_seconds";
+pub const GATE_PASSES: &str = "chimera_statevector_gate_passes_total";
+pub const BYTES_MOVED: &str = "chimera_statevector_bytes_moved_total";
 /// Kept from the CHIMERA documents' dashboards: requests by RPC.
 pub const REQUESTS: &str = "chimera_requests_total";
 /// Kept from the CHIMERA documents' dashboards: time a head spent running a job.
@@ -42,5 +44,13 @@ pub fn describe() {
         "seconds from receiving a submission to answering it"
     );
     describe_counter!(REQUESTS, "gRPC requests by method");
+    describe_counter!(
+        GATE_PASSES,
+        "passes of gates over a whole statevector, by quantum head"
+    );
+    describe_counter!(
+        BYTES_MOVED,
+        "bytes the statevector gate passes read and wrote, by quantum head"
+    );
     describe_histogram!(EXECUTION_SECONDS, "seconds a head spent running a job");
 }

@@ -107,6 +107,7 @@ impl Core {
         let admitted = match admit(&document, &trust, &self.policy, Timestamp::now()) {
             Ok(admitted) => admitted,
             Err(refused) => {
+                tracing::debug!(reason = refused.reason(), "submission refused: {refused}");
                 metrics::counter!(m::SIGNATURE_CHECKS, "result" => refused.reason()).increment(1);
                 metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
                 return Err(refusal::admission(&refused));
@@ -148,6 +149,7 @@ impl Core {
         let public_key = self.key.public_key();
         let reply = match outcome {
             Submitted::Created(record) => {
+                tracing::debug!(job = %record.id, key = %record.submitted_by, "accepted");
                 let reply = SubmitReply {
                     job: Some(convert::job(&record, public_key)),
                     created: true,

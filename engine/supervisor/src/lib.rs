@@ -6,9 +6,9 @@ pub mod protocol;
 pub mod supervisor;
 pub mod worker;
 
-pub use protocol::{FromHead, Outcome, ToHead};
+pub use protocol::{FromHead, Outcome, StatevectorWork, ToHead};
 pub use supervisor::{
     HeadConfig, HeadEvent, HeadInfo, HeadStatus, Launcher, Supervisor, SupervisorConfig,
     SupervisorError,
 };
-pub use worker::{Executor, HEARTBEAT_INTERVAL, JobOrder, WorkerError};
+pub use worker::{Executor, HEARTBEAT_INTERVAL, JobOrder, JobReport, WorkerError};

@@ -32,7 +32,17 @@ pub enum FromHead {
     Finished {
         job_id: String,
         outcome: Outcome,
+        #[serde(default)]
+        work: StatevectorWork,
     },
+}
+
+/// The gate passes a head made over statevectors for one job, and the bytes they read and wrote
+/// (none, for an AI head).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatevectorWork {
+    pub gate_passes: u64,
+    pub bytes_moved: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use tokio::net::UnixListener;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use crate::protocol::{FromHead, Outcome, ToHead, encode};
+use crate::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
 
 /// How a head process is started: given the head and its socket, the command to run.
 pub type Launcher = Arc<dyn Fn(&HeadConfig, &std::path::Path) -> Command + Send + Sync>;
@@ -79,6 +79,7 @@ pub enum HeadEvent {
         generation: u64,
         job_id: String,
         outcome: Outcome,
+        work: StatevectorWork,
     },
 }
 
@@ -304,8 +305,8 @@ impl HeadWatcher {
                         FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
                             head: head.id.clone(), generation, job_id, progress,
                         }),
-                        FromHead::Finished { job_id, outcome } => Some(HeadEvent::Finished {
-                            head: head.id.clone(), generation, job_id, outcome,
+                        FromHead::Finished { job_id, outcome, work } => Some(HeadEvent::Finished {
+                            head: head.id.clone(), generation, job_id, outcome, work,
                         }),
                     };
                     if let Some(event) = event {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use crate::protocol::{FromHead, Outcome, ToHead, encode};
+use crate::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
 
 /// How often a head says it is alive; the supervisor's deadline is several of these.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -34,6 +34,13 @@ pub struct JobOrder {
     pub document: String,
 }
 
+/// How a job ended on a head, and the work it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobReport {
+    pub outcome: Outcome,
+    pub work: StatevectorWork,
+}
+
 /// What a head computes with: the seam between the engine and the quantum and AI heads.
 pub trait Executor: Send + 'static {
     /// What it computes on, in words ("cpu (16 threads)", a GPU's name).
@@ -45,7 +52,7 @@ pub trait Executor: Send + 'static {
         job: &JobOrder,
         progress: &mut dyn FnMut(serde_json::Value),
         cancelled: &AtomicBool,
-    ) -> Outcome;
+    ) -> JobReport;
 }
 
 /// Serves as head `head_id` until the supervisor closes the connection.
@@ -93,12 +100,17 @@ pub fn serve(head_id: &str, socket: &Path, mut executor: impl Executor) -> Resul
                         progress,
                     });
                 };
-                let outcome = executor.run(&order, &mut progress, &cancelled);
+                let JobReport { outcome, work } = executor.run(&order, &mut progress, &cancelled);
                 cancels
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&job_id);
-                if report(&FromHead::Finished { job_id, outcome }).is_err() {
+                let finished = FromHead::Finished {
+                    job_id,
+                    outcome,
+                    work,
+                };
+                if report(&finished).is_err() {
                     return;
                 }
             }

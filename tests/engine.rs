@@ -361,6 +361,23 @@ fn the_example_jobs_return_correct_signed_results() {
     assert!(passes >= 2.0, "{metrics}");
     let bytes = total("chimera_statevector_bytes_moved_total{");
     assert!(bytes >= passes * 2.0 * 4.0 * 8.0, "{metrics}");
+    let has_gpu = std::process::Command::new("nvidia-smi")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_gpu {
+        // Sampled once a second from the engine's start.
+        std::thread::sleep(Duration::from_millis(1100));
+        let metrics = served.scrape_metrics();
+        for name in ["chimera_cuda_utilization", "chimera_gpu_memory_total_bytes"] {
+            assert!(
+                metrics.contains(&format!("{name}{{device_id=\"0\"}}")),
+                "{metrics}"
+            );
+        }
+    } else {
+        eprintln!("SKIPPED: the GPU metrics (no nvidia-smi answers on this machine)");
+        assert!(!metrics.contains("chimera_cuda_utilization{"), "{metrics}");
+    }
     assert!(
         metrics.contains("chimera_submit_ack_seconds_bucket"),
         "{metrics}"

@@ -8,6 +8,7 @@
 
 mod convert;
 pub mod dispatch;
+mod gpu_metrics;
 pub mod metrics_names;
 pub mod receipt;
 pub mod refusal;
@@ -104,6 +105,7 @@ impl Engine {
             error,
         })?;
         metrics_names::describe();
+        gpu_metrics::start();
         let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
         let (head_events, head_event_rx) = mpsc::unbounded_channel();

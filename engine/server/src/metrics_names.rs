@@ -15,6 +15,12 @@ pub const REQUESTS: &str = "chimera_requests_total";
 /// Kept from the CHIMERA documents' dashboards: time a head spent running a job.
 pub const EXECUTION_SECONDS: &str = "chimera_execution_time_seconds";
 
+/// Kept from the CHIMERA documents' dashboards: the fraction (0 to 1) of the last sample period
+/// in which a kernel ran on the GPU, from NVML.
+pub const CUDA_UTILIZATION: &str = "chimera_cuda_utilization";
+pub const GPU_MEMORY_USED: &str = "chimera_gpu_memory_used_bytes";
+pub const GPU_MEMORY_TOTAL: &str = "chimera_gpu_memory_total_bytes";
+
 /// Histogram buckets, in seconds, for every `_seconds` histogram.
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -53,4 +59,10 @@ pub fn describe() {
         "bytes the statevector gate passes read and wrote, by quantum head"
     );
     describe_histogram!(EXECUTION_SECONDS, "seconds a head spent running a job");
+    describe_gauge!(
+        CUDA_UTILIZATION,
+        "fraction of the last second in which a kernel ran on the GPU, by device"
+    );
+    describe_gauge!(GPU_MEMORY_USED, "GPU memory in use, bytes, by device");
+    describe_gauge!(GPU_MEMORY_TOTAL, "GPU memory installed, bytes, by device");
 }

@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use chimera_maml::{PublicKey, TrustStore};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
-    HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, SubmitRequest, WatchRequest, job_event,
+    GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, SubmitRequest, WatchRequest,
+    job_event,
 };
 use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
@@ -66,6 +67,16 @@ pub struct WatchArgs {
     server: ServerArg,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+pub struct ReceiptArgs {
+    job_id: String,
+    #[command(flatten)]
+    server: ServerArg,
+    /// Write the document here instead of to standard output.
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -409,6 +420,25 @@ pub fn watch(args: WatchArgs) -> Result<bool> {
         }
         Ok(job.state == JobState::Succeeded as i32)
     })
+}
+
+pub fn receipt(args: ReceiptArgs) -> Result<()> {
+    let maml = runtime()?.block_on(async {
+        let mut client = args.server.connect().await?;
+        let request = GetRequest {
+            job_id: args.job_id.clone(),
+        };
+        let reply = client.get_receipt_document(request).await;
+        Ok::<_, anyhow::Error>(reply.map_err(status_error)?.into_inner().maml)
+    })?;
+    match &args.out {
+        Some(path) => std::fs::write(path, maml)
+            .with_context(|| format!("cannot write the receipt to {}", path.display())),
+        None => {
+            print!("{maml}");
+            Ok(())
+        }
+    }
 }
 
 pub fn heads(args: HeadsArgs) -> Result<()> {

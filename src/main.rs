@@ -33,6 +33,9 @@ enum Command {
     Submit(client::SubmitArgs),
     /// Follow a job to its end.
     Watch(client::WatchArgs),
+    /// A finished job's receipt as a MAML document signed by the engine: the job with History
+    /// lines of what ran (check it with `chimera verify FILE --pub DATA_DIR/engine.pub`).
+    Receipt(client::ReceiptArgs),
     /// The engine's heads: role, status, process, backend, restarts.
     Heads(client::HeadsArgs),
     /// The client keys an engine trusts.
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Submit(args) => succeeded(client::submit(args)),
         Command::Watch(args) => succeeded(client::watch(args)),
+        Command::Receipt(args) => client::receipt(args),
         Command::Heads(args) => client::heads(args),
         Command::Trust(command) => client::trust(command),
         Command::Head(args) => head::run(args),

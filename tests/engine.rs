@@ -323,6 +323,43 @@ fn the_example_jobs_return_correct_signed_results() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert_eq!(line["state"], "succeeded");
     assert_eq!(line["receipt_valid"], true);
+    // The receipt as MAML: the job's document with what ran in its History, signed by the engine.
+    let bell_id = line["id"].as_str().unwrap();
+    let receipt_file = dir.join("bell.receipt.md");
+    ok(chimera(&[
+        "receipt",
+        bell_id,
+        "--server",
+        &served.url,
+        "-o",
+        receipt_file.to_str().unwrap(),
+    ]));
+    let engine_pub_file = data.join("engine.pub");
+    ok(chimera(&[
+        "verify",
+        receipt_file.to_str().unwrap(),
+        "--pub",
+        engine_pub_file.to_str().unwrap(),
+    ]));
+    let rendered =
+        chimera_maml::parse(&std::fs::read(&receipt_file).unwrap(), DEFAULT_MAX_BYTES).unwrap();
+    let history = &rendered.job.history;
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(history[0].contains("[CREATE]"), "{history:?}");
+    assert!(
+        history[1].contains("[EXECUTE] Code block 1 run by head q")
+            && history[1].ends_with("of gateway://chimera. Status: Success."),
+        "{history:?}"
+    );
+    let signed_bell = chimera_maml::parse(&std::fs::read(&bell_file).unwrap(), DEFAULT_MAX_BYTES);
+    let job_digest: String = signed_bell.unwrap().signature.unwrap().sha3_512[..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        history[2].contains(&format!("[RECEIPT] Job SHA3-512 {job_digest}")),
+        "{history:?}"
+    );
     let out = ok(chimera(&["heads", "--server", &served.url, "--json"]));
     let heads: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(heads.as_array().unwrap().len(), 4);
@@ -785,6 +822,17 @@ fn jobs_are_cancelled_whether_queued_or_running() {
         );
 
         trained_to(&mut client, &ids[0], 2).await;
+        let early = client
+            .get_receipt_document(GetRequest {
+                job_id: ids[0].clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(early.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            chimera_server::refusal::reason_of(&early).as_deref(),
+            Some("NOT_FINISHED")
+        );
         client
             .cancel(chimera_proto::v1::CancelRequest {
                 job_id: ids[0].clone(),

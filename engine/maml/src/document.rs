@@ -150,6 +150,39 @@ pub fn parse(bytes: &[u8], max_bytes: usize) -> Result<Document, ParseError> {
     })
 }
 
+impl Document {
+    /// The document's signed part with `entries` added to its History section as `- ` lines, or
+    /// in a History section of their own at its end when it has none (MAML.md: a receipt can be
+    /// rendered as the job's MAML with History lines appended). Unsigned: the caller signs it.
+    pub fn with_history(&self, entries: &[String]) -> String {
+        let text = std::str::from_utf8(&self.signed_bytes).expect("parsed from UTF-8");
+        let mut lines: String = entries.iter().map(|e| format!("- {e}\n")).collect();
+        let (_, body, body_line) = cut_front_matter(text).expect("parsed before");
+        let sections = body::sections(body, body_line).expect("parsed before");
+        let Some(history) = sections.iter().find(|s| canonical(s.name) == "history") else {
+            let separator = if text.ends_with('\n') { "\n" } else { "\n\n" };
+            return format!("{text}{separator}## History\n{lines}");
+        };
+        // After the section's last non-blank line, so that blank lines before the next heading
+        // stay where they were.
+        let section_start = history.text.as_ptr() as usize - text.as_ptr() as usize;
+        let kept = history.text.trim_end();
+        let at = section_start + kept.len();
+        let mut out = String::with_capacity(text.len() + lines.len() + 1);
+        out.push_str(&text[..at]);
+        if !kept.is_empty() {
+            out.push('\n');
+        }
+        let rest = &text[at..];
+        if rest.starts_with('\n') {
+            lines.pop();
+        }
+        out.push_str(&lines);
+        out.push_str(rest);
+        out
+    }
+}
+
 /// A CR that does not end a line is refused: it is no line ending MAML knows, and turning CRLF
 /// into LF must leave no CR behind, or the signed bytes of a signed copy would change again.
 fn refuse_bare_carriage_returns(text: &str) -> Result<(), ParseError> {

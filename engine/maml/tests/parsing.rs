@@ -393,3 +393,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn history_lines_are_appended_where_the_history_is() {
+    let entries = [
+        "2026-11-20T10:00:05Z: [EXECUTE] Code block 1 run by head q0. Status: Success.".to_owned(),
+        "2026-11-20T10:00:05Z: [RECEIPT] two".to_owned(),
+    ];
+    let with = |text: &str| {
+        let document = parse(text.as_bytes(), 1 << 20).unwrap();
+        let appended = document.with_history(&entries);
+        let mut job = parsed(&appended);
+        let history = std::mem::take(&mut job.history);
+        let mut before = document.job;
+        let old = std::mem::take(&mut before.history);
+        // Lines after the History move down.
+        for j in [&mut job, &mut before] {
+            j.code_blocks.iter_mut().for_each(|b| b.line = 0);
+            j.other_sections.iter_mut().for_each(|s| s.line = 0);
+        }
+        assert_eq!(job, before, "only the History changed:\n{appended}");
+        assert_eq!(history[..old.len()], old[..]);
+        assert_eq!(history[old.len()..], entries[..]);
+        appended
+    };
+    // The Bell example's History holds one line and is its last section before the signature.
+    with(BELL);
+    // No History: one is added at the end, with or without a final newline.
+    let bare = document("", QASM_BODY);
+    let added = format!("```\n\n## History\n- {}\n- {}\n", entries[0], entries[1]);
+    assert!(with(&bare).ends_with(&added));
+    with(bare.trim_end());
+    // A History in the middle keeps the sections after it, and the blank line before them.
+    let middle = document(
+        "",
+        &format!("## History\n- 2026-11-20T09:00:00Z: [CREATE] x\n\n{QASM_BODY}"),
+    );
+    assert!(with(&middle).contains(&format!("{}\n\n## Code_Blocks", entries[1])));
+    // An empty History gets the lines under its heading.
+    with(&document("", &format!("## History\n{QASM_BODY}")));
+}

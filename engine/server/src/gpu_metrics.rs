@@ -15,7 +15,11 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// NVML as a driver install names it: the development link first, then the runtime soname.
 fn open_nvml() -> Result<Nvml, NvmlError> {
-    Nvml::init().or_else(|_| Nvml::builder().lib_path("libnvidia-ml.so.1".as_ref()).init())
+    Nvml::init().or_else(|_| {
+        Nvml::builder()
+            .lib_path("libnvidia-ml.so.1".as_ref())
+            .init()
+    })
 }
 
 /// Starts a thread that samples every GPU into the metrics, when NVML answers; otherwise says why

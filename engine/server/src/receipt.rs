@@ -18,7 +18,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chimera_journal::Receipt;
+use chimera_journal::{JobRecord, JobState, Receipt};
 use chimera_maml::{PublicKey, SecretKey};
 use jiff::Timestamp;
 
@@ -83,6 +83,57 @@ pub fn sign(facts: &Facts, key: &EngineKey) -> Receipt {
         signature,
         engine_key_id: key.key_id.clone(),
     }
+}
+
+/// Who runs the code blocks, as the History lines of a rendered receipt name it.
+pub const ENGINE_NAME: &str = "gateway://chimera";
+
+/// A finished job's receipt as MAML (MAML.md): its document with History lines appended, one
+/// `[EXECUTE]` line per code block that ran and a `[RECEIPT]` line with the digests of the job
+/// and its result, then signed with the engine's key in place of the client's signature block.
+pub fn render_maml(
+    record: &JobRecord,
+    key: &EngineKey,
+) -> Result<String, chimera_maml::ParseError> {
+    let document = chimera_maml::parse(record.document.as_bytes(), usize::MAX)?;
+    let status = match record.state {
+        JobState::Succeeded => "Success",
+        JobState::Failed => "Failure",
+        _ => "Cancelled",
+    };
+    let head = record.head.as_deref().unwrap_or("none");
+    let started = record.started_at.map(|t| t.to_string()).unwrap_or_default();
+    let finished = record
+        .finished_at
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut entries: Vec<String> = document
+        .job
+        .code_blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, block)| block.kind.is_runnable())
+        .map(|(i, _)| {
+            format!(
+                "{started}: [EXECUTE] Code block {} run by head {head} of {ENGINE_NAME}. Status: {status}.",
+                i + 1
+            )
+        })
+        .collect();
+    let output = record
+        .result
+        .as_deref()
+        .or(record.error.as_deref())
+        .unwrap_or("");
+    entries.push(format!(
+        "{finished}: [RECEIPT] Job SHA3-512 {}, result SHA3-512 {}, attempt {}, engine key {}.",
+        record.digest,
+        hex::encode(chimera_maml::digest(output.as_bytes())),
+        record.attempts,
+        key.key_id,
+    ));
+    let text = document.with_history(&entries);
+    Ok(chimera_maml::sign_document(text.as_bytes(), &key.secret, usize::MAX)?.text)
 }
 
 /// Whether `signature` is the engine key's signature of `statement`, and the statement's

@@ -9,7 +9,8 @@ use chimera_maml::{BlockKind, Policy, TrustStore, admit};
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
-    ListHeadsRequest, Refusal, SubmitReply, SubmitRequest, WatchRequest, batch_reply,
+    ListHeadsRequest, ReceiptDocument, Refusal, SubmitReply, SubmitRequest, WatchRequest,
+    batch_reply,
 };
 use chimera_supervisor::{HeadStatus as Status_, Supervisor};
 use futures_util::{Stream, StreamExt};
@@ -19,7 +20,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::dispatch::Request as Dispatch;
 use crate::metrics_names as m;
-use crate::receipt::EngineKey;
+use crate::receipt::{self, EngineKey};
 use crate::{convert, refusal};
 
 /// How many submissions of one `SubmitBatch` stream are checked and committed at once.
@@ -254,6 +255,37 @@ impl Engine for EngineService {
         metrics::counter!(m::REQUESTS, "method" => "Get").increment(1);
         let record = self.record(&request.into_inner().job_id)?;
         Ok(Response::new(convert::job(&record, self.key.public_key())))
+    }
+
+    async fn get_receipt_document(
+        &self,
+        request: Request<GetRequest>,
+    ) -> Result<Response<ReceiptDocument>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "GetReceiptDocument").increment(1);
+        let record = self.record(&request.into_inner().job_id)?;
+        if !record.state.is_final() {
+            return Err(refusal::status(
+                Code::FailedPrecondition,
+                "NOT_FINISHED",
+                format!(
+                    "job {} has not finished; its receipt exists once it has (Watch it)",
+                    record.id
+                ),
+            ));
+        }
+        let key = Arc::clone(&self.key);
+        // Signing takes about a millisecond: off the async workers.
+        let rendered = tokio::task::spawn_blocking(move || receipt::render_maml(&record, &key))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| {
+                refusal::status(
+                    Code::Internal,
+                    "RECEIPT_UNRENDERABLE",
+                    format!("the job's stored document no longer parses: {e}"),
+                )
+            })?;
+        Ok(Response::new(ReceiptDocument { maml: rendered }))
     }
 
     type WatchStream = BoxStream<JobEvent>;

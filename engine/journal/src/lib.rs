@@ -5,8 +5,11 @@
 //! change is answered only after its transaction is committed: when [`Journal::submit`] returns,
 //! the job survives a crash of the process or the machine.
 //!
-//! Tables: `jobs` (id → the job record as JSON) and `unfinished` (submission sequence → id), so
-//! that a restarted engine finds the jobs it still owes in the order they came.
+//! Tables: `jobs` (id → the job record as JSON, without its document), `documents` (id → the MAML
+//! document, written once: a job's record changes two or three times more, and rewriting a
+//! document of kilobytes with each change made every commit several times larger) and
+//! `unfinished` (submission sequence → id), so that a restarted engine finds the jobs it still
+//! owes in the order they came.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+const DOCUMENTS: TableDefinition<&str, &str> = TableDefinition::new("documents");
 const UNFINISHED: TableDefinition<u64, &str> = TableDefinition::new("unfinished");
 
 /// How many waiting changes one transaction takes at most.
@@ -75,7 +79,9 @@ pub struct JobRecord {
     pub role: String,
     /// The trust store name of the key that signed it.
     pub submitted_by: String,
-    /// The document as submitted.
+    /// The document as submitted. Stored in the `documents` table, not in the record's JSON
+    /// (read from the JSON too, where journals written before that keep it).
+    #[serde(default, skip_serializing)]
     pub document: String,
     /// SHA3-512 of the signed bytes, hex: what makes a resubmission the same job.
     pub digest: String,
@@ -135,6 +141,8 @@ impl Journal {
         {
             txn.open_table(JOBS)
                 .map_err(|e| open_error(e.to_string()))?;
+            txn.open_table(DOCUMENTS)
+                .map_err(|e| open_error(e.to_string()))?;
             txn.open_table(UNFINISHED)
                 .map_err(|e| open_error(e.to_string()))?;
         }
@@ -186,10 +194,8 @@ impl Journal {
         let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
-        match jobs.get(id).map_err(|e| read(&e))? {
-            Some(bytes) => decode(id, bytes.value()).map(Some),
-            None => Ok(None),
-        }
+        let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
+        load(&jobs, &documents, id)
     }
 
     /// Every job not yet finished, failed or cancelled, in submission order.
@@ -198,19 +204,43 @@ impl Journal {
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let unfinished = txn.open_table(UNFINISHED).map_err(|e| read(&e))?;
         let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
+        let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
         let mut records = Vec::new();
         for entry in unfinished.iter().map_err(|e| read(&e))? {
             let (_, id) = entry.map_err(|e| read(&e))?;
-            let bytes = jobs.get(id.value()).map_err(|e| read(&e))?.ok_or_else(|| {
-                JournalError::Corrupt {
+            let record =
+                load(&jobs, &documents, id.value())?.ok_or_else(|| JournalError::Corrupt {
                     id: id.value().to_owned(),
                     detail: "listed as unfinished but not stored".into(),
-                }
-            })?;
-            records.push(decode(id.value(), bytes.value())?);
+                })?;
+            records.push(record);
         }
         Ok(records)
     }
+}
+
+/// The record of job `id` with its document, from the tables of a read or a write transaction.
+fn load(
+    jobs: &impl ReadableTable<&'static str, &'static [u8]>,
+    documents: &impl ReadableTable<&'static str, &'static str>,
+    id: &str,
+) -> Result<Option<JobRecord>, JournalError> {
+    let read = |e: redb::StorageError| JournalError::Read(e.to_string());
+    let Some(bytes) = jobs.get(id).map_err(read)? else {
+        return Ok(None);
+    };
+    let mut record = decode(id, bytes.value())?;
+    if record.document.is_empty() {
+        let document = documents.get(id).map_err(read)?;
+        record.document = document
+            .ok_or_else(|| JournalError::Corrupt {
+                id: id.to_owned(),
+                detail: "its document is not stored".into(),
+            })?
+            .value()
+            .to_owned();
+    }
+    Ok(Some(record))
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
@@ -289,24 +319,24 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+        let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
         let mut unfinished = txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
         for change in group.iter_mut() {
             match change {
                 Change::Submit(record, _) => {
-                    let existing = jobs
-                        .get(record.id.as_str())
-                        .map_err(|e| e.to_string())?
-                        .map(|b| decode(&record.id, b.value()));
-                    let outcome = match existing {
-                        Some(Ok(existing)) if existing.digest == record.digest => {
+                    let outcome = match load(&jobs, &documents, &record.id) {
+                        Ok(Some(existing)) if existing.digest == record.digest => {
                             Ok(Submitted::Existing(existing))
                         }
-                        Some(Ok(existing)) => Ok(Submitted::Conflict(existing)),
-                        Some(Err(e)) => Err(e),
-                        None => {
+                        Ok(Some(existing)) => Ok(Submitted::Conflict(existing)),
+                        Err(e) => Err(e),
+                        Ok(None) => {
                             let mut record = (**record).clone();
                             record.seq = *next_seq;
                             *next_seq += 1;
+                            documents
+                                .insert(record.id.as_str(), record.document.as_str())
+                                .map_err(|e| e.to_string())?;
                             put(&mut jobs, &mut unfinished, &record)?;
                             Ok(Submitted::Created(record))
                         }
@@ -314,15 +344,22 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                     outcomes.push(Outcome::Submitted(outcome));
                 }
                 Change::Update(id, mutation, _) => {
-                    let existing = jobs
-                        .get(id.as_str())
-                        .map_err(|e| e.to_string())?
-                        .map(|b| decode(id, b.value()));
                     let mutation: Mutation = std::mem::replace(mutation, Box::new(|_| {}));
-                    let outcome = match existing {
-                        None => Err(JournalError::NoSuchJob(id.clone())),
-                        Some(Err(e)) => Err(e),
-                        Some(Ok(mut record)) => {
+                    let outcome = match load(&jobs, &documents, id) {
+                        Ok(None) => Err(JournalError::NoSuchJob(id.clone())),
+                        Err(e) => Err(e),
+                        Ok(Some(mut record)) => {
+                            // A record from a journal that kept documents inline moves its
+                            // document out now, before the record is written without it.
+                            if documents
+                                .get(id.as_str())
+                                .map_err(|e| e.to_string())?
+                                .is_none()
+                            {
+                                documents
+                                    .insert(id.as_str(), record.document.as_str())
+                                    .map_err(|e| e.to_string())?;
+                            }
                             mutation(&mut record);
                             put(&mut jobs, &mut unfinished, &record)?;
                             Ok(record)
@@ -446,5 +483,48 @@ mod tests {
             panic!("a new id is created");
         };
         assert_eq!(next.seq, 51, "sequence numbers go on after a restart");
+    }
+
+    #[tokio::test]
+    async fn a_document_is_stored_once_and_comes_back_with_every_read_and_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal.redb")).unwrap();
+        let document = "---\nid: big\n---\n".to_owned() + &"x".repeat(5000);
+        let mut big = record("big", "d");
+        big.document = document.clone();
+        journal.submit(big).await.unwrap();
+        let updated = journal.update("big", |r| r.attempts = 1).await.unwrap();
+        assert_eq!(updated.document, document);
+        assert_eq!(journal.get("big").unwrap().unwrap().document, document);
+        assert_eq!(journal.unfinished().unwrap()[0].document, document);
+        let txn = journal.db.begin_read().unwrap();
+        let stored = txn.open_table(JOBS).unwrap().get("big").unwrap().unwrap();
+        assert!(
+            stored.value().len() < 1000,
+            "the record's JSON holds no document"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_that_kept_its_document_inline_keeps_it_through_an_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal.redb")).unwrap();
+        // As journals written before the documents table stored a job.
+        let mut old = record("old", "d");
+        old.document = "---\nid: old\n---\n".into();
+        let mut json: serde_json::Value = serde_json::to_value(&old).unwrap();
+        json["document"] = old.document.clone().into();
+        {
+            let txn = journal.db.begin_write().unwrap();
+            txn.open_table(JOBS)
+                .unwrap()
+                .insert("old", serde_json::to_vec(&json).unwrap().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        assert_eq!(journal.get("old").unwrap().unwrap().document, old.document);
+        journal.update("old", |r| r.attempts = 2).await.unwrap();
+        let read = journal.get("old").unwrap().unwrap();
+        assert_eq!((read.attempts, read.document), (2, old.document));
     }
 }

@@ -154,14 +154,19 @@ impl Document {
     /// The document's signed part with `entries` added to its History section as `- ` lines, or
     /// in a History section of their own at its end when it has none (MAML.md: a receipt can be
     /// rendered as the job's MAML with History lines appended). Unsigned: the caller signs it.
-    pub fn with_history(&self, entries: &[String]) -> String {
-        let text = std::str::from_utf8(&self.signed_bytes).expect("parsed from UTF-8");
+    /// Fails only for a `Document` not made by [`parse`].
+    pub fn with_history(&self, entries: &[String]) -> Result<String, ParseError> {
+        let text = std::str::from_utf8(&self.signed_bytes).map_err(|e| {
+            ParseError::whole(Problem::NotUtf8 {
+                offset: e.valid_up_to(),
+            })
+        })?;
         let mut lines: String = entries.iter().map(|e| format!("- {e}\n")).collect();
-        let (_, body, body_line) = cut_front_matter(text).expect("parsed before");
-        let sections = body::sections(body, body_line).expect("parsed before");
+        let (_, body, body_line) = cut_front_matter(text)?;
+        let sections = body::sections(body, body_line)?;
         let Some(history) = sections.iter().find(|s| canonical(s.name) == "history") else {
             let separator = if text.ends_with('\n') { "\n" } else { "\n\n" };
-            return format!("{text}{separator}## History\n{lines}");
+            return Ok(format!("{text}{separator}## History\n{lines}"));
         };
         // After the section's last non-blank line, so that blank lines before the next heading
         // stay where they were.
@@ -179,7 +184,7 @@ impl Document {
         }
         out.push_str(&lines);
         out.push_str(rest);
-        out
+        Ok(out)
     }
 }
 

@@ -402,7 +402,7 @@ fn history_lines_are_appended_where_the_history_is() {
     ];
     let with = |text: &str| {
         let document = parse(text.as_bytes(), 1 << 20).unwrap();
-        let appended = document.with_history(&entries);
+        let appended = document.with_history(&entries).unwrap();
         let mut job = parsed(&appended);
         let history = std::mem::take(&mut job.history);
         let mut before = document.job;

@@ -132,7 +132,7 @@ pub fn render_maml(
         record.attempts,
         key.key_id,
     ));
-    let text = document.with_history(&entries);
+    let text = document.with_history(&entries)?;
     Ok(chimera_maml::sign_document(text.as_bytes(), &key.secret, usize::MAX)?.text)
 }
 

@@ -80,7 +80,7 @@ pub struct JobRecord {
     /// The trust store name of the key that signed it.
     pub submitted_by: String,
     /// The document as submitted. Stored in the `documents` table, not in the record's JSON
-    /// (read from the JSON too, where journals written before that keep it).
+    /// (read from the JSON only to move it out of journals written before that; see `prepare`).
     #[serde(default, skip_serializing)]
     pub document: String,
     /// SHA3-512 of the signed bytes, hex: what makes a resubmission the same job.
@@ -137,18 +137,8 @@ impl Journal {
             detail,
         };
         let db = Database::create(path).map_err(|e| open_error(e.to_string()))?;
-        let txn = db.begin_write().map_err(|e| open_error(e.to_string()))?;
-        {
-            txn.open_table(JOBS)
-                .map_err(|e| open_error(e.to_string()))?;
-            txn.open_table(DOCUMENTS)
-                .map_err(|e| open_error(e.to_string()))?;
-            txn.open_table(UNFINISHED)
-                .map_err(|e| open_error(e.to_string()))?;
-        }
-        txn.commit().map_err(|e| open_error(e.to_string()))?;
+        let next_seq = prepare(&db).map_err(open_error)? + 1;
         let db = Arc::new(db);
-        let next_seq = last_seq(&db)? + 1;
         let (changes, queue) = mpsc::channel();
         let writer_db = Arc::clone(&db);
         std::thread::Builder::new()
@@ -230,16 +220,14 @@ fn load(
         return Ok(None);
     };
     let mut record = decode(id, bytes.value())?;
-    if record.document.is_empty() {
-        let document = documents.get(id).map_err(read)?;
-        record.document = document
-            .ok_or_else(|| JournalError::Corrupt {
-                id: id.to_owned(),
-                detail: "its document is not stored".into(),
-            })?
-            .value()
-            .to_owned();
-    }
+    let document = documents.get(id).map_err(read)?;
+    record.document = document
+        .ok_or_else(|| JournalError::Corrupt {
+            id: id.to_owned(),
+            detail: "its document is not stored".into(),
+        })?
+        .value()
+        .to_owned();
     Ok(Some(record))
 }
 
@@ -250,15 +238,35 @@ fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
     })
 }
 
-fn last_seq(db: &Database) -> Result<u64, JournalError> {
-    let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
-    let txn = db.begin_read().map_err(|e| read(&e))?;
-    let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
+/// Makes the tables, then goes once over every job: finds the last sequence number given out,
+/// and moves the document of each record written before the `documents` table out of its JSON,
+/// so that everything after opening finds documents in one place.
+fn prepare(db: &Database) -> Result<u64, String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
     let mut last = 0;
-    for entry in jobs.iter().map_err(|e| read(&e))? {
-        let (id, bytes) = entry.map_err(|e| read(&e))?;
-        last = last.max(decode(id.value(), bytes.value())?.seq);
+    {
+        let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+        let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
+        txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
+        let mut inline = Vec::new();
+        for entry in jobs.iter().map_err(|e| e.to_string())? {
+            let (id, bytes) = entry.map_err(|e| e.to_string())?;
+            let record = decode(id.value(), bytes.value()).map_err(|e| e.to_string())?;
+            last = last.max(record.seq);
+            if !record.document.is_empty() {
+                inline.push(record);
+            }
+        }
+        for record in inline {
+            documents
+                .insert(record.id.as_str(), record.document.as_str())
+                .map_err(|e| e.to_string())?;
+            let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+            jobs.insert(record.id.as_str(), bytes.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
     }
+    txn.commit().map_err(|e| e.to_string())?;
     Ok(last)
 }
 
@@ -349,17 +357,6 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                         Ok(None) => Err(JournalError::NoSuchJob(id.clone())),
                         Err(e) => Err(e),
                         Ok(Some(mut record)) => {
-                            // A record from a journal that kept documents inline moves its
-                            // document out now, before the record is written without it.
-                            if documents
-                                .get(id.as_str())
-                                .map_err(|e| e.to_string())?
-                                .is_none()
-                            {
-                                documents
-                                    .insert(id.as_str(), record.document.as_str())
-                                    .map_err(|e| e.to_string())?;
-                            }
                             mutation(&mut record);
                             put(&mut jobs, &mut unfinished, &record)?;
                             Ok(record)
@@ -506,21 +503,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_record_that_kept_its_document_inline_keeps_it_through_an_update() {
+    async fn a_journal_written_before_the_documents_table_keeps_every_document() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("journal.redb")).unwrap();
-        // As journals written before the documents table stored a job.
+        let path = dir.path().join("journal.redb");
+        // As journals written before the documents table stored a job: its document in its JSON.
         let mut old = record("old", "d");
         old.document = "---\nid: old\n---\n".into();
         let mut json: serde_json::Value = serde_json::to_value(&old).unwrap();
         json["document"] = old.document.clone().into();
         {
-            let txn = journal.db.begin_write().unwrap();
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
             txn.open_table(JOBS)
                 .unwrap()
                 .insert("old", serde_json::to_vec(&json).unwrap().as_slice())
                 .unwrap();
             txn.commit().unwrap();
+        }
+        let journal = Journal::open(&path).unwrap();
+        {
+            let txn = journal.db.begin_read().unwrap();
+            let stored = txn.open_table(JOBS).unwrap().get("old").unwrap().unwrap();
+            assert!(!String::from_utf8_lossy(stored.value()).contains("id: old"));
         }
         assert_eq!(journal.get("old").unwrap().unwrap().document, old.document);
         journal.update("old", |r| r.attempts = 2).await.unwrap();

@@ -18,7 +18,7 @@ use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
-use chimera_quantum::backend::{Backend, Precision};
+use chimera_quantum::backend::{Backend, Precision, Work};
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::run::{RunOptions, run as run_circuit};
 use chimera_supervisor::{Executor, JobOrder, JobReport, Outcome, StatevectorWork};
@@ -72,8 +72,8 @@ trait BlockRunner: Send + 'static {
     fn backend(&self) -> String;
     fn on_gpu(&self) -> bool;
     /// The statevector work done since the head started.
-    fn work(&self) -> StatevectorWork {
-        StatevectorWork::default()
+    fn work(&self) -> Work {
+        Work::default()
     }
     fn runs(&self, kind: BlockKind) -> bool;
     /// `Ok(None)`: stopped because the job was cancelled.
@@ -154,12 +154,12 @@ impl<R: BlockRunner> Executor for Blocks<R> {
             Ok(None) => Outcome::Cancelled,
             Err(e) => Outcome::Failed(format!("{e:#}")),
         };
-        let after = self.0.work();
+        let work = self.0.work() - before;
         JobReport {
             outcome,
             work: StatevectorWork {
-                gate_passes: after.gate_passes - before.gate_passes,
-                bytes_moved: after.bytes_moved - before.bytes_moved,
+                gate_passes: work.gate_passes,
+                bytes_moved: work.bytes_moved,
             },
         }
     }
@@ -194,12 +194,8 @@ impl BlockRunner for QuantumHead {
         self.backend.is_gpu()
     }
 
-    fn work(&self) -> StatevectorWork {
-        let work = self.backend.work();
-        StatevectorWork {
-            gate_passes: work.gate_passes,
-            bytes_moved: work.bytes_moved,
-        }
+    fn work(&self) -> Work {
+        self.backend.work()
     }
 
     fn runs(&self, kind: BlockKind) -> bool {

@@ -203,8 +203,7 @@ pub fn receipt_valid(job: &Job) -> bool {
     } else {
         &job.error
     };
-    PublicKey::from_bytes(&r.engine_public_key)
-        .is_ok_and(|key| receipt::check(&r.statement, &r.signature, &key, output))
+    PublicKey::from_bytes(&r.engine_public_key).is_ok_and(|key| receipt::check(r, &key, output))
 }
 
 pub fn job_json(job: &Job) -> serde_json::Value {

@@ -48,6 +48,8 @@ pub struct HeadArgs {
 }
 
 pub fn run(args: HeadArgs) -> Result<()> {
+    // First, so that every thread of the head (the simulator's pool among them) inherits it.
+    chimera_supervisor::lower_priority(chimera_supervisor::HEAD_NICENESS);
     match args.role {
         Role::Quantum => {
             let (backend, _) = crate::sim::backend(crate::sim::BackendArg::Auto, None)?;

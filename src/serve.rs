@@ -9,6 +9,7 @@ use chimera_maml::Policy;
 use chimera_server::{Engine, EngineConfig, default_heads, metrics_names};
 use chimera_supervisor::{HeadConfig, Launcher};
 use clap::Args;
+use metrics_exporter_prometheus::Matcher;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -88,6 +89,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
                 .set_buckets(metrics_names::SECONDS_BUCKETS)?
+                .set_buckets_for_metric(
+                    Matcher::Full(metrics_names::RECEIPT_BATCH_SIZE.to_owned()),
+                    metrics_names::BATCH_SIZE_BUCKETS,
+                )?
                 .install()
                 .with_context(|| format!("cannot serve metrics on {addr}"))?;
             Some(addr)

@@ -189,8 +189,7 @@ fn assert_receipt(job: &Job, engine_pub: &PublicKey) {
     let receipt = job.receipt.as_ref().expect("a finished job has a receipt");
     assert_eq!(receipt.engine_public_key, engine_pub.to_bytes());
     assert!(chimera_server::receipt::check(
-        &receipt.statement,
-        &receipt.signature,
+        receipt,
         engine_pub,
         &job.result_json
     ));
@@ -895,6 +894,19 @@ fn a_batch_stream_answers_each_submission_in_order_and_health_says_serving() {
         }
         let last = finished(&mut client, "urn:uuid:batch-39").await;
         assert_eq!(last.state, JobState::Succeeded as i32);
+        // Jobs that end together share a signature (receipts are signed in batches): each
+        // receipt still checks on its own, and the signer saw every one of the 38 jobs (17 was
+        // refused, 30 is 3 again).
+        let engine_pub = PublicKey::read_file(&data.join("engine.pub")).unwrap();
+        for i in (0..40).filter(|&i| i != 17 && i != 30) {
+            let job = finished(&mut client, &format!("urn:uuid:batch-{i}")).await;
+            assert_receipt(&job, &engine_pub);
+        }
+        let metrics = served.scrape_metrics();
+        assert!(
+            metrics.contains("chimera_receipt_batch_size_sum 38\n"),
+            "{metrics}"
+        );
 
         let channel = Channel::from_shared(served.url.clone())
             .unwrap()

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chimera_journal::{JobRecord, JobState as Stored};
+use chimera_journal::{JobRecord, JobState as Stored, Receipt as StoredReceipt};
 use chimera_proto::v1::{Job, JobEvent, JobState, Receipt, job_event};
 use jiff::Timestamp;
 
@@ -33,13 +33,22 @@ pub fn job(record: &JobRecord, engine_public_key: &[u8]) -> Job {
         finished_at: time(record.finished_at),
         result_json: record.result.clone().unwrap_or_default(),
         error: record.error.clone().unwrap_or_default(),
-        receipt: record.receipt.as_ref().map(|r| Receipt {
-            statement: r.statement.clone(),
-            signature: BASE64.decode(&r.signature).unwrap_or_default(),
-            engine_key_id: r.engine_key_id.clone(),
-            engine_public_key: engine_public_key.to_vec(),
-        }),
+        receipt: record
+            .receipt
+            .as_ref()
+            .map(|r| receipt(r, engine_public_key)),
         submitted_by: record.submitted_by.clone(),
+    }
+}
+
+pub fn receipt(receipt: &StoredReceipt, engine_public_key: &[u8]) -> Receipt {
+    Receipt {
+        statement: receipt.statement.clone(),
+        signature: BASE64.decode(&receipt.signature).unwrap_or_default(),
+        engine_key_id: receipt.engine_key_id.clone(),
+        engine_public_key: engine_public_key.to_vec(),
+        merkle_path: receipt.merkle_path.clone(),
+        batch_statement: receipt.batch_statement.clone(),
     }
 }
 

@@ -9,6 +9,7 @@
 mod convert;
 pub mod dispatch;
 mod gpu_metrics;
+mod merkle;
 pub mod metrics_names;
 pub mod receipt;
 pub mod refusal;

@@ -10,6 +10,7 @@ pub const SUBMISSIONS: &str = "chimera_submissions_total";
 pub const ACK_SECONDS: &str = "chimera_submit_ack_seconds";
 pub const GATE_PASSES: &str = "chimera_statevector_gate_passes_total";
 pub const BYTES_MOVED: &str = "chimera_statevector_bytes_moved_total";
+pub const RECEIPT_BATCH_SIZE: &str = "chimera_receipt_batch_size";
 /// Kept from the CHIMERA documents' dashboards: requests by RPC.
 pub const REQUESTS: &str = "chimera_requests_total";
 /// Kept from the CHIMERA documents' dashboards: time a head spent running a job.
@@ -25,6 +26,11 @@ pub const GPU_MEMORY_TOTAL: &str = "chimera_gpu_memory_total_bytes";
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0,
+];
+
+/// Buckets for [`RECEIPT_BATCH_SIZE`], up to the signer's largest batch.
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
 pub fn describe() {
@@ -48,6 +54,10 @@ pub fn describe() {
     describe_histogram!(
         ACK_SECONDS,
         "seconds from receiving a submission to answering it"
+    );
+    describe_histogram!(
+        RECEIPT_BATCH_SIZE,
+        "receipts signed together under one engine signature"
     );
     describe_counter!(REQUESTS, "gRPC requests by method");
     describe_counter!(

@@ -2,10 +2,12 @@
 //! kills one head, never the front door. [`supervisor`] is the engine's side, [`worker`] the head's,
 //! [`protocol`] what they say to each other.
 
+pub mod priority;
 pub mod protocol;
 pub mod supervisor;
 pub mod worker;
 
+pub use priority::{HEAD_NICENESS, lower_priority};
 pub use protocol::{FromHead, Outcome, StatevectorWork, ToHead};
 pub use supervisor::{
     HeadConfig, HeadEvent, HeadInfo, HeadStatus, Launcher, Supervisor, SupervisorConfig,

@@ -71,7 +71,7 @@ impl Served {
         text
     }
 
-    fn pid(&self) -> i32 {
+    pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 

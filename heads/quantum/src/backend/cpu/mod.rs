@@ -23,6 +23,22 @@ use num_complex::Complex;
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// States of at most this many amplitudes run on the calling thread: handing a few microseconds
+/// of work to the pool's threads and waking the caller again costs more than the work (a head
+/// running thousands of small circuits a second spent more time in those hand-offs than in its
+/// circuits).
+const INLINE_AMPLITUDES: usize = 1 << 14;
+
+thread_local! {
+    /// A pool whose one thread is the calling thread itself: rayon code installed in it runs here,
+    /// splits into nothing and wakes no one. `None` on a thread that is already a pool's worker.
+    static CALLER_POOL: Option<rayon::ThreadPool> = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .use_current_thread()
+        .build()
+        .ok();
+}
+
 /// Widest fused diagonal gate: its table of 2^8 entries stays in L1.
 const DIAGONAL_FUSE_QUBITS: usize = 8;
 
@@ -76,11 +92,32 @@ impl Default for Tuning {
 }
 
 struct Shared {
+    /// The worker threads, for states larger than `INLINE_AMPLITUDES`.
     pool: rayon::ThreadPool,
     work: WorkCounter,
     threads: usize,
     isa: Isa,
     tuning: Tuning,
+}
+
+impl Shared {
+    /// Runs `work` on a state of `amplitudes` amplitudes: in the pool, or on the calling thread
+    /// when the state is small.
+    fn install<R: Send>(&self, amplitudes: usize, work: impl FnOnce() -> R + Send) -> R {
+        if amplitudes <= INLINE_AMPLITUDES {
+            let mut work = Some(work);
+            let inline = CALLER_POOL.with(|caller| {
+                caller
+                    .as_ref()
+                    .map(|pool| pool.install(|| work.take().expect("not run yet")()))
+            });
+            if let Some(result) = inline {
+                return result;
+            }
+            return self.pool.install(work.expect("not run inline"));
+        }
+        self.pool.install(work)
+    }
 }
 
 pub struct CpuBackend {
@@ -239,7 +276,7 @@ impl<F: Real> CpuState<F> {
         let mut amps = Vec::new();
         amps.try_reserve_exact(len).ok()?;
         // Filled in parallel so that each thread first touches (and so places) the pages it will use.
-        shared.pool.install(|| {
+        shared.install(len, || {
             amps.par_extend(rayon::iter::repeat_n(
                 Complex::new(F::default(), F::default()),
                 len,
@@ -267,28 +304,26 @@ where
     }
 
     fn probability_of_one(&self, qubit: usize) -> f64 {
-        self.shared
-            .pool
-            .install(|| state::probability_of_one(&self.amps, qubit))
+        self.shared.install(self.amps.len(), || {
+            state::probability_of_one(&self.amps, qubit)
+        })
     }
 
     fn collapse(&mut self, qubit: usize, outcome: bool, probability: f64) {
+        let len = self.amps.len();
         let amps = &mut self.amps;
         self.shared
-            .pool
-            .install(|| state::collapse(amps, qubit, outcome, probability));
+            .install(len, || state::collapse(amps, qubit, outcome, probability));
     }
 
     fn sample(&self, uniforms: &[f64]) -> Vec<u64> {
         self.shared
-            .pool
-            .install(|| state::sample(&self.amps, uniforms))
+            .install(self.amps.len(), || state::sample(&self.amps, uniforms))
     }
 
     fn expectation(&self, pauli: &PauliString) -> f64 {
         self.shared
-            .pool
-            .install(|| state::expectation(&self.amps, pauli))
+            .install(self.amps.len(), || state::expectation(&self.amps, pauli))
     }
 
     fn duplicate(&self) -> Box<dyn StateVector> {
@@ -395,7 +430,7 @@ fn run_block<S: Lanes>(
         // SAFETY: `buf` holds `len` amplitudes that only this task touches; targets are below log2(len).
         unsafe { apply_all(shared.isa, gates, buf, len) }
     };
-    shared.pool.install(|| {
+    shared.install(amps.len(), || {
         let slices = 1usize << (n - m);
         let buffer_len = if contiguous == m { 0 } else { 1 << m };
         (0..slices).into_par_iter().for_each_init(
@@ -474,5 +509,32 @@ unsafe fn apply_each<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, l
     for g in gates {
         // SAFETY: the caller's contract.
         unsafe { g.apply(buf, len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_states_run_on_the_calling_thread_and_large_ones_in_the_pool() {
+        let backend = CpuBackend::new(Some(2)).unwrap();
+        let caller = std::thread::current().id();
+        let small = backend
+            .shared
+            .install(INLINE_AMPLITUDES, || std::thread::current().id());
+        assert_eq!(small, caller);
+        let large = backend
+            .shared
+            .install(INLINE_AMPLITUDES + 1, || std::thread::current().id());
+        assert_ne!(large, caller);
+        // From inside another pool, where the caller cannot have a pool of its own, small work
+        // still runs (in the backend's pool).
+        let other = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let inside = other.install(|| backend.shared.install(4, rayon::current_thread_index));
+        assert!(inside.is_some());
     }
 }

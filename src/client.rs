@@ -456,7 +456,7 @@ pub fn heads(args: HeadsArgs) -> Result<()> {
                     serde_json::json!({
                         "id": h.id, "role": h.role, "status": head_status(h.status),
                         "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
-                        "job_id": h.job_id, "jobs_done": h.jobs_done,
+                        "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
                     })
                 })
                 .collect();
@@ -479,17 +479,18 @@ pub fn head_status(status: i32) -> &'static str {
 
 pub fn heads_table(heads: &[chimera_proto::v1::Head]) -> String {
     let mut table = format!(
-        "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9}  backend\n",
-        "head", "role", "status", "pid", "restarts", "jobs done"
+        "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9} {:>9}  backend\n",
+        "head", "role", "status", "pid", "restarts", "key epoch", "jobs done"
     );
     for h in heads {
         table += &format!(
-            "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9}  {}\n",
+            "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9} {:>9}  {}\n",
             h.id,
             h.role,
             head_status(h.status),
             h.pid,
             h.restarts,
+            h.key_epoch,
             h.jobs_done,
             h.backend
         );

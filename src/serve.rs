@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chimera_maml::Policy;
-use chimera_server::{Engine, EngineConfig, default_heads, metrics_names};
+use chimera_server::{Engine, EngineConfig, KEY_ROTATION, default_heads, metrics_names};
 use chimera_supervisor::{HeadConfig, Launcher};
 use clap::Args;
 use metrics_exporter_prometheus::Matcher;
@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Seconds of silence after which a head is taken for dead and replaced.
     #[arg(long, default_value_t = 3.0)]
     heartbeat_timeout: f64,
+    /// Hours between rotations of the heads' keys (each head makes a new key and deals new
+    /// shares of it to its peers).
+    #[arg(long, default_value_t = 24.0)]
+    rotate_keys_every: f64,
 }
 
 /// Logs on standard error at `info` (head deaths, jobs queued again, faults), or as `RUST_LOG`
@@ -67,19 +71,26 @@ pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<Eng
         policy: Policy::default(),
         heartbeat_timeout,
         start_timeout: Duration::from_secs(30),
+        key_rotation: KEY_ROTATION,
     })
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
-    if args.heartbeat_timeout.is_nan() || args.heartbeat_timeout <= 0.0 {
-        anyhow::bail!("--heartbeat-timeout must be a positive number of seconds");
-    }
-    log_to_stderr();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(serve(args))
+fn positive_seconds(flag: &str, seconds: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number, not {seconds}"))
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+pub fn run(args: ServeArgs) -> Result<()> {
+    let heartbeat_timeout = positive_seconds("--heartbeat-timeout", args.heartbeat_timeout)?;
+    let key_rotation = positive_seconds("--rotate-keys-every", args.rotate_keys_every * 3600.0)?;
+    log_to_stderr();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve(args, heartbeat_timeout, key_rotation))
+}
+
+async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Duration) -> Result<()> {
     let metrics_addr = match args.metrics_addr.as_str() {
         "off" => None,
         addr => {
@@ -101,10 +112,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let config = engine_config(
-        &args.data_dir,
-        Duration::from_secs_f64(args.heartbeat_timeout),
-    )?;
+    let config = EngineConfig {
+        key_rotation,
+        ..engine_config(&args.data_dir, heartbeat_timeout)?
+    };
     let engine = Engine::start(config)
         .with_context(|| format!("cannot start the engine in {}", args.data_dir.display()))?;
     // Tests and scripts read this line for the address.

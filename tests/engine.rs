@@ -736,6 +736,144 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
     });
 }
 
+/// Polls the heads until `done` holds of them.
+async fn heads_until(
+    client: &mut EngineClient<Channel>,
+    what: &str,
+    done: impl Fn(&HashMap<String, Head>) -> bool,
+) -> HashMap<String, Head> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let by_id: HashMap<String, Head> = heads(client)
+            .await
+            .into_iter()
+            .map(|h| (h.id.clone(), h))
+            .collect();
+        if done(&by_id) {
+            return by_id;
+        }
+        assert!(Instant::now() < deadline, "{what}: {by_id:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the series of `name` whose labels include every one of `labels`.
+fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// SIGKILLs `victims` at once and waits until each has a new life sealing with a key newer than
+/// its last; returns how long that took.
+async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&str]) -> Duration {
+    let before = heads_until(client, "heads before the kill", |_| true).await;
+    let killed = Instant::now();
+    for id in victims {
+        signal(before[*id].pid as i32, libc::SIGKILL);
+    }
+    heads_until(client, "killed heads keyed again", |now| {
+        victims
+            .iter()
+            .all(|id| now[*id].pid != before[*id].pid && now[*id].key_epoch > before[*id].key_epoch)
+    })
+    .await;
+    killed.elapsed()
+}
+
+#[test]
+fn a_killed_head_restores_its_key_from_two_peers_and_one_peer_alone_is_not_enough() {
+    let dir = work_dir("engine-key-rebuild");
+    let served = Served::start(&dir.join("data"));
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        heads_until(&mut client, "every head with its first key", |h| {
+            h.values().all(|h| h.key_epoch == 1)
+        })
+        .await;
+
+        let took = kill_and_rebuild(&mut client, &["q0"]).await;
+        eprintln!("q0 restored its key and rotated {took:?} after SIGKILL");
+        // Two at once: each still has two live peers holding its shares (q0's new life among
+        // them, which its peers dealt to again).
+        let took = kill_and_rebuild(&mut client, &["q1", "a1"]).await;
+        eprintln!("q1 and a1 restored theirs {took:?} after SIGKILL");
+        let metrics = served.scrape_metrics();
+        for head in ["q0", "q1", "a1"] {
+            let rebuilds = series(
+                &metrics,
+                "chimera_head_rebuilds_total",
+                &[&format!("head=\"{head}\""), "outcome=\"restored\""],
+            );
+            assert_eq!(rebuilds, Some(1.0), "{head}:\n{metrics}");
+            assert_eq!(
+                series(
+                    &metrics,
+                    "chimera_head_key_epoch",
+                    &[&format!("head=\"{head}\"")]
+                ),
+                Some(2.0),
+                "{metrics}"
+            );
+        }
+        assert_eq!(
+            series(
+                &metrics,
+                "chimera_head_rebuild_seconds_count",
+                &["outcome=\"restored\""]
+            ),
+            Some(3.0),
+            "{metrics}"
+        );
+
+        // Three at once: each has one live peer left, and one share opens nothing. They give up
+        // on their predecessors' keys and go on with new ones.
+        kill_and_rebuild(&mut client, &["q0", "q1", "a0"]).await;
+        let metrics = served.scrape_metrics();
+        for head in ["q0", "q1", "a0"] {
+            let lost = series(
+                &metrics,
+                "chimera_head_rebuilds_total",
+                &[&format!("head=\"{head}\""), "outcome=\"new_key\""],
+            );
+            assert_eq!(lost, Some(1.0), "{head}:\n{metrics}");
+        }
+        let after = heads_until(&mut client, "every head up", |h| {
+            h.values().all(|h| h.status == HeadStatus::Up as i32)
+        })
+        .await;
+        assert_eq!(after["q0"].key_epoch, 3);
+        assert_eq!(after["a0"].key_epoch, 2);
+    });
+}
+
+#[test]
+fn heads_rotate_their_keys_on_schedule_and_a_rebuild_restores_the_latest() {
+    let dir = work_dir("engine-key-rotation");
+    // Every 1.8 s.
+    let served = Served::start_with(&dir.join("data"), &["--rotate-keys-every", "0.0005"]);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        heads_until(&mut client, "two rotations of every head", |h| {
+            h.values().all(|h| h.key_epoch >= 3)
+        })
+        .await;
+        kill_and_rebuild(&mut client, &["a0"]).await;
+        let metrics = served.scrape_metrics();
+        assert_eq!(
+            series(
+                &metrics,
+                "chimera_head_rebuilds_total",
+                &["head=\"a0\"", "outcome=\"restored\""]
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
+    });
+}
+
 #[test]
 fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
     let dir = work_dir("engine-restart");

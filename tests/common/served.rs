@@ -23,6 +23,11 @@ fn free_port() -> u16 {
 
 impl Served {
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts it with `flags` added to its command line.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
             .args([
@@ -33,6 +38,7 @@ impl Served {
                 &metrics,
             ])
             .args(["--heartbeat-timeout", "2"])
+            .args(flags)
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())

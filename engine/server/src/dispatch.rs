@@ -13,7 +13,7 @@ use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
 use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{Span, debug, error, info_span, warn};
+use tracing::{Span, debug, error, info, info_span, warn};
 
 use crate::metrics_names as m;
 use crate::{convert, receipt};
@@ -220,6 +220,29 @@ impl Dispatcher {
                         Err(e) => error!(parent: &span, "{e}"),
                     }
                 }
+            }
+            HeadEvent::Keyed {
+                head,
+                epoch,
+                restored,
+                rebuild,
+                ..
+            } => {
+                metrics::gauge!(m::HEAD_KEY_EPOCH, "head" => head.clone()).set(f64::from(epoch));
+                let Some(rebuild) = rebuild else {
+                    debug!(%head, epoch, "head keyed");
+                    return;
+                };
+                let outcome = if restored { "restored" } else { "new_key" };
+                if restored {
+                    info!(%head, epoch, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, then rotated");
+                } else {
+                    warn!(%head, epoch, "head born again without its predecessor's key: too few peers gave shares; what that key sealed stays closed");
+                }
+                metrics::counter!(m::HEAD_REBUILDS, "head" => head.clone(), "outcome" => outcome)
+                    .increment(1);
+                metrics::histogram!(m::HEAD_REBUILD_SECONDS, "outcome" => outcome)
+                    .record(rebuild.as_secs_f64());
             }
             HeadEvent::Progress {
                 head,

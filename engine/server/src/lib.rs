@@ -55,7 +55,12 @@ pub struct EngineConfig {
     pub policy: Policy,
     pub heartbeat_timeout: Duration,
     pub start_timeout: Duration,
+    /// How often every head rotates to a new key (DESIGN.md, "Keys, shares and sealing").
+    pub key_rotation: Duration,
 }
+
+/// The default of [`EngineConfig::key_rotation`].
+pub const KEY_ROTATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The four heads of DESIGN.md: `q0`, `q1` quantum, `a0`, `a1` AI.
 pub fn default_heads() -> Vec<HeadConfig> {
@@ -91,6 +96,19 @@ fn engine_key(data_dir: &Path) -> Result<SecretKey, KeyError> {
     let key = SecretKey::generate()?;
     write_key_pair(&key, &prefix, false)?;
     Ok(key)
+}
+
+/// Asks the heads to rotate their keys every `period`, for as long as the supervisor lives.
+async fn rotate_keys(supervisor: std::sync::Weak<Supervisor>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.tick().await; // The first tick is at once; the heads' keys are new then.
+    loop {
+        ticks.tick().await;
+        let Some(supervisor) = supervisor.upgrade() else {
+            return;
+        };
+        supervisor.rotate_keys();
+    }
 }
 
 /// A started engine: journal open, heads starting, jobs the journal still owes queued again.
@@ -130,6 +148,10 @@ impl Engine {
         )
         .map_err(EngineError::Signer)?;
         tokio::spawn(dispatcher.run(dispatch_rx, head_event_rx));
+        tokio::spawn(rotate_keys(
+            Arc::downgrade(&supervisor),
+            config.key_rotation,
+        ));
         let service = EngineService(Arc::new(service::Core {
             journal,
             trust: service::TrustFile::new(trust_path(&config.data_dir)),

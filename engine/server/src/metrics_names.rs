@@ -2,6 +2,9 @@
 
 pub const HEAD_STATUS: &str = "chimera_head_status";
 pub const HEAD_RESTARTS: &str = "chimera_head_restarts_total";
+pub const HEAD_REBUILDS: &str = "chimera_head_rebuilds_total";
+pub const HEAD_REBUILD_SECONDS: &str = "chimera_head_rebuild_seconds";
+pub const HEAD_KEY_EPOCH: &str = "chimera_head_key_epoch";
 pub const JOBS: &str = "chimera_jobs_total";
 pub const JOB_SECONDS: &str = "chimera_job_seconds";
 pub const QUEUE_DEPTH: &str = "chimera_queue_depth";
@@ -40,6 +43,17 @@ pub fn describe() {
         "1 when the head is up, 0 when starting or down"
     );
     describe_counter!(HEAD_RESTARTS, "heads started again after dying");
+    describe_counter!(
+        HEAD_REBUILDS,
+        "heads born again that have a key: outcome `restored` (their predecessor's key from two \
+         peers' shares, then rotated) or `new_key` (too few shares; the predecessor's sealed \
+         state stays closed)"
+    );
+    describe_histogram!(
+        HEAD_REBUILD_SECONDS,
+        "seconds from a head's death to its next life sealing with a key, by outcome"
+    );
+    describe_gauge!(HEAD_KEY_EPOCH, "the epoch of the key each head seals with");
     describe_counter!(JOBS, "finished jobs by MAML type and outcome");
     describe_histogram!(JOB_SECONDS, "seconds from submission to a final state");
     describe_gauge!(QUEUE_DEPTH, "jobs waiting for a head, by role");

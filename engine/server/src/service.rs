@@ -379,6 +379,7 @@ impl Engine for EngineService {
                     pid: h.pid.unwrap_or(0),
                     backend: h.backend,
                     restarts: h.restarts,
+                    key_epoch: h.key_epoch.unwrap_or(0),
                     job_id: load.running.unwrap_or_default(),
                     jobs_done: load.jobs_done,
                 }

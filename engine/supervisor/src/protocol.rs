@@ -1,5 +1,8 @@
 //! What the supervisor and a head say to each other over the head's Unix socket: one JSON object
 //! per line.
+//!
+//! Key custody (`chimera_keys::custody`) travels here too: mailbox addresses and envelopes are
+//! base64 of bytes the supervisor relays but cannot read.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,21 @@ pub enum ToHead {
     Run { job_id: String, document: String },
     /// Stop the job at its next safe point.
     Cancel { job_id: String },
+    /// The answer to `Hello`: make a first key, or (a head born again after dying with a key of
+    /// that epoch) collect the shares of the predecessor's key.
+    Keys {
+        restore_epoch: Option<u32>,
+        /// The other heads' ids.
+        peers: Vec<String>,
+    },
+    /// A peer's mailbox, on its birth or rebirth.
+    Peer { id: String, mailbox: String },
+    /// Seal the share held of `owner`'s key to `owner`'s new mailbox.
+    GiveShare { owner: String, mailbox: String },
+    /// An envelope holding a share, relayed from the head `from`.
+    TakeShare { from: String, envelope: String },
+    /// Rotate: a new key of the next epoch, new shares to every peer.
+    Rotate,
 }
 
 /// A head to the supervisor.
@@ -23,8 +41,21 @@ pub enum FromHead {
         pid: u32,
         /// What it computes on, in words.
         backend: String,
+        /// Its ML-KEM-768 mailbox address, for envelopes of key shares.
+        mailbox: String,
     },
     Heartbeat,
+    /// An envelope holding a key share, for the supervisor to relay to the head `to`.
+    Share {
+        to: String,
+        envelope: String,
+    },
+    /// The head seals with a key of `epoch` now: a first key, a rotation, or (`restored`) the
+    /// rotation after restoring its predecessor's key from its peers' shares.
+    Keyed {
+        epoch: u32,
+        restored: bool,
+    },
     Progress {
         job_id: String,
         progress: serde_json::Value,

@@ -4,6 +4,10 @@
 //! Each start of a head is a *generation*. Orders carry the generation they were meant for and a
 //! head's task drops orders for an earlier one, so a job sent to a head that has just died is never
 //! delivered to its successor behind the engine's back: the engine hears `Down` and requeues it.
+//!
+//! The supervisor also relays the heads' key custody (`chimera_keys::custody`): it tells each new
+//! life its peers' mailboxes, asks the peers of a head born again for their shares of its
+//! predecessor's key, and passes envelopes between heads. It reads none of them.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -54,6 +58,8 @@ pub struct HeadInfo {
     pub backend: String,
     /// How many times it was started again after dying.
     pub restarts: u32,
+    /// The epoch of the key it last said it seals with.
+    pub key_epoch: Option<u32>,
 }
 
 /// What the supervisor tells the engine.
@@ -81,6 +87,16 @@ pub enum HeadEvent {
         outcome: Outcome,
         work: StatevectorWork,
     },
+    /// The head seals with a key of `epoch` now.
+    Keyed {
+        head: String,
+        generation: u64,
+        epoch: u32,
+        /// It restored its predecessor's key from two peers' shares before rotating.
+        restored: bool,
+        /// For a head born again: the time from its predecessor's death to this.
+        rebuild: Option<Duration>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +107,24 @@ pub enum SupervisorError {
     NoSuchHead(String),
 }
 
+/// An order for one generation of a head, or (`None`) for whichever is alive.
+type Order = (Option<u64>, ToHead);
+
+/// A head as its watcher and its peers' watchers share it.
+#[derive(Debug, Clone)]
+struct Watched {
+    info: HeadInfo,
+    /// The mailbox of the life that is up.
+    mailbox: Option<String>,
+    /// When the last life died, until the next one has a key.
+    down_since: Option<Instant>,
+}
+
 pub struct Supervisor {
-    heads: Arc<Mutex<Vec<HeadInfo>>>,
+    heads: Arc<Mutex<Vec<Watched>>>,
     /// The heads' ids, in the order of `heads` and `orders`.
     ids: Vec<String>,
-    orders: Vec<mpsc::UnboundedSender<(u64, ToHead)>>,
+    orders: Arc<Vec<mpsc::UnboundedSender<Order>>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -116,28 +145,34 @@ impl Supervisor {
             config
                 .heads
                 .iter()
-                .map(|h| HeadInfo {
-                    id: h.id.clone(),
-                    role: h.role.clone(),
-                    status: HeadStatus::Starting,
-                    pid: None,
-                    backend: String::new(),
-                    restarts: 0,
+                .map(|h| Watched {
+                    info: HeadInfo {
+                        id: h.id.clone(),
+                        role: h.role.clone(),
+                        status: HeadStatus::Starting,
+                        pid: None,
+                        backend: String::new(),
+                        restarts: 0,
+                        key_epoch: None,
+                    },
+                    mailbox: None,
+                    down_since: None,
                 })
                 .collect(),
         ));
         let (shutdown, _) = watch::channel(false);
-        let ids = config.heads.iter().map(|h| h.id.clone()).collect();
+        let ids: Vec<String> = config.heads.iter().map(|h| h.id.clone()).collect();
         let config = Arc::new(config);
-        let mut orders = Vec::new();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            ids.iter().map(|_| mpsc::unbounded_channel()).unzip();
+        let orders = Arc::new(senders);
         let mut tasks = Vec::new();
-        for slot in 0..config.heads.len() {
-            let (order_tx, order_rx) = mpsc::unbounded_channel();
-            orders.push(order_tx);
+        for (slot, order_rx) in receivers.into_iter().enumerate() {
             let watcher = HeadWatcher {
                 slot,
                 config: Arc::clone(&config),
                 heads: Arc::clone(&heads),
+                orders: Arc::clone(&orders),
                 events: events.clone(),
                 shutdown: shutdown.subscribe(),
             };
@@ -153,7 +188,19 @@ impl Supervisor {
     }
 
     pub fn heads(&self) -> Vec<HeadInfo> {
-        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|w| w.info.clone())
+            .collect()
+    }
+
+    /// Asks every head that is alive to rotate to a new key.
+    pub fn rotate_keys(&self) {
+        for orders in self.orders.iter() {
+            let _ = orders.send((None, ToHead::Rotate));
+        }
     }
 
     /// Sends `order` to the head's generation `generation`; dropped if that one is gone.
@@ -164,7 +211,7 @@ impl Supervisor {
             .position(|id| id == head)
             .ok_or_else(|| SupervisorError::NoSuchHead(head.to_owned()))?;
         // A closed channel means shutdown; the order is dropped like any to a dead head.
-        let _ = self.orders[slot].send((generation, order));
+        let _ = self.orders[slot].send((Some(generation), order));
         Ok(())
     }
 
@@ -182,7 +229,9 @@ impl Supervisor {
 struct HeadWatcher {
     slot: usize,
     config: Arc<SupervisorConfig>,
-    heads: Arc<Mutex<Vec<HeadInfo>>>,
+    heads: Arc<Mutex<Vec<Watched>>>,
+    /// Every head's orders, for relaying key custody between heads.
+    orders: Arc<Vec<mpsc::UnboundedSender<Order>>>,
     events: mpsc::UnboundedSender<HeadEvent>,
     shutdown: watch::Receiver<bool>,
 }
@@ -199,14 +248,78 @@ const GRACE: Duration = Duration::from_secs(3);
 
 impl HeadWatcher {
     fn update(&self, change: impl FnOnce(&mut HeadInfo)) {
-        change(&mut self.heads.lock().unwrap_or_else(|p| p.into_inner())[self.slot]);
+        change(&mut self.heads.lock().unwrap_or_else(|p| p.into_inner())[self.slot].info);
+    }
+
+    /// Sends `order` to whichever life of the head at `slot` is alive.
+    fn relay(&self, slot: usize, order: ToHead) {
+        let _ = self.orders[slot].send((None, order));
+    }
+
+    /// A new life said hello with `mailbox`: what to tell it of its keys and its peers (peers are
+    /// told of it here).
+    fn welcome(&self, mailbox: &str) -> Vec<ToHead> {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads[self.slot].mailbox = Some(mailbox.to_owned());
+        let me = &heads[self.slot].info;
+        let restore_epoch = me.key_epoch;
+        let my_id = me.id.clone();
+        let mut welcome = vec![ToHead::Keys {
+            restore_epoch,
+            peers: (heads.iter().map(|h| h.info.id.clone()))
+                .filter(|id| *id != my_id)
+                .collect(),
+        }];
+        for (slot, peer) in heads.iter().enumerate() {
+            let Some(peer_mailbox) = peer.mailbox.as_ref().filter(|_| slot != self.slot) else {
+                continue;
+            };
+            welcome.push(ToHead::Peer {
+                id: peer.info.id.clone(),
+                mailbox: peer_mailbox.clone(),
+            });
+            self.relay(
+                slot,
+                ToHead::Peer {
+                    id: my_id.clone(),
+                    mailbox: mailbox.to_owned(),
+                },
+            );
+            if restore_epoch.is_some() {
+                self.relay(
+                    slot,
+                    ToHead::GiveShare {
+                        owner: my_id.clone(),
+                        mailbox: mailbox.to_owned(),
+                    },
+                );
+            }
+        }
+        welcome
+    }
+
+    /// The head now seals with a key of `epoch`; the rebuild time if it was born again.
+    fn keyed(&self, epoch: u32) -> Option<Duration> {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        let me = &mut heads[self.slot];
+        me.info.key_epoch = Some(epoch);
+        me.down_since.take().map(|since| since.elapsed())
+    }
+
+    fn died(&self) {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        let me = &mut heads[self.slot];
+        me.info.status = HeadStatus::Down;
+        me.info.restarts += 1;
+        me.mailbox = None;
+        me.down_since.get_or_insert_with(Instant::now);
     }
 
     fn head(&self) -> &HeadConfig {
         &self.config.heads[self.slot]
     }
 
-    async fn run(mut self, mut orders: mpsc::UnboundedReceiver<(u64, ToHead)>) {
+    async fn run(mut self, mut orders: mpsc::UnboundedReceiver<Order>) {
         let mut backoff = Duration::ZERO;
         for generation in 1.. {
             self.update(|h| {
@@ -218,10 +331,7 @@ impl HeadWatcher {
                 Ended::Shutdown => return,
                 Ended::Died(reason) => reason,
             };
-            self.update(|h| {
-                h.status = HeadStatus::Down;
-                h.restarts += 1;
-            });
+            self.died();
             let _ = self.events.send(HeadEvent::Down {
                 head: self.head().id.clone(),
                 generation,
@@ -243,7 +353,7 @@ impl HeadWatcher {
     async fn incarnation(
         &mut self,
         generation: u64,
-        orders: &mut mpsc::UnboundedReceiver<(u64, ToHead)>,
+        orders: &mut mpsc::UnboundedReceiver<Order>,
     ) -> Ended {
         let head = self.head().clone();
         let socket = self.config.socket_dir.join(format!("{}.sock", head.id));
@@ -294,14 +404,29 @@ impl HeadWatcher {
                     };
                     let event = match message {
                         FromHead::Heartbeat => None,
-                        FromHead::Hello { pid, backend, .. } => {
+                        FromHead::Hello { pid, backend, mailbox, .. } => {
                             self.update(|h| {
                                 h.status = HeadStatus::Up;
                                 h.pid = Some(pid);
                                 h.backend = backend;
                             });
+                            for order in self.welcome(&mailbox) {
+                                if let Err(e) = write_half.write_all(&encode(&order)).await {
+                                    return self.end(child, format!("cannot be written to: {e}")).await;
+                                }
+                            }
                             Some(HeadEvent::Up { head: head.id.clone(), generation })
                         }
+                        FromHead::Share { to, envelope } => {
+                            if let Some(slot) = self.config.heads.iter().position(|h| h.id == to) {
+                                self.relay(slot, ToHead::TakeShare { from: head.id.clone(), envelope });
+                            }
+                            None
+                        }
+                        FromHead::Keyed { epoch, restored } => Some(HeadEvent::Keyed {
+                            head: head.id.clone(), generation, epoch, restored,
+                            rebuild: self.keyed(epoch),
+                        }),
                         FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
                             head: head.id.clone(), generation, job_id, progress,
                         }),
@@ -314,7 +439,7 @@ impl HeadWatcher {
                     }
                 }
                 Some((for_generation, order)) = orders.recv() => {
-                    if for_generation != generation {
+                    if for_generation.is_some_and(|g| g != generation) {
                         continue;
                     }
                     if let Err(e) = write_half.write_all(&encode(&order)).await {

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use chimera_maml::{PublicKey, TrustStore};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
-    GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, SubmitRequest, WatchRequest,
-    job_event,
+    GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, RotateKeysRequest,
+    SubmitRequest, WatchRequest, job_event,
 };
 use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
@@ -449,22 +449,80 @@ pub fn heads(args: HeadsArgs) -> Result<()> {
             .map_err(status_error)?
             .into_inner()
             .heads;
-        if args.json {
-            let rows: Vec<_> = heads
-                .iter()
-                .map(|h| {
-                    serde_json::json!({
-                        "id": h.id, "role": h.role, "status": head_status(h.status),
-                        "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
-                        "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::Value::from(rows));
-        } else {
-            print!("{}", heads_table(&heads));
-        }
+        print_heads(&heads, args.json);
         Ok(())
+    })
+}
+
+fn print_heads(heads: &[chimera_proto::v1::Head], json: bool) {
+    if json {
+        let rows: Vec<_> = heads
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "id": h.id, "role": h.role, "status": head_status(h.status),
+                    "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
+                    "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(rows));
+    } else {
+        print!("{}", heads_table(heads));
+    }
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Rotate every head's key now (as the engine does every `--rotate-keys-every` hours): a new
+    /// key of the next epoch, new shares to its peers, its state re-sealed. Waits until each head
+    /// that was up seals with its new key, then shows the heads.
+    Rotate(HeadsArgs),
+}
+
+/// How long `chimera admin rotate` waits for the heads' new keys.
+const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub fn admin(command: AdminCommand) -> Result<()> {
+    let AdminCommand::Rotate(args) = command;
+    runtime()?.block_on(async {
+        let mut client = args.server.connect().await?;
+        let before = client
+            .rotate_keys(RotateKeysRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .heads;
+        let deadline = std::time::Instant::now() + ROTATION_WAIT;
+        loop {
+            let now = client
+                .list_heads(ListHeadsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .heads;
+            let waiting: Vec<&str> = before
+                .iter()
+                .filter(|b| b.status == HeadStatus::Up as i32)
+                .filter(|b| {
+                    !now.iter()
+                        .any(|n| n.id == b.id && (n.key_epoch > b.key_epoch || n.pid != b.pid))
+                })
+                .map(|b| b.id.as_str())
+                .collect();
+            if waiting.is_empty() {
+                print_heads(&now, args.json);
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "asked every head to rotate its key, but {} did not within {ROTATION_WAIT:?}; \
+                     see `chimera heads` and the engine's log",
+                    waiting.join(", ")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     })
 }
 

@@ -8,6 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -21,7 +22,7 @@ use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use chimera_quantum::backend::{Backend, Precision, Work};
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::run::{RunOptions, run as run_circuit};
-use chimera_supervisor::{Executor, JobOrder, JobReport, Outcome, StatevectorWork};
+use chimera_supervisor::{Executor, HeadKeys, JobOrder, JobReport, Outcome, StatevectorWork};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
@@ -41,8 +42,8 @@ pub struct HeadArgs {
     /// The supervisor's socket for this head.
     #[arg(long)]
     socket: PathBuf,
-    /// The engine's data directory: training runs in DIR/runs, models in DIR/models, datasets
-    /// named by file in DIR/data.
+    /// The engine's data directory: the head's sealed state (training runs and their
+    /// checkpoints) in DIR/heads/ID, models in DIR/models, datasets named by file in DIR/data.
     #[arg(long)]
     data_dir: PathBuf,
 }
@@ -50,20 +51,22 @@ pub struct HeadArgs {
 pub fn run(args: HeadArgs) -> Result<()> {
     // First, so that every thread of the head (the simulator's pool among them) inherits it.
     chimera_supervisor::lower_priority(chimera_supervisor::HEAD_NICENESS);
+    let keys = HeadKeys::new(&args.id, args.data_dir.join("heads").join(&args.id));
     match args.role {
         Role::Quantum => {
             let (backend, _) = crate::sim::backend(crate::sim::BackendArg::Auto, None)?;
             let executor = Blocks(QuantumHead { backend });
-            chimera_supervisor::worker::serve(&args.id, &args.socket, executor)?
+            chimera_supervisor::worker::serve(&args.id, &args.socket, keys, executor)?
         }
         Role::Ai => {
             crate::train::keep_freed_memory();
             let executor = Blocks(AiHead {
                 data_dir: args.data_dir,
+                keys: keys.clone(),
                 device: ai_device(),
                 encoder: None,
             });
-            chimera_supervisor::worker::serve(&args.id, &args.socket, executor)?
+            chimera_supervisor::worker::serve(&args.id, &args.socket, keys, executor)?
         }
     }
     Ok(())
@@ -263,9 +266,31 @@ impl BlockRunner for QuantumHead {
 
 struct AiHead {
     data_dir: PathBuf,
+    /// Seal the checkpoints of its runs, under its state directory.
+    keys: HeadKeys,
     device: Device,
     /// The sentence encoder last used, kept for the next job that names the same directory.
     encoder: Option<(PathBuf, SentenceEncoder)>,
+}
+
+/// Checkpoint files sealed with the head's key.
+#[derive(Debug)]
+struct SealedFiles(HeadKeys);
+
+impl checkpoint::Files for SealedFiles {
+    fn write_directory(&self, dir: &Path, contents: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
+        let mut sealer = self.0.sealer();
+        let sealed = contents
+            .iter()
+            .map(|(name, bytes)| Ok((*name, sealer.seal(&dir.join(name), bytes)?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        // Written while the sealer holds off a re-seal.
+        checkpoint::PlainFiles.write_directory(dir, &sealed)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        Ok(self.0.read(path)?)
+    }
 }
 
 /// DESIGN.md: an AI head computes on a GPU when chimera was built with `--features cuda` and one
@@ -311,12 +336,24 @@ impl AiHead {
     ) -> Result<Option<Value>> {
         let spec = TrainSpec::from_yaml(&block.code)?;
         let run_dir = self
-            .data_dir
+            .keys
+            .state_dir()
             .join("runs")
             .join(directory_name(&job.id))
             .join(format!("block-{}", block.line));
-        // A job run again after its head died continues from its last checkpoint.
-        let resume_from = checkpoint::latest(&run_dir);
+        let files = SealedFiles(self.keys.clone());
+        // A job run again after its head died continues from its last checkpoint, which this
+        // head (the dead one's successor, holding its key) can open.
+        let resume_from = checkpoint::latest(&run_dir).and_then(|dir| {
+            match self.keys.read(&dir.join("progress.json")) {
+                Ok(_) => Some(dir),
+                Err(e) => {
+                    progress(json!({"checkpoint_unreadable": dir.display().to_string(),
+                        "reason": e.to_string(), "training": "from the start"}));
+                    None
+                }
+            }
+        });
         if let Some(dir) = &resume_from {
             progress(json!({"resumed_from": dir.display().to_string()}));
         }
@@ -324,11 +361,17 @@ impl AiHead {
             run_dir: Some(run_dir),
             resume_from: resume_from.clone(),
             data_dir: Some(self.data_dir.join("data")),
+            checkpoint_files: Some(Arc::new(files)),
         };
         // Asked at every step, so that a cancelled job stops within one batch.
         let trained = train(&spec, &self.device, &options, |event| {
-            if let TrainEvent::Epoch(p) = event {
-                progress(serde_json::to_value(p).unwrap_or_default());
+            match event {
+                TrainEvent::Epoch(p) => progress(serde_json::to_value(p).unwrap_or_default()),
+                // The engine keeps the job for this head's next life if it dies now.
+                TrainEvent::Checkpoint { step, .. } => {
+                    progress(json!({"checkpoint": {"step": step}}))
+                }
+                _ => {}
             }
             if cancelled.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());

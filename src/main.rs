@@ -41,6 +41,9 @@ enum Command {
     /// The client keys an engine trusts.
     #[command(subcommand)]
     Trust(client::TrustCommand),
+    /// Operate a running engine: rotate the heads' keys.
+    #[command(subcommand)]
+    Admin(client::AdminCommand),
     /// One worker head; started by `chimera serve`, not by hand.
     #[command(hide = true)]
     Head(head::HeadArgs),
@@ -80,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Receipt(args) => client::receipt(args),
         Command::Heads(args) => client::heads(args),
         Command::Trust(command) => client::trust(command),
+        Command::Admin(command) => client::admin(command),
         Command::Head(args) => head::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),

@@ -93,6 +93,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         run_dir: Some(run_dir),
         resume_from,
         data_dir: args.data_dir,
+        checkpoint_files: None,
     };
     let json = args.json;
     let device = args.device.open()?;

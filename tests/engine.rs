@@ -654,6 +654,26 @@ async fn trained_to(client: &mut EngineClient<Channel>, id: &str, epoch: u64) {
     }
 }
 
+/// Every file under `dir`, with the key epoch it is sealed under (`None`: not sealed).
+fn sealed_files(dir: &Path) -> Vec<(std::path::PathBuf, Option<u32>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let epoch = bytes
+                    .strip_prefix(b"CHS1")
+                    .map(|rest| u32::from_be_bytes(rest[..4].try_into().unwrap()));
+                files.push((path, epoch));
+            }
+        }
+    }
+    files
+}
+
 #[test]
 fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
     let dir = work_dir("engine-head-kill");
@@ -705,9 +725,18 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         );
         let trained = &by_id[&training];
         assert_eq!(trained.attempts, 2);
+        // Its checkpoint is sealed under the dead head's key: the job waited for that head's
+        // next life, which restored the key from two peers and went on from the checkpoint.
+        assert_eq!(trained.head, ai.id);
         let report = result(trained);
         assert_eq!(report["resumed_from_checkpoint"], true, "{report}");
         assert!(report["val_accuracy"].as_f64().unwrap() > 0.9, "{report}");
+        let checkpoints = sealed_files(&data.join("heads").join(&ai.id));
+        assert!(checkpoints.len() >= 4, "{checkpoints:?}");
+        for (path, epoch) in checkpoints {
+            // Every file is under the new life's key (epoch 2): re-sealed, or written since.
+            assert_eq!(epoch, Some(2), "{}", path.display());
+        }
 
         let after = heads(&mut client).await;
         for killed in [&ai.id, &victim.id] {
@@ -846,6 +875,18 @@ fn a_killed_head_restores_its_key_from_two_peers_and_one_peer_alone_is_not_enoug
         .await;
         assert_eq!(after["q0"].key_epoch, 3);
         assert_eq!(after["a0"].key_epoch, 2);
+
+        // A rotation on demand: every head moves to its next epoch.
+        let out = ok(chimera(&["admin", "rotate", "--server", &served.url, "--json"]));
+        let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for head in rotated.as_array().unwrap() {
+            let id = head["id"].as_str().unwrap();
+            assert_eq!(
+                head["key_epoch"].as_u64().unwrap(),
+                u64::from(after[id].key_epoch) + 1,
+                "{rotated}"
+            );
+        }
     });
 }
 
@@ -909,7 +950,11 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
             let job = finished(&mut client, id).await;
             let result = result(&job);
             if id == &training {
-                assert_eq!(result["resumed_from_checkpoint"], true, "{result}");
+                // Its checkpoints are sealed under a key that lived only in the memory of the
+                // heads that died with the engine (DESIGN.md, "Keys, shares and sealing"): it
+                // trains again from the start, and still finishes once.
+                assert_eq!(result["resumed_from_checkpoint"], false, "{result}");
+                assert!(result["val_accuracy"].as_f64().unwrap() > 0.9, "{result}");
                 assert!(job.attempts >= 2);
             } else {
                 let counts = result["counts"].clone();

@@ -94,6 +94,11 @@ impl Custody {
         self.mailbox.address()
     }
 
+    /// The epoch of the key this head seals with, once it has one.
+    pub fn epoch(&self) -> Option<u32> {
+        self.key.as_ref().map(|k| k.key().epoch())
+    }
+
     /// The key this head seals with, once it has one.
     pub fn key(&mut self) -> Option<&mut SealingKey> {
         self.key.as_mut()

@@ -2,6 +2,11 @@
 //! in a queue per role; an idle head that is up takes the oldest (the one with fewest jobs done
 //! first, so that work spreads); a job whose head dies goes back to the front of its queue.
 //!
+//! A job whose head said it keeps a checkpoint of it (a progress object with a `checkpoint`
+//! member) is sealed under that head's key: if the head dies, the job waits up to
+//! [`RESERVED_FOR`] for the head's next life, which restores the key and resumes it, before any
+//! other head may take it (and start it over).
+//!
 //! A change that a client could act on (queued again, finished, cancelled) is committed to the
 //! journal before anyone is told of it; a job's start is recorded without waiting (see `assign`).
 
@@ -43,9 +48,22 @@ struct Slot {
     jobs_done: u64,
 }
 
+/// How long a job with a checkpoint waits for its dead head's next life: the supervisor's
+/// longest restart back-off (5 s), a start, and a restore of the head's key (at most 3 s), with
+/// room to spare.
+pub const RESERVED_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A queued job kept for one head until a deadline.
+struct Reservation {
+    head: String,
+    until: std::time::Instant,
+}
+
 /// The job a head is running, and what its receipt will say of its start.
 struct Running {
     job: String,
+    /// The head keeps a sealed checkpoint of it.
+    checkpointed: bool,
     attempt: u32,
     started_at: Timestamp,
     digest: String,
@@ -62,6 +80,7 @@ pub struct Dispatcher {
     key: Arc<receipt::EngineKey>,
     signer: receipt::Signer,
     queues: HashMap<String, VecDeque<String>>,
+    reserved: HashMap<String, Reservation>,
     slots: HashMap<String, Slot>,
 }
 
@@ -92,6 +111,7 @@ impl Dispatcher {
             signer: receipt::Signer::start(Arc::clone(&key))?,
             key,
             queues: HashMap::new(),
+            reserved: HashMap::new(),
             slots,
         })
     }
@@ -122,6 +142,8 @@ impl Dispatcher {
             }
             Err(e) => error!("cannot read the unfinished jobs: {e}"),
         }
+        // Reservations end with no event to say so: look again now and then.
+        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tokio::select! {
                 request = requests.recv() => match request {
@@ -129,6 +151,7 @@ impl Dispatcher {
                     None => return,
                 },
                 Some(event) = head_events.recv() => self.head_event(event).await,
+                _ = ticks.tick() => {}
             }
             self.assign().await;
         }
@@ -195,6 +218,7 @@ impl Dispatcher {
                     job,
                     cancelling: cancelled,
                     span,
+                    checkpointed,
                     ..
                 }) = slot.running.take()
                 {
@@ -210,9 +234,24 @@ impl Dispatcher {
                     match update.await {
                         Ok(record) if record.state == JobState::Queued => {
                             warn!(parent: &span, "its head died; queued again");
+                            let kept = if checkpointed {
+                                self.reserved.insert(
+                                    job.clone(),
+                                    Reservation {
+                                        head: head.clone(),
+                                        until: std::time::Instant::now() + RESERVED_FOR,
+                                    },
+                                );
+                                format!(
+                                    ", kept {RESERVED_FOR:?} for {head}'s next life, which can \
+                                     open its checkpoint"
+                                )
+                            } else {
+                                String::new()
+                            };
                             self.note(
                                 &record,
-                                &format!("head {head} died ({reason}); queued again"),
+                                &format!("head {head} died ({reason}); queued again{kept}"),
                             );
                             self.enqueue(role, job, true);
                         }
@@ -226,16 +265,21 @@ impl Dispatcher {
                 epoch,
                 restored,
                 rebuild,
+                resealed,
+                unreadable,
                 ..
             } => {
                 metrics::gauge!(m::HEAD_KEY_EPOCH, "head" => head.clone()).set(f64::from(epoch));
+                if unreadable > 0 {
+                    warn!(%head, epoch, unreadable, "files of the head's state are sealed under a key it no longer has; they stay closed");
+                }
                 let Some(rebuild) = rebuild else {
-                    debug!(%head, epoch, "head keyed");
+                    debug!(%head, epoch, resealed, "head keyed");
                     return;
                 };
                 let outcome = if restored { "restored" } else { "new_key" };
                 if restored {
-                    info!(%head, epoch, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, then rotated");
+                    info!(%head, epoch, resealed, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key");
                 } else {
                     warn!(%head, epoch, "head born again without its predecessor's key: too few peers gave shares; what that key sealed stays closed");
                 }
@@ -250,6 +294,15 @@ impl Dispatcher {
                 progress,
                 ..
             } => {
+                if progress.get("checkpoint").is_some()
+                    && let Some(running) = self
+                        .slots
+                        .get_mut(&head)
+                        .and_then(|s| s.running.as_mut())
+                        .filter(|r| r.job == job_id)
+                {
+                    running.checkpointed = true;
+                }
                 let _ = self.events.send(JobEvent {
                     job_id,
                     state: chimera_proto::v1::JobState::Running as i32,
@@ -340,28 +393,39 @@ impl Dispatcher {
         });
     }
 
-    /// Gives each idle head that is up the oldest job of its role.
+    /// Where in its role's queue the oldest job is that `head` may take: one not kept for another
+    /// head.
+    fn next_for(&self, head: &str, role: &str) -> Option<usize> {
+        let now = std::time::Instant::now();
+        self.queues.get(role)?.iter().position(|job| {
+            self.reserved
+                .get(job)
+                .is_none_or(|r| r.head == head || r.until <= now)
+        })
+    }
+
+    /// Gives each idle head that is up the oldest job of its role that it may take.
     async fn assign(&mut self) {
+        let now = std::time::Instant::now();
+        self.reserved.retain(|_, r| r.until > now);
         loop {
-            let mut idle: Vec<(&String, &Slot)> = self
+            let mut idle: Vec<(&String, &Slot, usize)> = self
                 .slots
                 .iter()
-                .filter(|(_, s)| {
-                    s.up.is_some()
-                        && s.running.is_none()
-                        && self.queues.get(&s.role).is_some_and(|q| !q.is_empty())
-                })
+                .filter(|(_, s)| s.up.is_some() && s.running.is_none())
+                .filter_map(|(id, s)| Some((id, s, self.next_for(id, &s.role)?)))
                 .collect();
-            idle.sort_by_key(|(id, s)| (s.jobs_done, id.as_str()));
-            let Some((head, _)) = idle.first() else {
+            idle.sort_by_key(|(id, s, _)| (s.jobs_done, id.as_str()));
+            let Some((head, _, index)) = idle.first() else {
                 return;
             };
-            let head = (*head).clone();
+            let (head, index) = ((*head).clone(), *index);
             let slot = self.slots.get_mut(&head).expect("listed above");
             let generation = slot.up.expect("filtered on up");
             let role = slot.role.clone();
             let queue = self.queues.get_mut(&role).expect("filtered on a queue");
-            let job = queue.pop_front().expect("filtered on a non-empty queue");
+            let job = queue.remove(index).expect("found in the queue above");
+            self.reserved.remove(&job);
             metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
             // Every change to a queued job was committed before it was queued, so this read
             // sees the job as it stands.
@@ -379,6 +443,7 @@ impl Dispatcher {
             debug!(parent: &span, "started");
             slot.running = Some(Running {
                 job: job.clone(),
+                checkpointed: false,
                 attempt,
                 started_at,
                 digest: record.digest,

@@ -9,8 +9,8 @@ use chimera_maml::{BlockKind, Policy, TrustStore, admit};
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
-    ListHeadsRequest, ReceiptDocument, Refusal, SubmitReply, SubmitRequest, WatchRequest,
-    batch_reply,
+    ListHeadsRequest, ReceiptDocument, Refusal, RotateKeysRequest, SubmitReply, SubmitRequest,
+    WatchRequest, batch_reply,
 };
 use chimera_supervisor::{HeadStatus as Status_, Supervisor};
 use futures_util::{Stream, StreamExt};
@@ -354,11 +354,27 @@ impl Engine for EngineService {
         }
     }
 
+    async fn rotate_keys(
+        &self,
+        _: Request<RotateKeysRequest>,
+    ) -> Result<Response<ListHeadsReply>, Status> {
+        metrics::counter!(m::REQUESTS, "method" => "RotateKeys").increment(1);
+        self.supervisor.rotate_keys();
+        Ok(Response::new(self.heads().await))
+    }
+
     async fn list_heads(
         &self,
         _: Request<ListHeadsRequest>,
     ) -> Result<Response<ListHeadsReply>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "ListHeads").increment(1);
+        Ok(Response::new(self.heads().await))
+    }
+}
+
+impl EngineService {
+    /// Every head as the supervisor sees it, with what the dispatcher has it running.
+    async fn heads(&self) -> ListHeadsReply {
         let (reply, answer) = oneshot::channel();
         let _ = self.dispatch.send(Dispatch::Loads(reply));
         let loads = answer.await.unwrap_or_default();
@@ -385,6 +401,6 @@ impl Engine for EngineService {
                 }
             })
             .collect();
-        Ok(Response::new(ListHeadsReply { heads }))
+        ListHeadsReply { heads }
     }
 }

@@ -2,11 +2,13 @@
 //! kills one head, never the front door. [`supervisor`] is the engine's side, [`worker`] the head's,
 //! [`protocol`] what they say to each other.
 
+pub mod head_keys;
 pub mod priority;
 pub mod protocol;
 pub mod supervisor;
 pub mod worker;
 
+pub use head_keys::{HeadKeys, RESTORE_DEADLINE, StateError};
 pub use priority::{HEAD_NICENESS, lower_priority};
 pub use protocol::{FromHead, Outcome, StatevectorWork, ToHead};
 pub use supervisor::{

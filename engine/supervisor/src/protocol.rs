@@ -55,6 +55,10 @@ pub enum FromHead {
     Keyed {
         epoch: u32,
         restored: bool,
+        /// Files of its state re-sealed under the new key.
+        resealed: u64,
+        /// Files of its state sealed under a key it does not have, left closed.
+        unreadable: u64,
     },
     Progress {
         job_id: String,

@@ -96,6 +96,9 @@ pub enum HeadEvent {
         restored: bool,
         /// For a head born again: the time from its predecessor's death to this.
         rebuild: Option<Duration>,
+        /// Files of its state re-sealed under the new key, and files left closed.
+        resealed: u64,
+        unreadable: u64,
     },
 }
 
@@ -423,9 +426,9 @@ impl HeadWatcher {
                             }
                             None
                         }
-                        FromHead::Keyed { epoch, restored } => Some(HeadEvent::Keyed {
+                        FromHead::Keyed { epoch, restored, resealed, unreadable } => Some(HeadEvent::Keyed {
                             head: head.id.clone(), generation, epoch, restored,
-                            rebuild: self.keyed(epoch),
+                            rebuild: self.keyed(epoch), resealed, unreadable,
                         }),
                         FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
                             head: head.id.clone(), generation, job_id, progress,

@@ -6,6 +6,11 @@
 //! directory holding `model.safetensors`, `spec.yaml` and `model.json` (its id and what it was
 //! trained on). Both are written to a temporary directory renamed into place, so a crash never
 //! leaves half of one.
+//!
+//! A checkpoint's files go through [`Files`]: as they are by default, sealed with its head's key in
+//! the engine (`chimera head`), so that what a head leaves on disk mid-run is readable by that
+//! head and its rebuilt successor only. A trained model is the job's product, read by any AI head
+//! and by `chimera infer`: it is written as it is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,35 @@ pub enum CheckpointError {
         "{path} was taken with another training spec; resume with the spec it holds (spec.yaml)"
     )]
     OtherSpec { path: PathBuf },
+}
+
+/// How checkpoint files reach the disk and come back.
+pub trait Files: std::fmt::Debug + Send + Sync {
+    /// Writes the new directory `dir` holding the files `contents` (name, bytes), whole or not
+    /// at all: through a temporary sibling renamed into place.
+    fn write_directory(&self, dir: &Path, contents: &[(&str, Vec<u8>)]) -> std::io::Result<()>;
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+/// Files as they are.
+#[derive(Debug)]
+pub struct PlainFiles;
+
+impl Files for PlainFiles {
+    fn write_directory(&self, dir: &Path, contents: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
+        let temporary = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&temporary);
+        std::fs::create_dir_all(&temporary)?;
+        for (name, bytes) in contents {
+            std::fs::write(temporary.join(name), bytes)?;
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::rename(&temporary, dir)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
 }
 
 /// Where a run stood when a checkpoint was taken.
@@ -70,25 +104,20 @@ fn malformed(path: &Path, detail: impl ToString) -> CheckpointError {
     }
 }
 
-/// Writes `files` into a new directory `dir`, through a temporary sibling renamed into place.
+/// Writes `contents` and `tensors` (as safetensors) into a new directory `dir` through `files`.
 fn write_directory(
     dir: &Path,
-    files: &[(&str, &[u8])],
+    files: &dyn Files,
+    contents: &[(&str, &[u8])],
     tensors: &[(&str, &HashMap<String, Tensor>)],
 ) -> Result<(), CheckpointError> {
-    let temporary = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&temporary);
-    std::fs::create_dir_all(&temporary).map_err(io(&temporary))?;
-    for (name, bytes) in files {
-        let path = temporary.join(name);
-        std::fs::write(&path, bytes).map_err(io(&path))?;
-    }
+    let mut all: Vec<(&str, Vec<u8>)> = contents.iter().map(|(n, b)| (*n, b.to_vec())).collect();
     for (name, map) in tensors {
-        let path = temporary.join(name);
-        candle_core::safetensors::save(map, &path).map_err(|e| malformed(&path, e))?;
+        let bytes =
+            safetensors::serialize(map.iter(), None).map_err(|e| malformed(&dir.join(name), e))?;
+        all.push((name, bytes));
     }
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&temporary, dir).map_err(io(dir))
+    files.write_directory(dir, &all).map_err(io(dir))
 }
 
 /// Saves a checkpoint under `run_dir/checkpoints/` and returns its directory.
@@ -96,6 +125,7 @@ pub fn save(
     run_dir: &Path,
     spec: &str,
     checkpoint: &Checkpoint,
+    files: &dyn Files,
 ) -> Result<PathBuf, CheckpointError> {
     let dir = run_dir
         .join("checkpoints")
@@ -103,6 +133,7 @@ pub fn save(
     let progress = serde_json::to_vec_pretty(&checkpoint.progress).expect("progress serialises");
     write_directory(
         &dir,
+        files,
         &[("spec.yaml", spec.as_bytes()), ("progress.json", &progress)],
         &[
             ("model.safetensors", &checkpoint.model),
@@ -113,16 +144,22 @@ pub fn save(
 }
 
 /// Loads the checkpoint at `dir`, refusing one taken with another spec than `spec`.
-pub fn load(dir: &Path, spec: &str, device: &Device) -> Result<Checkpoint, CheckpointError> {
+pub fn load(
+    dir: &Path,
+    spec: &str,
+    device: &Device,
+    files: &dyn Files,
+) -> Result<Checkpoint, CheckpointError> {
     let spec_path = dir.join("spec.yaml");
-    if std::fs::read_to_string(&spec_path).map_err(io(&spec_path))? != spec {
+    if files.read(&spec_path).map_err(io(&spec_path))? != spec.as_bytes() {
         return Err(CheckpointError::OtherSpec { path: dir.into() });
     }
     let progress_path = dir.join("progress.json");
-    let progress = std::fs::read(&progress_path).map_err(io(&progress_path))?;
+    let progress = files.read(&progress_path).map_err(io(&progress_path))?;
     let tensors = |name: &str| {
         let path = dir.join(name);
-        candle_core::safetensors::load(&path, device).map_err(|e| malformed(&path, e))
+        let bytes = files.read(&path).map_err(io(&path))?;
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| malformed(&path, e))
     };
     Ok(Checkpoint {
         progress: serde_json::from_slice(&progress).map_err(|e| malformed(&progress_path, e))?,
@@ -174,6 +211,7 @@ pub fn save_model(
     let json = serde_json::to_vec_pretty(&info).expect("model info serialises");
     write_directory(
         &dir,
+        &PlainFiles,
         &[
             ("model.safetensors", &bytes),
             ("spec.yaml", spec.as_bytes()),

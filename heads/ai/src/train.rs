@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -64,6 +65,16 @@ pub struct RunOptions {
     pub resume_from: Option<PathBuf>,
     /// Where datasets named by file are read: default `dataset::default_data_dir()`.
     pub data_dir: Option<PathBuf>,
+    /// How checkpoints are written and read: [`checkpoint::PlainFiles`] when `None`.
+    pub checkpoint_files: Option<Arc<dyn checkpoint::Files>>,
+}
+
+impl RunOptions {
+    fn files(&self) -> &dyn checkpoint::Files {
+        self.checkpoint_files
+            .as_deref()
+            .unwrap_or(&checkpoint::PlainFiles)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +165,7 @@ pub fn train(
     let mut optimizer = Optimizer::new(&spec.optimizer, model.vars());
     let mut progress = match &options.resume_from {
         Some(dir) => {
-            let saved = checkpoint::load(dir, &spec.source, device)?;
+            let saved = checkpoint::load(dir, &spec.source, device, options.files())?;
             model.load(&saved.model)?;
             optimizer.restore(&saved.optimizer)?;
             rng.set_word_pos(saved.progress.rng_word_pos);
@@ -215,7 +226,7 @@ pub fn train(
                     model: model.named_tensors()?,
                     optimizer: optimizer.state()?,
                 };
-                let dir = checkpoint::save(run_dir, &spec.source, &saved)?;
+                let dir = checkpoint::save(run_dir, &spec.source, &saved, options.files())?;
                 if on_event(TrainEvent::Checkpoint { step, dir: &dir }).is_break() {
                     return Err(cancelled(step));
                 }

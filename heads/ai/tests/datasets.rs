@@ -181,6 +181,7 @@ fn a_cnn_is_refused_for_data_that_are_not_images_or_are_pooled_away() {
     std::fs::write(dir.join("rows.npy"), npy(&ROWS)).unwrap();
     let options = RunOptions {
         data_dir: Some(dir),
+        checkpoint_files: None,
         ..RunOptions::default()
     };
     let attempt = |yaml: &str| {

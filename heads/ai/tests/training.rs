@@ -245,6 +245,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         run_dir: Some(whole_dir.clone()),
         resume_from: None,
         data_dir: None,
+        checkpoint_files: None,
     };
     let whole = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
 
@@ -254,6 +255,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         run_dir: Some(broken_dir.clone()),
         resume_from: None,
         data_dir: None,
+        checkpoint_files: None,
     };
     let stopped = train(&spec, &Device::Cpu, &options, |event| match event {
         TrainEvent::Step { step: 25 } => ControlFlow::Break(()),
@@ -271,6 +273,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         run_dir: Some(broken_dir.clone()),
         resume_from: Some(latest),
         data_dir: None,
+        checkpoint_files: None,
     };
     let resumed = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(curve(&resumed), curve(&whole));
@@ -290,6 +293,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         run_dir: Some(broken_dir.clone()),
         resume_from: Some(broken_dir.join("checkpoints/step-00000010")),
         data_dir: None,
+        checkpoint_files: None,
     };
     let refused = train(
         &other,
@@ -312,6 +316,7 @@ fn a_stored_model_predicts_and_refuses_tampering() {
         run_dir: Some(dir.clone()),
         resume_from: None,
         data_dir: None,
+        checkpoint_files: None,
     };
     let report = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     let (model_dir, info) = report.model.unwrap();

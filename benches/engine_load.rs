@@ -12,15 +12,19 @@
 //! Goal (issue 6) on the 2-core CI machine: at least 2,000 accepted submissions per second with
 //! p99 acknowledgement under 20 ms, and no job lost. Client and engine share the machine.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document, write_key_pair};
+use chimera_maml::{DEFAULT_MAX_BYTES, sign_document};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, JobState, SubmitRequest, batch_reply};
 use rayon::prelude::*;
 use tonic::transport::Channel;
 
+// Shared with the engine's tests, which use more of them.
+#[allow(dead_code)]
+#[path = "../tests/common/engine_client.rs"]
+mod engine_client;
+#[allow(dead_code)]
 #[path = "../tests/common/served.rs"]
 mod served;
 
@@ -121,16 +125,7 @@ fn main() {
     let clients: usize = args.next().map_or(32, |a| a.parse().expect("CLIENTS"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let key = SecretKey::generate().unwrap();
-    write_key_pair(&key, &dir.path().join("load"), false).unwrap();
-    let trusted = Command::new(env!("CARGO_BIN_EXE_chimera"))
-        .args(["trust", "add"])
-        .arg(dir.path().join("load.pub"))
-        .args(["--name", "load", "--allow", "quantum_circuit", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(trusted.status.success());
+    let key = engine_client::trusted_key(&data, dir.path(), "load", "quantum_circuit");
 
     let signing = Instant::now();
     let sign = |prefix: &str| -> Vec<(String, Vec<u8>)> {

@@ -334,17 +334,31 @@ impl AiHead {
         progress: &mut dyn FnMut(Value),
         cancelled: &AtomicBool,
     ) -> Result<Option<Value>> {
-        let spec = TrainSpec::from_yaml(&block.code)?;
         let run_dir = self
             .keys
             .state_dir()
             .join("runs")
             .join(directory_name(&job.id))
             .join(format!("block-{}", block.line));
+        let trained = self.train_in(block, &run_dir, progress, cancelled);
+        // The block has ended (not with its head, which would not get here): its checkpoints are
+        // of no more use, and a head's state is kept small, as every key change re-seals it.
+        let _ = std::fs::remove_dir_all(&run_dir);
+        trained
+    }
+
+    fn train_in(
+        &self,
+        block: &CodeBlock,
+        run_dir: &Path,
+        progress: &mut dyn FnMut(Value),
+        cancelled: &AtomicBool,
+    ) -> Result<Option<Value>> {
+        let spec = TrainSpec::from_yaml(&block.code)?;
         let files = SealedFiles(self.keys.clone());
         // A job run again after its head died continues from its last checkpoint, which this
         // head (the dead one's successor, holding its key) can open.
-        let resume_from = checkpoint::latest(&run_dir).and_then(|dir| {
+        let resume_from = checkpoint::latest(run_dir).and_then(|dir| {
             match self.keys.read(&dir.join("progress.json")) {
                 Ok(_) => Some(dir),
                 Err(e) => {
@@ -358,7 +372,7 @@ impl AiHead {
             progress(json!({"resumed_from": dir.display().to_string()}));
         }
         let options = TrainOptions {
-            run_dir: Some(run_dir),
+            run_dir: Some(run_dir.to_owned()),
             resume_from: resume_from.clone(),
             data_dir: Some(self.data_dir.join("data")),
             checkpoint_files: Some(Arc::new(files)),

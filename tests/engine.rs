@@ -2,6 +2,8 @@
 //! client talking to it as a gateway would.
 
 mod common;
+#[path = "common/engine_client.rs"]
+mod engine_client;
 #[path = "common/served.rs"]
 mod served;
 
@@ -10,78 +12,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chimera_maml::{DEFAULT_MAX_BYTES, PublicKey, SecretKey, sign_document, write_key_pair};
+use chimera_maml::{DEFAULT_MAX_BYTES, PublicKey, SecretKey};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
-    GetRequest, Head, HeadStatus, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest,
-    batch_reply, job_event,
+    GetRequest, Head, HeadStatus, Job, JobState, SubmitRequest, WatchRequest, batch_reply,
+    job_event,
 };
 use common::{chimera, failure, ok, repo, work_dir};
+use engine_client::*;
 use served::{Served, signal};
 use tonic::transport::Channel;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn client(url: &str) -> EngineClient<Channel> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match EngineClient::connect(url.to_owned()).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("cannot reach {url}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// A client key, written as `dir/NAME.key` and `.pub`, trusted through the CLI.
-fn trusted_key(data_dir: &Path, dir: &Path, name: &str, allow: &str) -> SecretKey {
-    let key = SecretKey::generate().unwrap();
-    let prefix = dir.join(name);
-    write_key_pair(&key, &prefix, false).unwrap();
-    let public = prefix.with_extension("pub");
-    ok(chimera(&[
-        "trust",
-        "add",
-        public.to_str().unwrap(),
-        "--name",
-        name,
-        "--allow",
-        allow,
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]));
-    key
-}
-
-fn signed(text: &str, key: &SecretKey) -> Vec<u8> {
-    sign_document(text.as_bytes(), key, DEFAULT_MAX_BYTES)
-        .unwrap()
-        .text
-        .into_bytes()
-}
-
-/// A MAML document with the given front matter additions, Context and code blocks.
-fn document(
-    id: &str,
-    job_type: &str,
-    extra: &str,
-    context: &str,
-    blocks: &[(&str, &str)],
-) -> String {
-    let created = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1);
-    let mut text = format!(
-        "---\nmaml_version: \"2.0.0\"\nid: \"{id}\"\ntype: \"{job_type}\"\norigin: \"agent://tests\"\ncreated_at: {created}\n{extra}---\n## Intent\nA test.\n\n## Context\n{context}\n\n## Code_Blocks\n"
-    );
-    for (language, code) in blocks {
-        text += &format!("```{language}\n{code}\n```\n");
-    }
-    text
-}
 
 /// `text` with its `created_at` replaced.
 fn created_at(text: &str, time: &str) -> String {
@@ -92,97 +32,7 @@ fn created_at(text: &str, time: &str) -> String {
     text.replace(line, &format!("created_at: {time}"))
 }
 
-/// A 20-qubit circuit that takes a noticeable fraction of a second on two cores.
-fn slow_circuit() -> String {
-    let n = 20;
-    let mut lines = vec![
-        "OPENQASM 2.0;".to_owned(),
-        "include \"qelib1.inc\";".to_owned(),
-        format!("qreg q[{n}];"),
-        format!("creg c[{n}];"),
-    ];
-    for round in 0..12 {
-        for i in 0..n {
-            lines.push(format!(
-                "rx({}) q[{i}];",
-                0.1 * (round + 1) as f64 + 0.01 * i as f64
-            ));
-        }
-        for i in 0..n - 1 {
-            lines.push(format!("cx q[{i}],q[{}];", i + 1));
-        }
-    }
-    lines.push("measure q -> c;".into());
-    lines.join("\n")
-}
-
 const BELL: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;";
-
-/// A digits training spec that runs for some seconds, with a checkpoint every epoch.
-fn long_training(epochs: usize) -> String {
-    format!(
-        "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [64]\n  activation: relu\noptimizer:\n  name: adamw\n  learning_rate: 0.003\nepochs: {epochs}\nbatch_size: 64\nvalidation_split: 0.2\nseed: 3\ncheckpoint_every: 23"
-    )
-}
-
-/// A training job of the digits MLP for `epochs` epochs.
-fn training_job(id: &str, epochs: usize) -> String {
-    document(
-        id,
-        "training",
-        "",
-        "",
-        &[("chimera-train", &long_training(epochs))],
-    )
-}
-
-async fn submit(client: &mut EngineClient<Channel>, document: Vec<u8>) -> Job {
-    client
-        .submit(SubmitRequest { document })
-        .await
-        .unwrap_or_else(|s| panic!("refused: {s:?}"))
-        .into_inner()
-        .job
-        .unwrap()
-}
-
-async fn finished(client: &mut EngineClient<Channel>, id: &str) -> Job {
-    let mut events = client
-        .watch(WatchRequest { job_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(120), events.message())
-        .await
-        .expect("a job finishes within two minutes")
-        .unwrap()
-    {
-        if let Some(job_event::Detail::Finished(job)) = event.detail {
-            return job;
-        }
-    }
-    panic!("the watch of {id} ended before the job finished");
-}
-
-async fn heads(client: &mut EngineClient<Channel>) -> Vec<Head> {
-    client
-        .list_heads(ListHeadsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .heads
-}
-
-fn result(job: &Job) -> serde_json::Value {
-    assert_eq!(
-        job.state,
-        JobState::Succeeded as i32,
-        "job {} did not succeed: {}",
-        job.id,
-        job.error
-    );
-    serde_json::from_str(&job.result_json).unwrap()
-}
 
 /// The receipt is the engine's ML-DSA-65 signature over this job's result.
 fn assert_receipt(job: &Job, engine_pub: &PublicKey) {
@@ -654,16 +504,25 @@ async fn trained_to(client: &mut EngineClient<Channel>, id: &str, epoch: u64) {
     }
 }
 
-/// Every file under `dir`, with the key epoch it is sealed under (`None`: not sealed).
+/// Every file under `dir` but those of a checkpoint being written, with the key epoch it is
+/// sealed under (`None`: not sealed).
 fn sealed_files(dir: &Path) -> Vec<(std::path::PathBuf, Option<u32>)> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
-        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue; // Removed meanwhile.
+        };
+        for path in entries.filter_map(|e| Some(e.ok()?.path())) {
+            if path
+                .extension()
+                .is_some_and(|e| e == "partial" || e == "sealing")
+            {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
+            } else if let Ok(bytes) = std::fs::read(&path) {
                 let epoch = bytes
                     .strip_prefix(b"CHS1")
                     .map(|rest| u32::from_be_bytes(rest[..4].try_into().unwrap()));
@@ -704,6 +563,16 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         let victim = head_running(&mut client, &circuits[3]).await;
         signal(victim.pid as i32, libc::SIGKILL);
 
+        // Resumed by the AI head's next life: every file of its state is sealed under its new
+        // key (epoch 2), re-sealed or written since.
+        trained_to(&mut client, &training, 40).await;
+        let state = data.join("heads").join(&ai.id);
+        let files = sealed_files(&state);
+        assert!(files.len() >= 4, "{files:?}");
+        for (path, epoch) in files {
+            assert_eq!(epoch, Some(2), "{}", path.display());
+        }
+
         let mut by_id = HashMap::new();
         for id in circuits.iter().chain([&training]) {
             by_id.insert(id.clone(), finished(&mut client, id).await);
@@ -731,12 +600,8 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         let report = result(trained);
         assert_eq!(report["resumed_from_checkpoint"], true, "{report}");
         assert!(report["val_accuracy"].as_f64().unwrap() > 0.9, "{report}");
-        let checkpoints = sealed_files(&data.join("heads").join(&ai.id));
-        assert!(checkpoints.len() >= 4, "{checkpoints:?}");
-        for (path, epoch) in checkpoints {
-            // Every file is under the new life's key (epoch 2): re-sealed, or written since.
-            assert_eq!(epoch, Some(2), "{}", path.display());
-        }
+        // Its checkpoints went with it.
+        assert!(sealed_files(&state).is_empty());
 
         let after = heads(&mut client).await;
         for killed in [&ai.id, &victim.id] {
@@ -765,27 +630,6 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
     });
 }
 
-/// Polls the heads until `done` holds of them.
-async fn heads_until(
-    client: &mut EngineClient<Channel>,
-    what: &str,
-    done: impl Fn(&HashMap<String, Head>) -> bool,
-) -> HashMap<String, Head> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let by_id: HashMap<String, Head> = heads(client)
-            .await
-            .into_iter()
-            .map(|h| (h.id.clone(), h))
-            .collect();
-        if done(&by_id) {
-            return by_id;
-        }
-        assert!(Instant::now() < deadline, "{what}: {by_id:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The value of the series of `name` whose labels include every one of `labels`.
 fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
     metrics
@@ -793,23 +637,6 @@ fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .find(|l| labels.iter().all(|label| l.contains(label)))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-}
-
-/// SIGKILLs `victims` at once and waits until each has a new life sealing with a key newer than
-/// its last; returns how long that took.
-async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&str]) -> Duration {
-    let before = heads_until(client, "heads before the kill", |_| true).await;
-    let killed = Instant::now();
-    for id in victims {
-        signal(before[*id].pid as i32, libc::SIGKILL);
-    }
-    heads_until(client, "killed heads keyed again", |now| {
-        victims
-            .iter()
-            .all(|id| now[*id].pid != before[*id].pid && now[*id].key_epoch > before[*id].key_epoch)
-    })
-    .await;
-    killed.elapsed()
 }
 
 #[test]
@@ -877,7 +704,13 @@ fn a_killed_head_restores_its_key_from_two_peers_and_one_peer_alone_is_not_enoug
         assert_eq!(after["a0"].key_epoch, 2);
 
         // A rotation on demand: every head moves to its next epoch.
-        let out = ok(chimera(&["admin", "rotate", "--server", &served.url, "--json"]));
+        let out = ok(chimera(&[
+            "admin",
+            "rotate",
+            "--server",
+            &served.url,
+            "--json",
+        ]));
         let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for head in rotated.as_array().unwrap() {
             let id = head["id"].as_str().unwrap();
@@ -910,6 +743,46 @@ fn heads_rotate_their_keys_on_schedule_and_a_rebuild_restores_the_latest() {
                 &["head=\"a0\"", "outcome=\"restored\""]
             ),
             Some(1.0),
+            "{metrics}"
+        );
+    });
+}
+
+/// The fault-injection run with one kill of each head (`benches/head_rebuild.rs` makes 20).
+#[test]
+fn every_head_killed_in_turn_with_jobs_in_flight_loses_nothing_and_training_goes_on() {
+    let dir = work_dir("engine-faults");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let run = kill_heads_in_turn(&mut client, &key, 4, Duration::from_millis(700), 300).await;
+        for (head, took) in &run.rebuilds {
+            eprintln!("{head}: serving again {took:?} after SIGKILL");
+        }
+        assert_eq!(run.rebuilds.len(), 4);
+        // Both AI heads died once, the training's among them: it went on from a checkpoint.
+        assert!(run.training_attempts >= 2, "{}", run.training);
+        assert_eq!(
+            run.training["resumed_from_checkpoint"], true,
+            "{}",
+            run.training
+        );
+        assert!(run.training["val_accuracy"].as_f64().unwrap() > 0.9);
+        assert_eq!(run.circuits, 12);
+        eprintln!(
+            "{} of the circuits ran again after their head died",
+            run.circuits_run_again
+        );
+        let metrics = served.scrape_metrics();
+        assert_eq!(
+            series(
+                &metrics,
+                "chimera_head_rebuild_seconds_count",
+                &["outcome=\"restored\""]
+            ),
+            Some(4.0),
             "{metrics}"
         );
     });

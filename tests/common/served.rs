@@ -81,7 +81,6 @@ impl Served {
         self.child.id() as i32
     }
 
-    #[allow(dead_code)] // The bench never kills its engine.
     pub fn kill_hard(mut self) {
         signal(self.pid(), libc::SIGKILL);
         let _ = self.child.wait();

@@ -2,7 +2,8 @@
 //!
 //! A checkpoint is a directory `step-NNNNNNNN` holding `model.safetensors`, `optimizer.safetensors`,
 //! `spec.yaml` and `progress.json` (where in the run it was taken, the generator's position, the
-//! epochs so far): all a run needs to go on exactly as if it had not stopped. A trained model is a
+//! epochs so far): all a run needs to go on exactly as if it had not stopped. A run keeps its
+//! [`KEPT_CHECKPOINTS`] latest ones. A trained model is a
 //! directory holding `model.safetensors`, `spec.yaml` and `model.json` (its id and what it was
 //! trained on). Both are written to a temporary directory renamed into place, so a crash never
 //! leaves half of one.
@@ -120,7 +121,12 @@ fn write_directory(
     files.write_directory(dir, &all).map_err(io(dir))
 }
 
-/// Saves a checkpoint under `run_dir/checkpoints/` and returns its directory.
+/// How many checkpoints a run keeps: the latest, and the one before in case the latest was cut
+/// short by a crash.
+pub const KEPT_CHECKPOINTS: usize = 2;
+
+/// Saves a checkpoint under `run_dir/checkpoints/`, removes those older than the
+/// [`KEPT_CHECKPOINTS`] latest, and returns its directory.
 pub fn save(
     run_dir: &Path,
     spec: &str,
@@ -140,7 +146,23 @@ pub fn save(
             ("optimizer.safetensors", &checkpoint.optimizer),
         ],
     )?;
+    let mut taken = checkpoints(run_dir);
+    taken.sort();
+    for old in taken.iter().rev().skip(KEPT_CHECKPOINTS) {
+        let _ = std::fs::remove_dir_all(old);
+    }
     Ok(dir)
+}
+
+/// The complete checkpoints of a run directory (a `.partial` one was cut short).
+fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join("checkpoints")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.extension().is_none())
+        .collect()
 }
 
 /// Loads the checkpoint at `dir`, refusing one taken with another spec than `spec`.
@@ -170,11 +192,7 @@ pub fn load(
 
 /// The latest checkpoint of a run directory, if it has any.
 pub fn latest(run_dir: &Path) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(run_dir.join("checkpoints")).ok()?;
-    entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.extension().is_none())
-        .max()
+    checkpoints(run_dir).into_iter().max()
 }
 
 /// What `model.json` says of a trained model.

@@ -248,6 +248,14 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         checkpoint_files: None,
     };
     let whole = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
+    let kept = std::fs::read_dir(whole_dir.join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        kept,
+        checkpoint::KEPT_CHECKPOINTS,
+        "older checkpoints are removed"
+    );
 
     // Interrupted at step 25 (mid-epoch: 23 batches an epoch); the last checkpoint is step 20.
     let broken_dir = run_dir(&format!("{name}-broken"));
@@ -291,7 +299,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
     let other = TrainSpec::from_yaml(&yaml.replace("seed: 5", "seed: 6")).unwrap();
     let options = RunOptions {
         run_dir: Some(broken_dir.clone()),
-        resume_from: Some(broken_dir.join("checkpoints/step-00000010")),
+        resume_from: checkpoint::latest(&broken_dir),
         data_dir: None,
         checkpoint_files: None,
     };

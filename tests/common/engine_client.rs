@@ -1,0 +1,282 @@
+//! What the engine's tests and benches do as a client: keys, documents, submissions, following
+//! jobs and heads.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document, write_key_pair};
+use chimera_proto::v1::engine_client::EngineClient;
+use chimera_proto::v1::{
+    Head, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest, job_event,
+};
+use tonic::transport::Channel;
+
+use crate::served::signal;
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub async fn client(url: &str) -> EngineClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match EngineClient::connect(url.to_owned()).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("cannot reach {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A client key, written as `dir/NAME.key` and `.pub`, trusted through the CLI.
+pub fn trusted_key(data_dir: &Path, dir: &Path, name: &str, allow: &str) -> SecretKey {
+    let key = SecretKey::generate().unwrap();
+    let prefix = dir.join(name);
+    write_key_pair(&key, &prefix, false).unwrap();
+    let public = prefix.with_extension("pub");
+    let out = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(["trust", "add"])
+        .arg(&public)
+        .args(["--name", name, "--allow", allow, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run chimera trust add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    key
+}
+
+pub fn signed(text: &str, key: &SecretKey) -> Vec<u8> {
+    sign_document(text.as_bytes(), key, DEFAULT_MAX_BYTES)
+        .unwrap()
+        .text
+        .into_bytes()
+}
+
+/// A MAML document with the given front matter additions, Context and code blocks.
+pub fn document(
+    id: &str,
+    job_type: &str,
+    extra: &str,
+    context: &str,
+    blocks: &[(&str, &str)],
+) -> String {
+    let created = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1);
+    let mut text = format!(
+        "---\nmaml_version: \"2.0.0\"\nid: \"{id}\"\ntype: \"{job_type}\"\norigin: \"agent://tests\"\ncreated_at: {created}\n{extra}---\n## Intent\nA test.\n\n## Context\n{context}\n\n## Code_Blocks\n"
+    );
+    for (language, code) in blocks {
+        text += &format!("```{language}\n{code}\n```\n");
+    }
+    text
+}
+
+/// A 20-qubit circuit that takes a noticeable fraction of a second on two cores.
+pub fn slow_circuit() -> String {
+    let n = 20;
+    let mut lines = vec![
+        "OPENQASM 2.0;".to_owned(),
+        "include \"qelib1.inc\";".to_owned(),
+        format!("qreg q[{n}];"),
+        format!("creg c[{n}];"),
+    ];
+    for round in 0..12 {
+        for i in 0..n {
+            lines.push(format!(
+                "rx({}) q[{i}];",
+                0.1 * (round + 1) as f64 + 0.01 * i as f64
+            ));
+        }
+        for i in 0..n - 1 {
+            lines.push(format!("cx q[{i}],q[{}];", i + 1));
+        }
+    }
+    lines.push("measure q -> c;".into());
+    lines.join("\n")
+}
+
+/// A digits training spec that runs for some seconds, with a checkpoint every epoch.
+pub fn long_training(epochs: usize) -> String {
+    format!(
+        "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [64]\n  activation: relu\noptimizer:\n  name: adamw\n  learning_rate: 0.003\nepochs: {epochs}\nbatch_size: 64\nvalidation_split: 0.2\nseed: 3\ncheckpoint_every: 23"
+    )
+}
+
+/// A training job of the digits MLP for `epochs` epochs.
+pub fn training_job(id: &str, epochs: usize) -> String {
+    document(
+        id,
+        "training",
+        "",
+        "",
+        &[("chimera-train", &long_training(epochs))],
+    )
+}
+
+pub async fn submit(client: &mut EngineClient<Channel>, document: Vec<u8>) -> Job {
+    client
+        .submit(SubmitRequest { document })
+        .await
+        .unwrap_or_else(|s| panic!("refused: {s:?}"))
+        .into_inner()
+        .job
+        .unwrap()
+}
+
+pub async fn finished(client: &mut EngineClient<Channel>, id: &str) -> Job {
+    let mut events = client
+        .watch(WatchRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(120), events.message())
+        .await
+        .expect("a job finishes within two minutes")
+        .unwrap()
+    {
+        if let Some(job_event::Detail::Finished(job)) = event.detail {
+            return job;
+        }
+    }
+    panic!("the watch of {id} ended before the job finished");
+}
+
+pub async fn heads(client: &mut EngineClient<Channel>) -> Vec<Head> {
+    client
+        .list_heads(ListHeadsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .heads
+}
+
+pub fn result(job: &Job) -> serde_json::Value {
+    assert_eq!(
+        job.state,
+        JobState::Succeeded as i32,
+        "job {} did not succeed: {}",
+        job.id,
+        job.error
+    );
+    serde_json::from_str(&job.result_json).unwrap()
+}
+
+/// Polls the heads until `done` holds of them.
+pub async fn heads_until(
+    client: &mut EngineClient<Channel>,
+    what: &str,
+    done: impl Fn(&HashMap<String, Head>) -> bool,
+) -> HashMap<String, Head> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let by_id: HashMap<String, Head> = heads(client)
+            .await
+            .into_iter()
+            .map(|h| (h.id.clone(), h))
+            .collect();
+        if done(&by_id) {
+            return by_id;
+        }
+        assert!(Instant::now() < deadline, "{what}: {by_id:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SIGKILLs `victims` at once and waits until each has a new life sealing with a key newer than
+/// its last; returns how long that took.
+pub async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&str]) -> Duration {
+    let before = heads_until(client, "heads before the kill", |_| true).await;
+    let killed = Instant::now();
+    for id in victims {
+        signal(before[*id].pid as i32, libc::SIGKILL);
+    }
+    heads_until(client, "killed heads keyed again", |now| {
+        victims
+            .iter()
+            .all(|id| now[*id].pid != before[*id].pid && now[*id].key_epoch > before[*id].key_epoch)
+    })
+    .await;
+    killed.elapsed()
+}
+
+/// What [`kill_heads_in_turn`] saw.
+pub struct FaultRun {
+    /// Per kill: the head, and the time from its SIGKILL to its next life serving with its key.
+    pub rebuilds: Vec<(String, Duration)>,
+    /// The training job's result, and how many times it was started.
+    pub training: serde_json::Value,
+    pub training_attempts: u32,
+    /// Circuits run, and how many of them ran more than once.
+    pub circuits: usize,
+    pub circuits_run_again: usize,
+}
+
+/// The order in which heads are killed: a quantum head, then an AI head, and so on.
+const KILL_ORDER: [&str; 4] = ["q0", "a0", "q1", "a1"];
+
+/// The fault-injection run of issue 7: with a training job and circuits in flight, SIGKILLs each
+/// head in turn `rounds` times, `pause` apart, each time waiting for the head's next life to serve
+/// with its key. Then follows every job to its end and checks that each finished once with the
+/// right result (a circuit's counts are those of the same circuit and seed on any head), and that
+/// the training went on from its checkpoints rather than from the start.
+pub async fn kill_heads_in_turn(
+    client: &mut EngineClient<Channel>,
+    key: &SecretKey,
+    rounds: usize,
+    pause: Duration,
+    training_epochs: usize,
+) -> FaultRun {
+    let training = "urn:uuid:fault-training";
+    submit(
+        client,
+        signed(&training_job(training, training_epochs), key),
+    )
+    .await;
+    let circuit = slow_circuit();
+    let mut circuits = Vec::new();
+    let mut rebuilds = Vec::new();
+    for round in 0..rounds {
+        // Keep circuits queued, so that quantum heads die with one running.
+        for i in 0..3 {
+            let id = format!("urn:uuid:fault-circuit-{round}-{i}");
+            let doc = document(
+                &id,
+                "quantum_circuit",
+                "",
+                "shots: 64\nseed: 5",
+                &[("qasm", &circuit)],
+            );
+            submit(client, signed(&doc, key)).await;
+            circuits.push(id);
+        }
+        tokio::time::sleep(pause).await;
+        let victim = KILL_ORDER[round % KILL_ORDER.len()];
+        let took = kill_and_rebuild(client, &[victim]).await;
+        rebuilds.push((victim.to_owned(), took));
+    }
+    let mut reference = None;
+    let mut circuits_run_again = 0;
+    for id in &circuits {
+        let job = finished(client, id).await;
+        let counts = result(&job)["counts"].clone();
+        assert_eq!(reference.get_or_insert(counts.clone()), &counts, "{id}");
+        assert!(job.attempts >= 1, "{id}");
+        circuits_run_again += usize::from(job.attempts > 1);
+    }
+    let trained = finished(client, training).await;
+    FaultRun {
+        rebuilds,
+        training: result(&trained),
+        training_attempts: trained.attempts,
+        circuits: circuits.len(),
+        circuits_run_again,
+    }
+}

@@ -771,10 +771,8 @@ fn every_head_killed_in_turn_with_jobs_in_flight_loses_nothing_and_training_goes
         );
         assert!(run.training["val_accuracy"].as_f64().unwrap() > 0.9);
         assert_eq!(run.circuits, 12);
-        eprintln!(
-            "{} of the circuits ran again after their head died",
-            run.circuits_run_again
-        );
+        // Each quantum head was killed running one (which may, rarely, have ended just before).
+        assert!(run.circuits_run_again >= 1, "{}", run.circuits_run_again);
         let metrics = served.scrape_metrics();
         assert_eq!(
             series(

@@ -223,8 +223,8 @@ pub struct FaultRun {
 const KILL_ORDER: [&str; 4] = ["q0", "a0", "q1", "a1"];
 
 /// The fault-injection run of issue 7: with a training job and circuits in flight, SIGKILLs each
-/// head in turn `rounds` times, `pause` apart, each time waiting for the head's next life to serve
-/// with its key. Then follows every job to its end and checks that each finished once with the
+/// head in turn `rounds` times, `pause` apart (a quantum head once it runs a circuit), each time
+/// waiting for the head's next life to serve with its key. Then follows every job to its end and checks that each finished once with the
 /// right result (a circuit's counts are those of the same circuit and seed on any head), and that
 /// the training went on from its checkpoints rather than from the start.
 pub async fn kill_heads_in_turn(
@@ -244,7 +244,8 @@ pub async fn kill_heads_in_turn(
     let mut circuits = Vec::new();
     let mut rebuilds = Vec::new();
     for round in 0..rounds {
-        // Keep circuits queued, so that quantum heads die with one running.
+        tokio::time::sleep(pause).await;
+        let victim = KILL_ORDER[round % KILL_ORDER.len()];
         for i in 0..3 {
             let id = format!("urn:uuid:fault-circuit-{round}-{i}");
             let doc = document(
@@ -257,8 +258,13 @@ pub async fn kill_heads_in_turn(
             submit(client, signed(&doc, key)).await;
             circuits.push(id);
         }
-        tokio::time::sleep(pause).await;
-        let victim = KILL_ORDER[round % KILL_ORDER.len()];
+        if victim.starts_with('q') {
+            // A quantum head dies with a circuit running.
+            heads_until(client, "the victim running a circuit", |h| {
+                !h[victim].job_id.is_empty()
+            })
+            .await;
+        }
         let took = kill_and_rebuild(client, &[victim]).await;
         rebuilds.push((victim.to_owned(), took));
     }

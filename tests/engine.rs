@@ -848,6 +848,51 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
 }
 
 #[test]
+fn a_queued_job_whose_key_is_revoked_does_not_run() {
+    let dir = work_dir("engine-revoke");
+    let data = dir.join("data");
+    let lab = trusted_key(&data, &dir, "lab", "*");
+    let intern = trusted_key(&data, &dir, "intern", "training");
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        // Both AI heads busy, the intern's job waits in the queue.
+        let mut busy = Vec::new();
+        for i in 0..2 {
+            let doc = training_job(&format!("urn:uuid:busy-{i}"), 300);
+            busy.push(submit(&mut client, signed(&doc, &lab)).await.id);
+        }
+        let waiting = submit(
+            &mut client,
+            signed(&training_job("urn:uuid:intern-job", 5), &intern),
+        )
+        .await;
+        assert_eq!(waiting.state, JobState::Queued as i32);
+        ok(chimera(&[
+            "trust",
+            "revoke",
+            "intern",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]));
+        for id in &busy {
+            client
+                .cancel(chimera_proto::v1::CancelRequest { job_id: id.clone() })
+                .await
+                .unwrap();
+        }
+        let job = finished(&mut client, &waiting.id).await;
+        assert_eq!(job.state, JobState::Failed as i32, "{job:?}");
+        assert!(
+            job.error.contains("`intern`") && job.error.contains("revoked"),
+            "{}",
+            job.error
+        );
+        assert_eq!(job.attempts, 0, "it never started");
+    });
+}
+
+#[test]
 fn jobs_are_cancelled_whether_queued_or_running() {
     let dir = work_dir("engine-cancel");
     let data = dir.join("data");

@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{Span, debug, error, info, info_span, warn};
 
 use crate::metrics_names as m;
+use crate::service::TrustFile;
 use crate::{convert, receipt};
 
 pub enum Request {
@@ -81,6 +82,8 @@ pub struct Dispatcher {
     signer: receipt::Signer,
     queues: HashMap<String, VecDeque<String>>,
     reserved: HashMap<String, Reservation>,
+    /// Read again before each start: a job whose key was revoked after it was accepted is not run.
+    trust: Arc<TrustFile>,
     slots: HashMap<String, Slot>,
 }
 
@@ -90,6 +93,7 @@ impl Dispatcher {
         supervisor: Arc<Supervisor>,
         events: broadcast::Sender<JobEvent>,
         key: Arc<receipt::EngineKey>,
+        trust: Arc<TrustFile>,
     ) -> std::io::Result<Self> {
         let slots = supervisor
             .heads()
@@ -112,6 +116,7 @@ impl Dispatcher {
             key,
             queues: HashMap::new(),
             reserved: HashMap::new(),
+            trust,
             slots,
         })
     }
@@ -437,6 +442,24 @@ impl Dispatcher {
                     continue;
                 }
             };
+            if let Some(revoked_at) = self.trust.revoked(&record.submitted_by) {
+                let error = format!(
+                    "not run: the key `{}` that signed it was revoked at {revoked_at}, after the \
+                     job was accepted",
+                    record.submitted_by
+                );
+                warn!(%job, "{error}");
+                let failed = self.journal.update(&job, move |r| {
+                    r.state = JobState::Failed;
+                    r.error = Some(error);
+                    r.finished_at = Some(Timestamp::now());
+                });
+                match failed.await {
+                    Ok(record) => publish_final(&self.events, &record, self.key.public_key()),
+                    Err(e) => error!(%job, "its failure was not recorded: {e}"),
+                }
+                continue;
+            }
             let (attempt, document) = (record.attempts + 1, record.document);
             let started_at = Timestamp::now();
             let span = info_span!("job", id = %job, r#type = %record.job_type, %head, attempt);

@@ -140,11 +140,13 @@ impl Engine {
         )?);
         let (events, _) = broadcast::channel(4096);
         let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
+        let trust = Arc::new(service::TrustFile::new(trust_path(&config.data_dir)));
         let dispatcher = dispatch::Dispatcher::new(
             journal.clone(),
             Arc::clone(&supervisor),
             events.clone(),
             Arc::clone(&key),
+            Arc::clone(&trust),
         )
         .map_err(EngineError::Signer)?;
         tokio::spawn(dispatcher.run(dispatch_rx, head_event_rx));
@@ -154,7 +156,7 @@ impl Engine {
         ));
         let service = EngineService(Arc::new(service::Core {
             journal,
-            trust: service::TrustFile::new(trust_path(&config.data_dir)),
+            trust,
             policy: config.policy,
             dispatch,
             events,

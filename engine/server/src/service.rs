@@ -39,7 +39,7 @@ impl std::ops::Deref for EngineService {
 
 pub struct Core {
     pub(crate) journal: Journal,
-    pub(crate) trust: TrustFile,
+    pub(crate) trust: Arc<TrustFile>,
     pub(crate) policy: Policy,
     pub(crate) dispatch: mpsc::UnboundedSender<Dispatch>,
     pub(crate) events: broadcast::Sender<JobEvent>,
@@ -60,6 +60,17 @@ impl TrustFile {
             path,
             cached: Mutex::new((None, Arc::new(TrustStore::new()))),
         }
+    }
+
+    /// When the key named `name` was revoked, if it was. An unreadable store answers `None`
+    /// (a submission then says why).
+    pub fn revoked(&self, name: &str) -> Option<jiff::Timestamp> {
+        let store = self.current().ok()?;
+        store
+            .keys()
+            .iter()
+            .find(|k| k.name == name)
+            .and_then(|k| k.revoked_at)
     }
 
     fn current(&self) -> Result<Arc<TrustStore>, Status> {

@@ -370,8 +370,10 @@ impl Engine for EngineService {
         _: Request<RotateKeysRequest>,
     ) -> Result<Response<ListHeadsReply>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "RotateKeys").increment(1);
+        // The heads as they are before the rotation, which can be done before a reply read after.
+        let before = self.heads().await;
         self.supervisor.rotate_keys();
-        Ok(Response::new(self.heads().await))
+        Ok(Response::new(before))
     }
 
     async fn list_heads(

@@ -22,7 +22,7 @@ pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;
 
 /// How long a head born again waits for two peers' shares of its predecessor's key before it
 /// gives up on its predecessor's sealed state and makes a new key.
-pub const RESTORE_DEADLINE: Duration = Duration::from_secs(3);
+const RESTORE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Written next to a file being sealed, then renamed over it.
 const SEALING_SUFFIX: &str = ".sealing";
@@ -76,11 +76,11 @@ struct Shared {
 
 /// What a re-seal of the state directory did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Resealed {
-    pub files: u64,
+struct Resealed {
+    files: u64,
     /// Files sealed under a key this head no longer has (a predecessor whose key could not be
     /// restored): they stay as they are, and stay closed.
-    pub unreadable: u64,
+    unreadable: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -8,7 +8,7 @@ pub mod protocol;
 pub mod supervisor;
 pub mod worker;
 
-pub use head_keys::{HeadKeys, RESTORE_DEADLINE, StateError};
+pub use head_keys::{HeadKeys, StateError};
 pub use priority::{HEAD_NICENESS, lower_priority};
 pub use protocol::{FromHead, Outcome, StatevectorWork, ToHead};
 pub use supervisor::{

@@ -1,6 +1,6 @@
 //! The head's side: connect to the supervisor, say hello, send heartbeats, run the jobs it is
-//! sent one at a time through an [`Executor`], and report their progress and outcome. It also
-//! keeps the head's keys ([`chimera_keys::Custody`]): its own, and its shares of its peers'.
+//! sent one at a time through an [`Executor`], and report their progress and outcome. The
+//! supervisor's key orders go to the head's [`HeadKeys`].
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -399,14 +399,12 @@ impl Dispatcher {
     }
 
     /// Where in its role's queue the oldest job is that `head` may take: one not kept for another
-    /// head.
+    /// head (reservations that ran out are dropped at the start of [`Self::assign`]).
     fn next_for(&self, head: &str, role: &str) -> Option<usize> {
-        let now = std::time::Instant::now();
-        self.queues.get(role)?.iter().position(|job| {
-            self.reserved
-                .get(job)
-                .is_none_or(|r| r.head == head || r.until <= now)
-        })
+        self.queues
+            .get(role)?
+            .iter()
+            .position(|job| self.reserved.get(job).is_none_or(|r| r.head == head))
     }
 
     /// Gives each idle head that is up the oldest job of its role that it may take.

@@ -189,12 +189,7 @@ impl HeadKeys {
         let custody = custody
             .as_ref()
             .ok_or_else(|| StateError::NoKey(path.to_owned()))?;
-        custody
-            .open(binding(&place), &sealed)
-            .map_err(|error| StateError::Sealed {
-                path: path.to_owned(),
-                error,
-            })
+        open_at(custody, path, &place, &sealed)
     }
 
     /// Re-seals under the current key every file of the state directory sealed under an older
@@ -244,17 +239,8 @@ impl HeadKeys {
             return Ok(false);
         }
         let place = self.place(path)?;
-        let sealed_error = |error| StateError::Sealed {
-            path: path.to_owned(),
-            error,
-        };
-        let plain = custody
-            .open(binding(&place), &sealed)
-            .map_err(sealed_error)?;
-        let key = custody
-            .key()
-            .ok_or_else(|| StateError::NoKey(path.to_owned()))?;
-        let resealed = key.seal(binding(&place), &plain).map_err(sealed_error)?;
+        let plain = open_at(custody, path, &place, &sealed)?;
+        let resealed = seal_at(custody, path, &place, &plain)?;
         replace(path, &resealed)?;
         Ok(true)
     }
@@ -391,17 +377,44 @@ impl Sealer<'_> {
     /// Seals `bytes` bound to `path`, the place under the state directory where they will lie.
     pub fn seal(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
         let place = self.keys.place(path)?;
-        let key = self
+        let custody = self
             .custody
             .as_mut()
-            .and_then(Custody::key)
             .ok_or_else(|| StateError::NoKey(path.to_owned()))?;
-        key.seal(binding(&place), bytes)
-            .map_err(|error| StateError::Sealed {
-                path: path.to_owned(),
-                error,
-            })
+        seal_at(custody, path, &place, bytes)
     }
+}
+
+/// Seals `bytes` under the current key, bound to `place` (that of `path`).
+fn seal_at(
+    custody: &mut Custody,
+    path: &Path,
+    place: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, StateError> {
+    let key = custody
+        .key()
+        .ok_or_else(|| StateError::NoKey(path.to_owned()))?;
+    key.seal(binding(place), bytes)
+        .map_err(|error| StateError::Sealed {
+            path: path.to_owned(),
+            error,
+        })
+}
+
+/// Opens `sealed`, bound to `place` (that of `path`), under the current or the previous key.
+fn open_at(
+    custody: &Custody,
+    path: &Path,
+    place: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, StateError> {
+    custody
+        .open(binding(place), sealed)
+        .map_err(|error| StateError::Sealed {
+            path: path.to_owned(),
+            error,
+        })
 }
 
 fn binding(place: &str) -> Binding<'_> {

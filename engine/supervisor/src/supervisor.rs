@@ -250,8 +250,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(3);
 
 impl HeadWatcher {
-    fn update(&self, change: impl FnOnce(&mut HeadInfo)) {
-        change(&mut self.heads.lock().unwrap_or_else(|p| p.into_inner())[self.slot].info);
+    /// Changes this head as the watchers share it, and returns what `change` does.
+    fn update<R>(&self, change: impl FnOnce(&mut Watched) -> R) -> R {
+        change(&mut self.heads.lock().unwrap_or_else(|p| p.into_inner())[self.slot])
     }
 
     /// Sends `order` to whichever life of the head at `slot` is alive.
@@ -301,23 +302,6 @@ impl HeadWatcher {
         welcome
     }
 
-    /// The head now seals with a key of `epoch`; the rebuild time if it was born again.
-    fn keyed(&self, epoch: u32) -> Option<Duration> {
-        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
-        let me = &mut heads[self.slot];
-        me.info.key_epoch = Some(epoch);
-        me.down_since.take().map(|since| since.elapsed())
-    }
-
-    fn died(&self) {
-        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
-        let me = &mut heads[self.slot];
-        me.info.status = HeadStatus::Down;
-        me.info.restarts += 1;
-        me.mailbox = None;
-        me.down_since.get_or_insert_with(Instant::now);
-    }
-
     fn head(&self) -> &HeadConfig {
         &self.config.heads[self.slot]
     }
@@ -325,16 +309,21 @@ impl HeadWatcher {
     async fn run(mut self, mut orders: mpsc::UnboundedReceiver<Order>) {
         let mut backoff = Duration::ZERO;
         for generation in 1.. {
-            self.update(|h| {
-                h.status = HeadStatus::Starting;
-                h.pid = None;
+            self.update(|w| {
+                w.info.status = HeadStatus::Starting;
+                w.info.pid = None;
             });
             let started = Instant::now();
             let reason = match self.incarnation(generation, &mut orders).await {
                 Ended::Shutdown => return,
                 Ended::Died(reason) => reason,
             };
-            self.died();
+            self.update(|w| {
+                w.info.status = HeadStatus::Down;
+                w.info.restarts += 1;
+                w.mailbox = None;
+                w.down_since.get_or_insert_with(Instant::now);
+            });
             let _ = self.events.send(HeadEvent::Down {
                 head: self.head().id.clone(),
                 generation,
@@ -408,10 +397,10 @@ impl HeadWatcher {
                     let event = match message {
                         FromHead::Heartbeat => None,
                         FromHead::Hello { pid, backend, mailbox, .. } => {
-                            self.update(|h| {
-                                h.status = HeadStatus::Up;
-                                h.pid = Some(pid);
-                                h.backend = backend;
+                            self.update(|w| {
+                                w.info.status = HeadStatus::Up;
+                                w.info.pid = Some(pid);
+                                w.info.backend = backend;
                             });
                             for order in self.welcome(&mailbox) {
                                 if let Err(e) = write_half.write_all(&encode(&order)).await {
@@ -428,7 +417,12 @@ impl HeadWatcher {
                         }
                         FromHead::Keyed { epoch, restored, resealed, unreadable } => Some(HeadEvent::Keyed {
                             head: head.id.clone(), generation, epoch, restored,
-                            rebuild: self.keyed(epoch), resealed, unreadable,
+                            // For a head born again: the time since its predecessor died.
+                            rebuild: self.update(|w| {
+                                w.info.key_epoch = Some(epoch);
+                                w.down_since.take().map(|since| since.elapsed())
+                            }),
+                            resealed, unreadable,
                         }),
                         FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
                             head: head.id.clone(), generation, job_id, progress,
@@ -470,9 +464,9 @@ impl HeadWatcher {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
-        self.update(|h| {
-            h.status = HeadStatus::Down;
-            h.pid = None;
+        self.update(|w| {
+            w.info.status = HeadStatus::Down;
+            w.info.pid = None;
         });
         Ended::Shutdown
     }

@@ -43,7 +43,8 @@ pub struct HeadArgs {
     #[arg(long)]
     socket: PathBuf,
     /// The engine's data directory: the head's sealed state (training runs and their
-    /// checkpoints) in DIR/heads/ID, models in DIR/models, datasets named by file in DIR/data.
+    /// checkpoints) in DIR/heads/ID, the replicas it holds of its peers' in DIR/replicas/ID,
+    /// models in DIR/models, datasets named by file in DIR/data.
     #[arg(long)]
     data_dir: PathBuf,
 }
@@ -51,7 +52,7 @@ pub struct HeadArgs {
 pub fn run(args: HeadArgs) -> Result<()> {
     // First, so that every thread of the head (the simulator's pool among them) inherits it.
     chimera_supervisor::lower_priority(chimera_supervisor::HEAD_NICENESS);
-    let keys = HeadKeys::new(&args.id, args.data_dir.join("heads").join(&args.id));
+    let keys = HeadKeys::new(&args.id, &args.data_dir);
     match args.role {
         Role::Quantum => {
             let (backend, _) = crate::sim::backend(crate::sim::BackendArg::Auto, None)?;
@@ -279,17 +280,15 @@ struct SealedFiles(HeadKeys);
 
 impl checkpoint::Files for SealedFiles {
     fn write_directory(&self, dir: &Path, contents: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
-        let mut sealer = self.0.sealer();
-        let sealed = contents
-            .iter()
-            .map(|(name, bytes)| Ok((*name, sealer.seal(&dir.join(name), bytes)?)))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        // Written while the sealer holds off a re-seal.
-        checkpoint::PlainFiles.write_directory(dir, &sealed)
+        Ok(self.0.write_directory(dir, contents)?)
     }
 
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         Ok(self.0.read(path)?)
+    }
+
+    fn remove_directory(&self, dir: &Path) -> std::io::Result<()> {
+        Ok(self.0.remove(dir)?)
     }
 }
 
@@ -343,7 +342,7 @@ impl AiHead {
         let trained = self.train_in(block, &run_dir, progress, cancelled);
         // The block has ended (not with its head, which would not get here): its checkpoints are
         // of no more use, and a head's state is kept small, as every key change re-seals it.
-        let _ = std::fs::remove_dir_all(&run_dir);
+        let _ = self.keys.remove(&run_dir);
         trained
     }
 

@@ -556,9 +556,14 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
             circuits.push(submit(&mut client, signed(&doc, &key)).await.id);
         }
 
-        // SIGKILL the AI head in the middle of training, and a quantum head in the middle of a circuit.
+        // SIGKILL the AI head in the middle of training, and a quantum head in the middle of a
+        // circuit. The AI head's directory is lost with it (stopped first, so that it writes no
+        // more): its next life takes its state back from the replicas its peers hold.
         trained_to(&mut client, &training, 20).await;
         let ai = head_running(&mut client, &training).await;
+        let state = data.join("heads").join(&ai.id);
+        signal(ai.pid as i32, libc::SIGSTOP);
+        std::fs::remove_dir_all(&state).unwrap();
         signal(ai.pid as i32, libc::SIGKILL);
         let victim = head_running(&mut client, &circuits[3]).await;
         signal(victim.pid as i32, libc::SIGKILL);
@@ -566,11 +571,18 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         // Resumed by the AI head's next life: every file of its state is sealed under its new
         // key (epoch 2), re-sealed or written since.
         trained_to(&mut client, &training, 40).await;
-        let state = data.join("heads").join(&ai.id);
         let files = sealed_files(&state);
         assert!(files.len() >= 4, "{files:?}");
         for (path, epoch) in files {
             assert_eq!(epoch, Some(2), "{}", path.display());
+        }
+        // And so are the replicas its peers hold of it.
+        for peer in ["q0", "q1", "a0", "a1"].iter().filter(|p| **p != ai.id) {
+            let held = sealed_files(&data.join("replicas").join(peer).join(&ai.id));
+            assert!(!held.is_empty(), "{peer} holds nothing of {}", ai.id);
+            for (path, epoch) in held {
+                assert_eq!(epoch, Some(2), "{}", path.display());
+            }
         }
 
         let mut by_id = HashMap::new();
@@ -600,8 +612,18 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         let report = result(trained);
         assert_eq!(report["resumed_from_checkpoint"], true, "{report}");
         assert!(report["val_accuracy"].as_f64().unwrap() > 0.9, "{report}");
-        // Its checkpoints went with it.
+        // Its checkpoints went with it, here and at its peers.
         assert!(sealed_files(&state).is_empty());
+        for peer in ["q0", "q1", "a0", "a1"].iter().filter(|p| **p != ai.id) {
+            let held = data.join("replicas").join(peer).join(&ai.id);
+            assert!(sealed_files(&held).is_empty(), "{peer}");
+        }
+        let recovered = series(
+            &served.scrape_metrics(),
+            "chimera_head_recovered_files_total",
+            &[&format!("head=\"{}\"", ai.id)],
+        );
+        assert!(recovered.is_some_and(|n| n >= 4.0), "{recovered:?}");
 
         let after = heads(&mut client).await;
         for killed in [&ai.id, &victim.id] {

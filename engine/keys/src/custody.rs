@@ -94,6 +94,11 @@ impl Custody {
         self.mailbox.address()
     }
 
+    /// The ids of the other heads, sorted.
+    pub fn peers(&self) -> &[String] {
+        &self.peers
+    }
+
     /// The epoch of the key this head seals with, once it has one.
     pub fn epoch(&self) -> Option<u32> {
         self.key.as_ref().map(|k| k.key().epoch())

@@ -272,6 +272,7 @@ impl Dispatcher {
                 rebuild,
                 resealed,
                 unreadable,
+                recovered,
                 ..
             } => {
                 metrics::gauge!(m::HEAD_KEY_EPOCH, "head" => head.clone()).set(f64::from(epoch));
@@ -284,12 +285,14 @@ impl Dispatcher {
                 };
                 let outcome = if restored { "restored" } else { "new_key" };
                 if restored {
-                    info!(%head, epoch, resealed, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key");
+                    info!(%head, epoch, resealed, recovered, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key (`recovered`: files taken back from its peers' replicas)");
                 } else {
                     warn!(%head, epoch, "head born again without its predecessor's key: too few peers gave shares; what that key sealed stays closed");
                 }
                 metrics::counter!(m::HEAD_REBUILDS, "head" => head.clone(), "outcome" => outcome)
                     .increment(1);
+                metrics::counter!(m::HEAD_RECOVERED_FILES, "head" => head.clone())
+                    .increment(recovered);
                 metrics::histogram!(m::HEAD_REBUILD_SECONDS, "outcome" => outcome)
                     .record(rebuild.as_secs_f64());
             }

@@ -5,6 +5,7 @@ pub const HEAD_RESTARTS: &str = "chimera_head_restarts_total";
 pub const HEAD_REBUILDS: &str = "chimera_head_rebuilds_total";
 pub const HEAD_REBUILD_SECONDS: &str = "chimera_head_rebuild_seconds";
 pub const HEAD_KEY_EPOCH: &str = "chimera_head_key_epoch";
+pub const HEAD_RECOVERED_FILES: &str = "chimera_head_recovered_files_total";
 pub const JOBS: &str = "chimera_jobs_total";
 pub const JOB_SECONDS: &str = "chimera_job_seconds";
 pub const QUEUE_DEPTH: &str = "chimera_queue_depth";
@@ -54,6 +55,11 @@ pub fn describe() {
         "seconds from a head's death to its next life sealing with a key, by outcome"
     );
     describe_gauge!(HEAD_KEY_EPOCH, "the epoch of the key each head seals with");
+    describe_counter!(
+        HEAD_RECOVERED_FILES,
+        "files of a head's sealed state that its next life took back from its peers' replicas \
+         (lost or damaged in its own directory)"
+    );
     describe_counter!(JOBS, "finished jobs by MAML type and outcome");
     describe_histogram!(JOB_SECONDS, "seconds from submission to a final state");
     describe_gauge!(QUEUE_DEPTH, "jobs waiting for a head, by role");

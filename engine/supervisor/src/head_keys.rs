@@ -6,16 +6,24 @@
 //! moved to another place, another job or another head does not open. Whenever the head's key
 //! changes (a rotation, or the rotation after restoring its predecessor's key from two peers),
 //! every file sealed under an older key is re-sealed under the new one before the head says so.
+//!
+//! Every change to the state directory is replicated to the three peers, which hold the sealed
+//! files without being able to open them ([`crate::replicas`]). A head born again takes back what
+//! its peers hold before it re-seals: a file its directory lost, or that does not open there, is
+//! recovered from a peer's replica that opens under the restored key.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chimera_keys::{Binding, Custody, Mailbox, MailboxAddress, Outgoing, SealError, Taken};
 
-use crate::protocol::{FromHead, ToHead};
+use crate::files;
+use crate::protocol::{FromHead, Replica, SealedFile, ToHead};
+use crate::replicas::{self, ReplicaStore};
 
 /// How a head sends to the supervisor.
 pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;
@@ -23,9 +31,6 @@ pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;
 /// How long a head born again waits for two peers' shares of its predecessor's key before it
 /// gives up on its predecessor's sealed state and makes a new key.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(3);
-
-/// Written next to a file being sealed, then renamed over it.
-const SEALING_SUFFIX: &str = ".sealing";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -67,6 +72,12 @@ impl std::fmt::Debug for HeadKeys {
 struct Shared {
     head: String,
     state_dir: PathBuf,
+    /// What this head holds of its peers' state.
+    replicas: ReplicaStore,
+    /// How it reaches the supervisor, from the first key order on.
+    send: OnceLock<Arc<Sender>>,
+    /// A head born again: its state as its peers gave it back, by place, until it has a key.
+    given_back: Mutex<HashMap<String, Vec<Vec<u8>>>>,
     /// This life's mailbox, until `Keys` makes the custody that keeps it.
     mailbox: Mutex<Option<Mailbox>>,
     address: String,
@@ -118,22 +129,28 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` through a sibling renamed over it.
-fn replace(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(SEALING_SUFFIX);
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).map_err(io_error(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io_error(path))
+/// Sends `replica` to each of `peers`.
+fn replicate(send: &Sender, peers: &[String], replica: &Replica) {
+    for peer in peers {
+        // A lost connection ends the head's life soon after; its state stays on its own disk.
+        let _ = send(&FromHead::Replica {
+            to: peer.clone(),
+            replica: replica.clone(),
+        });
+    }
 }
 
 impl HeadKeys {
-    /// The keys of a new life of `head`, whose sealed state lives under `state_dir`.
-    pub fn new(head: &str, state_dir: PathBuf) -> Self {
+    /// The keys of a new life of `head`: its sealed state lives under `DATA/heads/HEAD`, the
+    /// replicas it holds of its peers' under `DATA/replicas/HEAD`.
+    pub fn new(head: &str, data_dir: &Path) -> Self {
         let mailbox = Mailbox::generate();
         Self(Arc::new(Shared {
             head: head.to_owned(),
-            state_dir,
+            state_dir: data_dir.join("heads").join(head),
+            replicas: ReplicaStore::new(data_dir.join("replicas").join(head)),
+            send: OnceLock::new(),
+            given_back: Mutex::default(),
             address: BASE64.encode(mailbox.address().to_bytes()),
             mailbox: Mutex::new(Some(mailbox)),
             custody: Mutex::new(None),
@@ -171,14 +188,53 @@ impl HeadKeys {
             .ok_or_else(|| StateError::Outside(path.to_owned()))
     }
 
-    /// Seals files bound to their places under the state directory. A re-seal waits while the
-    /// sealer lives, so that it never misses a file sealed under the key it replaces: write the
-    /// sealed files before dropping it.
-    pub fn sealer(&self) -> Sealer<'_> {
-        Sealer {
-            keys: self,
-            custody: lock(&self.0.custody),
+    /// Makes `dir`, under the state directory, a directory holding exactly `contents` (name,
+    /// bytes), each file sealed bound to its place, whole or not at all; and replicates it to the
+    /// peers.
+    pub fn write_directory(
+        &self,
+        dir: &Path,
+        contents: &[(&str, Vec<u8>)],
+    ) -> Result<(), StateError> {
+        let place = self.place(dir)?;
+        // Held until the peers are sent the directory: a re-seal (which replicates everything
+        // again) comes before or after, never between.
+        let mut guard = lock(&self.0.custody);
+        let custody = guard
+            .as_mut()
+            .ok_or_else(|| StateError::NoKey(dir.to_owned()))?;
+        let sealed = contents
+            .iter()
+            .map(|(name, bytes)| {
+                let path = dir.join(name);
+                let place = self.place(&path)?;
+                Ok((*name, seal_at(custody, &path, &place, bytes)?))
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        files::replace_directory(dir, &sealed).map_err(io_error(dir))?;
+        if let Some(send) = self.0.send.get() {
+            let files = sealed
+                .iter()
+                .map(|(name, bytes)| replicas::encode((*name).to_owned(), bytes))
+                .collect();
+            replicate(
+                &**send,
+                custody.peers(),
+                &Replica::Directory { place, files },
+            );
         }
+        Ok(())
+    }
+
+    /// Removes the file or directory `path` of the state directory, here and at the peers.
+    pub fn remove(&self, path: &Path) -> Result<(), StateError> {
+        let place = self.place(path)?;
+        let guard = lock(&self.0.custody);
+        files::remove(path).map_err(io_error(path))?;
+        if let (Some(send), Some(custody)) = (self.0.send.get(), guard.as_ref()) {
+            replicate(&**send, custody.peers(), &Replica::Removed { place });
+        }
+        Ok(())
     }
 
     /// Reads and opens the sealed file `path`.
@@ -197,26 +253,13 @@ impl HeadKeys {
     fn reseal(&self, custody: &mut Custody) -> Resealed {
         let mut done = Resealed::default();
         let mut first_failure = None;
-        let mut pending = vec![self.0.state_dir.clone()];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-                if path.is_dir() {
-                    pending.push(path);
-                    continue;
-                }
-                if path.to_string_lossy().ends_with(SEALING_SUFFIX) {
-                    continue;
-                }
-                match self.reseal_file(custody, &path) {
-                    Ok(true) => done.files += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        first_failure.get_or_insert(e);
-                        done.unreadable += 1;
-                    }
+        for path in files::files_under(&self.0.state_dir) {
+            match self.reseal_file(custody, &path) {
+                Ok(true) => done.files += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_failure.get_or_insert(e);
+                    done.unreadable += 1;
                 }
             }
         }
@@ -233,6 +276,55 @@ impl HeadKeys {
         done
     }
 
+    /// A head born again, holding its predecessor's key: takes back from what its peers gave
+    /// every file its state directory lacks or cannot open; how many.
+    fn recover(&self, custody: &Custody) -> u64 {
+        let given_back = std::mem::take(&mut *lock(&self.0.given_back));
+        let mut recovered = 0;
+        for (place, candidates) in given_back {
+            let Ok(relative) = replicas::place_path(&place) else {
+                continue;
+            };
+            let path = self.0.state_dir.join(relative);
+            let opens = |sealed: &[u8]| open_at(custody, &path, &place, sealed).is_ok();
+            if std::fs::read(&path).is_ok_and(|own| opens(&own)) {
+                continue;
+            }
+            let Some(good) = candidates.iter().find(|c| opens(c)) else {
+                continue;
+            };
+            match files::replace(&path, good) {
+                Ok(()) => recovered += 1,
+                Err(e) => {
+                    let _ = refused(&self.0.head, format!("{}: {e}", path.display()));
+                }
+            }
+        }
+        recovered
+    }
+
+    /// Sends each peer the whole state directory, replacing what it held.
+    fn replicate_all(&self, peers: &[String], send: &Sender) {
+        let files = files::files_under(&self.0.state_dir)
+            .into_iter()
+            .filter_map(|path| {
+                let place = self.place(&path).ok()?;
+                let sealed = std::fs::read(&path).ok()?;
+                Some(Replica::File {
+                    place,
+                    sealed: replicas::base64(&sealed),
+                })
+            })
+            .collect::<Vec<_>>();
+        for peer in peers {
+            let peer = std::slice::from_ref(peer);
+            replicate(send, peer, &Replica::Cleared);
+            for file in &files {
+                replicate(send, peer, file);
+            }
+        }
+    }
+
     fn reseal_file(&self, custody: &mut Custody, path: &Path) -> Result<bool, StateError> {
         let sealed = std::fs::read(path).map_err(io_error(path))?;
         if !custody.is_stale(&sealed) {
@@ -241,13 +333,18 @@ impl HeadKeys {
         let place = self.place(path)?;
         let plain = open_at(custody, path, &place, &sealed)?;
         let resealed = seal_at(custody, path, &place, &plain)?;
-        replace(path, &resealed)?;
+        files::replace(path, &resealed).map_err(io_error(path))?;
         Ok(true)
     }
 
     /// Carries out a key order of the supervisor.
     pub(crate) fn handle(&self, order: ToHead, send: &Arc<Sender>) -> std::io::Result<()> {
         let head = &self.0.head;
+        let _ = self.0.send.set(Arc::clone(send));
+        let order = match order {
+            ToHead::Replica { from, replica } => return self.replica(&from, replica),
+            order => order,
+        };
         if let ToHead::Keys {
             restore_epoch,
             peers,
@@ -261,17 +358,35 @@ impl HeadKeys {
         };
         match order {
             ToHead::Peer { id, mailbox } => match address(&mailbox) {
-                Ok(address) => deal(
-                    &**send,
-                    custody.peer_address(&id, address).into_iter().collect(),
-                ),
+                Ok(address) => {
+                    // A peer born again may hold nothing of this head's state; one restoring its
+                    // key gets all of it with the rest once it has one.
+                    if custody.epoch().is_some() {
+                        self.replicate_all(std::slice::from_ref(&id), &**send);
+                    }
+                    deal(
+                        &**send,
+                        custody.peer_address(&id, address).into_iter().collect(),
+                    )
+                }
                 Err(e) => refused(head, format!("peer {id}: {e}")),
             },
             ToHead::GiveShare { owner, mailbox } => match address(&mailbox) {
-                Ok(address) => deal(
-                    &**send,
-                    custody.give_share(&owner, &address).into_iter().collect(),
-                ),
+                Ok(address) => {
+                    // The state first: it is there when the share completes the owner's key.
+                    match self.0.replicas.held(&owner) {
+                        Ok(files) if !files.is_empty() => {
+                            let given = Replica::GivenBack { files };
+                            replicate(&**send, std::slice::from_ref(&owner), &given);
+                        }
+                        Ok(_) => {}
+                        Err(e) => refused(head, format!("the replica of {owner}: {e}"))?,
+                    }
+                    deal(
+                        &**send,
+                        custody.give_share(&owner, &address).into_iter().collect(),
+                    )
+                }
                 Err(e) => refused(head, format!("new {owner}: {e}")),
             },
             ToHead::TakeShare { from, envelope } => {
@@ -292,8 +407,39 @@ impl HeadKeys {
                 let dealt = custody.rotate();
                 self.keyed(custody, dealt, false, send)
             }
-            ToHead::Run { .. } | ToHead::Cancel { .. } | ToHead::Keys { .. } => Ok(()),
+            ToHead::Run { .. }
+            | ToHead::Cancel { .. }
+            | ToHead::Keys { .. }
+            | ToHead::Replica { .. } => Ok(()),
         }
+    }
+
+    /// A change to a peer's replica, or this head's own state given back.
+    fn replica(&self, from: &str, replica: Replica) -> std::io::Result<()> {
+        let head = &self.0.head;
+        let Replica::GivenBack { files } = replica else {
+            return match self.0.replicas.apply(from, replica) {
+                Ok(()) => Ok(()),
+                Err(e) => refused(head, format!("a replica change from {from}: {e}")),
+            };
+        };
+        let restoring = lock(&self.0.custody)
+            .as_ref()
+            .is_none_or(|c| c.epoch().is_none());
+        if !restoring {
+            return refused(
+                head,
+                format!("state given back by {from} while not restoring"),
+            );
+        }
+        let mut given_back = lock(&self.0.given_back);
+        for SealedFile { name, sealed } in files {
+            match replicas::decode(&name, &sealed) {
+                Ok(bytes) => given_back.entry(name).or_default().push(bytes),
+                Err(e) => refused(head, format!("state given back by {from}: {e}"))?,
+            }
+        }
+        Ok(())
     }
 
     fn begin(
@@ -354,8 +500,17 @@ impl HeadKeys {
         restored: bool,
         send: &Arc<Sender>,
     ) -> std::io::Result<()> {
+        let recovered = if restored {
+            self.recover(custody)
+        } else {
+            // Sealed under a key this life will never hold.
+            lock(&self.0.given_back).clear();
+            0
+        };
         let resealed = self.reseal(custody);
         deal(&**send, dealt)?;
+        // The peers' replicas are sealed under the old key: all of the state again.
+        self.replicate_all(custody.peers(), &**send);
         let epoch = custody.epoch().unwrap_or(0);
         self.0.keyed.notify_all();
         send(&FromHead::Keyed {
@@ -363,25 +518,8 @@ impl HeadKeys {
             restored,
             resealed: resealed.files,
             unreadable: resealed.unreadable,
+            recovered,
         })
-    }
-}
-
-/// See [`HeadKeys::sealer`].
-pub struct Sealer<'a> {
-    keys: &'a HeadKeys,
-    custody: MutexGuard<'a, Option<Custody>>,
-}
-
-impl Sealer<'_> {
-    /// Seals `bytes` bound to `path`, the place under the state directory where they will lie.
-    pub fn seal(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
-        let place = self.keys.place(path)?;
-        let custody = self
-            .custody
-            .as_mut()
-            .ok_or_else(|| StateError::NoKey(path.to_owned()))?;
-        seal_at(custody, path, &place, bytes)
     }
 }
 
@@ -426,11 +564,14 @@ fn binding(place: &str) -> Binding<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use super::*;
 
+    /// Writes one sealed file, alone in its directory.
     fn write(keys: &HeadKeys, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-        let sealed = keys.sealer().seal(path, bytes)?;
-        std::fs::write(path, sealed).map_err(io_error(path))
+        let name = path.file_name().unwrap().to_str().unwrap();
+        keys.write_directory(path.parent().unwrap(), &[(name, bytes.to_vec())])
     }
 
     /// A sender that keeps what is sent.
@@ -444,11 +585,13 @@ mod tests {
         (sent, send)
     }
 
-    /// A head's keys with its first key made, and what it sent.
-    fn keyed_head(dir: &Path) -> (HeadKeys, Arc<Mutex<Vec<FromHead>>>) {
-        let keys = HeadKeys::new("a0", dir.to_owned());
+    const PEERS: [&str; 3] = ["a1", "q0", "q1"];
+
+    /// Head a0's keys with its first key made, and what it sent.
+    fn keyed_head(data: &Path) -> (HeadKeys, Arc<Mutex<Vec<FromHead>>>) {
+        let keys = HeadKeys::new("a0", data);
         let (sent, send) = recorder();
-        let peers = ["a1", "q0", "q1"].map(String::from).to_vec();
+        let peers = PEERS.map(String::from).to_vec();
         keys.handle(
             ToHead::Keys {
                 restore_epoch: None,
@@ -467,10 +610,14 @@ mod tests {
         std::mem::take(&mut *lock(&sent))
     }
 
+    fn epoch_of(path: &Path) -> u32 {
+        chimera_keys::HeadKey::epoch_of(&std::fs::read(path).unwrap()).unwrap()
+    }
+
     #[test]
     fn state_is_sealed_on_disk_and_bound_to_its_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let (keys, sent) = keyed_head(dir.path());
+        let data = tempfile::tempdir().unwrap();
+        let (keys, sent) = keyed_head(data.path());
         assert!(matches!(
             lock(&sent).last(),
             Some(FromHead::Keyed {
@@ -479,8 +626,7 @@ mod tests {
                 ..
             })
         ));
-        let path = dir.path().join("runs/job/checkpoint.bin");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let path = keys.state_dir().join("runs/job/checkpoint.bin");
         write(&keys, &path, b"model weights").unwrap();
         let on_disk = std::fs::read(&path).unwrap();
         assert!(on_disk.starts_with(b"CHS1"));
@@ -488,7 +634,7 @@ mod tests {
         assert_eq!(keys.read(&path).unwrap(), b"model weights");
 
         // Moved to another place (another job, another step) it does not open.
-        let moved = dir.path().join("runs/other-job/checkpoint.bin");
+        let moved = keys.state_dir().join("runs/other-job/checkpoint.bin");
         std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
         std::fs::copy(&path, &moved).unwrap();
         assert!(matches!(
@@ -499,19 +645,18 @@ mod tests {
             })
         ));
         assert!(matches!(
-            write(&keys, Path::new("/elsewhere"), b"x"),
+            write(&keys, Path::new("/elsewhere/x"), b"x"),
             Err(StateError::Outside(_))
         ));
     }
 
     #[test]
     fn a_rotation_reseals_the_state_under_the_new_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let (keys, _) = keyed_head(dir.path());
+        let data = tempfile::tempdir().unwrap();
+        let (keys, _) = keyed_head(data.path());
         let paths: Vec<PathBuf> = (0..3)
-            .map(|i| dir.path().join(format!("runs/job/step-{i}")))
+            .map(|i| keys.state_dir().join(format!("runs/job/step-{i}/weights")))
             .collect();
-        std::fs::create_dir_all(dir.path().join("runs/job")).unwrap();
         for (i, path) in paths.iter().enumerate() {
             write(&keys, path, format!("checkpoint {i}").as_bytes()).unwrap();
         }
@@ -526,12 +671,23 @@ mod tests {
             panic!("{sent:?}")
         };
         for (i, path) in paths.iter().enumerate() {
-            let on_disk = std::fs::read(path).unwrap();
-            assert_eq!(chimera_keys::HeadKey::epoch_of(&on_disk), Ok(2));
+            assert_eq!(epoch_of(path), 2);
             assert_eq!(
                 keys.read(path).unwrap(),
                 format!("checkpoint {i}").as_bytes()
             );
+        }
+        // Each peer is sent the re-sealed state in place of what it held.
+        for peer in PEERS {
+            let to_peer: Vec<&Replica> = sent
+                .iter()
+                .filter_map(|m| match m {
+                    FromHead::Replica { to, replica } if to == peer => Some(replica),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(to_peer.len(), 4, "{peer}: {to_peer:?}");
+            assert_eq!(to_peer[0], &Replica::Cleared);
         }
         // Two rotations on, nothing is left under epoch 1 that would now be closed.
         let sent = rotate(&keys);
@@ -548,14 +704,14 @@ mod tests {
 
     #[test]
     fn state_of_a_key_nobody_holds_stays_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("checkpoint");
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().join("heads/a0/checkpoint/weights");
         {
-            let (keys, _) = keyed_head(dir.path());
+            let (keys, _) = keyed_head(data.path());
             write(&keys, &path, b"sealed by a head whose key is gone").unwrap();
         }
         // A new head life with a first key of its own, as after a restart of the whole engine.
-        let (keys, _) = keyed_head(dir.path());
+        let (keys, _) = keyed_head(data.path());
         assert!(keys.read(&path).is_err());
         let sent = rotate(&keys);
         assert!(matches!(
@@ -566,5 +722,213 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Four heads that talk through a relay as the supervisor's.
+    struct Heads {
+        data: PathBuf,
+        keys: HashMap<String, HeadKeys>,
+        sent: Arc<Mutex<VecDeque<(String, FromHead)>>>,
+        keyed: Vec<(String, FromHead)>,
+    }
+
+    impl Heads {
+        fn start(data: &Path) -> Self {
+            let mut heads = Self {
+                data: data.to_owned(),
+                keys: HashMap::new(),
+                sent: Arc::default(),
+                keyed: Vec::new(),
+            };
+            for id in ["a0", "a1", "q0", "q1"] {
+                heads.born(id, None);
+            }
+            heads
+        }
+
+        fn sender(&self, id: &str) -> Arc<Sender> {
+            let (sent, id) = (Arc::clone(&self.sent), id.to_owned());
+            Arc::new(move |m: &FromHead| {
+                lock(&sent).push_back((id.clone(), m.clone()));
+                Ok(())
+            })
+        }
+
+        /// Gives `to` an order; as the supervisor's, a relay to a head not started is lost.
+        fn order(&self, to: &str, order: ToHead) {
+            if let Some(keys) = self.keys.get(to) {
+                keys.handle(order, &self.sender(to)).unwrap();
+            }
+        }
+
+        /// A new life of `id`: its keys order, and its peers told of it, as the supervisor does.
+        fn born(&mut self, id: &str, restore_epoch: Option<u32>) {
+            let keys = HeadKeys::new(id, &self.data);
+            let mailbox = keys.mailbox_address();
+            self.keys.insert(id.to_owned(), keys);
+            let peers: Vec<String> = self.keys.keys().filter(|p| *p != id).cloned().collect();
+            let all = ["a0", "a1", "q0", "q1"].map(String::from);
+            let restore = ToHead::Keys {
+                restore_epoch,
+                peers: all.iter().filter(|p| *p != id).cloned().collect(),
+            };
+            self.order(id, restore);
+            for peer in &peers {
+                let peer_mailbox = self.keys[peer].mailbox_address();
+                self.order(
+                    id,
+                    ToHead::Peer {
+                        id: peer.clone(),
+                        mailbox: peer_mailbox,
+                    },
+                );
+                let (owner, mailbox) = (id.to_owned(), mailbox.clone());
+                self.order(
+                    peer,
+                    ToHead::Peer {
+                        id: owner.clone(),
+                        mailbox: mailbox.clone(),
+                    },
+                );
+                if restore_epoch.is_some() {
+                    self.order(peer, ToHead::GiveShare { owner, mailbox });
+                }
+            }
+            self.relay();
+        }
+
+        /// Delivers what the heads sent until they are quiet.
+        fn relay(&mut self) {
+            loop {
+                let Some((from, message)) = lock(&self.sent).pop_front() else {
+                    return;
+                };
+                match message {
+                    FromHead::Share { to, envelope } => self.order(
+                        &to,
+                        ToHead::TakeShare {
+                            from: from.clone(),
+                            envelope,
+                        },
+                    ),
+                    FromHead::Replica { to, replica } => self.order(
+                        &to,
+                        ToHead::Replica {
+                            from: from.clone(),
+                            replica,
+                        },
+                    ),
+                    keyed @ FromHead::Keyed { .. } => self.keyed.push((from, keyed)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_born_again_recovers_what_its_directory_lost_from_its_peers_replicas() {
+        let data = tempfile::tempdir().unwrap();
+        let mut heads = Heads::start(data.path());
+        let a0 = heads.keys["a0"].clone();
+        let run = a0.state_dir().join("runs/job");
+        for step in 1..=3 {
+            let dir = run.join(format!("step-{step}"));
+            let contents = [
+                ("weights", format!("weights {step}").into_bytes()),
+                ("progress", format!("progress {step}").into_bytes()),
+            ];
+            a0.write_directory(&dir, &contents).unwrap();
+        }
+        a0.remove(&run.join("step-1")).unwrap();
+        heads.relay();
+
+        // Each peer holds a0's state as a0 has it, and cannot open it.
+        for peer in PEERS {
+            let held = data.path().join("replicas").join(peer).join("a0");
+            let files = files::files_under(&held);
+            assert_eq!(files.len(), 4, "{peer}: {files:?}");
+            for file in files {
+                let place = file.strip_prefix(&held).unwrap();
+                let own = a0.state_dir().join(place);
+                assert_eq!(std::fs::read(&file).unwrap(), std::fs::read(&own).unwrap());
+                assert!(
+                    heads.keys[peer].read(&own).is_err(),
+                    "{peer} opened {place:?}"
+                );
+            }
+        }
+
+        // a0 dies; its directory loses one checkpoint and a file of the other is damaged.
+        std::fs::remove_dir_all(run.join("step-2")).unwrap();
+        let damaged = run.join("step-3/weights");
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&damaged, bytes).unwrap();
+        heads.born("a0", Some(1));
+
+        let Some((
+            _,
+            FromHead::Keyed {
+                epoch,
+                restored,
+                recovered,
+                unreadable,
+                ..
+            },
+        )) = heads.keyed.iter().rev().find(|(id, _)| id == "a0")
+        else {
+            panic!("a0 never keyed: {:?}", heads.keyed)
+        };
+        assert_eq!((*epoch, *restored), (2, true));
+        assert_eq!((*recovered, *unreadable), (3, 0));
+        let a0 = heads.keys["a0"].clone();
+        for step in 2..=3 {
+            for name in ["weights", "progress"] {
+                let path = run.join(format!("step-{step}/{name}"));
+                assert_eq!(a0.read(&path).unwrap(), format!("{name} {step}").as_bytes());
+                assert_eq!(epoch_of(&path), 2);
+            }
+        }
+        assert!(!run.join("step-1").exists());
+        // And its peers hold the state re-sealed under its new key.
+        for peer in PEERS {
+            let held = data.path().join("replicas").join(peer).join("a0");
+            let files = files::files_under(&held);
+            assert_eq!(files.len(), 4, "{peer}");
+            assert!(files.iter().all(|f| epoch_of(f) == 2), "{peer}");
+        }
+    }
+
+    #[test]
+    fn a_peer_born_again_with_no_replica_is_sent_all_of_it() {
+        let data = tempfile::tempdir().unwrap();
+        let mut heads = Heads::start(data.path());
+        let a0 = heads.keys["a0"].clone();
+        let dir = a0.state_dir().join("runs/job/step-1");
+        a0.write_directory(&dir, &[("weights", b"w".to_vec())])
+            .unwrap();
+        heads.relay();
+        let held = data.path().join("replicas/q1/a0/runs/job/step-1/weights");
+        assert!(held.exists());
+
+        // q1 comes back on a disk that lost its replicas.
+        std::fs::remove_dir_all(data.path().join("replicas/q1")).unwrap();
+        heads.born("q1", Some(1));
+        assert_eq!(
+            std::fs::read(&held).unwrap(),
+            std::fs::read(dir.join("weights")).unwrap()
+        );
+        // State given back to a head that is not restoring is dropped.
+        let given = Replica::GivenBack {
+            files: vec![replicas::encode("runs/x".into(), b"forged")],
+        };
+        heads.order(
+            "a0",
+            ToHead::Replica {
+                from: "q1".into(),
+                replica: given,
+            },
+        );
+        assert!(lock(&a0.0.given_back).is_empty());
     }
 }

@@ -29,6 +29,9 @@ pub enum ToHead {
     TakeShare { from: String, envelope: String },
     /// Rotate: a new key of the next epoch, new shares to every peer.
     Rotate,
+    /// A change to the replica of the head `from`'s sealed state that this head holds, or (a
+    /// [`Replica::GivenBack`]) this head's own state given back by a peer that held it.
+    Replica { from: String, replica: Replica },
 }
 
 /// A head to the supervisor.
@@ -50,6 +53,12 @@ pub enum FromHead {
         to: String,
         envelope: String,
     },
+    /// A change to this head's sealed state, for the supervisor to relay to the peer `to`, which
+    /// holds a replica of it; or a peer's state given back to it.
+    Replica {
+        to: String,
+        replica: Replica,
+    },
     /// The head seals with a key of `epoch` now: a first key, a rotation, or (`restored`) the
     /// rotation after restoring its predecessor's key from its peers' shares.
     Keyed {
@@ -59,6 +68,9 @@ pub enum FromHead {
         resealed: u64,
         /// Files of its state sealed under a key it does not have, left closed.
         unreadable: u64,
+        /// Files of its state that were missing or damaged, taken from its peers' replicas.
+        #[serde(default)]
+        recovered: u64,
     },
     Progress {
         job_id: String,
@@ -70,6 +82,34 @@ pub enum FromHead {
         #[serde(default)]
         work: StatevectorWork,
     },
+}
+
+/// A head's sealed state as its peers replicate it. Places are paths relative to the owner's
+/// state directory; the bytes (base64) are sealed, and only the owner's key opens them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Replica {
+    /// The file at `place` holds `sealed` now.
+    File { place: String, sealed: String },
+    /// The directory at `place` holds these files now (names within it), and nothing else.
+    Directory {
+        place: String,
+        files: Vec<SealedFile>,
+    },
+    /// The file or directory at `place` is gone.
+    Removed { place: String },
+    /// Forget the whole replica: the owner sends all of its state again after this.
+    Cleared,
+    /// The receiver's own state, as the sender held it, for the receiver's new life to recover
+    /// what its state directory lost.
+    GivenBack { files: Vec<SealedFile> },
+}
+
+/// A sealed file: its name or place, and its bytes as base64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedFile {
+    pub name: String,
+    pub sealed: String,
 }
 
 /// The gate passes a head made over statevectors for one job, and the bytes they read and wrote

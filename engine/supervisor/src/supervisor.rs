@@ -7,7 +7,8 @@
 //!
 //! The supervisor also relays the heads' key custody (`chimera_keys::custody`): it tells each new
 //! life its peers' mailboxes, asks the peers of a head born again for their shares of its
-//! predecessor's key, and passes envelopes between heads. It reads none of them.
+//! predecessor's key, and passes envelopes between heads, and the sealed files each head
+//! replicates to its peers. It reads none of them.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,9 @@ pub enum HeadEvent {
         /// Files of its state re-sealed under the new key, and files left closed.
         resealed: u64,
         unreadable: u64,
+        /// Files its state directory had lost, or that did not open, taken from its peers'
+        /// replicas.
+        recovered: u64,
     },
 }
 
@@ -415,14 +419,20 @@ impl HeadWatcher {
                             }
                             None
                         }
-                        FromHead::Keyed { epoch, restored, resealed, unreadable } => Some(HeadEvent::Keyed {
+                        FromHead::Replica { to, replica } => {
+                            if let Some(slot) = self.config.heads.iter().position(|h| h.id == to) {
+                                self.relay(slot, ToHead::Replica { from: head.id.clone(), replica });
+                            }
+                            None
+                        }
+                        FromHead::Keyed { epoch, restored, resealed, unreadable, recovered } => Some(HeadEvent::Keyed {
                             head: head.id.clone(), generation, epoch, restored,
                             // For a head born again: the time since its predecessor died.
                             rebuild: self.update(|w| {
                                 w.info.key_epoch = Some(epoch);
                                 w.down_since.take().map(|since| since.elapsed())
                             }),
-                            resealed, unreadable,
+                            resealed, unreadable, recovered,
                         }),
                         FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
                             head: head.id.clone(), generation, job_id, progress,

@@ -43,6 +43,7 @@ pub trait Files: std::fmt::Debug + Send + Sync {
     /// at all: through a temporary sibling renamed into place.
     fn write_directory(&self, dir: &Path, contents: &[(&str, Vec<u8>)]) -> std::io::Result<()>;
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+    fn remove_directory(&self, dir: &Path) -> std::io::Result<()>;
 }
 
 /// Files as they are.
@@ -63,6 +64,10 @@ impl Files for PlainFiles {
 
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn remove_directory(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::remove_dir_all(dir)
     }
 }
 
@@ -149,7 +154,7 @@ pub fn save(
     let mut taken = checkpoints(run_dir);
     taken.sort();
     for old in taken.iter().rev().skip(KEPT_CHECKPOINTS) {
-        let _ = std::fs::remove_dir_all(old);
+        let _ = files.remove_directory(old);
     }
     Ok(dir)
 }

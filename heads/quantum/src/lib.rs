@@ -4,6 +4,7 @@
 //! gates are grouped; a [`backend::Backend`] applies them to a statevector; `state` reads results
 //! off a host-memory state; [`run::run`] ties it together with shots and classical control.
 
+pub mod adjoint;
 pub mod backend;
 pub mod bits;
 pub mod blocking;

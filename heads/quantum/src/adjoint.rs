@@ -1,0 +1,667 @@
+//! A parameterised circuit as a differentiable layer: expectation values over a batch of inputs,
+//! and their gradients with respect to the inputs and the shared weights by adjoint
+//! differentiation (Jones and Gacon, arXiv:2009.02823), with parameter-shift as the reference.
+//!
+//! The layer maps (x, θ) to ⟨ψ(x, θ)|O_k|ψ(x, θ)⟩ for each observable O_k, with ψ = U_L…U_1|0…0⟩.
+//! Backward is a vector-Jacobian product: given dL/d⟨O_k⟩ = g_k, one forward sweep makes ψ and
+//! λ = Σ g_k O_k ψ, and one backward sweep undoes each gate on both; a rotation exp(-i s A/2)
+//! about axis A with angle s adds Im⟨λ|A|φ⟩ to dL/ds, φ being the state just after it. Two
+//! statevectors, and no third: A acts on φ inside the inner product.
+//!
+//! Double precision on the CPU; samples of a batch run in parallel.
+
+use num_complex::Complex;
+use rayon::prelude::*;
+
+use crate::bits::insert_zeros;
+use crate::circuit::{C64, Gate};
+use crate::gates;
+use crate::pauli::{PauliString, PauliSum};
+
+/// The most qubits a layer may have: a sample's states are 2 × 16 MiB at 20.
+pub const MAX_QUBITS: usize = 20;
+
+/// Where a rotation's angle comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Angle {
+    /// The sample's input feature.
+    Input(usize),
+    /// A weight, shared by every sample.
+    Weight(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    X,
+    Y,
+    Z,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// exp(-i angle A / 2) on `qubit`: RX, RY or RZ.
+    Rotation {
+        qubit: usize,
+        axis: Axis,
+        angle: Angle,
+    },
+    /// A gate with no parameter (CNOT, H, …).
+    Fixed(Gate),
+}
+
+/// What the layer measures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observable {
+    /// Pauli-Z of one qubit.
+    Z(usize),
+    /// Z_i Z_j.
+    ZZ(usize, usize),
+    /// A weighted Pauli sum.
+    Sum(PauliSum),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    #[error("a quantum layer of {0} qubits: at most {MAX_QUBITS} are allowed")]
+    TooManyQubits(usize),
+    #[error("operation {op} acts on qubit {qubit}, but the layer has {qubits} qubits (0 to {})", qubits - 1)]
+    QubitOutOfRange {
+        op: usize,
+        qubit: usize,
+        qubits: usize,
+    },
+    #[error("observable {index} names qubit {qubit}, but the layer has {qubits} qubits")]
+    ObservableOutOfRange {
+        index: usize,
+        qubit: usize,
+        qubits: usize,
+    },
+    #[error("{what}: expected {expected} values, got {got}")]
+    Shape {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+}
+
+/// A circuit with inputs and weights, and the observables it is read out with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantumLayer {
+    qubits: usize,
+    ops: Vec<Op>,
+    /// Each observable's Pauli terms.
+    observables: Vec<Vec<(f64, PauliString)>>,
+    inputs: usize,
+    weights: usize,
+}
+
+/// Gradients of a loss with respect to a batch's inputs (samples × inputs) and the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients {
+    pub inputs: Vec<f64>,
+    pub weights: Vec<f64>,
+}
+
+fn terms(observable: &Observable) -> Vec<(f64, PauliString)> {
+    let z = |qubits: &[usize]| PauliString {
+        flip: 0,
+        sign: qubits.iter().fold(0, |m, q| m | 1 << q),
+        y_count: 0,
+    };
+    match observable {
+        Observable::Z(q) => vec![(1.0, z(&[*q]))],
+        Observable::ZZ(a, b) => vec![(1.0, z(&[*a, *b]))],
+        Observable::Sum(sum) => sum.terms.clone(),
+    }
+}
+
+fn highest_qubit(mask: u64) -> Option<usize> {
+    (mask != 0).then(|| 63 - mask.leading_zeros() as usize)
+}
+
+impl QuantumLayer {
+    /// A layer of `qubits` qubits; inputs and weights are as many as the highest index the
+    /// rotations name, plus one.
+    pub fn new(
+        qubits: usize,
+        ops: Vec<Op>,
+        observables: &[Observable],
+    ) -> Result<Self, LayerError> {
+        if qubits > MAX_QUBITS || qubits == 0 {
+            return Err(LayerError::TooManyQubits(qubits));
+        }
+        let (mut inputs, mut weights) = (0, 0);
+        for (op, operation) in ops.iter().enumerate() {
+            let acted: Vec<usize> = match operation {
+                Op::Rotation { qubit, angle, .. } => {
+                    match *angle {
+                        Angle::Input(i) => inputs = inputs.max(i + 1),
+                        Angle::Weight(w) => weights = weights.max(w + 1),
+                    }
+                    vec![*qubit]
+                }
+                Op::Fixed(gate) => gate.qubits.clone(),
+            };
+            if let Some(&qubit) = acted.iter().find(|&&q| q >= qubits) {
+                return Err(LayerError::QubitOutOfRange { op, qubit, qubits });
+            }
+        }
+        let observables: Vec<_> = observables.iter().map(terms).collect();
+        for (index, terms) in observables.iter().enumerate() {
+            let mask = terms.iter().fold(0, |m, (_, p)| m | p.flip | p.sign);
+            if let Some(qubit) = highest_qubit(mask).filter(|&q| q >= qubits) {
+                return Err(LayerError::ObservableOutOfRange {
+                    index,
+                    qubit,
+                    qubits,
+                });
+            }
+        }
+        Ok(Self {
+            qubits,
+            ops,
+            observables,
+            inputs,
+            weights,
+        })
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    pub fn weights(&self) -> usize {
+        self.weights
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.observables.len()
+    }
+
+    fn check(&self, what: &'static str, expected: usize, got: usize) -> Result<(), LayerError> {
+        if expected == got {
+            Ok(())
+        } else {
+            Err(LayerError::Shape {
+                what,
+                expected,
+                got,
+            })
+        }
+    }
+
+    /// The number of samples in `inputs` (samples × inputs), once the shapes are checked.
+    fn samples(&self, inputs: &[f64], weights: &[f64]) -> Result<usize, LayerError> {
+        self.check("weights", self.weights, weights.len())?;
+        let samples = if self.inputs == 0 {
+            1
+        } else {
+            inputs.len() / self.inputs
+        };
+        self.check("inputs", samples * self.inputs, inputs.len())?;
+        Ok(samples)
+    }
+
+    /// ⟨O_k⟩ for each sample (samples × outputs).
+    pub fn forward(&self, inputs: &[f64], weights: &[f64]) -> Result<Vec<f64>, LayerError> {
+        let samples = self.samples(inputs, weights)?;
+        Ok((0..samples)
+            .into_par_iter()
+            .flat_map_iter(|s| {
+                let x = self.sample(inputs, s);
+                self.expectations(&self.state(x, weights))
+            })
+            .collect())
+    }
+
+    /// The outputs, and the gradients of a loss whose gradient with respect to the outputs is
+    /// `upstream` (samples × outputs): the adjoint method.
+    pub fn backward(
+        &self,
+        inputs: &[f64],
+        weights: &[f64],
+        upstream: &[f64],
+    ) -> Result<(Vec<f64>, Gradients), LayerError> {
+        let samples = self.samples(inputs, weights)?;
+        self.check(
+            "upstream gradients",
+            samples * self.outputs(),
+            upstream.len(),
+        )?;
+        let per_sample: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = (0..samples)
+            .into_par_iter()
+            .map(|s| {
+                let x = self.sample(inputs, s);
+                let g = &upstream[s * self.outputs()..(s + 1) * self.outputs()];
+                self.adjoint(x, weights, g)
+            })
+            .collect();
+        let mut outputs = Vec::with_capacity(samples * self.outputs());
+        let mut gradients = Gradients {
+            inputs: Vec::with_capacity(inputs.len()),
+            weights: vec![0.0; self.weights],
+        };
+        for (values, dx, dw) in per_sample {
+            outputs.extend(values);
+            gradients.inputs.extend(dx);
+            for (total, d) in gradients.weights.iter_mut().zip(dw) {
+                *total += d;
+            }
+        }
+        Ok((outputs, gradients))
+    }
+
+    /// The same gradients by the parameter-shift rule: each rotation's angle shifted by ±π/2,
+    /// two circuits per rotation. The reference the adjoint method is checked against.
+    pub fn parameter_shift(
+        &self,
+        inputs: &[f64],
+        weights: &[f64],
+        upstream: &[f64],
+    ) -> Result<Gradients, LayerError> {
+        let samples = self.samples(inputs, weights)?;
+        self.check(
+            "upstream gradients",
+            samples * self.outputs(),
+            upstream.len(),
+        )?;
+        let mut gradients = Gradients {
+            inputs: vec![0.0; inputs.len()],
+            weights: vec![0.0; self.weights],
+        };
+        let shift = std::f64::consts::FRAC_PI_2;
+        for s in 0..samples {
+            let x = self.sample(inputs, s);
+            let g = &upstream[s * self.outputs()..(s + 1) * self.outputs()];
+            for (at, op) in self.ops.iter().enumerate() {
+                let Op::Rotation { angle, .. } = op else {
+                    continue;
+                };
+                let shifted = |by: f64| {
+                    let state = self.state_shifted(x, weights, Some((at, by)));
+                    let values = self.expectations(&state);
+                    values.iter().zip(g).map(|(v, g)| v * g).sum::<f64>()
+                };
+                let d = (shifted(shift) - shifted(-shift)) / 2.0;
+                match *angle {
+                    Angle::Input(i) => gradients.inputs[s * self.inputs + i] += d,
+                    Angle::Weight(w) => gradients.weights[w] += d,
+                }
+            }
+        }
+        Ok(gradients)
+    }
+
+    fn sample<'a>(&self, inputs: &'a [f64], s: usize) -> &'a [f64] {
+        &inputs[s * self.inputs..(s + 1) * self.inputs]
+    }
+
+    fn angle(angle: Angle, x: &[f64], weights: &[f64]) -> f64 {
+        match angle {
+            Angle::Input(i) => x[i],
+            Angle::Weight(w) => weights[w],
+        }
+    }
+
+    fn state(&self, x: &[f64], weights: &[f64]) -> Vec<C64> {
+        self.state_shifted(x, weights, None)
+    }
+
+    /// ψ, with the angle of the rotation at `shift.0` moved by `shift.1`.
+    fn state_shifted(&self, x: &[f64], weights: &[f64], shift: Option<(usize, f64)>) -> Vec<C64> {
+        let mut state = vec![C64::new(0.0, 0.0); 1 << self.qubits];
+        state[0] = C64::new(1.0, 0.0);
+        for (at, op) in self.ops.iter().enumerate() {
+            let by = shift.filter(|(s, _)| *s == at).map_or(0.0, |(_, by)| by);
+            apply(&mut state, op, x, weights, by, false);
+        }
+        state
+    }
+
+    /// Every observable's value, the diagonal terms (Z products) of all of them in one pass.
+    fn expectations(&self, state: &[C64]) -> Vec<f64> {
+        let mut values = vec![0.0; self.outputs()];
+        let diagonal: Vec<(usize, f64, u64)> = (self.observables.iter().enumerate())
+            .flat_map(|(k, terms)| {
+                terms
+                    .iter()
+                    .filter(|(_, p)| p.flip == 0)
+                    .map(move |(c, p)| (k, *c, p.sign))
+            })
+            .collect();
+        for (i, a) in state.iter().enumerate() {
+            let p = a.norm_sqr();
+            for &(k, c, sign) in &diagonal {
+                let parity = (i as u64 & sign).count_ones() % 2;
+                values[k] += if parity == 0 { c * p } else { -c * p };
+            }
+        }
+        for (k, terms) in self.observables.iter().enumerate() {
+            for (c, p) in terms.iter().filter(|(_, p)| p.flip != 0) {
+                values[k] += c * crate::state::expectation(state, p);
+            }
+        }
+        values
+    }
+
+    /// One sample's outputs and its gradients (inputs, weights) for upstream gradients `g`.
+    fn adjoint(&self, x: &[f64], weights: &[f64], g: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut phi = self.state(x, weights);
+        let values = self.expectations(&phi);
+        let mut lambda = vec![C64::new(0.0, 0.0); phi.len()];
+        for (terms, g) in self.observables.iter().zip(g) {
+            for (c, p) in terms {
+                add_pauli(&mut lambda, &phi, p, g * c);
+            }
+        }
+        let (mut dx, mut dw) = (vec![0.0; self.inputs], vec![0.0; self.weights]);
+        for op in self.ops.iter().rev() {
+            if let Op::Rotation { qubit, axis, angle } = *op {
+                let d = generator_overlap(&lambda, &phi, qubit, axis).im;
+                match angle {
+                    Angle::Input(i) => dx[i] += d,
+                    Angle::Weight(w) => dw[w] += d,
+                }
+            }
+            apply(&mut phi, op, x, weights, 0.0, true);
+            apply(&mut lambda, op, x, weights, 0.0, true);
+        }
+        (values, dx, dw)
+    }
+}
+
+/// `out += coefficient · P · state`.
+fn add_pauli(out: &mut [C64], state: &[C64], p: &PauliString, coefficient: f64) {
+    let phase = [
+        C64::new(1.0, 0.0),
+        C64::new(0.0, 1.0),
+        C64::new(-1.0, 0.0),
+        C64::new(0.0, -1.0),
+    ][(p.y_count % 4) as usize]
+        * coefficient;
+    let (flip, sign) = (p.flip as usize, p.sign as usize);
+    for (i, a) in state.iter().enumerate() {
+        let term = phase * a;
+        if (i & sign).count_ones() % 2 == 0 {
+            out[i ^ flip] += term;
+        } else {
+            out[i ^ flip] -= term;
+        }
+    }
+}
+
+/// ⟨λ|A_q|φ⟩ for the Pauli `axis` on `qubit`.
+fn generator_overlap(lambda: &[C64], phi: &[C64], qubit: usize, axis: Axis) -> C64 {
+    let mask = 1 << qubit;
+    let mut sum = C64::new(0.0, 0.0);
+    for (i, l) in lambda.iter().enumerate() {
+        let one = i & mask != 0;
+        // (A φ)_i: Z keeps the amplitude with a sign, X swaps it with its partner, Y does both
+        // with a factor i (Y|0⟩ = i|1⟩, Y|1⟩ = -i|0⟩).
+        let a_phi = match axis {
+            Axis::Z if one => -phi[i],
+            Axis::Z => phi[i],
+            Axis::X => phi[i ^ mask],
+            Axis::Y if one => C64::new(0.0, 1.0) * phi[i ^ mask],
+            Axis::Y => C64::new(0.0, -1.0) * phi[i ^ mask],
+        };
+        sum += l.conj() * a_phi;
+    }
+    sum
+}
+
+/// Applies `op` (its inverse when `inverse`) to `state`, a rotation's angle moved by `shift`.
+fn apply(state: &mut [C64], op: &Op, x: &[f64], weights: &[f64], shift: f64, inverse: bool) {
+    match op {
+        Op::Rotation { qubit, axis, angle } => {
+            let mut theta = QuantumLayer::angle(*angle, x, weights) + shift;
+            if inverse {
+                theta = -theta;
+            }
+            let matrix = match axis {
+                Axis::X => gates::rx(theta),
+                Axis::Y => gates::ry(theta),
+                Axis::Z => gates::rz(theta),
+            };
+            apply_matrix(state, &[*qubit], &matrix);
+        }
+        Op::Fixed(gate) if inverse => {
+            let d = gate.dim();
+            let dagger: Vec<C64> = (0..d * d)
+                .map(|rc| gate.matrix[(rc % d) * d + rc / d].conj())
+                .collect();
+            apply_matrix(state, &gate.qubits, &dagger);
+        }
+        Op::Fixed(gate) => apply_matrix(state, &gate.qubits, &gate.matrix),
+    }
+}
+
+/// Applies the dense `matrix` on `qubits` (bit j of its index is `qubits[j]`).
+fn apply_matrix(state: &mut [C64], qubits: &[usize], matrix: &[C64]) {
+    let d = 1 << qubits.len();
+    let mut sorted = qubits.to_vec();
+    sorted.sort_unstable();
+    let offsets: Vec<usize> = (0..d)
+        .map(|j| {
+            (0..qubits.len())
+                .filter(|b| j >> b & 1 == 1)
+                .fold(0, |o, b| o | 1 << qubits[b])
+        })
+        .collect();
+    let mut group = vec![Complex::new(0.0, 0.0); d];
+    for g in 0..state.len() >> qubits.len() {
+        let base = insert_zeros(g, &sorted);
+        for (j, o) in offsets.iter().enumerate() {
+            group[j] = state[base | o];
+        }
+        for (r, o) in offsets.iter().enumerate() {
+            let row = &matrix[r * d..(r + 1) * d];
+            state[base | o] = row.iter().zip(&group).map(|(m, a)| m * a).sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::{Rng, SeedableRng};
+
+    fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+        (rng.next_u64() % n as u64) as usize
+    }
+
+    fn cnot(control: usize, target: usize) -> Op {
+        Op::Fixed(Gate::new(
+            vec![control, target],
+            gates::controlled(&gates::x(), 1),
+        ))
+    }
+
+    fn rotation(qubit: usize, axis: Axis, angle: Angle) -> Op {
+        Op::Rotation { qubit, axis, angle }
+    }
+
+    #[test]
+    fn ry_on_zero_gives_cos_and_its_derivative() {
+        let layer = QuantumLayer::new(
+            1,
+            vec![rotation(0, Axis::Y, Angle::Weight(0))],
+            &[Observable::Z(0)],
+        )
+        .unwrap();
+        for t in [-2.0, -0.3, 0.0, 0.7, 1.9, 3.0] {
+            let (values, gradients) = layer.backward(&[], &[t], &[1.0]).unwrap();
+            assert!((values[0] - f64::cos(t)).abs() < 1e-12, "{t}");
+            assert!((gradients.weights[0] + f64::sin(t)).abs() < 1e-12, "{t}");
+        }
+    }
+
+    #[test]
+    fn rx_rx_cnot_gives_the_textbook_values_and_gradients() {
+        let layer = QuantumLayer::new(
+            2,
+            vec![
+                rotation(0, Axis::X, Angle::Input(0)),
+                rotation(1, Axis::X, Angle::Input(1)),
+                cnot(0, 1),
+            ],
+            &[Observable::Z(0), Observable::Z(1)],
+        )
+        .unwrap();
+        let (a, b) = (0.4, -1.3);
+        let values = layer.forward(&[a, b], &[]).unwrap();
+        assert!((values[0] - a.cos()).abs() < 1e-12);
+        assert!((values[1] - a.cos() * b.cos()).abs() < 1e-12);
+        // d<Z1>/da = -sin a cos b, d<Z1>/db = -cos a sin b.
+        let (_, gradients) = layer.backward(&[a, b], &[], &[0.0, 1.0]).unwrap();
+        assert!((gradients.inputs[0] + a.sin() * b.cos()).abs() < 1e-12);
+        assert!((gradients.inputs[1] + a.cos() * b.sin()).abs() < 1e-12);
+    }
+
+    /// A random circuit of every kind of op, with inputs and weights used more than once.
+    fn random_layer(rng: &mut ChaCha8Rng, qubits: usize) -> QuantumLayer {
+        let mut ops = Vec::new();
+        for _ in 0..6 * qubits {
+            let qubit = below(rng, qubits);
+            let axis = [Axis::X, Axis::Y, Axis::Z][below(rng, 3)];
+            let op = match below(rng, 5) {
+                0 => rotation(qubit, axis, Angle::Input(below(rng, 3))),
+                1 | 2 => rotation(qubit, axis, Angle::Weight(below(rng, 4))),
+                3 => Op::Fixed(Gate::new(vec![qubit], gates::h())),
+                _ => {
+                    let other = (qubit + 1 + below(rng, qubits - 1)) % qubits;
+                    let two = [gates::controlled(&gates::x(), 1), gates::rzz(0.37)];
+                    Op::Fixed(Gate::new(vec![qubit, other], two[below(rng, 2)].clone()))
+                }
+            };
+            ops.push(op);
+        }
+        ops.push(rotation(0, Axis::Y, Angle::Input(2)));
+        ops.push(rotation(1, Axis::Z, Angle::Weight(3)));
+        let sum = PauliSum::parse("0.5*X0 Y1 - 0.25*Z1 + 0.75*Y0 X2").unwrap();
+        let observables = [Observable::Z(0), Observable::ZZ(1, 2), Observable::Sum(sum)];
+        QuantumLayer::new(qubits, ops, &observables).unwrap()
+    }
+
+    fn random_values(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 6.0 - 3.0)
+            .collect()
+    }
+
+    #[test]
+    fn adjoint_parameter_shift_and_finite_differences_agree_on_random_circuits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for trial in 0..20 {
+            let layer = random_layer(&mut rng, 3 + trial % 3);
+            let samples = 3;
+            let x = random_values(&mut rng, samples * layer.inputs());
+            let w = random_values(&mut rng, layer.weights());
+            let g = random_values(&mut rng, samples * layer.outputs());
+            let (values, adjoint) = layer.backward(&x, &w, &g).unwrap();
+            assert_eq!(values, layer.forward(&x, &w).unwrap());
+            let shift = layer.parameter_shift(&x, &w, &g).unwrap();
+
+            // Central differences of the loss Σ g·outputs.
+            let loss = |x: &[f64], w: &[f64]| -> f64 {
+                let out = layer.forward(x, w).unwrap();
+                out.iter().zip(&g).map(|(o, g)| o * g).sum()
+            };
+            let h = 1e-6;
+            let difference = |i: usize, of_weights: bool| {
+                let (mut plus, mut minus) = ((x.clone(), w.clone()), (x.clone(), w.clone()));
+                let (p, m) = if of_weights {
+                    (&mut plus.1[i], &mut minus.1[i])
+                } else {
+                    (&mut plus.0[i], &mut minus.0[i])
+                };
+                *p += h;
+                *m -= h;
+                (loss(&plus.0, &plus.1) - loss(&minus.0, &minus.1)) / (2.0 * h)
+            };
+            for (i, d) in adjoint.inputs.iter().enumerate() {
+                assert!(
+                    (d - shift.inputs[i]).abs() < 1e-10,
+                    "trial {trial} input {i}"
+                );
+                assert!(
+                    (d - difference(i, false)).abs() < 1e-6,
+                    "trial {trial} input {i}"
+                );
+            }
+            for (i, d) in adjoint.weights.iter().enumerate() {
+                assert!(
+                    (d - shift.weights[i]).abs() < 1e-10,
+                    "trial {trial} weight {i}"
+                );
+                assert!(
+                    (d - difference(i, true)).abs() < 1e-6,
+                    "trial {trial} weight {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_is_its_samples_one_by_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let layer = random_layer(&mut rng, 4);
+        let samples = 5;
+        let x = random_values(&mut rng, samples * layer.inputs());
+        let w = random_values(&mut rng, layer.weights());
+        let g = random_values(&mut rng, samples * layer.outputs());
+        let (values, batch) = layer.backward(&x, &w, &g).unwrap();
+        let mut weights = vec![0.0; layer.weights()];
+        for s in 0..samples {
+            let xs = &x[s * layer.inputs()..(s + 1) * layer.inputs()];
+            let gs = &g[s * layer.outputs()..(s + 1) * layer.outputs()];
+            let (v, one) = layer.backward(xs, &w, gs).unwrap();
+            assert_eq!(v, values[s * layer.outputs()..(s + 1) * layer.outputs()]);
+            assert_eq!(
+                one.inputs,
+                batch.inputs[s * layer.inputs()..(s + 1) * layer.inputs()]
+            );
+            for (total, d) in weights.iter_mut().zip(one.weights) {
+                *total += d;
+            }
+        }
+        for (a, b) in weights.iter().zip(&batch.weights) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_and_qubits_are_refused_with_what_is_wrong() {
+        let ops = vec![rotation(0, Axis::X, Angle::Input(1)), cnot(0, 1)];
+        let layer = QuantumLayer::new(2, ops.clone(), &[Observable::Z(1)]).unwrap();
+        assert_eq!((layer.inputs(), layer.weights()), (2, 0));
+        let error = layer.forward(&[0.1, 0.2, 0.3], &[]).unwrap_err();
+        assert_eq!(error.to_string(), "inputs: expected 2 values, got 3");
+        let error = layer.backward(&[0.1, 0.2], &[], &[1.0, 2.0]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "upstream gradients: expected 1 values, got 2"
+        );
+        assert_eq!(
+            QuantumLayer::new(1, ops.clone(), &[]).unwrap_err(),
+            LayerError::QubitOutOfRange {
+                op: 1,
+                qubit: 1,
+                qubits: 1
+            }
+        );
+        assert_eq!(
+            QuantumLayer::new(2, ops.clone(), &[Observable::ZZ(0, 2)]).unwrap_err(),
+            LayerError::ObservableOutOfRange {
+                index: 0,
+                qubit: 2,
+                qubits: 2
+            }
+        );
+        assert_eq!(
+            QuantumLayer::new(21, ops, &[]).unwrap_err(),
+            LayerError::TooManyQubits(21)
+        );
+    }
+}

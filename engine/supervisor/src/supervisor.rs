@@ -376,8 +376,9 @@ impl HeadWatcher {
         };
         drop(listener);
         let _ = std::fs::remove_file(&socket);
-        let (read_half, mut write_half) = connection.into_split();
+        let (read_half, write_half) = connection.into_split();
         let mut lines = BufReader::new(read_half).lines();
+        let (to_head, mut writer) = Writer::start(write_half);
         loop {
             tokio::select! {
                 line = tokio::time::timeout(self.config.heartbeat_timeout, lines.next_line()) => {
@@ -407,9 +408,7 @@ impl HeadWatcher {
                                 w.info.backend = backend;
                             });
                             for order in self.welcome(&mailbox) {
-                                if let Err(e) = write_half.write_all(&encode(&order)).await {
-                                    return self.end(child, format!("cannot be written to: {e}")).await;
-                                }
+                                let _ = to_head.send(encode(&order));
                             }
                             Some(HeadEvent::Up { head: head.id.clone(), generation })
                         }
@@ -449,13 +448,19 @@ impl HeadWatcher {
                     if for_generation.is_some_and(|g| g != generation) {
                         continue;
                     }
-                    if let Err(e) = write_half.write_all(&encode(&order)).await {
-                        return self.end(child, format!("cannot be written to: {e}")).await;
-                    }
+                    let _ = to_head.send(encode(&order));
+                }
+                written = &mut writer.0 => {
+                    let reason = match written {
+                        Ok(Err(e)) => format!("cannot be written to: {e}"),
+                        _ => "its writer stopped".into(),
+                    };
+                    return self.end(child, reason).await;
                 }
                 status = child.wait() => return Ended::Died(exit_reason(status)),
                 _ = self.shutdown.changed() => {
-                    drop(write_half);
+                    // The head reads the end of its connection and stops.
+                    drop(writer);
                     return self.stop(child).await;
                 }
             }
@@ -479,6 +484,33 @@ impl HeadWatcher {
             w.info.pid = None;
         });
         Ended::Shutdown
+    }
+}
+
+/// Writes to one head life on a task of its own, so that the watcher never stops reading the
+/// head to write to it: a head that sends a large message (its sealed state, replicated) while
+/// the watcher writes it one (a peer's, relayed) would otherwise wait on each other for good.
+/// Dropping it stops the writing and closes the head's side.
+struct Writer(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Writer {
+    fn start(
+        mut write_half: tokio::net::unix::OwnedWriteHalf,
+    ) -> (mpsc::UnboundedSender<Vec<u8>>, Writer) {
+        let (to_head, mut lines) = mpsc::unbounded_channel::<Vec<u8>>();
+        let task = tokio::spawn(async move {
+            while let Some(line) = lines.recv().await {
+                write_half.write_all(&line).await?;
+            }
+            Ok(())
+        });
+        (to_head, Writer(task))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

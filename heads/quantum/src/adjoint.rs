@@ -193,11 +193,8 @@ impl QuantumLayer {
     /// The number of samples in `inputs` (samples × inputs), once the shapes are checked.
     fn samples(&self, inputs: &[f64], weights: &[f64]) -> Result<usize, LayerError> {
         self.check("weights", self.weights, weights.len())?;
-        let samples = if self.inputs == 0 {
-            1
-        } else {
-            inputs.len() / self.inputs
-        };
+        // A layer with no inputs runs one sample.
+        let samples = inputs.len().checked_div(self.inputs).unwrap_or(1);
         self.check("inputs", samples * self.inputs, inputs.len())?;
         Ok(samples)
     }

@@ -219,12 +219,7 @@ impl QuantumLayer {
         weights: &[f64],
         upstream: &[f64],
     ) -> Result<(Vec<f64>, Gradients), LayerError> {
-        let samples = self.samples(inputs, weights)?;
-        self.check(
-            "upstream gradients",
-            samples * self.outputs(),
-            upstream.len(),
-        )?;
+        let samples = self.samples_with_upstream(inputs, weights, upstream)?;
         let per_sample: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = (0..samples)
             .into_par_iter()
             .map(|s| {
@@ -256,12 +251,7 @@ impl QuantumLayer {
         weights: &[f64],
         upstream: &[f64],
     ) -> Result<Gradients, LayerError> {
-        let samples = self.samples(inputs, weights)?;
-        self.check(
-            "upstream gradients",
-            samples * self.outputs(),
-            upstream.len(),
-        )?;
+        let samples = self.samples_with_upstream(inputs, weights, upstream)?;
         let mut gradients = Gradients {
             inputs: vec![0.0; inputs.len()],
             weights: vec![0.0; self.weights],
@@ -287,6 +277,19 @@ impl QuantumLayer {
             }
         }
         Ok(gradients)
+    }
+
+    /// [`Self::samples`], with the upstream gradients checked to be one per output of each.
+    fn samples_with_upstream(
+        &self,
+        inputs: &[f64],
+        weights: &[f64],
+        upstream: &[f64],
+    ) -> Result<usize, LayerError> {
+        let samples = self.samples(inputs, weights)?;
+        let expected = samples * self.outputs();
+        self.check("upstream gradients", expected, upstream.len())?;
+        Ok(samples)
     }
 
     fn sample<'a>(&self, inputs: &'a [f64], s: usize) -> &'a [f64] {
@@ -577,25 +580,16 @@ mod tests {
                 *m -= h;
                 (loss(&plus.0, &plus.1) - loss(&minus.0, &minus.1)) / (2.0 * h)
             };
-            for (i, d) in adjoint.inputs.iter().enumerate() {
-                assert!(
-                    (d - shift.inputs[i]).abs() < 1e-10,
-                    "trial {trial} input {i}"
-                );
-                assert!(
-                    (d - difference(i, false)).abs() < 1e-6,
-                    "trial {trial} input {i}"
-                );
-            }
-            for (i, d) in adjoint.weights.iter().enumerate() {
-                assert!(
-                    (d - shift.weights[i]).abs() < 1e-10,
-                    "trial {trial} weight {i}"
-                );
-                assert!(
-                    (d - difference(i, true)).abs() < 1e-6,
-                    "trial {trial} weight {i}"
-                );
+            let compared = [
+                ("input", &adjoint.inputs, &shift.inputs, false),
+                ("weight", &adjoint.weights, &shift.weights, true),
+            ];
+            for (what, adjoint, shift, of_weights) in compared {
+                for (i, d) in adjoint.iter().enumerate() {
+                    assert!((d - shift[i]).abs() < 1e-10, "trial {trial} {what} {i}");
+                    let numeric = difference(i, of_weights);
+                    assert!((d - numeric).abs() < 1e-6, "trial {trial} {what} {i}");
+                }
             }
         }
     }

@@ -467,8 +467,12 @@ impl HeadWatcher {
         }
     }
 
-    /// Kills a head that is no longer fit to serve and says why.
+    /// Kills a head that is no longer fit to serve and says why: the way its process ended, when
+    /// it had already (a head killed mid-line leaves half a line, or a connection reset).
     async fn end(&self, mut child: tokio::process::Child, reason: String) -> Ended {
+        if let Ok(status) = tokio::time::timeout(Duration::from_millis(100), child.wait()).await {
+            return Ended::Died(exit_reason(status));
+        }
         let _ = child.start_kill();
         let _ = child.wait().await;
         Ended::Died(reason)

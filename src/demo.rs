@@ -14,12 +14,16 @@ use clap::Args;
 use crate::client::{self, describe_outcome, heads_table, receipt_valid};
 
 /// The bundled example jobs, unsigned as in `examples/`.
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
     ("bell.maml.md", include_str!("../examples/bell.maml.md")),
     ("qft.maml.md", include_str!("../examples/qft.maml.md")),
     (
         "train-digits.maml.md",
         include_str!("../examples/train-digits.maml.md"),
+    ),
+    (
+        "hybrid-moons.maml.md",
+        include_str!("../examples/hybrid-moons.maml.md"),
     ),
 ];
 

@@ -1,5 +1,6 @@
 //! `chimera head`: one worker head, started by `chimera serve`. A quantum head runs the circuits
-//! of a job's `qasm` blocks; an AI head its `chimera-train` and `chimera-infer` blocks.
+//! of a job's `qasm` blocks; an AI head its `chimera-train` and `chimera-infer` blocks, and the
+//! `qasm3` blocks of a `hybrid_workflow` as the circuit layers of its models.
 //!
 //! A job's result is the JSON of its one runnable block, or `{"blocks": [...]}` when it has
 //! several. Blocks read their settings from the job's `Context` section:
@@ -16,7 +17,6 @@ use candle_core::Device;
 use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
-use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use chimera_quantum::backend::{Backend, Precision, Work};
@@ -339,7 +339,7 @@ impl AiHead {
             .join("runs")
             .join(directory_name(&job.id))
             .join(format!("block-{}", block.line));
-        let trained = self.train_in(block, &run_dir, progress, cancelled);
+        let trained = self.train_in(job, block, &run_dir, progress, cancelled);
         // The block has ended (not with its head, which would not get here): its checkpoints are
         // of no more use, and a head's state is kept small, as every key change re-seals it.
         let _ = self.keys.remove(&run_dir);
@@ -348,12 +348,13 @@ impl AiHead {
 
     fn train_in(
         &self,
+        job: &Job,
         block: &CodeBlock,
         run_dir: &Path,
         progress: &mut dyn FnMut(Value),
         cancelled: &AtomicBool,
     ) -> Result<Option<Value>> {
-        let spec = TrainSpec::from_yaml(&block.code)?;
+        let spec = crate::train::train_spec(job, block)?;
         let files = SealedFiles(self.keys.clone());
         // A job run again after its head died continues from its last checkpoint, which this
         // head (the dead one's successor, holding its key) can open.

@@ -10,6 +10,7 @@ use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
+use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use clap::{Args, ValueEnum};
 
 /// Keeps memory that training frees in the process for its next step. Each step allocates and
@@ -49,7 +50,9 @@ impl DeviceArg {
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// The training spec: the YAML of a `chimera-train` block (see examples/train-digits.yaml).
+    /// The training spec: the YAML of a `chimera-train` block (see examples/train-digits.yaml),
+    /// or a MAML job (`.md`) holding one, whose `qasm3` blocks a hybrid model may name as its
+    /// circuit (see examples/hybrid-moons.maml.md).
     spec: PathBuf,
     /// The run's directory: checkpoints in DIR/checkpoints, the trained model in DIR/model.
     /// Default: runs/<the spec's file name>.
@@ -74,7 +77,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     keep_freed_memory();
     let text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("cannot read {}", args.spec.display()))?;
-    let spec = TrainSpec::from_yaml(&text).with_context(|| format!("{}", args.spec.display()))?;
+    let spec = if args.spec.extension().is_some_and(|e| e == "md") {
+        spec_in_job(&text)
+    } else {
+        Ok(TrainSpec::from_yaml(&text)?)
+    }
+    .with_context(|| format!("{}", args.spec.display()))?;
     let run_dir = args.out.clone().unwrap_or_else(|| {
         let stem = args.spec.file_stem().unwrap_or_default();
         Path::new("runs").join(stem)
@@ -140,6 +148,38 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("model {} stored in {}", info.id, model_dir.display());
     }
     Ok(())
+}
+
+/// A `chimera-train` block's spec, with a hybrid model's `circuit: N` read from the job's N-th
+/// `qasm3` block.
+pub(crate) fn train_spec(job: &Job, block: &CodeBlock) -> Result<TrainSpec> {
+    let circuits: Vec<&str> = job
+        .code_blocks
+        .iter()
+        .filter(|b| b.kind == BlockKind::OpenQasm3)
+        .map(|b| b.code.as_str())
+        .collect();
+    Ok(TrainSpec::from_yaml(&block.code)?.with_circuit_from(&circuits)?)
+}
+
+/// The spec of the one `chimera-train` block of a MAML job (unsigned is fine: nothing is
+/// submitted).
+fn spec_in_job(text: &str) -> Result<TrainSpec> {
+    let document = chimera_maml::parse(text.as_bytes(), DEFAULT_MAX_BYTES)?;
+    let job = &document.job;
+    let blocks: Vec<&CodeBlock> = job
+        .code_blocks
+        .iter()
+        .filter(|b| b.kind == BlockKind::Train)
+        .collect();
+    match blocks[..] {
+        [block] => train_spec(job, block)
+            .with_context(|| format!("the chimera-train block at line {}", block.line)),
+        _ => bail!(
+            "the job holds {} chimera-train blocks; `chimera train` runs a job with exactly one",
+            blocks.len()
+        ),
+    }
 }
 
 #[derive(Args)]

@@ -51,6 +51,18 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(repo(&format!("examples/{name}"))).unwrap()
 }
 
+/// The result of an inference job of one `chimera-infer` block, submitted and waited for.
+async fn infer(
+    client: &mut EngineClient<Channel>,
+    key: &SecretKey,
+    id: &str,
+    spec: &str,
+) -> serde_json::Value {
+    let job = document(id, "inference", "", "", &[("chimera-infer", spec)]);
+    let id = submit(client, signed(&job, key)).await.id;
+    result(&finished(client, &id).await)
+}
+
 #[test]
 fn the_example_jobs_return_correct_signed_results() {
     let dir = work_dir("engine-examples");
@@ -71,6 +83,7 @@ fn the_example_jobs_return_correct_signed_results() {
         assert!(submitted.created);
         let qft = submit(&mut client, signed(&example("qft.maml.md"), &key)).await;
         let digits = submit(&mut client, signed(&example("train-digits.maml.md"), &key)).await;
+        let moons = submit(&mut client, signed(&example("hybrid-moons.maml.md"), &key)).await;
 
         let bell_job = finished(&mut client, &submitted.job.unwrap().id).await;
         let counts = result(&bell_job)["counts"].clone();
@@ -107,24 +120,30 @@ fn the_example_jobs_return_correct_signed_results() {
         );
 
         // A stored model answers a chimera-infer job by its id.
-        let infer = document(
-            "urn:uuid:infer-1",
-            "inference",
-            "",
-            "",
-            &[(
-                "chimera-infer",
-                &format!(
-                    "model: {model_id}\ninputs:\n  - [{}]",
-                    vec!["0.0"; 64].join(", ")
-                ),
-            )],
+        let spec = format!(
+            "model: {model_id}\ninputs:\n  - [{}]",
+            vec!["0.0"; 64].join(", ")
         );
-        let infer_id = submit(&mut client, signed(&infer, &key)).await.id;
-        let infer_job = finished(&mut client, &infer_id).await;
-        let inferred = result(&infer_job);
+        let inferred = infer(&mut client, &key, "urn:uuid:infer-1", &spec).await;
         assert_eq!(inferred["model_id"], model_id);
         assert_eq!(inferred["classes"].as_array().unwrap().len(), 1);
+
+        // The hybrid job trains on an AI head, its circuit the job's qasm3 block.
+        let moons_job = finished(&mut client, &moons.id).await;
+        let trained = result(&moons_job);
+        assert!(
+            trained["val_accuracy"].as_f64().unwrap() >= 0.9,
+            "{trained}"
+        );
+        assert_eq!(moons_job.role, "ai");
+        assert!(moons_job.head.starts_with('a'));
+        assert_receipt(&moons_job, &engine_pub);
+        let spec = format!(
+            "model: {}\ninputs: [[0.0, 1.0], [1.0, -0.5]]",
+            trained["model_id"]
+        );
+        let inferred = infer(&mut client, &key, "urn:uuid:infer-moons", &spec).await;
+        assert_eq!(inferred["classes"], serde_json::json!([0, 1]), "{inferred}");
 
         // Idempotent by id: the same bytes again return the same job, done.
         let again = client
@@ -154,7 +173,7 @@ fn the_example_jobs_return_correct_signed_results() {
                 .iter()
                 .all(|h| h.status == HeadStatus::Up as i32 && h.pid > 0)
         );
-        assert_eq!(heads.iter().map(|h| h.jobs_done).sum::<u64>(), 4);
+        assert_eq!(heads.iter().map(|h| h.jobs_done).sum::<u64>(), 6);
     });
 
     // The CLI is a client too.
@@ -348,6 +367,22 @@ fn every_refusal_comes_back_as_its_reason() {
                         &[("qasm", BELL), ("chimera-train", &long_training(1))],
                     ),
                     &key,
+                ),
+                Unimplemented,
+                "HYBRID_NOT_SUPPORTED",
+            ),
+            (
+                "hybrid workflow with an OpenQASM 2 circuit",
+                signed(
+                    &document(
+                        "urn:uuid:r7b",
+                        "hybrid_workflow",
+                        "",
+                        "",
+                        &[("qasm", BELL), ("chimera-train", &long_training(1))],
+                    ),
+                    // A key that may run any type, so that the blocks are what is refused.
+                    &doomed,
                 ),
                 Unimplemented,
                 "HYBRID_NOT_SUPPORTED",

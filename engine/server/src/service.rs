@@ -92,22 +92,30 @@ impl TrustFile {
     }
 }
 
-/// The role of head a job needs, from its code blocks.
-fn role_of(blocks: &[chimera_maml::CodeBlock]) -> Result<&'static str, Status> {
-    let quantum = blocks
-        .iter()
-        .any(|b| matches!(b.kind, BlockKind::OpenQasm2 | BlockKind::OpenQasm3));
+/// The role of head a job needs, from its type and code blocks. A `hybrid_workflow` whose
+/// circuits are all `qasm3` trains on an AI head: they are its hybrid models' layers.
+fn role_of(job_type: &str, blocks: &[chimera_maml::CodeBlock]) -> Result<&'static str, Status> {
+    let circuit = |b: &&chimera_maml::CodeBlock| {
+        matches!(b.kind, BlockKind::OpenQasm2 | BlockKind::OpenQasm3)
+    };
+    let quantum = blocks.iter().any(|b| circuit(&b));
     let ai = blocks
         .iter()
         .any(|b| matches!(b.kind, BlockKind::Train | BlockKind::Infer));
+    let layers_only = blocks
+        .iter()
+        .filter(circuit)
+        .all(|b| b.kind == BlockKind::OpenQasm3);
     match (quantum, ai) {
         (true, false) => Ok("quantum"),
         (false, true) => Ok("ai"),
+        _ if job_type == "hybrid_workflow" && layers_only => Ok("ai"),
         _ => Err(refusal::status(
             Code::Unimplemented,
             "HYBRID_NOT_SUPPORTED",
-            "the job holds both circuit and model blocks; this engine does not yet run hybrid \
-             jobs: submit the circuit and the model as separate jobs",
+            "the job holds both circuit and model blocks; this engine runs them together only as \
+             a `hybrid_workflow` whose circuits are `qasm3` layers of a `kind: hybrid` model; \
+             otherwise submit the circuit and the model as separate jobs",
         )),
     }
 }
@@ -127,7 +135,7 @@ impl Core {
         };
         metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
         let job = &admitted.document.job;
-        let role = role_of(&job.code_blocks)?;
+        let role = role_of(&job.job_type, &job.code_blocks)?;
         let record = JobRecord {
             id: job.id.clone(),
             seq: 0,

@@ -1,5 +1,5 @@
 //! Labelled datasets for classification, held in memory as f32 features: the built-in digits,
-//! Fashion-MNIST from Debian's `dataset-fashion-mnist` when installed, and CSV, `.npy`, IDX and
+//! iris and moons (generated), Fashion-MNIST from Debian's `dataset-fashion-mnist` when installed, and CSV, `.npy`, IDX and
 //! safetensors files from the engine's data directory.
 
 use std::path::{Component, Path, PathBuf};
@@ -10,7 +10,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error(
-        "unknown dataset `{0}`: the built-in ones are digits and fashion-mnist; a file of the data \
+        "unknown dataset `{0}`: the built-in ones are digits, iris, moons and fashion-mnist; a file of the data \
          directory is named with its extension (.csv, .npy, .safetensors, or NAME-images-idx3-ubyte)"
     )]
     Unknown(String),
@@ -52,6 +52,14 @@ pub struct Dataset {
 /// `heads/ai/data/digits.npy`: see the README beside it for its source and licence.
 const DIGITS: &[u8] = include_bytes!("../data/digits.npy");
 
+/// `heads/ai/data/iris.csv`: see the README beside it.
+const IRIS: &[u8] = include_bytes!("../data/iris.csv");
+
+/// The `moons` dataset: as many points as PennyLane's TorchLayer demo draws, with its noise.
+const MOONS_SAMPLES: usize = 200;
+const MOONS_NOISE: f64 = 0.1;
+const MOONS_SEED: u64 = 0;
+
 /// Where Debian's `dataset-fashion-mnist` puts the IDX files.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -65,6 +73,11 @@ impl Dataset {
     pub fn load(name: &str, data_dir: &Path) -> Result<Self, DatasetError> {
         let dataset = match name {
             "digits" => Self::digits()?,
+            "iris" => {
+                let (width, values) = csv_rows(name, IRIS)?;
+                Self::from_rows(name, width, values)?
+            }
+            "moons" => Self::moons(),
             "fashion-mnist" => Self::idx_pair(
                 name,
                 &Path::new(FASHION_MNIST_DIR).join("train-images-idx3-ubyte.gz"),
@@ -258,6 +271,14 @@ impl Dataset {
             labels,
             vec![1, 8, 8],
         ))
+    }
+
+    /// Two interleaved half circles (`chimera_hybrid::moons`), always the same points.
+    fn moons() -> Self {
+        let (points, labels) =
+            chimera_hybrid::moons::make_moons(MOONS_SAMPLES, MOONS_NOISE, MOONS_SEED);
+        let features = points.iter().flatten().map(|&v| v as f32).collect();
+        Self::with_classes("moons", features, labels, vec![2])
     }
 
     pub fn len(&self) -> usize {

@@ -1,4 +1,4 @@
-//! Classifiers built from a spec (an MLP or a CNN), with parameters drawn from a seeded generator
+//! Classifiers built from a spec (an MLP, a CNN or a hybrid with a circuit layer), with parameters drawn from a seeded generator
 //! so that a run is reproducible (candle's own CPU random numbers cannot be seeded).
 
 use std::collections::HashMap;
@@ -23,6 +23,8 @@ enum Layer {
     MaxPool(usize),
     Flatten,
     Dropout(f32),
+    /// A parameterised circuit: expectation values, differentiated by the adjoint method.
+    Quantum(chimera_hybrid::QuantumLayer),
 }
 
 pub struct Classifier {
@@ -105,6 +107,17 @@ impl Builder<'_> {
         let var = self.var("running_var", vec![1.0; channels], &[channels], false)?;
         let norm = BatchNorm::new(channels, mean, var, weight, bias, 1e-5)?;
         self.layers.push(Layer::BatchNorm(norm));
+        Ok(())
+    }
+
+    /// The circuit, its weights uniform in [0, 2π) as PennyLane's TorchLayer starts them.
+    fn quantum(&mut self, circuit: chimera_quantum::adjoint::QuantumLayer) -> Result<()> {
+        let values = (0..circuit.weights())
+            .map(|_| unit(self.rng) * std::f32::consts::TAU)
+            .collect();
+        let weights = self.var("weights", values, &[circuit.weights()], true)?;
+        let layer = chimera_hybrid::QuantumLayer::new(circuit, weights)?;
+        self.layers.push(Layer::Quantum(layer));
         Ok(())
     }
 
@@ -195,6 +208,12 @@ impl Classifier {
             b.after_hidden(activation, dropout);
             width = hidden;
         }
+        let circuit = spec.quantum_layer().map_err(|e| invalid(e.to_string()))?;
+        if let Some(circuit) = circuit {
+            b.linear(width, circuit.inputs())?;
+            width = circuit.outputs();
+            b.quantum(circuit)?;
+        }
         b.linear(width, classes)?;
         Ok(Self {
             input: input.to_vec(),
@@ -272,9 +291,20 @@ impl Classifier {
                     Some(rng) => drop(&x, *p, rng)?,
                     None => x,
                 },
+                Layer::Quantum(q) => q.forward(&x)?,
             };
         }
         Ok(x)
+    }
+}
+
+/// Where a model of `spec` computes, asked for `device`: a hybrid model on the CPU, as its
+/// circuit layer has no GPU kernels yet.
+pub fn device_for(spec: &ModelSpec, device: &Device) -> Device {
+    if spec.is_hybrid() {
+        Device::Cpu
+    } else {
+        device.clone()
     }
 }
 

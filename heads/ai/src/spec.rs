@@ -21,10 +21,15 @@
 //! checkpoint_every: 100  # steps; none when not given
 //! ```
 //!
+//! A hybrid model's middle layer is a parameterised circuit: see `ModelSpec::Hybrid`.
+//!
 //! Every setting but `dataset` and `model` has a default; an unknown key, a value of the wrong type
 //! or settings that contradict each other are refused with a message that names them.
 
-use serde::Deserialize;
+use chimera_quantum::adjoint::{self, Observable};
+use chimera_quantum::pauli::PauliSum;
+use chimera_quantum::qasm::parse_parameterised;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -34,7 +39,14 @@ pub enum SpecError {
     Invalid { key: &'static str, problem: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+fn invalid(key: &'static str, problem: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
     pub dataset: String,
@@ -91,7 +103,7 @@ mod defaults {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ModelSpec {
     /// Fully connected layers of the given widths between the (flattened) input and the classes.
@@ -133,29 +145,117 @@ pub enum ModelSpec {
         #[serde(default)]
         dropout: f64,
     },
+    /// A linear layer from the (flattened) input to the circuit's inputs, the circuit (a
+    /// parameterised OpenQASM 3 program: `chimera_quantum::qasm::parse_parameterised`) read out
+    /// as the expectation values of `observables`, and a linear layer from those to the classes,
+    /// as in PennyLane's TorchLayer demo. The circuit's other inputs are trained weights, starting
+    /// uniform in [0, 2π).
+    ///
+    /// ```yaml
+    /// model:
+    ///   kind: hybrid
+    ///   circuit: 1            # the job's first qasm3 block; or the program itself (`circuit: |`)
+    ///   inputs: [x]           # the circuit's inputs that the first linear layer feeds
+    ///   observables: [Z0, Z1] # default: Z of each qubit
+    /// ```
+    Hybrid {
+        circuit: CircuitSource,
+        inputs: Vec<String>,
+        #[serde(default)]
+        observables: Vec<String>,
+    },
+}
+
+/// Where a hybrid model's circuit is.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum CircuitSource {
+    /// The n-th `qasm3` block (1-based) of the MAML job holding the spec.
+    Block(usize),
+    /// The program's text.
+    Program(String),
 }
 
 impl ModelSpec {
     pub fn hidden(&self) -> &[usize] {
         match self {
             Self::Mlp { hidden, .. } | Self::Cnn { hidden, .. } => hidden,
+            Self::Hybrid { .. } => &[],
         }
     }
 
     pub fn dropout(&self) -> f64 {
         match self {
             Self::Mlp { dropout, .. } | Self::Cnn { dropout, .. } => *dropout,
+            Self::Hybrid { .. } => 0.0,
         }
     }
 
     pub fn activation(&self) -> Activation {
         match self {
             Self::Mlp { activation, .. } | Self::Cnn { activation, .. } => *activation,
+            Self::Hybrid { .. } => Activation::default(),
         }
+    }
+
+    /// The circuit of a hybrid model as a layer; `None` for other models.
+    pub fn quantum_layer(&self) -> Result<Option<adjoint::QuantumLayer>, SpecError> {
+        let Self::Hybrid {
+            circuit,
+            inputs,
+            observables,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let program = match circuit {
+            CircuitSource::Program(program) => program,
+            CircuitSource::Block(n) => {
+                return Err(invalid(
+                    "model.circuit",
+                    format!(
+                        "is {n}, the number of a qasm3 block of a MAML job: this spec is not in \
+                         one, so give the OpenQASM 3 program itself (`circuit: |`)"
+                    ),
+                ));
+            }
+        };
+        let circuit = parse_parameterised(program).map_err(|e| {
+            invalid(
+                "model.circuit",
+                format!("is not a parameterised circuit: {e}"),
+            )
+        })?;
+        let observables: Vec<Observable> = if observables.is_empty() {
+            (0..circuit.qubits).map(Observable::Z).collect()
+        } else {
+            observables
+                .iter()
+                .map(|text| PauliSum::parse(text).map(Observable::Sum))
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid("model.observables", format!("has {e}")))?
+        };
+        if inputs.is_empty() {
+            return Err(invalid(
+                "model.inputs",
+                "must name the circuit's inputs that the layer before feeds, such as [x]",
+            ));
+        }
+        let layer = circuit.layer(inputs, &observables).map_err(|e| match e {
+            chimera_quantum::qasm::CircuitLayerError::Layer(e) => {
+                invalid("model.observables", format!("do not fit the circuit: {e}"))
+            }
+            other => invalid("model.inputs", format!("do not fit the circuit: {other}")),
+        })?;
+        Ok(Some(layer))
+    }
+
+    pub fn is_hybrid(&self) -> bool {
+        matches!(self, Self::Hybrid { .. })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     #[default]
@@ -172,14 +272,14 @@ impl Activation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
     #[default]
     CrossEntropy,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerSpec {
     Adamw {
@@ -221,7 +321,7 @@ impl OptimizerSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     #[default]
@@ -268,33 +368,53 @@ impl TrainSpec {
         Ok(spec)
     }
 
-    fn validate(&self) -> Result<(), SpecError> {
-        let invalid = |key, problem: &str| {
-            Err(SpecError::Invalid {
-                key,
-                problem: problem.to_owned(),
-            })
+    /// The spec with a hybrid model's `circuit: N` replaced by the text of `qasm3_blocks[N - 1]`,
+    /// checked, and its source rewritten to hold that text, so that checkpoints and the stored
+    /// model carry the whole circuit.
+    pub fn with_circuit_from(mut self, qasm3_blocks: &[&str]) -> Result<Self, SpecError> {
+        let ModelSpec::Hybrid { circuit, .. } = &mut self.model else {
+            return Ok(self);
         };
+        let CircuitSource::Block(n) = *circuit else {
+            return Ok(self);
+        };
+        let program = qasm3_blocks.get(n.wrapping_sub(1)).ok_or_else(|| {
+            invalid(
+                "model.circuit",
+                format!(
+                    "is {n}, but the job has {} qasm3 block(s)",
+                    qasm3_blocks.len()
+                ),
+            )
+        })?;
+        *circuit = CircuitSource::Program((*program).to_owned());
+        self.validate()?;
+        self.source = serde_saphyr::to_string(&self)
+            .map_err(|e| SpecError::Yaml(format!("cannot write the resolved spec: {e}")))?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), SpecError> {
         if self.epochs == 0 {
-            return invalid("epochs", "must be at least 1");
+            return Err(invalid("epochs", "must be at least 1"));
         }
         if self.checkpoint_every == Some(0) {
-            return invalid("checkpoint_every", "must be at least 1 step");
+            return Err(invalid("checkpoint_every", "must be at least 1 step"));
         }
         if self.batch_size == 0 {
-            return invalid("batch_size", "must be at least 1");
+            return Err(invalid("batch_size", "must be at least 1"));
         }
         if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
-            return invalid(
+            return Err(invalid(
                 "validation_split",
                 "must be a fraction between 0 and 1 (exclusive), such as 0.2",
-            );
+            ));
         }
         if self.model.hidden().contains(&0) {
-            return invalid("model.hidden", "widths must be at least 1");
+            return Err(invalid("model.hidden", "widths must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.model.dropout()) {
-            return invalid("model.dropout", "must be at least 0 and below 1");
+            return Err(invalid("model.dropout", "must be at least 0 and below 1"));
         }
         if let ModelSpec::Cnn {
             channels,
@@ -304,24 +424,41 @@ impl TrainSpec {
         } = &self.model
         {
             if channels.is_empty() || channels.contains(&0) {
-                return invalid(
+                return Err(invalid(
                     "model.channels",
                     "must list at least one convolution block, each of at least 1 channel",
-                );
+                ));
             }
             if kernel_size % 2 == 0 {
-                return invalid(
+                return Err(invalid(
                     "model.kernel_size",
                     "must be odd (1, 3, 5, ...) so that a convolution keeps the image size",
-                );
+                ));
             }
             if *pool == 0 {
-                return invalid("model.pool", "must be at least 1 (1: no pooling)");
+                return Err(invalid("model.pool", "must be at least 1 (1: no pooling)"));
             }
+        }
+        if let ModelSpec::Hybrid {
+            circuit: CircuitSource::Program(_),
+            ..
+        } = &self.model
+        {
+            self.model.quantum_layer()?;
+        }
+        if let ModelSpec::Hybrid {
+            circuit: CircuitSource::Block(0),
+            ..
+        } = &self.model
+        {
+            return Err(invalid("model.circuit", "counts qasm3 blocks from 1"));
         }
         let rate = self.optimizer.learning_rate();
         if !(rate.is_finite() && rate > 0.0) {
-            return invalid("optimizer.learning_rate", "must be a positive number");
+            return Err(invalid(
+                "optimizer.learning_rate",
+                "must be a positive number",
+            ));
         }
         match self.optimizer {
             OptimizerSpec::Sgd {
@@ -330,10 +467,13 @@ impl TrainSpec {
                 ..
             } => {
                 if !(0.0..1.0).contains(&momentum) {
-                    return invalid("optimizer.momentum", "must be at least 0 and below 1");
+                    return Err(invalid(
+                        "optimizer.momentum",
+                        "must be at least 0 and below 1",
+                    ));
                 }
                 if weight_decay < 0.0 {
-                    return invalid("optimizer.weight_decay", "must not be negative");
+                    return Err(invalid("optimizer.weight_decay", "must not be negative"));
                 }
             }
             OptimizerSpec::Adamw {
@@ -343,19 +483,22 @@ impl TrainSpec {
                 ..
             } => {
                 if weight_decay < 0.0 {
-                    return invalid("optimizer.weight_decay", "must not be negative");
+                    return Err(invalid("optimizer.weight_decay", "must not be negative"));
                 }
                 if !((0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2)) {
-                    return invalid("optimizer.beta1/beta2", "must be at least 0 and below 1");
+                    return Err(invalid(
+                        "optimizer.beta1/beta2",
+                        "must be at least 0 and below 1",
+                    ));
                 }
             }
         }
         if let Schedule::Step { every, gamma } = self.schedule {
             if every == 0 {
-                return invalid("schedule.every", "must be at least 1 epoch");
+                return Err(invalid("schedule.every", "must be at least 1 epoch"));
             }
             if !(gamma > 0.0 && gamma <= 1.0) {
-                return invalid("schedule.gamma", "must be above 0 and at most 1");
+                return Err(invalid("schedule.gamma", "must be above 0 and at most 1"));
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
 use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
-use crate::model::{Classifier, predictions};
+use crate::model::{Classifier, device_for, predictions};
 use crate::optim::Optimizer;
 use crate::spec::{Loss, TrainSpec};
 
@@ -151,6 +151,7 @@ pub fn train(
     mut on_event: impl FnMut(TrainEvent) -> ControlFlow<()>,
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
+    let device = &device_for(&spec.model, device);
     let data_dir = options.data_dir.clone().unwrap_or_else(default_data_dir);
     let dataset = Dataset::load(&spec.dataset, &data_dir)?;
     let (training, validation) = dataset.split(spec.validation_split, spec.seed)?;

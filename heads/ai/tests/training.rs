@@ -9,6 +9,9 @@ use chimera_ai::infer::StoredModel;
 use chimera_ai::optim::Optimizer;
 use chimera_ai::spec::{OptimizerSpec, Schedule, TrainSpec};
 use chimera_ai::train::{RunOptions, TrainError, TrainEvent, TrainReport, train};
+use common::curve;
+
+mod common;
 
 const EXAMPLE: &str = include_str!("../../../examples/train-digits.yaml");
 
@@ -24,15 +27,6 @@ fn run_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chimera-ai-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-/// The learning curve without the timings.
-fn curve(report: &TrainReport) -> Vec<(f32, f64, f32, f64)> {
-    report
-        .epochs
-        .iter()
-        .map(|e| (e.loss, e.train_accuracy, e.val_loss, e.val_accuracy))
-        .collect()
 }
 
 #[test]
@@ -236,6 +230,19 @@ fn a_resumed_cnn_with_batch_norm_ends_exactly_as_an_uninterrupted_one() {
         "{kind: cnn, channels: [4, 8], hidden: [16], dropout: 0.2}",
     );
     resumed_equals_uninterrupted(&cnn, "cnn");
+}
+
+/// A hybrid model's circuit weights and their optimizer state are saved and restored too.
+#[test]
+fn a_resumed_hybrid_model_ends_exactly_as_an_uninterrupted_one() {
+    let hybrid = CHECKPOINTED.replace(
+        "{kind: mlp, hidden: [32], dropout: 0.2}",
+        "{kind: hybrid, inputs: [x], circuit: 'OPENQASM 3.0; input array[float[64], 2] x; \
+         input array[float[64], 4] t; qubit[2] q; rx(x[0]) q[0]; rx(x[1]) q[1]; \
+         ry(t[0]) q[0]; ry(t[1]) q[1]; cx q[0], q[1]; ry(t[2]) q[0]; ry(t[3]) q[1];'}",
+    );
+    assert!(TrainSpec::from_yaml(&hybrid).unwrap().model.is_hybrid());
+    resumed_equals_uninterrupted(&hybrid, "hybrid");
 }
 
 fn resumed_equals_uninterrupted(yaml: &str, name: &str) {

@@ -52,6 +52,8 @@ pub enum Expr {
     Num(f64),
     /// A gate parameter, resolved against the enclosing gate definition.
     Param(String, Pos),
+    /// An element of an array input, `theta[3]` (parameterised circuits only).
+    Element(String, u64, Pos),
     Neg(Box<Expr>),
     Binary(char, Box<Expr>, Box<Expr>),
     Call(Func, Box<Expr>),
@@ -67,6 +69,12 @@ impl Expr {
                     "unknown parameter '{name}': only 'pi' and the enclosing gate's parameters may be used"
                 ))
             })?,
+            Expr::Element(name, index, pos) => {
+                return Err(pos.error(format!(
+                    "unknown parameter '{name}[{index}]': only 'pi' and the enclosing gate's \
+                     parameters may be used"
+                )));
+            }
             Expr::Neg(e) => -e.eval(lookup)?,
             Expr::Binary(op, a, b) => {
                 let (a, b) = (a.eval(lookup)?, b.eval(lookup)?);

@@ -23,7 +23,7 @@ pub fn lower(stmts: &[Stmt]) -> Result<Circuit, QasmError> {
 }
 
 #[derive(Default)]
-struct Lowerer {
+pub(super) struct Lowerer {
     circuit: Circuit,
     qregs: HashMap<String, Register>,
     cregs: HashMap<String, Register>,
@@ -98,7 +98,13 @@ impl Lowerer {
         }
     }
 
-    fn declare(&mut self, name: &str, size: u64, pos: Pos, quantum: bool) -> Result<(), QasmError> {
+    pub(super) fn declare(
+        &mut self,
+        name: &str,
+        size: u64,
+        pos: Pos,
+        quantum: bool,
+    ) -> Result<(), QasmError> {
         if self.qregs.contains_key(name) || self.cregs.contains_key(name) {
             return Err(pos.error(format!("register '{name}' is already declared")));
         }
@@ -210,17 +216,7 @@ impl Lowerer {
             .ok_or_else(|| self.unknown_gate(&call.name, call.pos))?;
         let (nparams, nqubits) = callee.arity();
         check_arity(call, nparams, nqubits)?;
-        let mut params = Vec::with_capacity(call.params.len());
-        for e in &call.params {
-            let v = e.eval(&|_| None)?;
-            if !v.is_finite() {
-                return Err(call.pos.error(format!(
-                    "a parameter of '{}' evaluates to {v}, not a finite number",
-                    call.name
-                )));
-            }
-            params.push(v);
-        }
+        let params = constant_params(call)?;
         for qubits in self.broadcast(&call.args, &call.name)? {
             self.expand(&callee, &params, &qubits, condition)?;
         }
@@ -341,7 +337,11 @@ impl Lowerer {
     }
 
     /// `cx a, b` over registers of size n is n gates; single qubits repeat alongside registers.
-    fn broadcast(&self, args: &[Operand], gate: &str) -> Result<Vec<Vec<usize>>, QasmError> {
+    pub(super) fn broadcast(
+        &self,
+        args: &[Operand],
+        gate: &str,
+    ) -> Result<Vec<Vec<usize>>, QasmError> {
         let resolved = args
             .iter()
             .map(|a| self.qubits(a))
@@ -379,6 +379,10 @@ impl Lowerer {
         Ok(out)
     }
 
+    pub(super) fn qubit_count(&self) -> usize {
+        self.circuit.num_qubits
+    }
+
     fn describe_qubit(&self, q: usize) -> String {
         self.circuit
             .qregs
@@ -403,7 +407,23 @@ impl Callee {
     }
 }
 
-fn check_arity(call: &GateCall, params: usize, qubits: usize) -> Result<(), QasmError> {
+/// The values of a call's parameters, which may use only numbers, `pi` and functions.
+pub(super) fn constant_params(call: &GateCall) -> Result<Vec<f64>, QasmError> {
+    let mut params = Vec::with_capacity(call.params.len());
+    for e in &call.params {
+        let v = e.eval(&|_| None)?;
+        if !v.is_finite() {
+            return Err(call.pos.error(format!(
+                "a parameter of '{}' evaluates to {v}, not a finite number",
+                call.name
+            )));
+        }
+        params.push(v);
+    }
+    Ok(params)
+}
+
+pub(super) fn check_arity(call: &GateCall, params: usize, qubits: usize) -> Result<(), QasmError> {
     if call.params.len() != params {
         return Err(call.pos.error(format!(
             "gate '{}' takes {params} parameter(s), {} given",

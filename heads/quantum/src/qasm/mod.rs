@@ -3,15 +3,20 @@
 //! Covers the language as real files use it: Qiskit's extended `qelib1.inc`, `gate` definitions
 //! with parameter expressions, register broadcasting, `measure`, `reset`, `barrier` and `if`.
 //! Everything else (`opaque`, other includes, OpenQASM 3) is refused with the line and column.
+//!
+//! [`parse_parameterised`] reads the circuits of hybrid models: an OpenQASM 3 subset whose
+//! `input` declarations are rotation angles (see `parameterised`).
 
 mod expr;
 mod lexer;
 mod lower;
+mod parameterised;
 mod parser;
 mod qelib1;
 
 use crate::circuit::Circuit;
 pub use lower::{MAX_DECLARED_BITS, MAX_OPERATIONS};
+pub use parameterised::{CircuitLayerError, Parameter, ParameterisedCircuit, parse_parameterised};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]

@@ -68,6 +68,24 @@ pub enum Stmt {
     },
 }
 
+/// A statement of a parameterised circuit (see `parameterised`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamStmt {
+    /// `input float[64] name;` (`size` None) or `input array[float[64], N] name;`.
+    Input {
+        name: String,
+        size: Option<u64>,
+        pos: Pos,
+    },
+    /// `qubit[N] name;`.
+    Qubits {
+        name: String,
+        size: u64,
+        pos: Pos,
+    },
+    Apply(GateCall),
+}
+
 /// Deepest nesting of parentheses, unary signs and `if` the parser follows; deeper input is refused
 /// rather than risking the stack.
 const MAX_NESTING: usize = 200;
@@ -151,38 +169,12 @@ impl Parser {
 
     /// The version header, then statements to the end of the file.
     pub fn program(&mut self) -> Result<Vec<Stmt>, QasmError> {
-        let first = self.next();
-        match &first.tok {
-            Tok::Ident(kw) if kw == "OPENQASM" => {}
-            other => {
-                return Err(first.pos.error(format!(
-                    "expected 'OPENQASM 2.0;' as the first statement, found {}",
-                    other.describe()
-                )));
-            }
+        let (version, pos) = self.header("2.0")?;
+        if !(2.0..3.0).contains(&version) {
+            return Err(pos.error(format!(
+                "OpenQASM {version} is not supported by this front end: it reads OpenQASM 2.0"
+            )));
         }
-        let version = self.next();
-        match version.tok {
-            Tok::Real(v) if (2.0..3.0).contains(&v) => {}
-            Tok::Int(2) => {}
-            Tok::Real(v) if v >= 3.0 => {
-                return Err(version.pos.error(format!(
-                    "OpenQASM {v} is not supported by this front end: it reads OpenQASM 2.0"
-                )));
-            }
-            Tok::Int(v) => {
-                return Err(version.pos.error(format!(
-                    "OpenQASM {v} is not supported by this front end: it reads OpenQASM 2.0"
-                )));
-            }
-            other => {
-                return Err(version.pos.error(format!(
-                    "expected a version number after OPENQASM, found {}",
-                    other.describe()
-                )));
-            }
-        }
-        self.expect(Tok::Semicolon, "after the OPENQASM version")?;
         let mut stmts = Vec::new();
         while self.peek().tok != Tok::Eof {
             stmts.push(self.statement()?);
@@ -190,24 +182,182 @@ impl Parser {
         Ok(stmts)
     }
 
-    fn statement(&mut self) -> Result<Stmt, QasmError> {
-        let t = self.peek().clone();
-        let Tok::Ident(word) = &t.tok else {
-            return Err(t
-                .pos
-                .error(format!("expected a statement, found {}", t.tok.describe())));
+    /// `OPENQASM <version>;`: the version and where it stands.
+    fn header(&mut self, expected: &str) -> Result<(f64, Pos), QasmError> {
+        let first = self.next();
+        match &first.tok {
+            Tok::Ident(kw) if kw == "OPENQASM" => {}
+            other => {
+                return Err(first.pos.error(format!(
+                    "expected 'OPENQASM {expected};' as the first statement, found {}",
+                    other.describe()
+                )));
+            }
+        }
+        let version = self.next();
+        let number = match version.tok {
+            Tok::Real(v) => v,
+            Tok::Int(v) => v as f64,
+            other => {
+                return Err(version.pos.error(format!(
+                    "expected a version number after OPENQASM, found {}",
+                    other.describe()
+                )));
+            }
         };
+        self.expect(Tok::Semicolon, "after the OPENQASM version")?;
+        Ok((number, version.pos))
+    }
+
+    /// A parameterised circuit (the OpenQASM 3 subset of `parameterised`): the version header,
+    /// then declarations and gate applications to the end of the file.
+    pub fn parameterised_program(&mut self) -> Result<Vec<ParamStmt>, QasmError> {
+        let (version, pos) = self.header("3.0")?;
+        if !(3.0..4.0).contains(&version) {
+            return Err(pos.error(format!(
+                "a parameterised circuit is OpenQASM 3 ('OPENQASM 3.0;'), not {version}"
+            )));
+        }
+        let mut stmts = Vec::new();
+        while self.peek().tok != Tok::Eof {
+            if let Some(stmt) = self.parameterised_statement()? {
+                stmts.push(stmt);
+            }
+        }
+        Ok(stmts)
+    }
+
+    /// One statement of a parameterised circuit; `None` for those that do nothing to it
+    /// (`include "stdgates.inc"`, `barrier`).
+    fn parameterised_statement(&mut self) -> Result<Option<ParamStmt>, QasmError> {
+        let (t, word) = self.statement_start()?;
+        match word.as_str() {
+            "include" => match self.include()? {
+                (path, _) if path == "stdgates.inc" => Ok(None),
+                (path, pos) => Err(pos.error(format!(
+                    "only 'include \"stdgates.inc\";' is known here, not \"{path}\""
+                ))),
+            },
+            "barrier" => {
+                self.next();
+                self.operand_list()?;
+                self.expect(Tok::Semicolon, "after barrier")?;
+                Ok(None)
+            }
+            "input" => {
+                self.next();
+                let size = self.input_type()?;
+                let (name, _) = self.ident("the input's name")?;
+                self.expect(Tok::Semicolon, "after the input declaration")?;
+                Ok(Some(ParamStmt::Input {
+                    name,
+                    size,
+                    pos: t.pos,
+                }))
+            }
+            "qubit" | "qreg" => {
+                self.next();
+                // `qubit[4] q;`, `qubit q;` (one qubit) or OpenQASM 2's `qreg q[4];`.
+                let before = if word == "qubit" {
+                    self.optional_size()?
+                } else {
+                    None
+                };
+                let (name, _) = self.ident("a register name")?;
+                let after = if word == "qreg" {
+                    self.optional_size()?
+                } else {
+                    None
+                };
+                self.expect(Tok::Semicolon, "after the qubit declaration")?;
+                Ok(Some(ParamStmt::Qubits {
+                    name,
+                    size: before.or(after).unwrap_or(1),
+                    pos: t.pos,
+                }))
+            }
+            "measure" | "bit" | "creg" | "reset" | "if" | "gate" | "opaque" | "output" | "for"
+            | "while" | "def" | "let" | "const" => Err(t.pos.error(format!(
+                "'{word}' is not part of a parameterised circuit: it holds `input` and \
+                 `qubit` declarations and gates; the layer is read out by the model's \
+                 `observables`, not by measurement"
+            ))),
+            _ => Ok(Some(ParamStmt::Apply(self.gate_call(false)?))),
+        }
+    }
+
+    /// `[N]` if it comes next.
+    fn optional_size(&mut self) -> Result<Option<u64>, QasmError> {
+        if self.peek().tok != Tok::LBracket {
+            return Ok(None);
+        }
+        self.next();
+        let size = self.int("a register size")?;
+        self.expect(Tok::RBracket, "after the register size")?;
+        Ok(Some(size))
+    }
+
+    /// `float`, `float[64]`, `angle`, … (one value: `None`) or `array[float[64], N]` (N values).
+    fn input_type(&mut self) -> Result<Option<u64>, QasmError> {
+        let (kind, pos) = self.ident("the input's type (float or array[float[64], N])")?;
+        match kind.as_str() {
+            "float" | "angle" => {
+                self.optional_size()?;
+                Ok(None)
+            }
+            "array" => {
+                self.expect(Tok::LBracket, "after array")?;
+                let (element, element_pos) = self.ident("the array's element type")?;
+                if !matches!(element.as_str(), "float" | "angle") {
+                    return Err(element_pos.error(format!(
+                        "an input array holds float or angle values, not {element}"
+                    )));
+                }
+                self.optional_size()?;
+                self.expect(Tok::Comma, "after the array's element type")?;
+                let size = self.int("the array's length")?;
+                self.expect(Tok::RBracket, "after the array's length")?;
+                Ok(Some(size))
+            }
+            other => Err(pos.error(format!(
+                "a circuit input is a float, an angle or an array of them, not {other}"
+            ))),
+        }
+    }
+
+    /// The next statement's first token, which must be a word, and that word.
+    fn statement_start(&self) -> Result<(Token, String), QasmError> {
+        let t = self.peek().clone();
+        match &t.tok {
+            Tok::Ident(word) => {
+                let word = word.clone();
+                Ok((t, word))
+            }
+            other => Err(t
+                .pos
+                .error(format!("expected a statement, found {}", other.describe()))),
+        }
+    }
+
+    /// `include "PATH";`, its first word already seen: the path and where it stands.
+    fn include(&mut self) -> Result<(String, Pos), QasmError> {
+        self.next();
+        let s = self.next();
+        let Tok::Str(path) = s.tok else {
+            return Err(s.pos.error(format!(
+                "expected a file name in quotes after include, found {}",
+                s.tok.describe()
+            )));
+        };
+        self.expect(Tok::Semicolon, "after include")?;
+        Ok((path, s.pos))
+    }
+
+    fn statement(&mut self) -> Result<Stmt, QasmError> {
+        let (t, word) = self.statement_start()?;
         match word.as_str() {
             "include" => {
-                self.next();
-                let s = self.next();
-                let Tok::Str(path) = s.tok else {
-                    return Err(s.pos.error(format!(
-                        "expected a file name in quotes after include, found {}",
-                        s.tok.describe()
-                    )));
-                };
-                self.expect(Tok::Semicolon, "after include")?;
+                let (path, _) = self.include()?;
                 Ok(Stmt::Include { path, pos: t.pos })
             }
             "qreg" | "creg" => {
@@ -505,6 +655,12 @@ impl Parser {
                 let arg = self.expr()?;
                 self.expect(Tok::RParen, &format!("to close {name}("))?;
                 Ok(Expr::Call(func, Box::new(arg)))
+            }
+            Tok::Ident(name) if self.peek().tok == Tok::LBracket => {
+                self.next();
+                let index = self.int("an index")?;
+                self.expect(Tok::RBracket, "after the index")?;
+                Ok(Expr::Element(name, index, t.pos))
             }
             Tok::Ident(name) => Ok(Expr::Param(name, t.pos)),
             other => Err(t.pos.error(format!(

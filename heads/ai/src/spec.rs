@@ -160,10 +160,40 @@ pub enum ModelSpec {
     /// ```
     Hybrid {
         circuit: CircuitSource,
+        #[serde(deserialize_with = "parameter_names")]
         inputs: Vec<String>,
         #[serde(default)]
         observables: Vec<String>,
     },
+}
+
+/// A list of circuit parameter names, refusing with a hint those that YAML reads as booleans
+/// (`y`, `n`, `on`, `off`, …: a parameter named `y` is common).
+fn parameter_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Name(String);
+    impl<'de> Deserialize<'de> for Name {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Name;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a circuit parameter's name")
+                }
+                fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name, E> {
+                    Ok(Name(name.to_owned()))
+                }
+                fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Name, E> {
+                    Err(E::custom(
+                        "a name that YAML reads as a boolean (y, n, yes, no, on, off): quote it, \
+                         as in inputs: ['y']",
+                    ))
+                }
+            }
+            d.deserialize_any(Visitor)
+        }
+    }
+    let names: Vec<Name> = Deserialize::deserialize(d)?;
+    Ok(names.into_iter().map(|Name(n)| n).collect())
 }
 
 /// Where a hybrid model's circuit is.

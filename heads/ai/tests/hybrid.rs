@@ -170,6 +170,17 @@ fn hybrid_mistakes_are_refused_naming_the_setting() {
         assert_eq!(named, key, "{to}: {problem}");
         assert!(problem.contains(message), "{to}: {problem}");
     }
+    // YAML reads `y` as a boolean: the refusal says to quote it, and quoted it is a name.
+    let Err(SpecError::Yaml(message)) = with("inputs: [x]", "inputs: [y]") else {
+        panic!("`inputs: [y]` is not refused as YAML");
+    };
+    assert!(
+        message.contains("quote it") && message.contains("inputs"),
+        "{message}"
+    );
+    let (key, problem) = refusal(with("inputs: [x]", "inputs: ['y']"));
+    assert_eq!(key, "model.inputs");
+    assert!(problem.contains("names `y`"), "{problem}");
     // A circuit with a mistake is refused at its line.
     let broken = circuits[0].replace("ry(theta[13]) q[0];", "ry(theta[13]) q[4];");
     let (key, problem) = refusal(

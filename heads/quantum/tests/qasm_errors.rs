@@ -30,7 +30,8 @@ fn cases() -> Vec<(String, usize, usize, &'static str)> {
             "OPENQASM 3.0;\nqubit q;".into(),
             1,
             10,
-            "OpenQASM 3 is not supported",
+            "OpenQASM 3 is not supported by this front end: it reads OpenQASM 2.0 circuits, and \
+             OpenQASM 3 only as the parameterised circuit of a hybrid model",
         ),
         ("OPENQASM;".into(), 1, 9, "expected a version number"),
         (

@@ -170,6 +170,13 @@ impl Parser {
     /// The version header, then statements to the end of the file.
     pub fn program(&mut self) -> Result<Vec<Stmt>, QasmError> {
         let (version, pos) = self.header("2.0")?;
+        if (3.0..4.0).contains(&version) {
+            return Err(pos.error(format!(
+                "OpenQASM {version} is not supported by this front end: it reads OpenQASM 2.0 \
+                 circuits, and OpenQASM 3 only as the parameterised circuit of a hybrid model \
+                 (a `hybrid_workflow` job whose chimera-train model has `kind: hybrid`)"
+            )));
+        }
         if !(2.0..3.0).contains(&version) {
             return Err(pos.error(format!(
                 "OpenQASM {version} is not supported by this front end: it reads OpenQASM 2.0"

@@ -2,12 +2,15 @@
 batch, schedule and epochs, in one run: seconds per training epoch.
 
     python benches/hybrid_compare.py --chimera target/release/chimera [--threads 2] [--epochs 20]
+        [--qubits 4]
 
 The model is examples/hybrid-moons.maml.md's: Linear(2, 4), its 4-qubit circuit (RX angle
 embedding, 3 layers of RZ·RY·RZ on each qubit and a ring of CNOTs; the same gates written out in
 PennyLane, not StronglyEntanglingLayers, whose CNOT ranges differ), ⟨Z⟩ of each qubit,
 Linear(4, 2), softmax cross-entropy; Adam at 0.1 on a cosine schedule (chimera's AdamW with no
-weight decay is Adam), batch 5. The data: 200 moons points (noise 0.1) drawn here with NumPy as
+weight decay is Adam), batch 5. `--qubits N` widens the model to N qubits (the same layers; chimera
+gets the circuit written out for N, and ⟨Z⟩ of each qubit), to see the simulation itself
+dominate. The data: 200 moons points (noise 0.1) drawn here with NumPy as
 scikit-learn's make_moons draws them, written to a CSV that both sides read; each side holds out 40
 for validation by its own seeded shuffle and trains on 160.
 
@@ -30,7 +33,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hybrid-moons.maml.md"
-QUBITS, LAYERS, SAMPLES, NOISE, HELD_OUT = 4, 3, 200, 0.1, 40
+LAYERS, SAMPLES, NOISE, HELD_OUT = 3, 200, 0.1, 40
 
 
 def make_moons(samples, noise, seed):
@@ -55,8 +58,27 @@ def spec_settings():
             "batch": int(get("batch_size")), "seed": int(get("seed"))}
 
 
-def chimera_epochs(binary, data_dir, epochs, threads):
+def circuit_qasm(qubits):
+    """The example's circuit for `qubits` qubits."""
+    lines = ["OPENQASM 3.0;", 'include "stdgates.inc";',
+             f"input array[float[64], {qubits}] x;",
+             f"input array[float[64], {3 * qubits * LAYERS}] theta;", f"qubit[{qubits}] q;"]
+    lines += [f"rx(x[{q}]) q[{q}];" for q in range(qubits)]
+    w = 0
+    for _ in range(LAYERS):
+        for q in range(qubits):
+            lines.append(f"rz(theta[{w}]) q[{q}]; ry(theta[{w + 1}]) q[{q}]; rz(theta[{w + 2}]) q[{q}];")
+            w += 3
+        lines += [f"cx q[{q}], q[{(q + 1) % qubits}];" for q in range(qubits)]
+    return "\n".join(lines) + "\n"
+
+
+def chimera_epochs(binary, data_dir, epochs, threads, qubits):
     job = EXAMPLE.read_text()
+    if qubits != 4:
+        job = re.sub(r"```qasm3\n.*?```", lambda _: f"```qasm3\n{circuit_qasm(qubits)}```", job,
+                     count=1, flags=re.S)
+        job = re.sub(r"^  observables: .*\n", "", job, count=1, flags=re.M)
     job = re.sub(r"^dataset: moons\b.*$", "dataset: moons.csv", job, count=1, flags=re.M)
     job = re.sub(r"^epochs: \d+", f"epochs: {epochs}", job, count=1, flags=re.M)
     spec = data_dir / "hybrid-moons.maml.md"
@@ -70,34 +92,34 @@ def chimera_epochs(binary, data_dir, epochs, threads):
     return [train_samples / e["samples_per_second"] for e in epochs], epochs[-1]["val_accuracy"]
 
 
-def pennylane_epochs(x, y, settings, epochs, threads):
+def pennylane_epochs(x, y, settings, epochs, threads, qubits):
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import pennylane as qml
     from pennylane import numpy as pnp
 
-    device = qml.device("lightning.qubit", wires=QUBITS)
+    device = qml.device("lightning.qubit", wires=qubits)
 
     @qml.qnode(device, diff_method="adjoint", interface="autograd")
     def circuit(inputs, theta):
-        for q in range(QUBITS):
+        for q in range(qubits):
             qml.RX(inputs[:, q], wires=q)
         w = 0
         for _ in range(LAYERS):
-            for q in range(QUBITS):
+            for q in range(qubits):
                 qml.RZ(theta[w], wires=q)
                 qml.RY(theta[w + 1], wires=q)
                 qml.RZ(theta[w + 2], wires=q)
                 w += 3
-            for q in range(QUBITS):
-                qml.CNOT(wires=[q, (q + 1) % QUBITS])
-        return [qml.expval(qml.PauliZ(q)) for q in range(QUBITS)]
+            for q in range(qubits):
+                qml.CNOT(wires=[q, (q + 1) % qubits])
+        return [qml.expval(qml.PauliZ(q)) for q in range(qubits)]
 
     rng = np.random.default_rng(settings["seed"])
-    bound1, bound2 = 1 / np.sqrt(2), 1 / np.sqrt(QUBITS)
-    params = [pnp.array(rng.uniform(-bound1, bound1, (QUBITS, 2)), requires_grad=True),
-              pnp.array(rng.uniform(-bound1, bound1, QUBITS), requires_grad=True),
-              pnp.array(rng.uniform(0, 2 * np.pi, 3 * QUBITS * LAYERS), requires_grad=True),
-              pnp.array(rng.uniform(-bound2, bound2, (2, QUBITS)), requires_grad=True),
+    bound1, bound2 = 1 / np.sqrt(2), 1 / np.sqrt(qubits)
+    params = [pnp.array(rng.uniform(-bound1, bound1, (qubits, 2)), requires_grad=True),
+              pnp.array(rng.uniform(-bound1, bound1, qubits), requires_grad=True),
+              pnp.array(rng.uniform(0, 2 * np.pi, 3 * qubits * LAYERS), requires_grad=True),
+              pnp.array(rng.uniform(-bound2, bound2, (2, qubits)), requires_grad=True),
               pnp.array(rng.uniform(-bound2, bound2, 2), requires_grad=True)]
 
     def logits(xb, w1, b1, theta, w2, b2):
@@ -132,6 +154,7 @@ def main():
     parser.add_argument("--chimera", default=str(ROOT / "target" / "release" / "chimera"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=None, help="default: the example's")
+    parser.add_argument("--qubits", type=int, default=4)
     args = parser.parse_args()
     settings = spec_settings()
     epochs = args.epochs or settings["epochs"]
@@ -139,10 +162,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = pathlib.Path(tmp)
         np.savetxt(data_dir / "moons.csv", np.column_stack([x, y]), delimiter=",", fmt="%.17g")
-        ours, our_accuracy = chimera_epochs(args.chimera, data_dir, epochs, args.threads)
-    theirs, their_accuracy, version = pennylane_epochs(x, y, settings, epochs, args.threads)
+        ours, our_accuracy = chimera_epochs(args.chimera, data_dir, epochs, args.threads, args.qubits)
+    theirs, their_accuracy, version = pennylane_epochs(x, y, settings, epochs, args.threads, args.qubits)
     ours_s, theirs_s = statistics.median(ours[1:]), statistics.median(theirs[1:])
-    print(f"hybrid moons: {SAMPLES - HELD_OUT} training samples, batch {settings['batch']}, "
+    print(f"hybrid moons, {args.qubits} qubits: {SAMPLES - HELD_OUT} training samples, batch {settings['batch']}, "
           f"{epochs} epochs, {args.threads} threads; seconds per training epoch, median of epochs 2..{epochs}")
     print(f"{'':<34}{'s/epoch':>10}{'val acc':>10}")
     print(f"{'chimera (adjoint, candle)':<34}{ours_s:>10.4f}{our_accuracy:>10.3f}")

@@ -469,19 +469,18 @@ impl TrainSpec {
                 return Err(invalid("model.pool", "must be at least 1 (1: no pooling)"));
             }
         }
-        if let ModelSpec::Hybrid {
-            circuit: CircuitSource::Program(_),
-            ..
-        } = &self.model
-        {
-            self.model.quantum_layer()?;
-        }
-        if let ModelSpec::Hybrid {
-            circuit: CircuitSource::Block(0),
-            ..
-        } = &self.model
-        {
-            return Err(invalid("model.circuit", "counts qasm3 blocks from 1"));
+        match &self.model {
+            ModelSpec::Hybrid {
+                circuit: CircuitSource::Program(_),
+                ..
+            } => {
+                self.model.quantum_layer()?;
+            }
+            ModelSpec::Hybrid {
+                circuit: CircuitSource::Block(0),
+                ..
+            } => return Err(invalid("model.circuit", "counts qasm3 blocks from 1")),
+            _ => {}
         }
         let rate = self.optimizer.learning_rate();
         if !(rate.is_finite() && rate > 0.0) {

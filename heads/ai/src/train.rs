@@ -15,7 +15,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
 use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
 use crate::model::{Classifier, device_for, predictions};
 use crate::optim::Optimizer;
-use crate::spec::{Loss, TrainSpec};
+use crate::spec::{Loss, SpecError, TrainSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -25,6 +25,8 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error("the loss became {0} at epoch {1}; lower the learning rate")]
     Diverged(f32, usize),
     #[error("cancelled after step {step}")]
@@ -151,6 +153,9 @@ pub fn train(
     mut on_event: impl FnMut(TrainEvent) -> ControlFlow<()>,
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
+    // A hybrid model's circuit is checked before any data is read (a spec file may still name
+    // a job's block).
+    spec.model.quantum_layer()?;
     let device = &device_for(&spec.model, device);
     let data_dir = options.data_dir.clone().unwrap_or_else(default_data_dir);
     let dataset = Dataset::load(&spec.dataset, &data_dir)?;

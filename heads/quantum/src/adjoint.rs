@@ -751,4 +751,41 @@ mod tests {
             assert_ne!(fast, state, "{qubits:?} changed nothing");
         }
     }
+
+    /// The largest layer: RY(x_q) then RZ(w_q) on each of 20 qubits is a product state, whose
+    /// ⟨Z_q⟩ = cos x_q and ⟨Z_0 Z_19⟩ = cos x_0 cos x_19 do not depend on the RZ weights.
+    #[test]
+    fn twenty_qubits_give_the_product_states_values_and_gradients() {
+        let n = MAX_QUBITS;
+        let rotation = |qubit, axis, angle| Op::Rotation { qubit, axis, angle };
+        let ops = (0..n)
+            .flat_map(|q| {
+                [
+                    rotation(q, Axis::Y, Angle::Input(q)),
+                    rotation(q, Axis::Z, Angle::Weight(q)),
+                ]
+            })
+            .collect();
+        let mut observables: Vec<Observable> = (0..n).map(Observable::Z).collect();
+        observables.push(Observable::ZZ(0, n - 1));
+        let layer = QuantumLayer::new(n, ops, &observables).unwrap();
+        let x: Vec<f64> = (0..n).map(|q| 0.1 + 0.13 * q as f64).collect();
+        let (values, gradients) = layer.backward(&x, &[0.7; 20], &[1.0; 21]).unwrap();
+        let mut expected_dx: Vec<f64> = x.iter().map(|a| -a.sin()).collect();
+        expected_dx[0] -= x[0].sin() * x[n - 1].cos();
+        expected_dx[n - 1] -= x[0].cos() * x[n - 1].sin();
+        for q in 0..n {
+            assert!(
+                (values[q] - x[q].cos()).abs() < 1e-12,
+                "<Z{q}> = {}",
+                values[q]
+            );
+            assert!(
+                (gradients.inputs[q] - expected_dx[q]).abs() < 1e-12,
+                "d/dx{q}"
+            );
+            assert!(gradients.weights[q].abs() < 1e-12, "d/dw{q}");
+        }
+        assert!((values[n] - x[0].cos() * x[n - 1].cos()).abs() < 1e-12);
+    }
 }

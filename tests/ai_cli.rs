@@ -69,7 +69,8 @@ fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
 fn a_spec_that_is_not_there_or_is_wrong_is_refused_by_name() {
     let err = failure(&chimera(&["train", "/nonexistent/spec.yaml"]));
     assert!(err.contains("cannot read /nonexistent/spec.yaml"), "{err}");
-    let spec = work_dir("bad").join("bad.yaml");
+    let dir = work_dir("bad");
+    let spec = dir.join("bad.yaml");
     std::fs::write(
         &spec,
         "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [8]\nepochz: 3\n",

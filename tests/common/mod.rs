@@ -9,11 +9,39 @@ pub fn repo(relative: &str) -> PathBuf {
 }
 
 /// An empty directory for one test's files, named after the test (`name`) and this process.
-pub fn work_dir(name: &str) -> PathBuf {
+pub fn work_dir(name: &str) -> WorkDir {
     let dir = std::env::temp_dir().join(format!("chimera-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    WorkDir(dir)
+}
+
+/// A test's directory: removed when the test passes, kept for a look when it fails (an engine's
+/// data directory is tens of MB, and CI machines run the tests many times).
+pub struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for WorkDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test's files are kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 pub fn chimera(args: &[&str]) -> Output {

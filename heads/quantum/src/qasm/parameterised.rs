@@ -280,15 +280,6 @@ fn describe(name: &str, index: Option<u64>) -> String {
 }
 
 impl ParameterisedCircuit {
-    /// How many values the named inputs hold together.
-    pub fn input_len(&self, inputs: &[String]) -> usize {
-        self.parameters
-            .iter()
-            .filter(|p| inputs.contains(&p.name))
-            .map(Parameter::len)
-            .sum()
-    }
-
     /// The circuit as a layer: the values of the inputs named in `inputs`, in that order, are
     /// the layer's inputs; every other input, in declaration order, is a weight.
     pub fn layer(
@@ -384,7 +375,12 @@ rz(phi) q;
     fn inputs_named_by_the_model_feed_it_and_the_others_are_weights() {
         let circuit = parse_parameterised(TWO_QUBITS).unwrap();
         assert_eq!(circuit.qubits, 2);
-        assert_eq!(circuit.input_len(&["x".into()]), 2);
+        let declared: Vec<_> = circuit
+            .parameters
+            .iter()
+            .map(|p| (p.name.as_str(), p.size))
+            .collect();
+        assert_eq!(declared, [("x", Some(2)), ("theta", None), ("phi", None)]);
         let layer = circuit
             .layer(&["x".into()], &[Observable::Z(0), Observable::Z(1)])
             .unwrap();

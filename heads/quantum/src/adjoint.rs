@@ -357,14 +357,16 @@ impl QuantumLayer {
         let (mut dx, mut dw) = (vec![0.0; self.inputs], vec![0.0; self.weights]);
         for op in self.ops.iter().rev() {
             if let Op::Rotation { qubit, axis, angle } = *op {
-                let d = generator_overlap(&lambda, &phi, qubit, axis).im;
+                let theta = Self::angle(angle, x, weights);
+                let d = undo_rotation(&mut phi, &mut lambda, qubit, axis, theta);
                 match angle {
                     Angle::Input(i) => dx[i] += d,
                     Angle::Weight(w) => dw[w] += d,
                 }
+            } else {
+                apply(&mut phi, op, x, weights, 0.0, true);
+                apply(&mut lambda, op, x, weights, 0.0, true);
             }
-            apply(&mut phi, op, x, weights, 0.0, true);
-            apply(&mut lambda, op, x, weights, 0.0, true);
         }
         (values, dx, dw)
     }
@@ -390,24 +392,45 @@ fn add_pauli(out: &mut [C64], state: &[C64], p: &PauliString, coefficient: f64) 
     }
 }
 
-/// ⟨λ|A_q|φ⟩ for the Pauli `axis` on `qubit`.
-fn generator_overlap(lambda: &[C64], phi: &[C64], qubit: usize, axis: Axis) -> C64 {
-    let mask = 1 << qubit;
-    let mut sum = C64::new(0.0, 0.0);
-    for (i, l) in lambda.iter().enumerate() {
-        let one = i & mask != 0;
-        // (A φ)_i: Z keeps the amplitude with a sign, X swaps it with its partner, Y does both
-        // with a factor i (Y|0⟩ = i|1⟩, Y|1⟩ = -i|0⟩).
-        let a_phi = match axis {
-            Axis::Z if one => -phi[i],
-            Axis::Z => phi[i],
-            Axis::X => phi[i ^ mask],
-            Axis::Y if one => C64::new(0.0, 1.0) * phi[i ^ mask],
-            Axis::Y => C64::new(0.0, -1.0) * phi[i ^ mask],
-        };
-        sum += l.conj() * a_phi;
+/// For the rotation exp(-iθA/2) about `axis` on `qubit`, just applied to φ: Im⟨λ|A|φ⟩, its
+/// contribution to the gradient, and the rotation undone on φ and λ, in one pass over both
+/// (the backward sweep's time is mostly these passes over memory).
+fn undo_rotation(phi: &mut [C64], lambda: &mut [C64], qubit: usize, axis: Axis, theta: f64) -> f64 {
+    let [m00, m01, m10, m11] = match rotation_matrix(axis, -theta)[..] {
+        [a, b, c, d] => [a, b, c, d],
+        _ => unreachable!("a one-qubit matrix has 4 entries"),
+    };
+    let i = C64::new(0.0, 1.0);
+    let half = 1 << qubit;
+    let mut overlap = C64::new(0.0, 0.0);
+    for (phis, lambdas) in phi
+        .chunks_exact_mut(2 * half)
+        .zip(lambda.chunks_exact_mut(2 * half))
+    {
+        let (phi0, phi1) = phis.split_at_mut(half);
+        let (lambda0, lambda1) = lambdas.split_at_mut(half);
+        for (((p0, p1), l0), l1) in phi0.iter_mut().zip(phi1).zip(lambda0).zip(lambda1) {
+            // (Aφ) on the pair: Z keeps the amplitudes with a sign, X swaps them, Y does both
+            // with a factor i (Y|0⟩ = i|1⟩, Y|1⟩ = -i|0⟩).
+            let (a0, a1) = match axis {
+                Axis::Z => (*p0, -*p1),
+                Axis::X => (*p1, *p0),
+                Axis::Y => (-i * *p1, i * *p0),
+            };
+            overlap += l0.conj() * a0 + l1.conj() * a1;
+            (*p0, *p1) = (m00 * *p0 + m01 * *p1, m10 * *p0 + m11 * *p1);
+            (*l0, *l1) = (m00 * *l0 + m01 * *l1, m10 * *l0 + m11 * *l1);
+        }
     }
-    sum
+    overlap.im
+}
+
+fn rotation_matrix(axis: Axis, theta: f64) -> Vec<C64> {
+    match axis {
+        Axis::X => gates::rx(theta),
+        Axis::Y => gates::ry(theta),
+        Axis::Z => gates::rz(theta),
+    }
 }
 
 /// Applies `op` (its inverse when `inverse`) to `state`, a rotation's angle moved by `shift`.
@@ -418,12 +441,7 @@ fn apply(state: &mut [C64], op: &Op, x: &[f64], weights: &[f64], shift: f64, inv
             if inverse {
                 theta = -theta;
             }
-            let matrix = match axis {
-                Axis::X => gates::rx(theta),
-                Axis::Y => gates::ry(theta),
-                Axis::Z => gates::rz(theta),
-            };
-            apply_matrix(state, &[*qubit], &matrix);
+            apply_matrix(state, &[*qubit], &rotation_matrix(*axis, theta));
         }
         Op::Fixed(gate) if inverse => {
             let d = gate.dim();

@@ -13,7 +13,7 @@
 use num_complex::Complex;
 use rayon::prelude::*;
 
-use crate::bits::insert_zeros;
+use crate::bits::{deposit, insert_zeros};
 use crate::circuit::{C64, Gate};
 use crate::gates;
 use crate::pauli::{PauliString, PauliSum};
@@ -470,13 +470,7 @@ fn apply_dense(state: &mut [C64], qubits: &[usize], matrix: &[C64]) {
     let d = 1 << qubits.len();
     let mut sorted = qubits.to_vec();
     sorted.sort_unstable();
-    let offsets: Vec<usize> = (0..d)
-        .map(|j| {
-            (0..qubits.len())
-                .filter(|b| j >> b & 1 == 1)
-                .fold(0, |o, b| o | 1 << qubits[b])
-        })
-        .collect();
+    let offsets: Vec<usize> = (0..d).map(|j| deposit(j, qubits)).collect();
     let mut group = vec![Complex::new(0.0, 0.0); d];
     for g in 0..state.len() >> qubits.len() {
         let base = insert_zeros(g, &sorted);
@@ -526,14 +520,9 @@ fn permutation(matrix: &[C64], d: usize) -> Option<Vec<usize>> {
 fn permute(state: &mut [C64], qubits: &[usize], images: &[usize]) {
     let mut sorted = qubits.to_vec();
     sorted.sort_unstable();
-    let offset = |j: usize| {
-        (0..qubits.len())
-            .filter(|b| j >> b & 1 == 1)
-            .fold(0, |o, b| o | 1 << qubits[b])
-    };
     let moved: Vec<(usize, usize)> = (images.iter().enumerate())
         .filter(|&(r, &c)| r != c)
-        .map(|(r, &c)| (offset(r), offset(c)))
+        .map(|(r, &c)| (deposit(r, qubits), deposit(c, qubits)))
         .collect();
     let mut group = vec![C64::new(0.0, 0.0); moved.len()];
     for g in 0..state.len() >> qubits.len() {

@@ -159,9 +159,8 @@ impl Lowering {
                     )));
                 }
             };
-            if first_input(&call.params[0]) != input
-                || !matches!(call.params[0], Expr::Param(..) | Expr::Element(..))
-            {
+            // rx, ry and rz take one parameter (the arity was checked): it must be the input.
+            if !matches!(call.params[0], Expr::Param(..) | Expr::Element(..)) {
                 return Err(pos.error(format!(
                     "the angle of '{}' must be the input itself, not an expression of it: \
                      write {}({}) and scale in the layer before",

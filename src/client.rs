@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use chimera_audit::Event;
 use chimera_maml::{PublicKey, TrustStore};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
@@ -148,12 +149,18 @@ pub fn trust(command: TrustCommand) -> Result<()> {
             let public = PublicKey::read_file(&key)?;
             edit_trust(&data_dir, |store| {
                 let added = store.add(&name, public, allow, now)?;
-                Ok(format!(
+                let said = format!(
                     "trusted `{}` ({}) for {}",
                     added.name,
                     added.key.id(),
                     added.allow.join(", ")
-                ))
+                );
+                let event = Event::KeyTrusted {
+                    name: added.name.clone(),
+                    key_id: added.key.id().to_string(),
+                    allow: added.allow.clone(),
+                };
+                Ok((said, event))
             })
         }
         TrustCommand::Revoke {
@@ -161,23 +168,29 @@ pub fn trust(command: TrustCommand) -> Result<()> {
             data_dir,
         } => edit_trust(&data_dir, |store| {
             let revoked = store.revoke(&name_or_id, now)?;
-            Ok(format!("revoked `{}` ({})", revoked.name, revoked.key.id()))
+            let said = format!("revoked `{}` ({})", revoked.name, revoked.key.id());
+            let event = Event::KeyRevoked {
+                name: revoked.name.clone(),
+                key_id: revoked.key.id().to_string(),
+            };
+            Ok((said, event))
         }),
     }
 }
 
 /// Loads the data directory's trust store, changes it, and saves it; a running engine reads it
-/// again at its next submission.
+/// again at its next submission. The change goes to the audit log.
 fn edit_trust(
     data_dir: &std::path::Path,
-    change: impl FnOnce(&mut TrustStore) -> Result<String>,
+    change: impl FnOnce(&mut TrustStore) -> Result<(String, Event)>,
 ) -> Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot make {}", data_dir.display()))?;
     let path = trust_path(data_dir);
     let mut store = TrustStore::load(&path)?;
-    let said = change(&mut store)?;
+    let (said, event) = change(&mut store)?;
     store.save(&path)?;
+    crate::audit::record(data_dir, event)?;
     println!("{said} in {}", path.display());
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `chimera`: the CHIMERA engine's command line.
 
+mod audit;
 mod bandwidth;
 mod client;
 mod demo;
@@ -41,6 +42,10 @@ enum Command {
     /// The client keys an engine trusts.
     #[command(subcommand)]
     Trust(client::TrustCommand),
+    /// The engine's audit log: submissions, refusals, head deaths and rebuilds, key rotations,
+    /// trusted and revoked keys, hash-chained and signed.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Operate a running engine: rotate the heads' keys.
     #[command(subcommand)]
     Admin(client::AdminCommand),
@@ -83,6 +88,7 @@ fn main() -> std::process::ExitCode {
         Command::Receipt(args) => client::receipt(args),
         Command::Heads(args) => client::heads(args),
         Command::Trust(command) => client::trust(command),
+        Command::Audit(command) => succeeded(audit::run(command)),
         Command::Admin(command) => client::admin(command),
         Command::Head(args) => head::run(args),
         Command::Sim(args) => sim::run(args),

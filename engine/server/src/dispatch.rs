@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use chimera_audit::{Event, Recorder};
 use chimera_journal::{JobRecord, JobState, Journal, JournalError};
 use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
@@ -84,6 +85,7 @@ pub struct Dispatcher {
     reserved: HashMap<String, Reservation>,
     /// Read again before each start: a job whose key was revoked after it was accepted is not run.
     trust: Arc<TrustFile>,
+    audit: Arc<Recorder>,
     slots: HashMap<String, Slot>,
 }
 
@@ -94,6 +96,7 @@ impl Dispatcher {
         events: broadcast::Sender<JobEvent>,
         key: Arc<receipt::EngineKey>,
         trust: Arc<TrustFile>,
+        audit: Arc<Recorder>,
     ) -> std::io::Result<Self> {
         let slots = supervisor
             .heads()
@@ -117,6 +120,7 @@ impl Dispatcher {
             queues: HashMap::new(),
             reserved: HashMap::new(),
             trust,
+            audit,
             slots,
         })
     }
@@ -213,6 +217,10 @@ impl Dispatcher {
                     return;
                 };
                 warn!(%head, %reason, "head down; starting a new one");
+                self.audit.record(Event::HeadDown {
+                    head: head.clone(),
+                    reason: reason.clone(),
+                });
                 metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
                     .set(0.0);
                 metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
@@ -281,8 +289,16 @@ impl Dispatcher {
                 }
                 let Some(rebuild) = rebuild else {
                     debug!(%head, epoch, resealed, "head keyed");
+                    self.audit.record(Event::HeadKeyed { head, epoch });
                     return;
                 };
+                self.audit.record(Event::HeadRebuilt {
+                    head: head.clone(),
+                    epoch,
+                    restored,
+                    seconds: rebuild.as_secs_f64(),
+                    recovered_files: recovered,
+                });
                 let outcome = if restored { "restored" } else { "new_key" };
                 if restored {
                     info!(%head, epoch, resealed, recovered, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key (`recovered`: files taken back from its peers' replicas)");

@@ -3,8 +3,8 @@
 //! jobs to the supervised heads ([`dispatch`]), signed receipts ([`receipt`]) and metrics.
 //!
 //! The data directory holds `journal.redb` (every job and result), `trust.json` (the client
-//! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity) and `run/` (the
-//! heads' sockets).
+//! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity), `audit.log`
+//! (`chimera_audit`) and `run/` (the heads' sockets).
 
 mod convert;
 pub mod dispatch;
@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chimera_audit::{AuditLog, Event, Recorder};
 use chimera_journal::Journal;
 use chimera_maml::{KeyError, Policy, SecretKey, write_key_pair};
 use chimera_proto::v1::engine_server::EngineServer;
@@ -40,6 +41,10 @@ pub enum EngineError {
     Key(#[from] KeyError),
     #[error("cannot start the receipt signer: {0}")]
     Signer(std::io::Error),
+    #[error(transparent)]
+    Audit(#[from] chimera_audit::AuditError),
+    #[error("cannot start the audit log's writer: {0}")]
+    AuditWriter(std::io::Error),
     #[error(transparent)]
     Supervisor(#[from] chimera_supervisor::SupervisorError),
     #[error("gRPC reflection: {0}")]
@@ -98,8 +103,16 @@ fn engine_key(data_dir: &Path) -> Result<SecretKey, KeyError> {
     Ok(key)
 }
 
+pub fn audit_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(chimera_audit::FILE_NAME)
+}
+
 /// Asks the heads to rotate their keys every `period`, for as long as the supervisor lives.
-async fn rotate_keys(supervisor: std::sync::Weak<Supervisor>, period: Duration) {
+async fn rotate_keys(
+    supervisor: std::sync::Weak<Supervisor>,
+    audit: Arc<Recorder>,
+    period: Duration,
+) {
     let mut ticks = tokio::time::interval(period);
     ticks.tick().await; // The first tick is at once; the heads' keys are new then.
     loop {
@@ -107,6 +120,9 @@ async fn rotate_keys(supervisor: std::sync::Weak<Supervisor>, period: Duration) 
         let Some(supervisor) = supervisor.upgrade() else {
             return;
         };
+        audit.record(Event::RotationRequested {
+            by: "schedule".into(),
+        });
         supervisor.rotate_keys();
     }
 }
@@ -115,6 +131,7 @@ async fn rotate_keys(supervisor: std::sync::Weak<Supervisor>, period: Duration) 
 pub struct Engine {
     service: EngineService,
     supervisor: Arc<Supervisor>,
+    audit: Arc<Recorder>,
 }
 
 impl Engine {
@@ -127,6 +144,16 @@ impl Engine {
         gpu_metrics::start();
         let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
+        let audit = Arc::new(
+            Recorder::start(
+                AuditLog::open(&audit_path(&config.data_dir))?,
+                Box::new(Arc::clone(&key)),
+            )
+            .map_err(EngineError::AuditWriter)?,
+        );
+        audit.record(Event::EngineStarted {
+            engine_key: key.key_id().to_owned(),
+        });
         let (head_events, head_event_rx) = mpsc::unbounded_channel();
         let supervisor = Arc::new(Supervisor::start(
             SupervisorConfig {
@@ -147,11 +174,13 @@ impl Engine {
             events.clone(),
             Arc::clone(&key),
             Arc::clone(&trust),
+            Arc::clone(&audit),
         )
         .map_err(EngineError::Signer)?;
         tokio::spawn(dispatcher.run(dispatch_rx, head_event_rx));
         tokio::spawn(rotate_keys(
             Arc::downgrade(&supervisor),
+            Arc::clone(&audit),
             config.key_rotation,
         ));
         let service = EngineService(Arc::new(service::Core {
@@ -162,10 +191,12 @@ impl Engine {
             events,
             supervisor: Arc::clone(&supervisor),
             key,
+            audit: Arc::clone(&audit),
         }));
         Ok(Self {
             service,
             supervisor,
+            audit,
         })
     }
 
@@ -199,6 +230,10 @@ impl Engine {
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         self.supervisor.shutdown().await;
+        self.audit.record(Event::EngineStopped);
+        // Writes what is left, with a last checkpoint.
+        let audit = self.audit;
+        let _ = tokio::task::spawn_blocking(move || audit.finish()).await;
         Ok(served?)
     }
 }

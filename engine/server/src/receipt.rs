@@ -73,6 +73,17 @@ impl EngineKey {
     }
 }
 
+/// The engine's key signs the audit log's checkpoints.
+impl chimera_audit::CheckpointSigner for EngineKey {
+    fn key_id(&self) -> String {
+        self.key_id.clone()
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.secret.sign(message)
+    }
+}
+
 pub struct Facts {
     pub job_id: String,
     pub job_digest: String,

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use chimera_audit::Event;
 use chimera_journal::{JobRecord, JobState, Journal, Submitted};
 use chimera_maml::{BlockKind, Policy, TrustStore, admit};
 use chimera_proto::v1::engine_server::Engine;
@@ -45,6 +46,7 @@ pub struct Core {
     pub(crate) events: broadcast::Sender<JobEvent>,
     pub(crate) supervisor: Arc<Supervisor>,
     pub(crate) key: Arc<EngineKey>,
+    pub(crate) audit: Arc<chimera_audit::Recorder>,
 }
 
 /// The trust store, read again whenever its file changes, so that `chimera trust add` and a
@@ -121,10 +123,21 @@ fn role_of(job_type: &str, blocks: &[chimera_maml::CodeBlock]) -> Result<&'stati
 }
 
 impl Core {
+    /// Admits and journals one document; a refusal goes to the audit log with its reason.
     async fn submit_one(&self, document: Vec<u8>) -> Result<SubmitReply, Status> {
+        let outcome = self.admit_and_journal(&document).await;
+        if let Err(status) = &outcome {
+            let reason = refusal::reason_of(status).unwrap_or_default();
+            self.audit
+                .record(Event::refused(&reason, status.message(), &document));
+        }
+        outcome
+    }
+
+    async fn admit_and_journal(&self, document: &[u8]) -> Result<SubmitReply, Status> {
         let received = Instant::now();
         let trust = self.trust.current()?;
-        let admitted = match admit(&document, &trust, &self.policy, Timestamp::now()) {
+        let admitted = match admit(document, &trust, &self.policy, Timestamp::now()) {
             Ok(admitted) => admitted,
             Err(refused) => {
                 tracing::debug!(reason = refused.reason(), "submission refused: {refused}");
@@ -143,7 +156,7 @@ impl Core {
             role: role.to_owned(),
             submitted_by: admitted.key_name.clone(),
             // Admission read it as UTF-8.
-            document: String::from_utf8(document).expect("admitted documents are UTF-8"),
+            document: String::from_utf8(document.to_vec()).expect("admitted documents are UTF-8"),
             // Admission checked that the signature block's digest is the document's.
             digest: hex::encode(
                 admitted
@@ -170,6 +183,12 @@ impl Core {
         let reply = match outcome {
             Submitted::Created(record) => {
                 tracing::debug!(job = %record.id, key = %record.submitted_by, "accepted");
+                self.audit.record(Event::Submitted {
+                    job: record.id.clone(),
+                    job_type: record.job_type.clone(),
+                    key: record.submitted_by.clone(),
+                    digest: record.digest.clone(),
+                });
                 let reply = SubmitReply {
                     job: Some(convert::job(&record, public_key)),
                     created: true,
@@ -375,9 +394,14 @@ impl Engine for EngineService {
 
     async fn rotate_keys(
         &self,
-        _: Request<RotateKeysRequest>,
+        request: Request<RotateKeysRequest>,
     ) -> Result<Response<ListHeadsReply>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "RotateKeys").increment(1);
+        let by = match request.remote_addr() {
+            Some(addr) => format!("RotateKeys from {addr}"),
+            None => "RotateKeys".to_owned(),
+        };
+        self.audit.record(Event::RotationRequested { by });
         // The heads as they are before the rotation, which can be done before a reply read after.
         let before = self.heads().await;
         self.supervisor.rotate_keys();

@@ -1,0 +1,251 @@
+//! The audit log: what is appended verifies, and every change to the file is found.
+
+use std::path::Path;
+
+use chimera_audit::{AuditLog, CheckpointSigner, Event, Recorder, verify};
+use sha3::Digest;
+
+/// A stand-in for the engine's ML-DSA-65 key: a keyed hash only its holder can compute.
+struct TestKey(&'static [u8]);
+
+impl CheckpointSigner for TestKey {
+    fn key_id(&self) -> String {
+        "test-key".into()
+    }
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        sha3::Sha3_256::new()
+            .chain_update(self.0)
+            .chain_update(message)
+            .finalize()
+            .to_vec()
+    }
+}
+
+const KEY: TestKey = TestKey(b"the engine's secret");
+
+fn signed_by_key(key_id: &str, message: &[u8], signature: &[u8]) -> bool {
+    key_id == "test-key" && KEY.sign(message) == signature
+}
+
+fn head_down(head: &str) -> Event {
+    Event::HeadDown {
+        head: head.into(),
+        reason: "killed by signal 9".into(),
+    }
+}
+
+/// A log of 7 records: 5 events and a checkpoint after the 3rd and the 5th.
+fn written(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("audit.log");
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append(
+        [
+            Event::EngineStarted {
+                engine_key: "abc".into(),
+            },
+            Event::refused("BAD_SIGNATURE", "the signature does not verify", b"doc"),
+            head_down("q0"),
+        ],
+        Some(&KEY),
+    )
+    .unwrap();
+    log.append([head_down("a1")], None).unwrap();
+    log.append(
+        [Event::KeyRevoked {
+            name: "intern".into(),
+            key_id: "00ff".into(),
+        }],
+        Some(&KEY),
+    )
+    .unwrap();
+    path
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+fn fault(path: &Path) -> (usize, String) {
+    match verify(path, signed_by_key) {
+        Err(chimera_audit::AuditError::Broken { line, what, .. }) => (line, what),
+        other => panic!("expected a broken log, got {other:?}"),
+    }
+}
+
+#[test]
+fn what_is_appended_verifies_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = written(dir.path());
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!(report.records, 7);
+    assert_eq!(report.checkpoints, 2);
+    assert_eq!(report.last_checkpoint, Some(6));
+    assert_eq!(report.unsigned, 0);
+    let events: Vec<String> = lines(&path)
+        .iter()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["record"]["event"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "engine_started",
+            "refused",
+            "head_down",
+            "checkpoint",
+            "head_down",
+            "key_revoked",
+            "checkpoint"
+        ]
+    );
+    // The report's head is the last line's hash.
+    let last: serde_json::Value = serde_json::from_str(lines(&path).last().unwrap()).unwrap();
+    assert_eq!(last["hash"], report.head.as_str());
+}
+
+#[test]
+fn a_changed_record_is_found_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = written(dir.path());
+    let original = lines(&path);
+    for (index, line) in original.iter().enumerate() {
+        let mut changed = original.clone();
+        // One letter of the record's time: still valid JSON, still a record.
+        let at = line.find("\"at\":\"").unwrap() + 6;
+        let digit = if line.as_bytes()[at] == b'2' {
+            "3"
+        } else {
+            "2"
+        };
+        changed[index].replace_range(at..at + 1, digit);
+        write_lines(&path, &changed);
+        let (number, what) = fault(&path);
+        assert_eq!(number, index + 1, "{what}");
+        assert!(what.contains("was changed"), "{what}");
+    }
+}
+
+#[test]
+fn a_removed_or_moved_record_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = written(dir.path());
+    let original = lines(&path);
+    let mut removed = original.clone();
+    removed.remove(2);
+    write_lines(&path, &removed);
+    let (number, what) = fault(&path);
+    assert_eq!(number, 3);
+    assert!(what.contains("record 3 where record 2 should be"), "{what}");
+
+    let mut swapped = original.clone();
+    swapped.swap(1, 2);
+    write_lines(&path, &swapped);
+    assert_eq!(fault(&path).0, 2);
+}
+
+/// Whoever edits the file can recompute every hash after a change; only the key signs.
+#[test]
+fn a_rewritten_chain_fails_at_the_next_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = written(dir.path());
+    let mut hash = [0u8; 32];
+    let rewritten: Vec<String> = lines(&path)
+        .iter()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            let record = serde_json::to_string(&line["record"])
+                .unwrap()
+                .replace("\"q0\"", "\"q1\"");
+            hash = sha3::Sha3_256::new()
+                .chain_update(hash)
+                .chain_update(record.as_bytes())
+                .finalize()
+                .into();
+            format!("{{\"hash\":\"{}\",\"record\":{record}}}", hex::encode(hash))
+        })
+        .collect();
+    write_lines(&path, &rewritten);
+    let (number, what) = fault(&path);
+    assert_eq!(number, 4, "{what}");
+    assert!(what.contains("checkpoint 3 is not signed"), "{what}");
+}
+
+#[test]
+fn a_write_cut_short_is_reported_and_the_next_append_goes_on_from_the_line_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = written(dir.path());
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"{\"hash\":\"12").unwrap();
+    assert!(fault(&path).1.contains("incomplete"));
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append([head_down("q1")], Some(&KEY)).unwrap();
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!((report.records, report.unsigned), (9, 0));
+}
+
+#[test]
+fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = written(dir.path());
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append([head_down("q1"), head_down("q0")], None)
+        .unwrap();
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!((report.records, report.unsigned), (9, 2));
+}
+
+#[test]
+fn writers_in_turn_from_many_handles_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::thread::scope(|scope| {
+        for writer in 0..4 {
+            let path = &path;
+            scope.spawn(move || {
+                let mut log = AuditLog::open(path).unwrap();
+                for i in 0..25 {
+                    let signer: Option<&dyn CheckpointSigner> = (i % 5 == 4).then_some(&KEY);
+                    log.append([head_down(&format!("w{writer}-{i}"))], signer)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!(report.records, 100 + 20);
+    assert_eq!(report.checkpoints, 20);
+}
+
+#[test]
+fn the_recorder_writes_every_event_and_signs_them_when_it_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let recorder = Recorder::start(AuditLog::open(&path).unwrap(), Box::new(KEY)).unwrap();
+    for i in 0..500 {
+        recorder.record(head_down(&format!("h{i}")));
+    }
+    recorder.finish();
+    recorder.record(head_down("after the end"));
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!(report.unsigned, 0);
+    assert_eq!(report.records - report.checkpoints, 500);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"h499\"") && !text.contains("after the end"));
+}

@@ -1,0 +1,68 @@
+//! `chimera audit verify`, and the records that `chimera trust` adds to the audit log.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chimera_audit::{AuditLog, CheckpointSigner, Event, verify};
+use chimera_maml::{PublicKey, SecretKey};
+use chimera_server::receipt::EngineKey;
+use chimera_server::{audit_path, engine_key_prefix};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the engine's audit log: every record chained to the one before, every checkpoint
+    /// signed by the engine's key. Exit 0 only when the log is intact.
+    Verify {
+        #[arg(long, default_value = "chimera-data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub fn run(command: AuditCommand) -> Result<bool> {
+    let AuditCommand::Verify { data_dir } = command;
+    let path = audit_path(&data_dir);
+    let public = engine_key_prefix(&data_dir).with_extension("pub");
+    let engine = PublicKey::read_file(&public)
+        .context("the engine's key, which signs the audit log's checkpoints")?;
+    let engine_id = engine.id().to_string();
+    let checked = verify(&path, |key_id, message, signature| {
+        key_id == engine_id && engine.verify(message, signature)
+    });
+    let report = match checked {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("NOT INTACT: {e}");
+            return Ok(false);
+        }
+    };
+    println!(
+        "{}: intact: {} records, {} checkpoints signed by the engine's key {engine_id}",
+        path.display(),
+        report.records,
+        report.checkpoints,
+    );
+    if report.unsigned > 0 {
+        println!(
+            "{} records after the last checkpoint are chained but not yet signed (the engine signs \
+             within a second, when it stops and when it starts; more means it was killed, or \
+             records were added by hand)",
+            report.unsigned
+        );
+    }
+    println!("head {}", report.head);
+    Ok(true)
+}
+
+/// Adds `event` to the data directory's audit log, with a checkpoint when the engine's key is
+/// there to sign it (an engine started later signs it otherwise).
+pub fn record(data_dir: &Path, event: Event) -> Result<()> {
+    let secret = engine_key_prefix(data_dir).with_extension("key");
+    let key = match secret.exists() {
+        true => Some(EngineKey::new(SecretKey::read_file(&secret)?)),
+        false => None,
+    };
+    let mut log = AuditLog::open(&audit_path(data_dir))?;
+    log.append([event], key.as_ref().map(|k| k as &dyn CheckpointSigner))?;
+    Ok(())
+}

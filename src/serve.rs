@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use chimera_maml::Policy;
+use chimera_server::limits::Limits;
 use chimera_server::{Engine, EngineConfig, KEY_ROTATION, default_heads, metrics_names};
 use chimera_supervisor::{HeadConfig, Launcher};
 use clap::Args;
@@ -29,6 +30,44 @@ pub struct ServeArgs {
     /// shares of it to its peers).
     #[arg(long, default_value_t = 24.0)]
     rotate_keys_every: f64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What one client may do (a client is the trusted key that signs its jobs).
+#[derive(Args)]
+pub struct LimitArgs {
+    /// Submissions per second one client may make on average (0: no limit).
+    #[arg(long, default_value_t = Limits::default().submissions_per_second)]
+    client_rate: f64,
+    /// Submissions one client may make at once after a pause.
+    #[arg(long, default_value_t = Limits::default().burst)]
+    client_burst: f64,
+    /// Jobs one client may have queued or running.
+    #[arg(long, default_value_t = Limits::default().max_unfinished_per_client)]
+    max_jobs_per_client: usize,
+    /// Watch and SubmitBatch streams open at once, all clients together.
+    #[arg(long, default_value_t = Limits::default().max_streams)]
+    max_streams: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<Limits> {
+        if !(self.client_rate >= 0.0 && self.client_burst >= 1.0) {
+            bail!(
+                "--client-rate must be 0 or more and --client-burst at least 1 (given {} and {})",
+                self.client_rate,
+                self.client_burst
+            );
+        }
+        Ok(Limits {
+            submissions_per_second: self.client_rate,
+            burst: self.client_burst,
+            max_unfinished_per_client: self.max_jobs_per_client,
+            max_streams: self.max_streams,
+            ..Limits::default()
+        })
+    }
 }
 
 /// Logs on standard error at `info` (head deaths, jobs queued again, faults), or as `RUST_LOG`
@@ -72,6 +111,7 @@ pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<Eng
         heartbeat_timeout,
         start_timeout: Duration::from_secs(30),
         key_rotation: KEY_ROTATION,
+        limits: Limits::default(),
     })
 }
 
@@ -114,6 +154,7 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let config = EngineConfig {
         key_rotation,
+        limits: args.limits.limits()?,
         ..engine_config(&args.data_dir, heartbeat_timeout)?
     };
     let engine = Engine::start(config)

@@ -1266,3 +1266,95 @@ fn the_audit_log_holds_what_the_engine_saw_signed_and_a_changed_record_is_found(
         "{said}"
     );
 }
+
+#[test]
+fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
+    let dir = work_dir("engine-limits");
+    let data = dir.join("data");
+    let busy = trusted_key(&data, &dir, "busy", "*");
+    let other = trusted_key(&data, &dir, "other", "*");
+    let flags = [
+        "--client-rate",
+        "2",
+        "--client-burst",
+        "3",
+        "--max-jobs-per-client",
+        "4",
+        "--max-streams",
+        "2",
+    ];
+    let served = Served::start_with(&data, &flags);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let job = |i: usize| training_job(&format!("urn:uuid:limits-{i}"), 300);
+
+        let (code, message) = match client
+            .submit(SubmitRequest {
+                document: vec![b'#'; 2 << 20],
+            })
+            .await
+        {
+            Err(status) => (status.code(), status.message().to_owned()),
+            Ok(reply) => panic!("a 2 MiB request was taken: {reply:?}"),
+        };
+        assert_eq!(code, tonic::Code::OutOfRange, "{message}");
+        assert!(message.contains("too large"), "{message}");
+
+        // A burst of three, then the bucket is empty (signed beforehand: a token comes every
+        // half second).
+        let documents: Vec<Vec<u8>> = (0..5).map(|i| signed(&job(i), &busy)).collect();
+        let mut ids = Vec::new();
+        for document in &documents[..3] {
+            ids.push(submit(&mut client, document.clone()).await.id);
+        }
+        let (code, reason) = refusal(&mut client, documents[3].clone()).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (tonic::Code::ResourceExhausted, "RATE_LIMITED")
+        );
+        // Another client has its own.
+        let theirs = submit(&mut client, signed(&job(100), &other)).await;
+
+        // Half a second later, one more token: a fourth unfinished job, the most.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        ids.push(submit(&mut client, documents[3].clone()).await.id);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (code, reason) = refusal(&mut client, documents[4].clone()).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (tonic::Code::ResourceExhausted, "TOO_MANY_JOBS")
+        );
+        // One ends: its place is free.
+        client
+            .cancel(chimera_proto::v1::CancelRequest {
+                job_id: ids[0].clone(),
+            })
+            .await
+            .unwrap();
+        finished(&mut client, &ids[0]).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        submit(&mut client, documents[4].clone()).await;
+
+        // Two streams open, the most; a third is refused until one closes.
+        let watch = |id: &str| WatchRequest { job_id: id.into() };
+        let first = client.watch(watch(&ids[1])).await.unwrap().into_inner();
+        let _second = client.watch(watch(&ids[2])).await.unwrap().into_inner();
+        let refused = client.watch(watch(&ids[3])).await.unwrap_err();
+        assert_eq!(
+            chimera_server::refusal::reason_of(&refused).as_deref(),
+            Some("TOO_MANY_STREAMS"),
+            "{refused:?}"
+        );
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match client.watch(watch(&theirs.id)).await {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(status) => panic!("the closed stream's place was not freed: {status:?}"),
+            }
+        }
+    });
+}

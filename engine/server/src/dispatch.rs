@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{Span, debug, error, info, info_span, warn};
 
+use crate::limits::Gate;
 use crate::metrics_names as m;
 use crate::service::TrustFile;
 use crate::{convert, receipt};
@@ -86,6 +87,7 @@ pub struct Dispatcher {
     /// Read again before each start: a job whose key was revoked after it was accepted is not run.
     trust: Arc<TrustFile>,
     audit: Arc<Recorder>,
+    gate: Arc<Gate>,
     slots: HashMap<String, Slot>,
 }
 
@@ -97,6 +99,7 @@ impl Dispatcher {
         key: Arc<receipt::EngineKey>,
         trust: Arc<TrustFile>,
         audit: Arc<Recorder>,
+        gate: Arc<Gate>,
     ) -> std::io::Result<Self> {
         let slots = supervisor
             .heads()
@@ -121,6 +124,7 @@ impl Dispatcher {
             reserved: HashMap::new(),
             trust,
             audit,
+            gate,
             slots,
         })
     }
@@ -373,6 +377,7 @@ impl Dispatcher {
         let journal = self.journal.clone();
         let events = self.events.clone();
         let key = Arc::clone(&self.key);
+        let gate = Arc::clone(&self.gate);
         // Signing takes most of a millisecond: done off the dispatcher and off the journal's
         // writer, and the result committed with its receipt when it is ready.
         tokio::spawn(async move {
@@ -410,7 +415,7 @@ impl Dispatcher {
                 Ok(record) => {
                     let seconds = finished_at.duration_since(started_at).as_secs_f64();
                     debug!(parent: &span, outcome = outcome_name, seconds, "finished");
-                    publish_final(&events, &record, key.public_key())
+                    publish_final(&events, &record, key.public_key(), &gate)
                 }
                 Err(e) => error!(parent: &span, "the outcome was not recorded: {e}"),
             }
@@ -472,7 +477,7 @@ impl Dispatcher {
                     r.finished_at = Some(Timestamp::now());
                 });
                 match failed.await {
-                    Ok(record) => publish_final(&self.events, &record, self.key.public_key()),
+                    Ok(record) => self.publish_final(&record),
                     Err(e) => error!(%job, "its failure was not recorded: {e}"),
                 }
                 continue;
@@ -570,11 +575,18 @@ impl Dispatcher {
     }
 
     fn publish_final(&self, record: &JobRecord) {
-        publish_final(&self.events, record, self.key.public_key());
+        publish_final(&self.events, record, self.key.public_key(), &self.gate);
     }
 }
 
-fn publish_final(events: &broadcast::Sender<JobEvent>, record: &JobRecord, public_key: &[u8]) {
+/// Tells of a job that reached its final state, and frees its client's place in the limits.
+fn publish_final(
+    events: &broadcast::Sender<JobEvent>,
+    record: &JobRecord,
+    public_key: &[u8],
+    gate: &Gate,
+) {
+    gate.finished(&record.submitted_by);
     let outcome = match record.state {
         JobState::Succeeded => "succeeded",
         JobState::Failed => "failed",

@@ -9,6 +9,7 @@
 mod convert;
 pub mod dispatch;
 mod gpu_metrics;
+pub mod limits;
 mod merkle;
 pub mod metrics_names;
 pub mod receipt;
@@ -62,6 +63,7 @@ pub struct EngineConfig {
     pub start_timeout: Duration,
     /// How often every head rotates to a new key (DESIGN.md, "Keys, shares and sealing").
     pub key_rotation: Duration,
+    pub limits: limits::Limits,
 }
 
 /// The default of [`EngineConfig::key_rotation`].
@@ -143,6 +145,8 @@ impl Engine {
         metrics_names::describe();
         gpu_metrics::start();
         let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
+        let unfinished = journal.unfinished()?.into_iter().map(|r| r.submitted_by);
+        let gate = Arc::new(limits::Gate::new(config.limits, unfinished));
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
         let audit = Arc::new(
             Recorder::start(
@@ -175,6 +179,7 @@ impl Engine {
             Arc::clone(&key),
             Arc::clone(&trust),
             Arc::clone(&audit),
+            Arc::clone(&gate),
         )
         .map_err(EngineError::Signer)?;
         tokio::spawn(dispatcher.run(dispatch_rx, head_event_rx));
@@ -192,6 +197,7 @@ impl Engine {
             supervisor: Arc::clone(&supervisor),
             key,
             audit: Arc::clone(&audit),
+            gate,
         }));
         Ok(Self {
             service,
@@ -226,7 +232,10 @@ impl Engine {
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(EngineServer::new(self.service.clone()))
+            .add_service(
+                EngineServer::new(self.service.clone())
+                    .max_decoding_message_size(self.service.gate.limits().max_request_bytes),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         self.supervisor.shutdown().await;

@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::dispatch::Request as Dispatch;
+use crate::limits::Gate;
 use crate::metrics_names as m;
 use crate::receipt::{self, EngineKey};
 use crate::{convert, refusal};
@@ -47,6 +48,7 @@ pub struct Core {
     pub(crate) supervisor: Arc<Supervisor>,
     pub(crate) key: Arc<EngineKey>,
     pub(crate) audit: Arc<chimera_audit::Recorder>,
+    pub(crate) gate: Arc<Gate>,
 }
 
 /// The trust store, read again whenever its file changes, so that `chimera trust add` and a
@@ -149,6 +151,8 @@ impl Core {
         metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
         let job = &admitted.document.job;
         let role = role_of(&job.job_type, &job.code_blocks)?;
+        self.gate.submission(&admitted.key_name)?;
+        let place = self.gate.place(&admitted.key_name)?;
         let record = JobRecord {
             id: job.id.clone(),
             seq: 0,
@@ -182,6 +186,7 @@ impl Core {
         let public_key = self.key.public_key();
         let reply = match outcome {
             Submitted::Created(record) => {
+                place.keep();
                 tracing::debug!(job = %record.id, key = %record.submitted_by, "accepted");
                 self.audit.record(Event::Submitted {
                     job: record.id.clone(),
@@ -262,6 +267,7 @@ impl Engine for EngineService {
         request: Request<Streaming<SubmitRequest>>,
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "SubmitBatch").increment(1);
+        let stream = self.gate.stream()?;
         let service = Arc::clone(&self.0);
         // At most BATCH_IN_FLIGHT submissions are read ahead of the replies the client has taken.
         let replies = request
@@ -285,7 +291,11 @@ impl Engine for EngineService {
                     })
                 }
             })
-            .buffered(BATCH_IN_FLIGHT);
+            .buffered(BATCH_IN_FLIGHT)
+            // The stream's place among those open is held until it ends.
+            .inspect(move |_| {
+                let _ = &stream;
+            });
         Ok(Response::new(Box::pin(replies)))
     }
 
@@ -333,6 +343,7 @@ impl Engine for EngineService {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Watch").increment(1);
+        let stream = self.gate.stream()?;
         let id = request.into_inner().job_id;
         // Subscribed before reading the state, so that no event falls between the two.
         let mut events = self.events.subscribe();
@@ -340,13 +351,20 @@ impl Engine for EngineService {
         let (tx, rx) = mpsc::channel(64);
         let service = Arc::clone(&self.0);
         tokio::spawn(async move {
+            // The stream's place among those open is held until it ends.
+            let _stream = stream;
             let first = convert::snapshot(&record, service.key.public_key());
             let done = record.state.is_final();
             if tx.send(Ok(first)).await.is_err() || done {
                 return;
             }
             loop {
-                let event = match events.recv().await {
+                // A client that went away frees its stream at once, not at the job's next event.
+                let received = tokio::select! {
+                    received = events.recv() => received,
+                    () = tx.closed() => return,
+                };
+                let event = match received {
                     Ok(event) if event.job_id == id => event,
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(_)) => match service.record(&id) {

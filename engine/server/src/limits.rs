@@ -1,0 +1,243 @@
+//! Limits that hold under abuse, per client (the trusted key that signed the job): submissions
+//! per second (a token bucket) and jobs waiting or running; and for everyone, open streams.
+//! Each refusal is `RESOURCE_EXHAUSTED` with its own reason.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Status};
+
+use crate::refusal;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest request a client may send, in bytes (larger ones are refused before they are
+    /// read whole).
+    pub max_request_bytes: usize,
+    /// Unfinished jobs (queued or running) one client may have.
+    pub max_unfinished_per_client: usize,
+    /// Submissions per second one client may make, on average; 0 for no limit.
+    pub submissions_per_second: f64,
+    /// How many it may make at once after a pause: the bucket's size.
+    pub burst: f64,
+    /// `Watch` and `SubmitBatch` streams open at once, all clients together.
+    pub max_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: chimera_maml::DEFAULT_MAX_BYTES + 1024,
+            max_unfinished_per_client: 10_000,
+            submissions_per_second: 5_000.0,
+            burst: 10_000.0,
+            max_streams: 1024,
+        }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The counters behind [`Limits`], shared by the front door and the dispatcher.
+pub struct Gate {
+    limits: Limits,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    unfinished: Mutex<HashMap<String, usize>>,
+    streams: Arc<Semaphore>,
+}
+
+/// A place in a client's count of unfinished jobs, given back when dropped unless kept.
+pub struct Place<'a> {
+    gate: &'a Gate,
+    client: String,
+    kept: bool,
+}
+
+impl Place<'_> {
+    /// The job was created: its place is held until it finishes ([`Gate::finished`]).
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.gate.finished(&self.client);
+        }
+    }
+}
+
+impl Gate {
+    /// `unfinished`: the client of every job the journal holds unfinished.
+    pub fn new(limits: Limits, unfinished: impl IntoIterator<Item = String>) -> Self {
+        let mut counts = HashMap::new();
+        for client in unfinished {
+            *counts.entry(client).or_insert(0) += 1;
+        }
+        Self {
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+            unfinished: Mutex::new(counts),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Takes a token from `client`'s bucket, or says when the next one comes.
+    pub fn submission(&self, client: &str) -> Result<(), Status> {
+        let rate = self.limits.submissions_per_second;
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(client.to_owned()).or_insert(Bucket {
+            tokens: self.limits.burst,
+            at: now,
+        });
+        let refilled = bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate;
+        bucket.tokens = refilled.min(self.limits.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait_ms = ((1.0 - bucket.tokens) / rate * 1000.0).ceil();
+        Err(refusal::status(
+            Code::ResourceExhausted,
+            "RATE_LIMITED",
+            format!(
+                "`{client}` submits faster than the {rate} jobs per second (bursts of {}) this \
+                 engine allows one client; retry in {wait_ms} ms",
+                self.limits.burst
+            ),
+        ))
+    }
+
+    /// A place for one more unfinished job of `client`, or the refusal when it has too many.
+    pub fn place(&self, client: &str) -> Result<Place<'_>, Status> {
+        let max = self.limits.max_unfinished_per_client;
+        let mut counts = self.unfinished.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(client.to_owned()).or_insert(0);
+        if *count >= max {
+            return Err(refusal::status(
+                Code::ResourceExhausted,
+                "TOO_MANY_JOBS",
+                format!(
+                    "`{client}` has {count} jobs queued or running, the most this engine holds \
+                     for one client; submit more when some have finished (Watch them)"
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(Place {
+            gate: self,
+            client: client.to_owned(),
+            kept: false,
+        })
+    }
+
+    /// A job of `client` has finished: its place is free.
+    pub fn finished(&self, client: &str) {
+        let mut counts = self.unfinished.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(client) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// A permit for one more open stream, held for as long as the stream lives.
+    pub fn stream(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            refusal::status(
+                Code::ResourceExhausted,
+                "TOO_MANY_STREAMS",
+                format!(
+                    "the engine has {} Watch and SubmitBatch streams open, its most; close one \
+                     or retry later",
+                    self.limits.max_streams
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(limits: Limits) -> Gate {
+        Gate::new(limits, ["busy".to_owned(), "busy".to_owned()])
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_refuses_saying_when_to_retry() {
+        let gate = gate(Limits {
+            submissions_per_second: 1.0,
+            burst: 3.0,
+            ..Limits::default()
+        });
+        for _ in 0..3 {
+            gate.submission("a").unwrap();
+        }
+        let refused = gate.submission("a").unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert_eq!(refusal::reason_of(&refused).unwrap(), "RATE_LIMITED");
+        assert!(refused.message().contains("retry in"), "{refused:?}");
+        // Another client has its own bucket.
+        gate.submission("b").unwrap();
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate() {
+        let gate = gate(Limits {
+            submissions_per_second: 200.0,
+            burst: 1.0,
+            ..Limits::default()
+        });
+        gate.submission("a").unwrap();
+        assert!(gate.submission("a").is_err());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        gate.submission("a").unwrap();
+    }
+
+    #[test]
+    fn unfinished_jobs_are_counted_from_the_journal_and_freed_when_done() {
+        let gate = gate(Limits {
+            max_unfinished_per_client: 3,
+            ..Limits::default()
+        });
+        gate.place("busy").unwrap().keep();
+        let refused = gate.place("busy").err().unwrap();
+        assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_JOBS");
+        assert!(refused.message().contains("has 3 jobs"), "{refused:?}");
+        gate.finished("busy");
+        // A place not kept (the document was a repeat, or refused) is given back.
+        drop(gate.place("busy").unwrap());
+        gate.place("busy").unwrap().keep();
+        assert!(gate.place("busy").is_err());
+        assert!(gate.place("idle").is_ok());
+    }
+
+    #[test]
+    fn streams_beyond_the_limit_are_refused_until_one_closes() {
+        let gate = gate(Limits {
+            max_streams: 2,
+            ..Limits::default()
+        });
+        let first = gate.stream().unwrap();
+        let _second = gate.stream().unwrap();
+        let refused = gate.stream().unwrap_err();
+        assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
+        drop(first);
+        let _third = gate.stream().unwrap();
+    }
+}

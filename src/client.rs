@@ -13,15 +13,25 @@ use chimera_proto::v1::{
 };
 use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 #[derive(Args)]
 pub struct ServerArg {
-    /// The engine's gRPC address. Default: $CHIMERA_SERVER, else http://127.0.0.1:50051.
+    /// The engine's gRPC address. Default: $CHIMERA_SERVER, else http://127.0.0.1:50051
+    /// (https://… for an engine serving TLS).
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    /// The CA that signed the engine's TLS certificate (PEM). Default: $CHIMERA_TLS_CA.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for an engine that requires one.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// This client's certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServerArg {
@@ -31,18 +41,45 @@ impl ServerArg {
             .clone()
             .or_else(|| std::env::var("CHIMERA_SERVER").ok())
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        connect(&url).await
+        let ca = self
+            .tls_ca
+            .clone()
+            .or_else(|| std::env::var_os("CHIMERA_TLS_CA").map(PathBuf::from));
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let tls = match (&ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (ca, cert, key) => {
+                let mut tls = ClientTlsConfig::new();
+                if let Some(ca) = ca {
+                    tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+                }
+                if let (Some(cert), Some(key)) = (cert, key) {
+                    tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+                }
+                Some(tls)
+            }
+        };
+        connect_with(&url, tls).await
     }
 }
 
 pub async fn connect(url: &str) -> Result<EngineClient<Channel>> {
-    let channel = Channel::from_shared(url.to_owned())
-        .with_context(|| format!("{url} is not a URL like {DEFAULT_SERVER}"))?
-        .connect()
-        .await
-        .with_context(|| {
-            format!("cannot reach the engine at {url} (is `chimera serve` running?)")
-        })?;
+    connect_with(url, None).await
+}
+
+async fn connect_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<EngineClient<Channel>> {
+    let mut endpoint = Channel::from_shared(url.to_owned())
+        .with_context(|| format!("{url} is not a URL like {DEFAULT_SERVER}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .context("the TLS settings (--tls-ca, --tls-cert, --tls-key)")?;
+    }
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("cannot reach the engine at {url} (is `chimera serve` running?)")
+    })?;
     Ok(EngineClient::new(channel).max_decoding_message_size(64 << 20))
 }
 

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use chimera_maml::Policy;
 use chimera_server::limits::Limits;
-use chimera_server::{Engine, EngineConfig, KEY_ROTATION, default_heads, metrics_names};
+use chimera_server::{Engine, EngineConfig, KEY_ROTATION, Tls, default_heads, metrics_names};
 use chimera_supervisor::{HeadConfig, Launcher};
 use clap::Args;
 use metrics_exporter_prometheus::Matcher;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -32,6 +33,60 @@ pub struct ServeArgs {
     rotate_keys_every: f64,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS on the gRPC port (rustls); plaintext is served on loopback only, unless allowed.
+#[derive(Args)]
+pub struct TlsArgs {
+    /// The server's certificate chain (PEM); with --tls-key, the port speaks TLS only.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS. A certificate's first
+    /// DNS name (else its common name) must be the name of a trusted key.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plaintext on an address other than loopback (anyone on the network can then read
+    /// and send jobs).
+    #[arg(long, conflicts_with = "tls_cert")]
+    allow_plaintext: bool,
+}
+
+impl TlsArgs {
+    fn config(&self) -> Result<Option<Tls>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+        };
+        let identity = Identity::from_pem(
+            read(cert, "the --tls-cert certificate")?,
+            read(key, "the --tls-key key")?,
+        );
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.tls_client_ca {
+            config =
+                config.client_ca_root(Certificate::from_pem(read(ca, "the --tls-client-ca CA")?));
+        }
+        Ok(Some(Tls {
+            config,
+            clients_verified: self.tls_client_ca.is_some(),
+        }))
+    }
+
+    /// What the port speaks, for the start-up line.
+    fn describe(&self) -> &'static str {
+        match (&self.tls_cert, &self.tls_client_ca) {
+            (None, _) => "plaintext",
+            (Some(_), None) => "TLS",
+            (Some(_), Some(_)) => "TLS, client certificates required",
+        }
+    }
 }
 
 /// What one client may do (a client is the trusted key that signs its jobs).
@@ -149,9 +204,18 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
             Some(addr)
         }
     };
+    let tls = args.tls.config()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    if tls.is_none() && !local.ip().is_loopback() && !args.tls.allow_plaintext {
+        bail!(
+            "--listen {local} is not a loopback address, and plaintext there lets anyone on the \
+             network read and send jobs: give --tls-cert and --tls-key (and --tls-client-ca for \
+             client certificates), or --allow-plaintext"
+        );
+    }
     let config = EngineConfig {
         key_rotation,
         limits: args.limits.limits()?,
@@ -160,14 +224,15 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
     let engine = Engine::start(config)
         .with_context(|| format!("cannot start the engine in {}", args.data_dir.display()))?;
     // Tests and scripts read this line for the address.
-    println!("chimera serve: listening on {}", listener.local_addr()?);
+    println!("chimera serve: listening on {local}");
     println!(
-        "chimera serve: data in {}, engine key {}, metrics {}",
+        "chimera serve: {}, data in {}, engine key {}, metrics {}",
+        args.tls.describe(),
         args.data_dir.display(),
         engine.engine_key_id(),
         metrics_addr.map_or("off".to_owned(), |a| format!("http://{a}/metrics")),
     );
-    engine.serve(listener, stop_signal()).await?;
+    engine.serve(listener, tls, stop_signal()).await?;
     println!("chimera serve: stopped");
     Ok(())
 }

@@ -1358,3 +1358,162 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         }
     });
 }
+
+/// A test CA and the PEM files it signs: `NAME.pem` and `NAME.key` in `dir`.
+struct TestCa(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+impl TestCa {
+    fn new(dir: &Path) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "chimera test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Self(ca)
+    }
+
+    /// A certificate for `names` (its subject alternative names), for a server or a client.
+    fn issue(&self, dir: &Path, file: &str, names: &[&str], client: bool) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![match client {
+            true => rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            false => rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        }];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.0).unwrap();
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+async fn tls_client(
+    url: &str,
+    dir: &Path,
+    client_cert: Option<&str>,
+) -> Result<EngineClient<Channel>, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem")));
+    if let Some(name) = client_cert {
+        tls = tls.identity(Identity::from_pem(
+            read(&format!("{name}.pem")),
+            read(&format!("{name}.key")),
+        ));
+    }
+    let channel = Channel::from_shared(url.to_owned())
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(EngineClient::new(channel))
+}
+
+#[test]
+fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
+    let dir = work_dir("engine-tls");
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let lab = trusted_key(&data, &dir, "lab", "*");
+    let ca = TestCa::new(&dir);
+    ca.issue(&dir, "server", &["localhost", "127.0.0.1"], false);
+    ca.issue(&dir, "lab", &["lab"], true);
+    ca.issue(&dir, "stranger", &["stranger"], true);
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (cert, key, client_ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+    let served = Served::start_with(
+        &data,
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &client_ca,
+        ],
+    );
+    let url = served.url.replace("http://", "https://");
+    runtime().block_on(async {
+        let mut client = tls_client(&url, &dir, Some("lab")).await.unwrap();
+        let bell = document(
+            "urn:uuid:over-tls",
+            "quantum_circuit",
+            "",
+            "shots: 10",
+            &[("qasm", BELL)],
+        );
+        let job = submit(&mut client, signed(&bell, &lab)).await;
+        let job = finished(&mut client, &job.id).await;
+        assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");
+
+        let call = |mut client: EngineClient<Channel>| async move {
+            client
+                .list_heads(chimera_proto::v1::ListHeadsRequest {})
+                .await
+                .map(|_| ())
+        };
+        // A certificate from the CA, but for no trusted key.
+        let stranger = tls_client(&url, &dir, Some("stranger")).await.unwrap();
+        let refused = call(stranger).await.unwrap_err();
+        assert_eq!(
+            chimera_server::refusal::reason_of(&refused).as_deref(),
+            Some("UNKNOWN_CLIENT"),
+            "{refused:?}"
+        );
+        // No certificate, or no TLS: no call gets through.
+        if let Ok(anonymous) = tls_client(&url, &dir, None).await {
+            call(anonymous).await.unwrap_err();
+        }
+        if let Ok(channel) = Channel::from_shared(served.url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            call(EngineClient::new(channel)).await.unwrap_err();
+        }
+        // The CLI, with the client's certificate.
+        let out = ok(chimera(&[
+            "heads",
+            "--server",
+            &url,
+            "--tls-ca",
+            &client_ca,
+            "--tls-cert",
+            &file("lab.pem"),
+            "--tls-key",
+            &file("lab.key"),
+        ]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("q0"));
+        // Revoked: its certificate no longer opens the door.
+        ok(chimera(&["trust", "revoke", "lab", "--data-dir", data_arg]));
+        let refused = call(client).await.unwrap_err();
+        assert_eq!(
+            chimera_server::refusal::reason_of(&refused).as_deref(),
+            Some("REVOKED_CLIENT"),
+            "{refused:?}"
+        );
+    });
+}
+
+#[test]
+fn plaintext_is_served_on_loopback_only_unless_allowed() {
+    let dir = work_dir("engine-plaintext");
+    let out = chimera(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--metrics-addr",
+        "off",
+        "--data-dir",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let said = failure(&out);
+    assert!(
+        said.contains("not a loopback address") && said.contains("--tls-cert"),
+        "{said}"
+    );
+}

@@ -6,6 +6,7 @@
 //! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity), `audit.log`
 //! (`chimera_audit`) and `run/` (the heads' sockets).
 
+pub mod client_certificates;
 mod convert;
 pub mod dispatch;
 mod gpu_metrics;
@@ -129,6 +130,13 @@ async fn rotate_keys(
     }
 }
 
+/// TLS on the gRPC port: the server's certificate and key, and whether client certificates are
+/// required (mutual TLS, set in `config` with a client CA).
+pub struct Tls {
+    pub config: tonic::transport::ServerTlsConfig,
+    pub clients_verified: bool,
+}
+
 /// A started engine: journal open, heads starting, jobs the journal still owes queued again.
 pub struct Engine {
     service: EngineService,
@@ -211,10 +219,11 @@ impl Engine {
     }
 
     /// Serves gRPC (the engine, standard health and reflection) on `listener` until `shutdown`
-    /// resolves, then stops the heads.
+    /// resolves, then stops the heads. With `tls`, over TLS only.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        tls: Option<Tls>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -229,13 +238,27 @@ impl Engine {
             stream.set_nodelay(true)?;
             Ok::<_, std::io::Error>(stream)
         });
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        let mut clients_verified = false;
+        if let Some(tls) = tls {
+            clients_verified = tls.clients_verified;
+            server = server.tls_config(tls.config)?;
+        }
+        let trust = Arc::clone(&self.service.trust);
+        // Without client certificates, every call passes.
+        let check_client = move |request: tonic::Request<()>| match clients_verified {
+            true => client_certificates::require_trusted(Arc::clone(&trust))(request),
+            false => Ok(request),
+        };
+        let engine = tonic::service::interceptor::InterceptedService::new(
+            EngineServer::new(self.service.clone())
+                .max_decoding_message_size(self.service.gate.limits().max_request_bytes),
+            check_client,
+        );
+        let served = server
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(
-                EngineServer::new(self.service.clone())
-                    .max_decoding_message_size(self.service.gate.limits().max_request_bytes),
-            )
+            .add_service(engine)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         self.supervisor.shutdown().await;

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use chimera_audit::Event;
 use chimera_journal::{JobRecord, JobState, Journal, Submitted};
-use chimera_maml::{BlockKind, Policy, TrustStore, admit};
+use chimera_maml::{BlockKind, Policy, TrustStore, TrustedKey, admit};
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::client_certificates::Client;
 use crate::dispatch::Request as Dispatch;
 use crate::limits::Gate;
 use crate::metrics_names as m;
@@ -69,12 +70,13 @@ impl TrustFile {
     /// When the key named `name` was revoked, if it was. An unreadable store answers `None`
     /// (a submission then says why).
     pub fn revoked(&self, name: &str) -> Option<jiff::Timestamp> {
-        let store = self.current().ok()?;
-        store
-            .keys()
-            .iter()
-            .find(|k| k.name == name)
-            .and_then(|k| k.revoked_at)
+        self.named(name).ok().flatten().and_then(|k| k.revoked_at)
+    }
+
+    /// The key trusted under `name`, revoked or not.
+    pub fn named(&self, name: &str) -> Result<Option<TrustedKey>, Status> {
+        let store = self.current()?;
+        Ok(store.keys().iter().find(|k| k.name == name).cloned())
     }
 
     fn current(&self) -> Result<Arc<TrustStore>, Status> {
@@ -126,8 +128,13 @@ fn role_of(job_type: &str, blocks: &[chimera_maml::CodeBlock]) -> Result<&'stati
 
 impl Core {
     /// Admits and journals one document; a refusal goes to the audit log with its reason.
-    async fn submit_one(&self, document: Vec<u8>) -> Result<SubmitReply, Status> {
-        let outcome = self.admit_and_journal(&document).await;
+    /// `client` is the name a client certificate gave, if one did; else the signing key's.
+    async fn submit_one(
+        &self,
+        client: Option<&str>,
+        document: Vec<u8>,
+    ) -> Result<SubmitReply, Status> {
+        let outcome = self.admit_and_journal(client, &document).await;
         if let Err(status) = &outcome {
             let reason = refusal::reason_of(status).unwrap_or_default();
             self.audit
@@ -136,7 +143,11 @@ impl Core {
         outcome
     }
 
-    async fn admit_and_journal(&self, document: &[u8]) -> Result<SubmitReply, Status> {
+    async fn admit_and_journal(
+        &self,
+        client: Option<&str>,
+        document: &[u8],
+    ) -> Result<SubmitReply, Status> {
         let received = Instant::now();
         let trust = self.trust.current()?;
         let admitted = match admit(document, &trust, &self.policy, Timestamp::now()) {
@@ -151,8 +162,9 @@ impl Core {
         metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
         let job = &admitted.document.job;
         let role = role_of(&job.job_type, &job.code_blocks)?;
-        self.gate.submission(&admitted.key_name)?;
-        let place = self.gate.place(&admitted.key_name)?;
+        let client = client.unwrap_or(&admitted.key_name);
+        self.gate.submission(client)?;
+        let place = self.gate.place(client)?;
         let record = JobRecord {
             id: job.id.clone(),
             seq: 0,
@@ -255,7 +267,8 @@ impl Engine for EngineService {
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitReply>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Submit").increment(1);
-        self.submit_one(request.into_inner().document)
+        let client = request.extensions().get::<Client>().map(|c| c.0.clone());
+        self.submit_one(client.as_deref(), request.into_inner().document)
             .await
             .map(Response::new)
     }
@@ -268,6 +281,7 @@ impl Engine for EngineService {
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "SubmitBatch").increment(1);
         let stream = self.gate.stream()?;
+        let client = request.extensions().get::<Client>().map(|c| c.0.clone());
         let service = Arc::clone(&self.0);
         // At most BATCH_IN_FLIGHT submissions are read ahead of the replies the client has taken.
         let replies = request
@@ -275,9 +289,13 @@ impl Engine for EngineService {
             .enumerate()
             .map(move |(index, request)| {
                 let service = Arc::clone(&service);
+                let client = client.clone();
                 async move {
                     let request = request?;
-                    let outcome = match service.submit_one(request.document).await {
+                    let outcome = match service
+                        .submit_one(client.as_deref(), request.document)
+                        .await
+                    {
                         Ok(reply) => batch_reply::Outcome::Accepted(reply),
                         Err(status) => batch_reply::Outcome::Refused(Refusal {
                             reason: refusal::reason_of(&status).unwrap_or_default(),

@@ -1,0 +1,86 @@
+//! Mutual TLS: a client's certificate, verified by rustls against the engine's client CA, names
+//! the client, and that name must be a trusted, unrevoked key in the trust store. The name is
+//! then the client that the limits count, whatever key signed the jobs it sends (a gateway
+//! relays jobs its users signed).
+
+use std::sync::Arc;
+
+use tonic::{Code, Request, Status};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::refusal;
+use crate::service::TrustFile;
+
+/// The client a verified certificate named, in a request's extensions.
+#[derive(Debug, Clone)]
+pub struct Client(pub String);
+
+/// A certificate's name: its first DNS subject alternative name, else its subject's common name.
+pub fn certificate_name(der: &[u8]) -> Option<String> {
+    let (_, certificate) = X509Certificate::from_der(der).ok()?;
+    let dns = certificate
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|names| {
+            names
+                .value
+                .general_names
+                .iter()
+                .find_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                    _ => None,
+                })
+        });
+    dns.or_else(|| {
+        certificate
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned)
+    })
+}
+
+/// The interceptor in front of every call when client certificates are required.
+pub fn require_trusted(
+    trust: Arc<TrustFile>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut request: Request<()>| {
+        let refused = |code, reason, message: String| Err(refusal::status(code, reason, message));
+        let Some(name) = request
+            .peer_certs()
+            .and_then(|chain| chain.first().and_then(|c| certificate_name(c.as_ref())))
+        else {
+            return refused(
+                Code::Unauthenticated,
+                "CLIENT_CERTIFICATE_REQUIRED",
+                "this engine takes calls only with a client certificate that names a trusted key \
+                 (its first DNS name, or its common name)"
+                    .into(),
+            );
+        };
+        match trust.named(&name)? {
+            Some(key) if key.revoked_at.is_none() => {}
+            Some(_) => {
+                return refused(
+                    Code::PermissionDenied,
+                    "REVOKED_CLIENT",
+                    format!("the client certificate names `{name}`, whose key is revoked"),
+                );
+            }
+            None => {
+                return refused(
+                    Code::PermissionDenied,
+                    "UNKNOWN_CLIENT",
+                    format!(
+                        "the client certificate names `{name}`, which is no key in the engine's \
+                         trust store (`chimera trust add KEY.pub --name {name}` trusts one)"
+                    ),
+                );
+            }
+        }
+        request.extensions_mut().insert(Client(name));
+        Ok(request)
+    }
+}

@@ -36,6 +36,10 @@ pub struct ServerArg {
 
 impl ServerArg {
     async fn connect(&self) -> Result<EngineClient<Channel>> {
+        Ok(engine_client(self.channel().await?))
+    }
+
+    async fn channel(&self) -> Result<Channel> {
         let url = self
             .server
             .clone()
@@ -66,10 +70,14 @@ impl ServerArg {
 }
 
 pub async fn connect(url: &str) -> Result<EngineClient<Channel>> {
-    connect_with(url, None).await
+    Ok(engine_client(connect_with(url, None).await?))
 }
 
-async fn connect_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<EngineClient<Channel>> {
+fn engine_client(channel: Channel) -> EngineClient<Channel> {
+    EngineClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+async fn connect_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel> {
     let mut endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("{url} is not a URL like {DEFAULT_SERVER}"))?;
     if let Some(tls) = tls {
@@ -77,10 +85,32 @@ async fn connect_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<EngineC
             .tls_config(tls)
             .context("the TLS settings (--tls-ca, --tls-cert, --tls-key)")?;
     }
-    let channel = endpoint.connect().await.with_context(|| {
-        format!("cannot reach the engine at {url} (is `chimera serve` running?)")
-    })?;
-    Ok(EngineClient::new(channel).max_decoding_message_size(64 << 20))
+    endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the engine at {url} (is `chimera serve` running?)"))
+}
+
+#[derive(Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+/// The engine's standard gRPC health (`grpc.health.v1`): true when it serves jobs.
+pub fn health(args: HealthArgs) -> Result<bool> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    runtime()?.block_on(async {
+        let mut client = HealthClient::new(args.server.channel().await?);
+        let request = HealthCheckRequest {
+            service: "chimera.v1.Engine".into(),
+        };
+        let status = client.check(request).await.map_err(status_error)?;
+        let status = status.into_inner().status();
+        println!("{}", status.as_str_name());
+        Ok(status == ServingStatus::Serving)
+    })
 }
 
 #[derive(Args)]

@@ -39,6 +39,8 @@ enum Command {
     Receipt(client::ReceiptArgs),
     /// The engine's heads: role, status, process, backend, restarts.
     Heads(client::HeadsArgs),
+    /// Whether the engine serves jobs (the standard gRPC health check): exit 0 only if so.
+    Health(client::HealthArgs),
     /// The client keys an engine trusts.
     #[command(subcommand)]
     Trust(client::TrustCommand),
@@ -87,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Watch(args) => succeeded(client::watch(args)),
         Command::Receipt(args) => client::receipt(args),
         Command::Heads(args) => client::heads(args),
+        Command::Health(args) => succeeded(client::health(args)),
         Command::Trust(command) => client::trust(command),
         Command::Audit(command) => succeeded(audit::run(command)),
         Command::Admin(command) => client::admin(command),

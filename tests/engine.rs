@@ -1064,22 +1064,9 @@ fn a_batch_stream_answers_each_submission_in_order_and_health_says_serving() {
             "{metrics}"
         );
 
-        let channel = Channel::from_shared(served.url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let health = tonic_health::pb::health_client::HealthClient::new(channel)
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "chimera.v1.Engine".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            health.status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-        );
+        // The standard gRPC health check, as a container's health check asks it.
+        let out = ok(chimera(&["health", "--server", &served.url]));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "SERVING\n");
     });
 }
 
@@ -1516,4 +1503,67 @@ fn plaintext_is_served_on_loopback_only_unless_allowed() {
         said.contains("not a loopback address") && said.contains("--tls-cert"),
         "{said}"
     );
+}
+
+/// The JSON array of a Dockerfile instruction (`CMD [...]`, `HEALTHCHECK ... CMD [...]`), its
+/// continuation lines joined.
+fn dockerfile_array(dockerfile: &str, instruction: &str) -> Vec<String> {
+    let joined = dockerfile.replace("\\\n", " ");
+    let line = joined
+        .lines()
+        .find(|l| l.starts_with(instruction))
+        .unwrap_or_else(|| panic!("no {instruction} in Dockerfile.cuda"));
+    let array = &line[line.find('[').unwrap()..];
+    serde_json::from_str(array).unwrap()
+}
+
+/// The image's command and health check are this binary's: the engine they start answers the
+/// health check (the image itself is built only where Docker and NVIDIA's images are).
+#[test]
+fn the_cuda_images_command_and_health_check_work_with_this_binary() {
+    let dir = work_dir("engine-docker-cmd");
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile.cuda")).unwrap();
+    let data = dir.join("data");
+    let command: Vec<String> = dockerfile_array(&dockerfile, "CMD")
+        .into_iter()
+        .map(|arg| match arg.as_str() {
+            "0.0.0.0:50051" => "0.0.0.0:0".into(),
+            "0.0.0.0:9090" => "127.0.0.1:0".into(),
+            "/var/lib/chimera" => data.to_str().unwrap().into(),
+            _ => arg,
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(&command)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("serve ended before it listened")
+            .unwrap();
+        if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
+            break addr.rsplit(':').next().unwrap().to_owned();
+        }
+    };
+    let health = dockerfile_array(&dockerfile, "HEALTHCHECK");
+    assert_eq!(health[0], "chimera");
+    let args: Vec<String> = health[1..]
+        .iter()
+        .map(|a| a.replace(":50051", &format!(":{port}")))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = chimera(&args);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    signal(child.id() as i32, libc::SIGTERM);
+    child.wait().unwrap();
+    ok(out);
 }

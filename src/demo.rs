@@ -70,7 +70,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     println!("   engine key {}, gRPC on {url}", engine.engine_key_id());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(engine.serve(listener, None, async {
+    let server = tokio::spawn(engine.serve(listener, None, None, async {
         let _ = stopped.await;
     }));
     let outcome = drive(&url, &client_key).await;

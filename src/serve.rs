@@ -35,6 +35,10 @@ pub struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Also serve the HTTP door here (`POST /execute`, `POST /maml/execute`, `GET /health`,
+    /// `GET /`): plaintext, so loopback only unless --allow-plaintext.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
 }
 
 /// TLS on the gRPC port (rustls); plaintext is served on loopback only, unless allowed.
@@ -50,9 +54,9 @@ pub struct TlsArgs {
     /// DNS name (else its common name) must be the name of a trusted key.
     #[arg(long, requires = "tls_cert", value_name = "PEM")]
     tls_client_ca: Option<PathBuf>,
-    /// Serve plaintext on an address other than loopback (anyone on the network can then read
-    /// and send jobs).
-    #[arg(long, conflicts_with = "tls_cert")]
+    /// Serve plaintext (gRPC without TLS, or the HTTP door) on an address other than loopback
+    /// (anyone on the network can then read and send jobs).
+    #[arg(long)]
     allow_plaintext: bool,
 }
 
@@ -216,6 +220,25 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
              client certificates), or --allow-plaintext"
         );
     }
+    let http = match &args.http_listen {
+        None => None,
+        Some(addr) => {
+            let http = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --http-listen {addr}"))?;
+            let at = http.local_addr()?;
+            if !at.ip().is_loopback() && !args.tls.allow_plaintext {
+                bail!(
+                    "--http-listen {at} is not a loopback address, and the HTTP door speaks \
+                     plaintext only: put it behind a TLS proxy on loopback, or give \
+                     --allow-plaintext"
+                );
+            }
+            // Before the gRPC line, which tests and scripts wait for.
+            println!("chimera serve: HTTP door on http://{at}");
+            Some(http)
+        }
+    };
     let config = EngineConfig {
         key_rotation,
         limits: args.limits.limits()?,
@@ -232,7 +255,7 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
         engine.engine_key_id(),
         metrics_addr.map_or("off".to_owned(), |a| format!("http://{a}/metrics")),
     );
-    engine.serve(listener, tls, stop_signal()).await?;
+    engine.serve(listener, tls, http, stop_signal()).await?;
     println!("chimera serve: stopped");
     Ok(())
 }

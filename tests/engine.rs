@@ -1567,3 +1567,112 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
     child.wait().unwrap();
     ok(out);
 }
+
+/// One HTTP/1.1 request to `addr`: the status code and the body.
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/markdown\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let code = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (code, body)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
+    let dir = work_dir("engine-http");
+    let data = dir.join("data");
+    let lab = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start_with(&data, &["--http-listen", "127.0.0.1:0"]);
+    let door = served
+        .preamble
+        .iter()
+        .find_map(|l| l.strip_prefix("chimera serve: HTTP door on http://"))
+        .expect("the HTTP door's address")
+        .to_owned();
+
+    let bell = document(
+        "urn:uuid:over-http",
+        "quantum_circuit",
+        "",
+        "shots: 64\nseed: 3",
+        &[("qasm", BELL)],
+    );
+    let (code, body) = http(&door, "POST", "/execute", &signed(&bell, &lab));
+    let answer = json(&body);
+    assert_eq!(
+        (code, &answer["status"]),
+        (200, &"succeeded".into()),
+        "{body}"
+    );
+    let counts = answer["result"]["counts"].as_object().expect("counts");
+    assert_eq!(
+        counts.values().map(|c| c.as_u64().unwrap()).sum::<u64>(),
+        64
+    );
+    assert!(counts.keys().all(|k| k == "00" || k == "11"), "{body}");
+    assert!(
+        answer["receipt"]["statement"]
+            .as_str()
+            .unwrap()
+            .contains("urn:uuid:over-http")
+    );
+
+    // The same journal as gRPC: the job is there, and the same document again is that job.
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let job = finished(&mut client, "urn:uuid:over-http").await;
+        assert_eq!(job.state, JobState::Succeeded as i32);
+    });
+    let (code, body) = http(&door, "POST", "/maml/execute", &signed(&bell, &lab));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["job_id"], "urn:uuid:over-http");
+
+    // Refusals: the same reasons as gRPC's, with the nearest HTTP status.
+    let (code, body) = http(&door, "POST", "/execute", b"hello");
+    assert_eq!(
+        (code, &json(&body)["reason"]),
+        (400, &"MALFORMED".into()),
+        "{body}"
+    );
+    let unsigned = document("urn:uuid:h2", "quantum_circuit", "", "", &[("qasm", BELL)]);
+    let (code, body) = http(&door, "POST", "/execute", unsigned.as_bytes());
+    assert_eq!(
+        (code, &json(&body)["reason"]),
+        (401, &"UNSIGNED".into()),
+        "{body}"
+    );
+
+    // Not waiting: accepted, not yet ended.
+    let training = training_job("urn:uuid:http-training", 300);
+    let (code, body) = http(&door, "POST", "/execute?wait=0", &signed(&training, &lab));
+    let answer = json(&body);
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        ["queued", "running"].contains(&answer["status"].as_str().unwrap()),
+        "{body}"
+    );
+
+    let (code, body) = http(&door, "GET", "/health", b"");
+    assert_eq!(
+        (code, json(&body)["status"].as_str()),
+        (200, Some("serving"))
+    );
+    let (code, body) = http(&door, "GET", "/", b"");
+    let status = json(&body);
+    assert_eq!(code, 200);
+    assert_eq!(status["heads"].as_array().unwrap().len(), 4, "{body}");
+}

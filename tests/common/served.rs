@@ -10,6 +10,8 @@ pub struct Served {
     child: Child,
     /// The gRPC address, as a URL.
     pub url: String,
+    /// What it printed before the gRPC address.
+    pub preamble: Vec<String>,
     metrics: String,
 }
 
@@ -45,6 +47,7 @@ impl Served {
             .spawn()
             .expect("start chimera serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut preamble = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -53,12 +56,14 @@ impl Served {
             if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
                 break addr.to_owned();
             }
+            preamble.push(line);
         };
         // Keep draining its output so that it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Self {
             child,
             url: format!("http://{addr}"),
+            preamble,
             metrics,
         }
     }

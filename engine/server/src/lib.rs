@@ -10,6 +10,7 @@ pub mod client_certificates;
 mod convert;
 pub mod dispatch;
 mod gpu_metrics;
+mod http_door;
 pub mod limits;
 mod merkle;
 pub mod metrics_names;
@@ -218,14 +219,28 @@ impl Engine {
         self.service.key.key_id().to_owned()
     }
 
-    /// Serves gRPC (the engine, standard health and reflection) on `listener` until `shutdown`
-    /// resolves, then stops the heads. With `tls`, over TLS only.
+    /// Serves gRPC (the engine, standard health and reflection) on `listener`, and the HTTP door
+    /// (`http_door`) on `http` if given, until `shutdown` resolves, then stops the heads. With
+    /// `tls`, gRPC over TLS only.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         tls: Option<Tls>,
+        http: Option<tokio::net::TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let door = http.map(|listener| {
+            let mut stopped = stopped.clone();
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(http_door::serve(listener, self.service.clone(), stop))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<EngineServer<EngineService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
@@ -261,6 +276,13 @@ impl Engine {
             .add_service(engine)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        if let Some(door) = door {
+            match door.await {
+                Ok(Err(e)) => tracing::error!("the HTTP door failed: {e}"),
+                Err(e) => tracing::error!("the HTTP door failed: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
         self.supervisor.shutdown().await;
         self.audit.record(Event::EngineStopped);
         // Writes what is left, with a last checkpoint.

@@ -129,7 +129,7 @@ fn role_of(job_type: &str, blocks: &[chimera_maml::CodeBlock]) -> Result<&'stati
 impl Core {
     /// Admits and journals one document; a refusal goes to the audit log with its reason.
     /// `client` is the name a client certificate gave, if one did; else the signing key's.
-    async fn submit_one(
+    pub(crate) async fn submit_one(
         &self,
         client: Option<&str>,
         document: Vec<u8>,
@@ -242,7 +242,7 @@ impl Core {
         Ok(reply)
     }
 
-    fn record(&self, id: &str) -> Result<JobRecord, Status> {
+    pub(crate) fn record(&self, id: &str) -> Result<JobRecord, Status> {
         self.journal
             .get(id)
             .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))?
@@ -455,7 +455,7 @@ impl Engine for EngineService {
 
 impl EngineService {
     /// Every head as the supervisor sees it, with what the dispatcher has it running.
-    async fn heads(&self) -> ListHeadsReply {
+    pub(crate) async fn heads(&self) -> ListHeadsReply {
         let (reply, answer) = oneshot::channel();
         let _ = self.dispatch.send(Dispatch::Loads(reply));
         let loads = answer.await.unwrap_or_default();

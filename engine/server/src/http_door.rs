@@ -1,0 +1,206 @@
+//! The HTTP door beside gRPC, for the curl users of the CHIMERA documents: `POST /execute` and
+//! `POST /maml/execute` take a signed MAML document (`text/markdown`) and answer
+//! `{"status": …, "result": …}`; `GET /health`; `GET /` the engine's status. A submission goes
+//! through the same admission, limits, journal and audit log as gRPC's `Submit`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use chimera_journal::{JobRecord, JobState};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Code, Status};
+
+use crate::refusal;
+use crate::service::EngineService;
+
+/// How long `POST /execute` waits for the job to end unless `?wait=SECONDS` says otherwise.
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// The longest wait a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+pub fn router(service: EngineService) -> axum::Router {
+    let limit = service.gate.limits().max_request_bytes;
+    axum::Router::new()
+        .route("/execute", post(execute))
+        .route("/maml/execute", post(execute))
+        .route("/health", get(health))
+        .route("/", get(status))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(service)
+}
+
+#[derive(serde::Deserialize)]
+struct ExecuteQuery {
+    /// Seconds to wait for the job to end; 0 answers as soon as it is accepted.
+    wait: Option<f64>,
+}
+
+async fn execute(
+    State(service): State<EngineService>,
+    Query(query): Query<ExecuteQuery>,
+    document: Bytes,
+) -> Response {
+    let wait = match query.wait {
+        None => DEFAULT_WAIT,
+        Some(seconds) => match Duration::try_from_secs_f64(seconds) {
+            Ok(wait) => wait.min(MAX_WAIT),
+            Err(_) => {
+                let status = refusal::status(
+                    Code::InvalidArgument,
+                    "BAD_WAIT",
+                    format!(
+                        "?wait={seconds}: give seconds from 0 to {}",
+                        MAX_WAIT.as_secs()
+                    ),
+                );
+                return refused(&status);
+            }
+        },
+    };
+    let reply = match service.submit_one(None, document.to_vec()).await {
+        Ok(reply) => reply,
+        Err(status) => return refused(&status),
+    };
+    let id = reply.job.map(|job| job.id).unwrap_or_default();
+    match finished_within(&service, &id, wait).await {
+        Ok(record) if record.state.is_final() => (StatusCode::OK, Json(outcome(&service, &record))),
+        Ok(record) => (StatusCode::ACCEPTED, Json(outcome(&service, &record))),
+        Err(status) => return refused(&status),
+    }
+    .into_response()
+}
+
+/// The job as it stands once it has ended, or when `wait` is over.
+async fn finished_within(
+    service: &EngineService,
+    id: &str,
+    wait: Duration,
+) -> Result<JobRecord, Status> {
+    // Subscribed before reading the state, so that no event falls between the two.
+    let mut events = service.events.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let record = service.record(id)?;
+        if record.state.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(record);
+        }
+        let next_event_of_job = async {
+            loop {
+                match events.recv().await {
+                    Ok(event) if event.job_id == id => return true,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => return true,
+                    Err(RecvError::Closed) => return false,
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, next_event_of_job).await {
+            Ok(true) | Err(_) => continue,
+            Ok(false) => return service.record(id),
+        }
+    }
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+/// `{"status", "job_id", "result", "error", "receipt"}`: the result as the JSON it is.
+fn outcome(service: &EngineService, record: &JobRecord) -> Value {
+    let result = record
+        .result
+        .as_deref()
+        .map(|r| serde_json::from_str(r).unwrap_or_else(|_| Value::from(r)));
+    let job = crate::convert::job(record, service.key.public_key());
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let receipt = job.receipt.map(|r| {
+        json!({
+            "statement": r.statement,
+            "signature": base64.encode(&r.signature),
+            "engine_key_id": r.engine_key_id,
+            "merkle_path": r.merkle_path,
+            "batch_statement": r.batch_statement,
+        })
+    });
+    json!({
+        "status": state_name(record.state),
+        "job_id": record.id,
+        "head": record.head,
+        "result": result,
+        "error": record.error,
+        "receipt": receipt,
+    })
+}
+
+/// A refusal: the HTTP status nearest its gRPC code, and the same reason and message.
+fn refused(status: &Status) -> Response {
+    let http = match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists => StatusCode::CONFLICT,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = json!({
+        "status": "refused",
+        "reason": refusal::reason_of(status),
+        "message": status.message(),
+    });
+    (http, Json(body)).into_response()
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "serving"}))
+}
+
+async fn status(State(service): State<EngineService>) -> Json<Value> {
+    let heads: Vec<Value> = service
+        .heads()
+        .await
+        .heads
+        .into_iter()
+        .map(|h| {
+            json!({
+                "id": h.id, "role": h.role, "status": chimera_proto::v1::HeadStatus::try_from(h.status)
+                    .map(|s| s.as_str_name()).unwrap_or("HEAD_STATUS_UNSPECIFIED"),
+                "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
+                "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
+            })
+        })
+        .collect();
+    Json(json!({
+        "engine": "chimera",
+        "version": env!("CARGO_PKG_VERSION"),
+        "engine_key_id": service.key.key_id(),
+        "heads": heads,
+    }))
+}
+
+/// Serves the door on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: EngineService,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service))
+        .with_graceful_shutdown(stop)
+        .await
+}

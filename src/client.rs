@@ -433,7 +433,16 @@ pub async fn follow(client: &mut EngineClient<Channel>, job_id: &str, json: bool
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     match refusal::reason_of(&status) {
         Some(reason) => anyhow::anyhow!("{} ({reason})", status.message()),
-        None => anyhow::anyhow!("{}: {}", status.code(), status.message()),
+        None => {
+            // A transport failure's why (a TLS alert, a refused connection) is in its sources.
+            let mut said = format!("{}: {}", status.code(), status.message());
+            let mut source = std::error::Error::source(&status);
+            while let Some(cause) = source {
+                said += &format!(": {cause}");
+                source = cause.source();
+            }
+            anyhow::anyhow!(said)
+        }
     }
 }
 

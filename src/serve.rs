@@ -108,6 +108,10 @@ pub struct LimitArgs {
     /// Watch and SubmitBatch streams open at once, all clients together.
     #[arg(long, default_value_t = Limits::default().max_streams)]
     max_streams: usize,
+    /// Qubits of the widest circuit taken. Default: as many as this machine's largest device
+    /// (available memory, or the largest GPU's) holds in single precision.
+    #[arg(long)]
+    max_qubits: Option<usize>,
 }
 
 impl LimitArgs {
@@ -124,6 +128,7 @@ impl LimitArgs {
             burst: self.client_burst,
             max_unfinished_per_client: self.max_jobs_per_client,
             max_streams: self.max_streams,
+            max_qubits: self.max_qubits,
             ..Limits::default()
         })
     }

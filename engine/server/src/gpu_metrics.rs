@@ -48,6 +48,15 @@ pub fn start() {
     }
 }
 
+/// The largest GPU's memory in bytes, when NVML answers.
+pub fn largest_gpu_memory() -> Option<u64> {
+    let nvml = open_nvml().ok()?;
+    (0..nvml.device_count().ok()?)
+        .filter_map(|i| nvml.device_by_index(i).and_then(|d| d.memory_info()).ok())
+        .map(|memory| memory.total)
+        .max()
+}
+
 fn sample(nvml: &Nvml) -> Result<(), NvmlError> {
     for index in 0..nvml.device_count()? {
         let device = nvml.device_by_index(index)?;

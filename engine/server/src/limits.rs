@@ -24,6 +24,9 @@ pub struct Limits {
     pub burst: f64,
     /// `Watch` and `SubmitBatch` streams open at once, all clients together.
     pub max_streams: usize,
+    /// Qubits of the widest circuit taken; `None`: as many as this machine's largest device
+    /// (its available memory, or its largest GPU's) holds in single precision, read at start.
+    pub max_qubits: Option<usize>,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             submissions_per_second: 5_000.0,
             burst: 10_000.0,
             max_streams: 1024,
+            max_qubits: None,
         }
     }
 }
@@ -75,7 +79,10 @@ impl Drop for Place<'_> {
 
 impl Gate {
     /// `unfinished`: the client of every job the journal holds unfinished.
-    pub fn new(limits: Limits, unfinished: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(mut limits: Limits, unfinished: impl IntoIterator<Item = String>) -> Self {
+        limits
+            .max_qubits
+            .get_or_insert_with(crate::circuits::device_max_qubits);
         let mut counts = HashMap::new();
         for client in unfinished {
             *counts.entry(client).or_insert(0) += 1;
@@ -90,6 +97,10 @@ impl Gate {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn max_qubits(&self) -> usize {
+        self.limits.max_qubits.unwrap_or(0)
     }
 
     /// Takes a token from `client`'s bucket, or says when the next one comes.

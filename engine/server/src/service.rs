@@ -162,6 +162,9 @@ impl Core {
         metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
         let job = &admitted.document.job;
         let role = role_of(&job.job_type, &job.code_blocks)?;
+        if role == "quantum" {
+            crate::circuits::check(&job.code_blocks, self.gate.max_qubits())?;
+        }
         let client = client.unwrap_or(&admitted.key_name);
         self.gate.submission(client)?;
         let place = self.gate.place(client)?;

@@ -161,7 +161,8 @@ impl CpuBackend {
 }
 
 /// Bytes of memory this machine can still hand out, when the system says.
-fn available_memory() -> Option<u128> {
+/// The memory this machine can give a new state now (`MemAvailable`), in bytes.
+pub fn available_memory() -> Option<u128> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;

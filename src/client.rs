@@ -11,6 +11,7 @@ use chimera_proto::v1::{
     GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, RotateKeysRequest,
     SubmitRequest, WatchRequest, job_event,
 };
+use chimera_server::convert::{head_json, head_status, state_name};
 use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -260,17 +261,6 @@ fn edit_trust(
     crate::audit::record(data_dir, event)?;
     println!("{said} in {}", path.display());
     Ok(())
-}
-
-pub fn state_name(state: i32) -> &'static str {
-    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Unspecified => "unknown",
-    }
 }
 
 /// Whether the job's receipt is the engine's signature over its result.
@@ -545,16 +535,7 @@ pub fn heads(args: HeadsArgs) -> Result<()> {
 
 fn print_heads(heads: &[chimera_proto::v1::Head], json: bool) {
     if json {
-        let rows: Vec<_> = heads
-            .iter()
-            .map(|h| {
-                serde_json::json!({
-                    "id": h.id, "role": h.role, "status": head_status(h.status),
-                    "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
-                    "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
-                })
-            })
-            .collect();
+        let rows: Vec<_> = heads.iter().map(head_json).collect();
         println!("{}", serde_json::Value::from(rows));
     } else {
         print!("{}", heads_table(heads));
@@ -613,15 +594,6 @@ pub fn admin(command: AdminCommand) -> Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     })
-}
-
-pub fn head_status(status: i32) -> &'static str {
-    match HeadStatus::try_from(status).unwrap_or(HeadStatus::Unspecified) {
-        HeadStatus::Starting => "starting",
-        HeadStatus::Up => "up",
-        HeadStatus::Down => "down",
-        HeadStatus::Unspecified => "unknown",
-    }
 }
 
 pub fn heads_table(heads: &[chimera_proto::v1::Head]) -> String {

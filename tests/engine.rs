@@ -1574,21 +1574,8 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
             _ => arg,
         })
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
-        .args(&command)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("serve ended before it listened")
-            .unwrap();
-        if let Some(addr) = line.strip_prefix("chimera serve: listening on ") {
-            break addr.rsplit(':').next().unwrap().to_owned();
-        }
-    };
+    let served = Served::run(&command, "127.0.0.1:0".into());
+    let port = served.url.rsplit(':').next().unwrap().to_owned();
     let health = dockerfile_array(&dockerfile, "HEALTHCHECK");
     assert_eq!(health[0], "chimera");
     let args: Vec<String> = health[1..]
@@ -1604,8 +1591,7 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    signal(child.id() as i32, libc::SIGTERM);
-    child.wait().unwrap();
+    drop(served);
     ok(out);
 }
 

@@ -31,18 +31,25 @@ impl Served {
     /// Starts it with `flags` added to its command line.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--metrics-addr"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        args.push(metrics.clone());
+        args.extend(["--heartbeat-timeout", "2"].map(str::to_owned));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend([
+            "--data-dir".to_owned(),
+            data_dir.to_str().unwrap().to_owned(),
+        ]);
+        Self::run(&args, metrics)
+    }
+
+    /// Runs `chimera ARGS` (a `serve` command line given whole), whose metrics are at `metrics`,
+    /// until it says where it listens.
+    pub fn run(args: &[String], metrics: String) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                &metrics,
-            ])
-            .args(["--heartbeat-timeout", "2"])
-            .args(flags)
-            .arg("--data-dir")
-            .arg(data_dir)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start chimera serve");

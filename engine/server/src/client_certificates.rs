@@ -60,9 +60,9 @@ pub fn require_trusted(
                     .into(),
             );
         };
-        match trust.named(&name)? {
-            Some(key) if key.revoked_at.is_none() => {}
-            Some(_) => {
+        match trust.read_key(&name, |key| key.revoked_at.is_some())? {
+            Some(false) => {}
+            Some(true) => {
                 return refused(
                     Code::PermissionDenied,
                     "REVOKED_CLIENT",

@@ -12,13 +12,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use chimera_journal::{JobRecord, JobState};
+use chimera_journal::JobRecord;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Code, Status};
 
-use crate::refusal;
 use crate::service::EngineService;
+use crate::{convert, refusal};
 
 /// How long `POST /execute` waits for the job to end unless `?wait=SECONDS` says otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -108,23 +108,13 @@ async fn finished_within(
     }
 }
 
-fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-    }
-}
-
 /// `{"status", "job_id", "result", "error", "receipt"}`: the result as the JSON it is.
 fn outcome(service: &EngineService, record: &JobRecord) -> Value {
     let result = record
         .result
         .as_deref()
         .map(|r| serde_json::from_str(r).unwrap_or_else(|_| Value::from(r)));
-    let job = crate::convert::job(record, service.key.public_key());
+    let job = convert::job(record, service.key.public_key());
     let base64 = base64::engine::general_purpose::STANDARD;
     let receipt = job.receipt.map(|r| {
         json!({
@@ -136,7 +126,7 @@ fn outcome(service: &EngineService, record: &JobRecord) -> Value {
         })
     });
     json!({
-        "status": state_name(record.state),
+        "status": convert::state_name(convert::state(record.state) as i32),
         "job_id": record.id,
         "head": record.head,
         "result": result,
@@ -176,15 +166,8 @@ async fn status(State(service): State<EngineService>) -> Json<Value> {
         .heads()
         .await
         .heads
-        .into_iter()
-        .map(|h| {
-            json!({
-                "id": h.id, "role": h.role, "status": chimera_proto::v1::HeadStatus::try_from(h.status)
-                    .map(|s| s.as_str_name()).unwrap_or("HEAD_STATUS_UNSPECIFIED"),
-                "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
-                "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
-            })
-        })
+        .iter()
+        .map(convert::head_json)
         .collect();
     Json(json!({
         "engine": "chimera",

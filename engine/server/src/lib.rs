@@ -8,7 +8,7 @@
 
 mod circuits;
 pub mod client_certificates;
-mod convert;
+pub mod convert;
 pub mod dispatch;
 mod gpu_metrics;
 mod http_door;
@@ -260,11 +260,12 @@ impl Engine {
             clients_verified = tls.clients_verified;
             server = server.tls_config(tls.config)?;
         }
-        let trust = Arc::clone(&self.service.trust);
+        let require_trusted = clients_verified
+            .then(|| client_certificates::require_trusted(Arc::clone(&self.service.trust)));
         // Without client certificates, every call passes.
-        let check_client = move |request: tonic::Request<()>| match clients_verified {
-            true => client_certificates::require_trusted(Arc::clone(&trust))(request),
-            false => Ok(request),
+        let check_client = move |request: tonic::Request<()>| match &require_trusted {
+            Some(require_trusted) => require_trusted(request),
+            None => Ok(request),
         };
         let engine = tonic::service::interceptor::InterceptedService::new(
             EngineServer::new(self.service.clone())

@@ -53,6 +53,7 @@ pub struct Gate {
     buckets: Mutex<HashMap<String, Bucket>>,
     unfinished: Mutex<HashMap<String, usize>>,
     streams: Arc<Semaphore>,
+    max_qubits: usize,
 }
 
 /// A place in a client's count of unfinished jobs, given back when dropped unless kept.
@@ -79,16 +80,16 @@ impl Drop for Place<'_> {
 
 impl Gate {
     /// `unfinished`: the client of every job the journal holds unfinished.
-    pub fn new(mut limits: Limits, unfinished: impl IntoIterator<Item = String>) -> Self {
-        limits
-            .max_qubits
-            .get_or_insert_with(crate::circuits::device_max_qubits);
+    pub fn new(limits: Limits, unfinished: impl IntoIterator<Item = String>) -> Self {
         let mut counts = HashMap::new();
         for client in unfinished {
             *counts.entry(client).or_insert(0) += 1;
         }
         Self {
             streams: Arc::new(Semaphore::new(limits.max_streams)),
+            max_qubits: limits
+                .max_qubits
+                .unwrap_or_else(crate::circuits::device_max_qubits),
             limits,
             buckets: Mutex::new(HashMap::new()),
             unfinished: Mutex::new(counts),
@@ -99,8 +100,9 @@ impl Gate {
         &self.limits
     }
 
+    /// The widest circuit taken: [`Limits::max_qubits`], or what this machine holds.
     pub fn max_qubits(&self) -> usize {
-        self.limits.max_qubits.unwrap_or(0)
+        self.max_qubits
     }
 
     /// Takes a token from `client`'s bucket, or says when the next one comes.

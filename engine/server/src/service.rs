@@ -70,13 +70,20 @@ impl TrustFile {
     /// When the key named `name` was revoked, if it was. An unreadable store answers `None`
     /// (a submission then says why).
     pub fn revoked(&self, name: &str) -> Option<jiff::Timestamp> {
-        self.named(name).ok().flatten().and_then(|k| k.revoked_at)
+        self.read_key(name, |k| k.revoked_at)
+            .ok()
+            .flatten()
+            .flatten()
     }
 
-    /// The key trusted under `name`, revoked or not.
-    pub fn named(&self, name: &str) -> Result<Option<TrustedKey>, Status> {
+    /// `read` of the key trusted under `name`, revoked or not; `None` if no key has that name.
+    pub fn read_key<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&TrustedKey) -> T,
+    ) -> Result<Option<T>, Status> {
         let store = self.current()?;
-        Ok(store.keys().iter().find(|k| k.name == name).cloned())
+        Ok(store.keys().iter().find(|k| k.name == name).map(read))
     }
 
     fn current(&self) -> Result<Arc<TrustStore>, Status> {

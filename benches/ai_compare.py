@@ -1,16 +1,16 @@
 """chimera's AI head against PyTorch on the same models, data, batch sizes and threads, in one run.
 
     python benches/ai_compare.py --chimera target/release/chimera --minilm models/all-minilm-l6-v2 \
-        [--threads 2] [--device cpu|cuda]
+        [--threads 2] [--device cpu|cuda] [--models mlp,cnn,minilm]
 
 - digits MLP (examples/train-digits.yaml): training samples/s (forward, backward, AdamW step), the
   mean over epochs 2..N as `chimera train --json` reports them; PyTorch runs the same network
   (64-128-64-10, ReLU, dropout 0.1), AdamW, batch 64, on the same 1,438 training samples.
 - Fashion-MNIST CNN (examples/train-fashion-cnn.yaml, one epoch): the same, 54,000 samples, batch 128;
   PyTorch's conv 3x3 pad 1 + BatchNorm2d + ReLU + MaxPool2d blocks, then dropout and 128 hidden.
-- MiniLM-L6: sentences/s embedding a batch of 64 sentences (`chimera infer --json`'s own timing is
-  not printed there, so both sides are timed around the call: chimera's process time less an empty
-  run's); PyTorch through sentence-transformers, normalised, batch 64.
+- MiniLM-L6: sentences/s embedding a batch of 64 sentences, the median of 5 runs after a warm-up on
+  both sides: chimera's timed inside the process (`chimera infer --repeat`, the embedding alone);
+  PyTorch through sentence-transformers, normalised, batch 64, timed around `encode`.
 
 Both sides use --threads threads (candle through RAYON_NUM_THREADS, PyTorch through
 torch.set_num_threads) and --device: `cuda` needs a chimera built with `--features cuda` and compares
@@ -40,11 +40,19 @@ def sync():
         torch.cuda.synchronize()
 
 
+def run_chimera(command, env):
+    """chimera's output; its error output, if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {done.returncode}:\n{done.stderr}")
+    return done.stdout
+
+
 def chimera_train(binary, spec, threads):
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        lines = subprocess.run([binary, "train", str(spec), "--json", "--out", out, "--device", DEVICE], check=True,
-                               capture_output=True, text=True, env=env).stdout.splitlines()
+        lines = run_chimera([binary, "train", str(spec), "--json", "--out", out, "--device", DEVICE],
+                            env).splitlines()
     epochs = [json.loads(l) for l in lines if '"samples_per_second"' in l]
     rates = [e["samples_per_second"] for e in epochs]
     return statistics.fmean(rates[1:] if len(rates) > 1 else rates), epochs[-1]["val_accuracy"]
@@ -99,23 +107,16 @@ SENTENCES = [f"Sentence number {i}: a quantum circuit of {i % 7 + 2} qubits prep
 
 
 def chimera_embed(binary, model_dir, threads, repeat=5):
+    """Sentences/s of one batch, the median of `repeat` runs after a warm-up, timed inside chimera
+    (`chimera infer --repeat`: the embedding alone, not loading the model or starting CUDA)."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as tmp:
-        full, one = pathlib.Path(tmp) / "all.txt", pathlib.Path(tmp) / "one.txt"
-        full.write_text("\n".join(SENTENCES))
-        one.write_text("x")
-
-        def timed(path):
-            start = time.perf_counter()
-            subprocess.run([binary, "infer", str(model_dir), str(path), "--json", "--device", DEVICE], check=True,
-                           capture_output=True, env=env)
-            return time.perf_counter() - start
-
-        timed(full)
-        # Loading the model and one token's pass, taken off each timing.
-        base = statistics.median(timed(one) for _ in range(repeat))
-        total = statistics.median(timed(full) for _ in range(repeat))
-    return len(SENTENCES) / (total - base)
+        sentences = pathlib.Path(tmp) / "sentences.txt"
+        sentences.write_text("\n".join(SENTENCES))
+        out = run_chimera([binary, "infer", str(model_dir), str(sentences), "--json", "--device", DEVICE,
+                           "--repeat", str(repeat + 1)], env)
+    seconds = json.loads(out)["seconds"][1:]
+    return len(SENTENCES) / statistics.median(seconds)
 
 
 def torch_embed(model_dir, repeat=5):
@@ -136,25 +137,30 @@ def main():
     p.add_argument("--minilm", default="models/all-minilm-l6-v2")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--models", default="mlp,cnn,minilm", help="which to compare, comma-separated")
     args = p.parse_args()
+    models = set(args.models.split(","))
     global DEVICE
     DEVICE = args.device
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     rows = []
-    ours, acc = chimera_train(args.chimera, ROOT / "examples/train-digits.yaml", args.threads)
-    rows.append(("digits MLP, training", "samples/s", ours, digits(), f"val acc {acc:.3f}"))
-    print(f"# {rows[-1]}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = pathlib.Path(tmp) / "fashion-1-epoch.yaml"
-        spec.write_text((ROOT / "examples/train-fashion-cnn.yaml").read_text()
-                        .replace("epochs: 3", "epochs: 1").replace("checkpoint_every: 200\n", ""))
-        ours, acc = chimera_train(args.chimera, spec, args.threads)
-    rows.append(("Fashion-MNIST CNN, training (1 epoch)", "samples/s", ours, fashion(), f"val acc {acc:.3f}"))
-    print(f"# {rows[-1]}", flush=True)
-    rows.append(("MiniLM-L6, batch of 64 sentences", "sentences/s", chimera_embed(args.chimera, args.minilm, args.threads),
-                 torch_embed(args.minilm), ""))
-    print(f"# {rows[-1]}", flush=True)
+    if "mlp" in models:
+        ours, acc = chimera_train(args.chimera, ROOT / "examples/train-digits.yaml", args.threads)
+        rows.append(("digits MLP, training", "samples/s", ours, digits(), f"val acc {acc:.3f}"))
+        print(f"# {rows[-1]}", flush=True)
+    if "cnn" in models:
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = pathlib.Path(tmp) / "fashion-1-epoch.yaml"
+            spec.write_text((ROOT / "examples/train-fashion-cnn.yaml").read_text()
+                            .replace("epochs: 3", "epochs: 1").replace("checkpoint_every: 200\n", ""))
+            ours, acc = chimera_train(args.chimera, spec, args.threads)
+        rows.append(("Fashion-MNIST CNN, training (1 epoch)", "samples/s", ours, fashion(), f"val acc {acc:.3f}"))
+        print(f"# {rows[-1]}", flush=True)
+    if "minilm" in models:
+        rows.append(("MiniLM-L6, batch of 64 sentences", "sentences/s",
+                     chimera_embed(args.chimera, args.minilm, args.threads), torch_embed(args.minilm), ""))
+        print(f"# {rows[-1]}", flush=True)
     print(f"\nPyTorch {torch.__version__}, {args.threads} threads on both sides, device {DEVICE}\n")
     print("| model | unit | chimera | PyTorch | chimera/PyTorch | note |")
     print("| --- | --- | ---: | ---: | ---: | --- |")

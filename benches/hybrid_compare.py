@@ -2,7 +2,7 @@
 batch, schedule and epochs, in one run: seconds per training epoch.
 
     python benches/hybrid_compare.py --chimera target/release/chimera [--threads 2] [--epochs 20]
-        [--qubits 4]
+        [--qubits 4] [--device cpu|cuda] [--without-pennylane]
 
 The model is examples/hybrid-moons.maml.md's: Linear(2, 4), its 4-qubit circuit (RX angle
 embedding, 3 layers of RZ·RY·RZ on each qubit and a ring of CNOTs; the same gates written out in
@@ -17,7 +17,9 @@ for validation by its own seeded shuffle and trains on 160.
 An epoch's time is its training steps (forward, backward, update), not its validation pass:
 chimera's from `chimera train --json` (160 / samples_per_second), PennyLane's timed around the
 same loop. Reported: the median over epochs 2..N. Both sides on --threads threads (RAYON_NUM_THREADS
-for chimera, OMP_NUM_THREADS for lightning.qubit). Needs pennylane and pennylane-lightning.
+for chimera, OMP_NUM_THREADS for lightning.qubit). Needs pennylane and pennylane-lightning, unless
+`--without-pennylane` (chimera alone, as on a GPU machine without PennyLane). `--device cuda`
+simulates chimera's circuit on the GPU (a chimera built with `--features cuda`).
 """
 import argparse
 import json
@@ -73,7 +75,7 @@ def circuit_qasm(qubits):
     return "\n".join(lines) + "\n"
 
 
-def chimera_epochs(binary, data_dir, epochs, threads, qubits):
+def chimera_epochs(binary, data_dir, epochs, threads, qubits, device):
     job = EXAMPLE.read_text()
     if qubits != 4:
         job = re.sub(r"```qasm3\n.*?```", lambda _: f"```qasm3\n{circuit_qasm(qubits)}```", job,
@@ -85,7 +87,7 @@ def chimera_epochs(binary, data_dir, epochs, threads, qubits):
     spec.write_text(job)
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run([binary, "train", str(spec), "--json", "--out", str(data_dir / "run"),
-                          "--data-dir", str(data_dir)], check=True, capture_output=True, text=True,
+                          "--data-dir", str(data_dir), "--device", device], check=True, capture_output=True, text=True,
                          env=env).stdout.splitlines()
     epochs = [json.loads(l) for l in out if '"samples_per_second"' in l]
     train_samples = SAMPLES - HELD_OUT
@@ -155,6 +157,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=None, help="default: the example's")
     parser.add_argument("--qubits", type=int, default=4)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--without-pennylane", action="store_true")
     args = parser.parse_args()
     settings = spec_settings()
     epochs = args.epochs or settings["epochs"]
@@ -162,13 +166,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = pathlib.Path(tmp)
         np.savetxt(data_dir / "moons.csv", np.column_stack([x, y]), delimiter=",", fmt="%.17g")
-        ours, our_accuracy = chimera_epochs(args.chimera, data_dir, epochs, args.threads, args.qubits)
-    theirs, their_accuracy, version = pennylane_epochs(x, y, settings, epochs, args.threads, args.qubits)
-    ours_s, theirs_s = statistics.median(ours[1:]), statistics.median(theirs[1:])
+        ours, our_accuracy = chimera_epochs(args.chimera, data_dir, epochs, args.threads, args.qubits,
+                                            args.device)
+    ours_s = statistics.median(ours[1:])
     print(f"hybrid moons, {args.qubits} qubits: {SAMPLES - HELD_OUT} training samples, batch {settings['batch']}, "
           f"{epochs} epochs, {args.threads} threads; seconds per training epoch, median of epochs 2..{epochs}")
     print(f"{'':<34}{'s/epoch':>10}{'val acc':>10}")
-    print(f"{'chimera (adjoint, candle)':<34}{ours_s:>10.4f}{our_accuracy:>10.3f}")
+    print(f"{'chimera (adjoint, ' + args.device + ')':<34}{ours_s:>10.4f}{our_accuracy:>10.3f}")
+    if args.without_pennylane:
+        return
+    theirs, their_accuracy, version = pennylane_epochs(x, y, settings, epochs, args.threads, args.qubits)
+    theirs_s = statistics.median(theirs[1:])
     print(f"{'PennyLane ' + version + ' lightning.qubit':<34}{theirs_s:>10.4f}{their_accuracy:>10.3f}")
     print(f"chimera is {theirs_s / ours_s:.1f}x PennyLane's speed per epoch")
 

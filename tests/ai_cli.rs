@@ -52,9 +52,25 @@ fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
         model_dir,
         input.to_str().unwrap(),
         "--json",
+        "--repeat",
+        "3",
     ]));
     let predicted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(predicted["model_id"], result["model_id"]);
+    // One time per run, for benchmarks.
+    let seconds = predicted["seconds"].as_array().unwrap();
+    assert!(
+        seconds.len() == 3 && seconds.iter().all(|s| s.as_f64() > Some(0.0)),
+        "{seconds:?}"
+    );
+    let err = failure(&chimera(&[
+        "infer",
+        model_dir,
+        input.to_str().unwrap(),
+        "--repeat",
+        "0",
+    ]));
+    assert!(err.contains("--repeat"), "{err}");
     let classes = predicted["classes"].as_array().unwrap();
     assert_eq!(classes.len(), rows.len());
     let right = classes

@@ -234,11 +234,15 @@ __device__ void chunk_norms(const R* amps, u64 chunk, double* out) {
     if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
-// Per block: the sum over i of conj(a[i ^ flip]) * a[i] * (-1)^popcount(i & sign), as (re, im).
+// Per block: the sum over i of conj(a[i ^ flip]) * a[i] * (-1)^popcount(i & sign), as (re, im). The
+// state may be a batch of states of n amplitudes each, one after another, `blocks_per_sample`
+// blocks striding over each (for one state, all of them).
 template <typename R>
-__device__ void pauli(const R* amps, u64 n, u64 flip, u64 sign, double* partial) {
+__device__ void pauli(const R* amps, u64 n, int blocks_per_sample, u64 flip, u64 sign, double* partial) {
+    amps += 2 * n * (blockIdx.x / blocks_per_sample);
+    const u64 stride = (u64)blocks_per_sample * blockDim.x;
     double sr = 0, si = 0;
-    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+    for (u64 i = (blockIdx.x % blocks_per_sample) * blockDim.x + threadIdx.x; i < n; i += stride) {
         const u64 j = i ^ flip;
         const double br = amps[2 * j], bi = -(double)amps[2 * j + 1], ar = amps[2 * i], ai = amps[2 * i + 1];
         const double s = (__popcll(i & sign) & 1) ? -1.0 : 1.0;
@@ -266,7 +270,7 @@ __device__ void pauli(const R* amps, u64 n, u64 flip, u64 sign, double* partial)
     extern "C" __global__ void prob_one_##S(const R* a, u64 n, int q, double* p) { prob_one<R>(a, n, q, p); } \
     extern "C" __global__ void collapse_##S(R* a, u64 n, int q, int o, double s) { collapse<R>(a, n, q, o, s); } \
     extern "C" __global__ void chunk_norms_##S(const R* a, u64 c, double* o) { chunk_norms<R>(a, c, o); } \
-    extern "C" __global__ void pauli_##S(const R* a, u64 n, u64 f, u64 s, double* p) { pauli<R>(a, n, f, s, p); }
+    extern "C" __global__ void pauli_##S(const R* a, u64 n, u64 f, u64 s, double* p) { pauli<R>(a, n, gridDim.x, f, s, p); }
 
 ALL(float, f32)
 ALL(double, f64)

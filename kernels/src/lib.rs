@@ -8,6 +8,25 @@ use std::path::{Path, PathBuf};
 
 /// The statevector kernels (see the file for each one's contract).
 pub const STATEVECTOR: &str = include_str!("../cuda/statevector.cu");
+/// The batched-layer kernels (a parameterised circuit over a batch, for the adjoint method): they
+/// use `STATEVECTOR`'s helpers, so they compile after it, as [`source`] puts them.
+pub const LAYER: &str = include_str!("../cuda/layer.cu");
+/// Every kernel `LAYER` defines (double precision only).
+pub const LAYER_KERNELS: [&str; 6] = [
+    "layer_zero",
+    "layer_rotate",
+    "layer_undo_rotation",
+    "layer_z_terms",
+    "layer_pauli",
+    "layer_add_pauli",
+];
+/// Diagonal observables `layer_z_terms` evaluates per pass over the batch.
+pub const LAYER_Z_TERMS: usize = 8;
+
+/// The program the CUDA backend compiles: the statevector kernels, then the layer kernels.
+pub fn source() -> String {
+    format!("{STATEVECTOR}\n{LAYER}")
+}
 /// Widest gate, controls included, a `denseK_*` or `permuteK_*` kernel applies.
 pub const DENSE_MAX_QUBITS: usize = 5;
 /// Widest diagonal gate `diagonal_*` applies.

@@ -3,7 +3,8 @@
 //! says SKIPPED and why.
 
 use chimera_kernels::{
-    ARCHITECTURES, STATEVECTOR, compile, compile_cached, nvrtc_available, statevector_kernels,
+    ARCHITECTURES, LAYER_KERNELS, STATEVECTOR, compile, compile_cached, nvrtc_available, source,
+    statevector_kernels,
 };
 
 fn nvrtc_or_skip(test: &str) -> bool {
@@ -27,25 +28,29 @@ fn every_kernel_compiles_for_every_target_architecture() {
         return;
     }
     for arch in ARCHITECTURES {
-        let ptx = compile(STATEVECTOR, arch).unwrap_or_else(|e| panic!("{e}"));
+        let ptx = compile(&source(), arch).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             ptx.contains(&format!(".target {arch}")),
             "{arch}: PTX targets something else"
         );
         // The list the backends load from names every kernel the source defines, no more, no less.
-        let listed = statevector_kernels("f32").len() + statevector_kernels("f64").len();
+        let listed = statevector_kernels("f32").len()
+            + statevector_kernels("f64").len()
+            + LAYER_KERNELS.len();
         assert_eq!(
             ptx.matches(".entry ").count(),
             listed,
             "{arch}: kernels defined vs listed"
         );
-        for suffix in ["f32", "f64"] {
-            for name in statevector_kernels(suffix) {
-                assert!(
-                    ptx.contains(&format!(".entry {name}(")),
-                    "{arch}: kernel {name} missing from the PTX"
-                );
-            }
+        let names = ["f32", "f64"]
+            .iter()
+            .flat_map(|suffix| statevector_kernels(suffix))
+            .chain(LAYER_KERNELS.map(String::from));
+        for name in names {
+            assert!(
+                ptx.contains(&format!(".entry {name}(")),
+                "{arch}: kernel {name} missing from the PTX"
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::checkpoint::{self, ModelInfo};
-use crate::model::{Classifier, device_for};
+use crate::model::{Classifier, device_for, simulator_for};
 use crate::spec::TrainSpec;
 use crate::train::TrainError;
 
@@ -23,6 +23,7 @@ impl StoredModel {
         let (info, spec, weights) = checkpoint::load_model(dir, device)?;
         let spec = TrainSpec::from_yaml(&spec)
             .map_err(|e| candle_core::Error::Msg(format!("{}/spec.yaml: {e}", dir.display())))?;
+        let simulator = simulator_for(&spec.model, device)?;
         let device = &device_for(&spec.model, device);
         // The initial values are overwritten by the stored weights; any seed does.
         let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -32,6 +33,7 @@ impl StoredModel {
             info.classes,
             &mut rng,
             device,
+            &simulator,
         )?;
         model.load(&weights)?;
         Ok(Self {

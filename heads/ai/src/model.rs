@@ -2,9 +2,12 @@
 //! so that a run is reproducible (candle's own CPU random numbers cannot be seeded).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{BatchNorm, Linear, Module, ModuleT};
+use chimera_hybrid::Simulator;
+use chimera_quantum::backend::cuda::CudaBackend;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
@@ -50,6 +53,7 @@ fn invalid(message: String) -> candle_core::Error {
 struct Builder<'a> {
     rng: &'a mut ChaCha8Rng,
     device: &'a Device,
+    simulator: &'a Simulator,
     layers: Vec<Layer>,
     params: Vec<(String, Var)>,
     buffers: Vec<(String, Var)>,
@@ -116,7 +120,7 @@ impl Builder<'_> {
             .map(|_| unit(self.rng) * std::f32::consts::TAU)
             .collect();
         let weights = self.var("weights", values, &[circuit.weights()], true)?;
-        let layer = chimera_hybrid::QuantumLayer::new(circuit, weights)?;
+        let layer = chimera_hybrid::QuantumLayer::new(circuit, weights, self.simulator.clone())?;
         self.layers.push(Layer::Quantum(layer));
         Ok(())
     }
@@ -135,17 +139,20 @@ impl Builder<'_> {
 }
 
 impl Classifier {
-    /// A classifier of samples shaped `input` into `classes` logits, as `spec` describes.
+    /// A classifier of samples shaped `input` into `classes` logits, as `spec` describes, its
+    /// tensors on `device` and its circuit, if any, simulated by `simulator`.
     pub fn new(
         spec: &ModelSpec,
         input: &[usize],
         classes: usize,
         rng: &mut ChaCha8Rng,
         device: &Device,
+        simulator: &Simulator,
     ) -> Result<Self> {
         let mut b = Builder {
             rng,
             device,
+            simulator,
             layers: Vec::new(),
             params: Vec::new(),
             buffers: Vec::new(),
@@ -298,8 +305,23 @@ impl Classifier {
     }
 }
 
-/// Where a model of `spec` computes, asked for `device`: a hybrid model on the CPU, as its
-/// circuit layer has no GPU kernels yet.
+/// Where a hybrid model's circuit is simulated when the model is asked to run on `device`: on the
+/// GPU, by CHIMERA's CUDA kernels, for a CUDA device (the classical layers, small beside the
+/// statevectors, stay on the CPU: see [`device_for`]); on the CPU otherwise.
+pub fn simulator_for(spec: &ModelSpec, device: &Device) -> Result<Simulator> {
+    if !(spec.is_hybrid() && device.is_cuda()) {
+        return Ok(Simulator::Cpu);
+    }
+    let gpu = CudaBackend::new().map_err(|e| {
+        invalid(format!(
+            "the hybrid model's circuit cannot run on the GPU: {e} (`--device cpu` runs it on the CPU)"
+        ))
+    })?;
+    Ok(Simulator::Cuda(Arc::new(gpu)))
+}
+
+/// Where a model of `spec` keeps its tensors, asked for `device`: a hybrid model's on the CPU, its
+/// circuit simulated where [`simulator_for`] says.
 pub fn device_for(spec: &ModelSpec, device: &Device) -> Device {
     if spec.is_hybrid() {
         Device::Cpu
@@ -375,8 +397,13 @@ fn cpu_batch_norm(norm: &BatchNorm, x: &Tensor, training: bool) -> Result<Tensor
     cpu_layers::batch_norm(x, mean, &var, norm.eps(), weight, bias)
 }
 
-/// Inverted dropout with a mask from our generator.
+/// Inverted dropout: on the CPU with masks from the run's seeded generator (a run and its resumption are
+/// reproducible); elsewhere with the device's own generator, so that no mask crosses to the
+/// device each step.
 fn drop(x: &Tensor, dropout: f32, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return candle_nn::ops::dropout(x, dropout);
+    }
     let keep = 1.0 - dropout;
     let mask: Vec<f32> = (0..x.elem_count())
         .map(|_| if unit(rng) < keep { 1.0 / keep } else { 0.0 })

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
 use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
-use crate::model::{Classifier, device_for, predictions};
+use crate::model::{Classifier, device_for, predictions, simulator_for};
 use crate::optim::Optimizer;
 use crate::spec::{Loss, SpecError, TrainSpec};
 
@@ -96,8 +96,44 @@ impl TrainReport {
     }
 }
 
-/// A batch of `data` at `indices` as (features [n, len], labels [n]).
-fn batch(
+/// Batches of a dataset as (features [n, len], labels [n]) tensors on a device. On the CPU each
+/// batch is gathered from the host arrays; on a GPU the whole split is uploaded once and each
+/// batch gathered there, so that a step sends only its sample indices.
+struct Batches<'a> {
+    data: &'a Dataset,
+    device: &'a Device,
+    on_device: Option<(Tensor, Tensor)>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(data: &'a Dataset, device: &'a Device) -> candle_core::Result<Self> {
+        let on_device = if device.is_cpu() {
+            None
+        } else {
+            let all: Vec<usize> = (0..data.len()).collect();
+            Some(gather(data, &all, device)?)
+        };
+        Ok(Self {
+            data,
+            device,
+            on_device,
+        })
+    }
+
+    fn get(&self, indices: &[usize]) -> candle_core::Result<(Tensor, Tensor)> {
+        match &self.on_device {
+            None => gather(self.data, indices, self.device),
+            Some((features, labels)) => {
+                let at: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+                let at = Tensor::from_vec(at, indices.len(), self.device)?;
+                Ok((features.index_select(&at, 0)?, labels.index_select(&at, 0)?))
+            }
+        }
+    }
+}
+
+/// The samples of `data` at `indices` as (features [n, len], labels [n]) on `device`.
+fn gather(
     data: &Dataset,
     indices: &[usize],
     device: &Device,
@@ -111,6 +147,48 @@ fn batch(
         Tensor::from_vec(features, (indices.len(), data.feature_len), device)?,
         Tensor::from_vec(labels, indices.len(), device)?,
     ))
+}
+
+/// An epoch's running sums (loss × samples, correct predictions), kept on the device and read only
+/// at checkpoints and at the epoch's end: a GPU runs the steps between without waiting for the
+/// host.
+struct EpochSums {
+    loss: Tensor,
+    correct: Tensor,
+}
+
+impl EpochSums {
+    /// The sums `progress` holds (not zero when resumed mid-epoch).
+    fn new(progress: &Progress, device: &Device) -> candle_core::Result<Self> {
+        Ok(Self {
+            loss: Tensor::new(progress.loss_sum as f32, device)?,
+            correct: Tensor::new(progress.correct as u32, device)?,
+        })
+    }
+
+    fn add(
+        &mut self,
+        batch_loss: &Tensor,
+        logits: &Tensor,
+        labels: &Tensor,
+    ) -> candle_core::Result<()> {
+        let samples = labels.dim(0)? as f64;
+        self.loss = (&self.loss + batch_loss.affine(samples, 0.0)?)?;
+        let right = logits.argmax(D::Minus1)?.eq(labels)?.to_dtype(DType::U32)?;
+        self.correct = (&self.correct + right.sum_all()?)?;
+        Ok(())
+    }
+
+    /// Copies the sums into `progress`; a loss gone infinite or NaN stops the run.
+    fn read_into(&self, progress: &mut Progress) -> Result<(), TrainError> {
+        let loss = self.loss.to_scalar::<f32>()?;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged(loss, progress.epoch + 1));
+        }
+        progress.loss_sum = f64::from(loss);
+        progress.correct = self.correct.to_scalar::<u32>()? as usize;
+        Ok(())
+    }
 }
 
 fn loss(kind: Loss, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
@@ -129,7 +207,7 @@ fn evaluate(
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(1024) {
-        let (x, y) = batch(data, chunk, device)?;
+        let (x, y) = gather(data, chunk, device)?;
         let logits = model.forward(&x, None)?;
         loss_sum += f64::from(loss(kind, &logits, &y)?.to_scalar::<f32>()?) * chunk.len() as f64;
         correct += chunk
@@ -156,17 +234,23 @@ pub fn train(
     // A hybrid model's circuit is checked before any data is read (a spec file may still name
     // a job's block).
     spec.model.quantum_layer()?;
+    let simulator = simulator_for(&spec.model, device)?;
     let device = &device_for(&spec.model, device);
     let data_dir = options.data_dir.clone().unwrap_or_else(default_data_dir);
     let dataset = Dataset::load(&spec.dataset, &data_dir)?;
     let (training, validation) = dataset.split(spec.validation_split, spec.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    if !device.is_cpu() {
+        // The device's generator draws the dropout masks there (model::drop).
+        device.set_seed(spec.seed)?;
+    }
     let model = Classifier::new(
         &spec.model,
         &dataset.sample_shape,
         dataset.classes,
         &mut rng,
         device,
+        &simulator,
     )?;
     let mut optimizer = Optimizer::new(&spec.optimizer, model.vars());
     let mut progress = match &options.resume_from {
@@ -190,6 +274,7 @@ pub fn train(
         },
     };
     let cancelled = |step| TrainError::Cancelled { step };
+    let source = Batches::new(&training, device)?;
     while progress.epoch < spec.epochs {
         let learning_rate = spec.schedule.learning_rate(
             spec.optimizer.learning_rate(),
@@ -202,30 +287,23 @@ pub fn train(
             .chunks(spec.batch_size)
             .map(<[usize]>::to_vec)
             .collect();
+        let mut sums = EpochSums::new(&progress, device)?;
+        // Training time: the steps, less checkpointing; read when the device has caught up.
+        let mut since = Instant::now();
         while progress.batch < batches.len() {
-            let step_started = Instant::now();
-            let indices = &batches[progress.batch];
-            let (x, y) = batch(&training, indices, device)?;
+            let (x, y) = source.get(&batches[progress.batch])?;
             let logits = model.forward(&x, Some(&mut rng))?;
             let batch_loss = loss(spec.loss, &logits, &y)?;
             optimizer.backward_step(&batch_loss)?;
-            let value = batch_loss.to_scalar::<f32>()?;
-            if !value.is_finite() {
-                return Err(TrainError::Diverged(value, progress.epoch + 1));
-            }
-            progress.loss_sum += f64::from(value) * indices.len() as f64;
-            progress.correct += indices
-                .iter()
-                .zip(predictions(&logits)?)
-                .filter(|&(&i, p)| training.labels[i] == p)
-                .count();
-            progress.seconds += step_started.elapsed().as_secs_f64();
+            sums.add(&batch_loss, &logits, &y)?;
             progress.batch += 1;
             progress.step += 1;
             let step = progress.step;
             if let (Some(every), Some(run_dir)) = (spec.checkpoint_every, &options.run_dir)
                 && step % every == 0
             {
+                sums.read_into(&mut progress)?;
+                progress.seconds += since.elapsed().as_secs_f64();
                 progress.rng_word_pos = rng.get_word_pos();
                 let saved = Checkpoint {
                     progress: progress.clone(),
@@ -236,11 +314,14 @@ pub fn train(
                 if on_event(TrainEvent::Checkpoint { step, dir: &dir }).is_break() {
                     return Err(cancelled(step));
                 }
+                since = Instant::now();
             }
             if on_event(TrainEvent::Step { step }).is_break() {
                 return Err(cancelled(step));
             }
         }
+        sums.read_into(&mut progress)?;
+        progress.seconds += since.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = evaluate(&model, &validation, spec.loss, device)?;
         let epoch = EpochProgress {
             epoch: progress.epoch + 1,

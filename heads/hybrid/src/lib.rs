@@ -3,7 +3,9 @@
 //! [`QuantumOp`] is a candle `CustomOp2(x, θ)`: its forward runs `chimera_quantum::adjoint`'s
 //! batched statevector simulation (x: samples × inputs, θ: the shared weights; out: samples ×
 //! observables), and its backward that module's adjoint differentiation, so gradients reach both
-//! the weights and whatever layers came before. [`QuantumLayer`] holds the weights as a candle
+//! the weights and whatever layers came before. The simulation runs where its [`Simulator`] says
+//! (the CPU, or a GPU through CHIMERA's CUDA kernels); the tensors it reads and writes are small
+//! (samples × inputs, samples × observables) and stay on the CPU. [`QuantumLayer`] holds the weights as a candle
 //! variable and is a `candle_nn::Module` like a `Linear`. [`templates`] builds the usual circuits.
 
 pub mod moons;
@@ -16,10 +18,14 @@ use candle_core::{
     CpuStorage, CustomOp2, DType, Error, Layout, Module, Result, Shape, Tensor, Var,
 };
 use chimera_quantum::adjoint;
+pub use chimera_quantum::adjoint::Simulator;
 
 /// The circuit as a candle op; clones share it.
 #[derive(Debug, Clone)]
-pub struct QuantumOp(Arc<adjoint::QuantumLayer>);
+pub struct QuantumOp {
+    layer: Arc<adjoint::QuantumLayer>,
+    simulator: Simulator,
+}
 
 /// A tensor's values as f64, read through its layout.
 fn values(storage: &CpuStorage, layout: &Layout) -> Result<Vec<f64>> {
@@ -38,21 +44,24 @@ fn tensor_values(t: &Tensor) -> Result<Vec<f64>> {
 }
 
 impl QuantumOp {
-    pub fn new(layer: adjoint::QuantumLayer) -> Self {
-        Self(Arc::new(layer))
+    pub fn new(layer: adjoint::QuantumLayer, simulator: Simulator) -> Self {
+        Self {
+            layer: Arc::new(layer),
+            simulator,
+        }
     }
 
     pub fn layer(&self) -> &adjoint::QuantumLayer {
-        &self.0
+        &self.layer
     }
 
     /// The number of samples in `x`, whose shape must be (samples, inputs).
     fn samples(&self, x: &Shape) -> Result<usize> {
         match x.dims() {
-            [samples, inputs] if *inputs == self.0.inputs() => Ok(*samples),
+            [samples, inputs] if *inputs == self.layer.inputs() => Ok(*samples),
             dims => Err(Error::Msg(format!(
                 "the quantum layer takes inputs of shape (samples, {}), not {dims:?}",
-                self.0.inputs()
+                self.layer.inputs()
             ))),
         }
     }
@@ -72,14 +81,18 @@ impl CustomOp2 for QuantumOp {
     ) -> Result<(CpuStorage, Shape)> {
         let samples = self.samples(x_layout.shape())?;
         let out = self
-            .0
-            .forward(&values(x, x_layout)?, &values(weights, weights_layout)?)
+            .simulator
+            .forward(
+                &self.layer,
+                &values(x, x_layout)?,
+                &values(weights, weights_layout)?,
+            )
             .map_err(Error::wrap)?;
         let storage = match x {
             CpuStorage::F32(_) => CpuStorage::F32(out.iter().map(|&v| v as f32).collect()),
             _ => CpuStorage::F64(out),
         };
-        Ok((storage, Shape::from((samples, self.0.outputs()))))
+        Ok((storage, Shape::from((samples, self.layer.outputs()))))
     }
 
     fn bwd(
@@ -90,8 +103,9 @@ impl CustomOp2 for QuantumOp {
         grad_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, gradients) = self
-            .0
+            .simulator
             .backward(
+                &self.layer,
                 &tensor_values(x)?,
                 &tensor_values(weights)?,
                 &tensor_values(grad_out)?,
@@ -115,8 +129,13 @@ pub struct QuantumLayer {
 }
 
 impl QuantumLayer {
-    /// The layer with the given starting weights (as many as the circuit has).
-    pub fn new(layer: adjoint::QuantumLayer, weights: Tensor) -> Result<Self> {
+    /// The layer with the given starting weights (as many as the circuit has), simulated by
+    /// `simulator`.
+    pub fn new(
+        layer: adjoint::QuantumLayer,
+        weights: Tensor,
+        simulator: Simulator,
+    ) -> Result<Self> {
         if weights.dims() != [layer.weights()] {
             return Err(Error::Msg(format!(
                 "the quantum layer has {} weights, not {:?}",
@@ -125,7 +144,7 @@ impl QuantumLayer {
             )));
         }
         Ok(Self {
-            op: QuantumOp::new(layer),
+            op: QuantumOp::new(layer, simulator),
             weights: Var::from_tensor(&weights)?,
         })
     }

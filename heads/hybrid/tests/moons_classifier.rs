@@ -8,10 +8,12 @@ use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, loss};
 use chimera_hybrid::moons::make_moons;
 use chimera_hybrid::templates::{angle_embedding, strongly_entangling_layers};
-use chimera_hybrid::{QuantumLayer, QuantumOp};
+use chimera_hybrid::{QuantumLayer, QuantumOp, Simulator};
 use chimera_quantum::adjoint::{self, Axis, Observable};
+use chimera_quantum::backend::cuda::CudaBackend;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
+use std::sync::Arc;
 
 fn uniform(rng: &mut ChaCha8Rng, n: usize, low: f32, high: f32) -> Vec<f32> {
     (0..n)
@@ -51,14 +53,18 @@ fn linear(rng: &mut ChaCha8Rng, inputs: usize, outputs: usize, vars: &mut Vec<Va
 }
 
 impl Model {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, simulator: Simulator) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut vars = Vec::new();
         let first = linear(&mut rng, 2, QUBITS, &mut vars);
         let circuit = circuit();
         let weights = uniform(&mut rng, circuit.weights(), 0.0, std::f32::consts::TAU);
-        let quantum =
-            QuantumLayer::new(circuit, Tensor::new(weights, &Device::Cpu).unwrap()).unwrap();
+        let quantum = QuantumLayer::new(
+            circuit,
+            Tensor::new(weights, &Device::Cpu).unwrap(),
+            simulator,
+        )
+        .unwrap();
         vars.push(quantum.weights().clone());
         let last = linear(&mut rng, QUBITS, 2, &mut vars);
         Self {
@@ -93,10 +99,10 @@ fn accuracy(model: &Model, x: &Tensor, y: &Tensor) -> f64 {
 
 /// Trains on 200 points (AdamW, learning rate 0.1, batches of 5, 20 epochs) and returns the
 /// model and its accuracy on 100 other points.
-fn train(seed: u64) -> (Model, f64) {
+fn train(seed: u64, simulator: Simulator) -> (Model, f64) {
     let (x, y) = tensors(200, 1);
     let (test_x, test_y) = tensors(100, 2);
-    let model = Model::new(seed);
+    let model = Model::new(seed, simulator);
     let params = ParamsAdamW {
         lr: 0.1,
         weight_decay: 0.0,
@@ -117,9 +123,24 @@ fn train(seed: u64) -> (Model, f64) {
 
 #[test]
 fn the_hybrid_moons_classifier_learns_and_is_deterministic() {
-    let (model, accuracy) = train(0);
-    assert!(accuracy >= 0.9, "test accuracy {accuracy}");
-    let (again, same) = train(0);
+    learns_and_is_deterministic(Simulator::Cpu);
+}
+
+/// The same on a GPU (CHIMERA's CUDA kernels simulate the circuit); SKIPPED without one.
+#[test]
+fn the_hybrid_moons_classifier_learns_and_is_deterministic_on_the_gpu() {
+    match CudaBackend::new() {
+        Ok(gpu) => learns_and_is_deterministic(Simulator::Cuda(Arc::new(gpu))),
+        Err(why) => eprintln!(
+            "SKIPPED the_hybrid_moons_classifier_learns_and_is_deterministic_on_the_gpu: {why}"
+        ),
+    }
+}
+
+fn learns_and_is_deterministic(simulator: Simulator) {
+    let (model, accuracy) = train(0, simulator.clone());
+    assert!(accuracy >= 0.9, "test accuracy {accuracy} ({simulator:?})");
+    let (again, same) = train(0, simulator);
     assert_eq!(accuracy, same);
     for (a, b) in model.vars.iter().zip(&again.vars) {
         let (a, b) = (a.flatten_all().unwrap(), b.flatten_all().unwrap());
@@ -129,7 +150,7 @@ fn the_hybrid_moons_classifier_learns_and_is_deterministic() {
 
 #[test]
 fn gradients_through_candle_are_the_circuits_adjoint_gradients() {
-    let op = QuantumOp::new(circuit());
+    let op = QuantumOp::new(circuit(), Simulator::Cpu);
     let layer = op.layer();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let x = uniform(&mut rng, 4 * QUBITS, -2.0, 2.0);
@@ -163,7 +184,7 @@ fn gradients_through_candle_are_the_circuits_adjoint_gradients() {
 
 #[test]
 fn inputs_of_the_wrong_width_are_refused() {
-    let op = QuantumOp::new(circuit());
+    let op = QuantumOp::new(circuit(), Simulator::Cpu);
     let x = Tensor::zeros((3, 5), DType::F32, &Device::Cpu).unwrap();
     let w = Tensor::zeros(op.layer().weights(), DType::F32, &Device::Cpu).unwrap();
     let error = x.apply_op2(&w, op).unwrap_err().to_string();

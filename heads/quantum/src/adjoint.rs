@@ -8,10 +8,15 @@
 //! about axis A with angle s adds Im⟨λ|A|φ⟩ to dL/ds, φ being the state just after it. Two
 //! statevectors, and no third: A acts on φ inside the inner product.
 //!
-//! Double precision on the CPU; samples of a batch run in parallel.
+//! Double precision, on the CPU (samples of a batch in parallel) or on a GPU (the batch's
+//! statevectors side by side in its memory: `backend::cuda`); [`Simulator`] picks.
+
+use std::sync::Arc;
 
 use num_complex::Complex;
 use rayon::prelude::*;
+
+use crate::backend::cuda::CudaBackend;
 
 use crate::bits::{deposit, insert_zeros};
 use crate::circuit::{C64, Gate};
@@ -82,6 +87,56 @@ pub enum LayerError {
         expected: usize,
         got: usize,
     },
+    #[error("the quantum layer's GPU simulation failed: {0}")]
+    Device(String),
+}
+
+/// Where a layer's batch is simulated.
+#[derive(Clone, Default)]
+pub enum Simulator {
+    /// The CPU, samples in parallel.
+    #[default]
+    Cpu,
+    /// A GPU, with CHIMERA's CUDA kernels.
+    Cuda(Arc<CudaBackend>),
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(gpu) => f.write_str(&crate::backend::Backend::describe(gpu.as_ref())),
+        }
+    }
+}
+
+impl Simulator {
+    /// [`QuantumLayer::forward`] here.
+    pub fn forward(
+        &self,
+        layer: &QuantumLayer,
+        inputs: &[f64],
+        weights: &[f64],
+    ) -> Result<Vec<f64>, LayerError> {
+        match self {
+            Self::Cpu => layer.forward(inputs, weights),
+            Self::Cuda(gpu) => gpu.layer_forward(layer, inputs, weights),
+        }
+    }
+
+    /// [`QuantumLayer::backward`] here.
+    pub fn backward(
+        &self,
+        layer: &QuantumLayer,
+        inputs: &[f64],
+        weights: &[f64],
+        upstream: &[f64],
+    ) -> Result<(Vec<f64>, Gradients), LayerError> {
+        match self {
+            Self::Cpu => layer.backward(inputs, weights, upstream),
+            Self::Cuda(gpu) => gpu.layer_backward(layer, inputs, weights, upstream),
+        }
+    }
 }
 
 /// A circuit with inputs and weights, and the observables it is read out with.
@@ -178,6 +233,19 @@ impl QuantumLayer {
         self.observables.len()
     }
 
+    pub fn qubits(&self) -> usize {
+        self.qubits
+    }
+
+    pub(crate) fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// Each observable's Pauli terms.
+    pub(crate) fn observable_terms(&self) -> &[Vec<(f64, PauliString)>] {
+        &self.observables
+    }
+
     fn check(&self, what: &'static str, expected: usize, got: usize) -> Result<(), LayerError> {
         if expected == got {
             Ok(())
@@ -191,7 +259,7 @@ impl QuantumLayer {
     }
 
     /// The number of samples in `inputs` (samples × inputs), once the shapes are checked.
-    fn samples(&self, inputs: &[f64], weights: &[f64]) -> Result<usize, LayerError> {
+    pub(crate) fn samples(&self, inputs: &[f64], weights: &[f64]) -> Result<usize, LayerError> {
         self.check("weights", self.weights, weights.len())?;
         // A layer with no inputs runs one sample.
         let samples = inputs.len().checked_div(self.inputs).unwrap_or(1);
@@ -280,7 +348,7 @@ impl QuantumLayer {
     }
 
     /// [`Self::samples`], with the upstream gradients checked to be one per output of each.
-    fn samples_with_upstream(
+    pub(crate) fn samples_with_upstream(
         &self,
         inputs: &[f64],
         weights: &[f64],
@@ -444,11 +512,8 @@ fn apply(state: &mut [C64], op: &Op, x: &[f64], weights: &[f64], shift: f64, inv
             apply_matrix(state, &[*qubit], &rotation_matrix(*axis, theta));
         }
         Op::Fixed(gate) if inverse => {
-            let d = gate.dim();
-            let dagger: Vec<C64> = (0..d * d)
-                .map(|rc| gate.matrix[(rc % d) * d + rc / d].conj())
-                .collect();
-            apply_matrix(state, &gate.qubits, &dagger);
+            let inverse = gate.adjoint();
+            apply_matrix(state, &inverse.qubits, &inverse.matrix);
         }
         Op::Fixed(gate) => apply_matrix(state, &gate.qubits, &gate.matrix),
     }
@@ -537,7 +602,7 @@ fn permute(state: &mut [C64], qubits: &[usize], images: &[usize]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -595,7 +660,7 @@ mod tests {
     }
 
     /// A random circuit of every kind of op, with inputs and weights used more than once.
-    fn random_layer(rng: &mut ChaCha8Rng, qubits: usize) -> QuantumLayer {
+    pub(crate) fn random_layer(rng: &mut ChaCha8Rng, qubits: usize) -> QuantumLayer {
         let mut ops = Vec::new();
         for _ in 0..6 * qubits {
             let qubit = below(rng, qubits);
@@ -619,7 +684,7 @@ mod tests {
         QuantumLayer::new(qubits, ops, &observables).unwrap()
     }
 
-    fn random_values(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    pub(crate) fn random_values(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
         (0..n)
             .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 6.0 - 3.0)
             .collect()

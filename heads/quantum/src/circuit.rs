@@ -25,6 +25,15 @@ impl Gate {
         1 << self.qubits.len()
     }
 
+    /// The inverse of the (unitary) gate: its conjugate transpose, on the same qubits.
+    pub fn adjoint(&self) -> Gate {
+        let d = self.dim();
+        let matrix = (0..d * d)
+            .map(|rc| self.matrix[(rc % d) * d + rc / d].conj())
+            .collect();
+        Gate::new(self.qubits.clone(), matrix)
+    }
+
     pub fn is_diagonal(&self) -> bool {
         let d = self.dim();
         self.matrix

@@ -17,7 +17,7 @@ use crate::fuse;
 use crate::pauli::PauliString;
 use crate::state::{self, CHUNK};
 use chimera_kernels::{
-    DENSE_MAX_QUBITS, DIAGONAL_MAX_QUBITS, LANE_BITS, LANES_MIN_LOW_RUN, STATEVECTOR,
+    DENSE_MAX_QUBITS, DIAGONAL_MAX_QUBITS, LANE_BITS, LANES_MIN_LOW_RUN, LAYER_KERNELS,
     dense_lanes_kernel,
 };
 use cudarc::driver::{
@@ -27,6 +27,8 @@ use cudarc::driver::{
 use num_complex::Complex;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod layer;
 
 /// Widest fused dense gate. Memory-bound up to about 5 qubits on an H100 in complex64.
 const DENSE_FUSE_QUBITS: usize = 4;
@@ -77,7 +79,7 @@ impl CudaBackend {
         // NVRTC wants a 'static name; the handful of distinct ones a process meets are kept.
         let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
         let ptx = chimera_kernels::compile_cached(
-            STATEVECTOR,
+            &chimera_kernels::source(),
             arch,
             chimera_kernels::default_cache_dir().as_deref(),
         )
@@ -86,13 +88,15 @@ impl CudaBackend {
             .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
             .map_err(|e| unavailable(format!("cannot load the kernels for {arch}: {e}")))?;
         let mut functions = HashMap::new();
-        for suffix in ["f32", "f64"] {
-            for name in chimera_kernels::statevector_kernels(suffix) {
-                let f = module
-                    .load_function(&name)
-                    .map_err(|e| unavailable(format!("kernel {name}: {e}")))?;
-                functions.insert(name, f);
-            }
+        let names = ["f32", "f64"]
+            .iter()
+            .flat_map(|suffix| chimera_kernels::statevector_kernels(suffix))
+            .chain(LAYER_KERNELS.map(String::from));
+        for name in names {
+            let f = module
+                .load_function(&name)
+                .map_err(|e| unavailable(format!("kernel {name}: {e}")))?;
+            functions.insert(name, f);
         }
         let name = context.name().unwrap_or_else(|_| "unknown GPU".into());
         Ok(CudaBackend {
@@ -308,6 +312,75 @@ fn grid(items: u64) -> LaunchConfig {
     }
 }
 
+/// Launches the fused gates `fused` in order on `amps`, which holds `amplitudes` amplitudes: one
+/// state of `n` qubits, or a batch of them side by side (the gates act alike on each). Nothing waits
+/// for the device.
+fn launch_gates<R: GpuReal>(
+    device: &Device,
+    amps: &mut CudaSlice<R>,
+    n: usize,
+    amplitudes: u64,
+    fused: &[Gate],
+) -> Result<(), cudarc::driver::DriverError> {
+    if fused.is_empty() {
+        return Ok(());
+    }
+    // All integer arguments and all matrices in one upload each; kernels read their part.
+    let mut ints: Vec<i32> = Vec::new();
+    let mut values: Vec<R> = Vec::new();
+    let plan: Vec<_> = fused
+        .iter()
+        .map(|g| plan_launch(g, n, &mut ints, &mut values))
+        .collect();
+    let stream = &device.stream;
+    let ints_d = stream.clone_htod(&ints)?;
+    let values_d = stream.clone_htod(&values)?;
+    for (launch, i, v) in plan {
+        let i_view = ints_d.slice(i..);
+        let v_view = values_d.slice(v..);
+        // SAFETY (each launch): the kernel's contract in statevector.cu: `amplitudes` amplitudes,
+        // ascending qubits below n, the integers and values `plan_launch` laid out for it.
+        match launch {
+            Launch::Diagonal { k } => {
+                let k = k as i32;
+                let mut b = stream.launch_builder(kernel::<R>(device, "diagonal"));
+                b.arg(&mut *amps)
+                    .arg(&amplitudes)
+                    .arg(&i_view)
+                    .arg(&k)
+                    .arg(&v_view);
+                unsafe { b.launch(grid(amplitudes)) }?;
+            }
+            Launch::Lanes { k, low } => {
+                let warps = amplitudes >> (LANE_BITS + k - low);
+                let name = dense_lanes_kernel(k, low);
+                let mut b = stream.launch_builder(kernel::<R>(device, &name));
+                b.arg(&mut *amps).arg(&warps).arg(&i_view).arg(&v_view);
+                unsafe { b.launch(grid(warps << LANE_BITS)) }?;
+            }
+            Launch::Groups {
+                kernel: base,
+                k,
+                width,
+                controls,
+            } => {
+                let groups = amplitudes >> width;
+                let width = width as i32;
+                let name = format!("{base}{k}");
+                let mut b = stream.launch_builder(kernel::<R>(device, &name));
+                b.arg(&mut *amps)
+                    .arg(&groups)
+                    .arg(&i_view)
+                    .arg(&width)
+                    .arg(&controls)
+                    .arg(&v_view);
+                unsafe { b.launch(grid(groups)) }?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl<R: GpuReal> CudaState<R> {
     fn new(num_qubits: usize, device: Arc<Device>) -> Result<Self, BackendError> {
         let fail =
@@ -350,62 +423,11 @@ impl<R: GpuReal> StateVector for CudaState<R> {
 
     fn apply(&mut self, gates: &[Gate]) {
         let fused = fuse::fuse(gates, DENSE_FUSE_QUBITS, DIAGONAL_FUSE_QUBITS);
-        if fused.is_empty() {
-            return;
-        }
-        // All integer arguments and all matrices in one upload each; kernels read their part.
-        let mut ints: Vec<i32> = Vec::new();
-        let mut values: Vec<R> = Vec::new();
-        let plan: Vec<_> = fused
-            .iter()
-            .map(|g| plan_launch(g, self.num_qubits, &mut ints, &mut values))
-            .collect();
-        let device = self.device.clone();
-        let stream = &device.stream;
-        let ints_d = check("upload of gate arguments", stream.clone_htod(&ints));
-        let values_d = check("upload of gate matrices", stream.clone_htod(&values));
-        let n = self.len();
-        for (launch, i, v) in plan {
-            let i_view = ints_d.slice(i..);
-            let v_view = values_d.slice(v..);
-            let amps = &mut self.amps;
-            // SAFETY (each launch): the kernel's contract in statevector.cu: 2^n amplitudes,
-            // ascending qubits below n, the integers and values `plan_launch` laid out for it.
-            let result = match launch {
-                Launch::Diagonal { k } => {
-                    let k = k as i32;
-                    let mut b = stream.launch_builder(kernel::<R>(&device, "diagonal"));
-                    b.arg(amps).arg(&n).arg(&i_view).arg(&k).arg(&v_view);
-                    unsafe { b.launch(grid(n)) }
-                }
-                Launch::Lanes { k, low } => {
-                    let warps = n >> (LANE_BITS + k - low);
-                    let name = dense_lanes_kernel(k, low);
-                    let mut b = stream.launch_builder(kernel::<R>(&device, &name));
-                    b.arg(amps).arg(&warps).arg(&i_view).arg(&v_view);
-                    unsafe { b.launch(grid(warps << LANE_BITS)) }
-                }
-                Launch::Groups {
-                    kernel: base,
-                    k,
-                    width,
-                    controls,
-                } => {
-                    let groups = n >> width;
-                    let width = width as i32;
-                    let name = format!("{base}{k}");
-                    let mut b = stream.launch_builder(kernel::<R>(&device, &name));
-                    b.arg(amps)
-                        .arg(&groups)
-                        .arg(&i_view)
-                        .arg(&width)
-                        .arg(&controls)
-                        .arg(&v_view);
-                    unsafe { b.launch(grid(groups)) }
-                }
-            };
-            check("gate kernel launch", result);
-        }
+        let (n, amplitudes) = (self.num_qubits, self.len());
+        check(
+            "gate kernel launch",
+            launch_gates(&self.device, &mut self.amps, n, amplitudes, &fused),
+        );
         let state_bytes = self.amps.len() * std::mem::size_of::<R>();
         self.device.work.passes(fused.len(), state_bytes);
     }

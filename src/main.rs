@@ -2,6 +2,7 @@
 
 mod audit;
 mod bandwidth;
+mod bench;
 mod client;
 mod demo;
 mod head;
@@ -58,6 +59,10 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
     Bandwidth(bandwidth::BandwidthArgs),
+    /// The researchers' report: the standard circuits at growing qubit counts on each backend
+    /// here (and on qsim and Qiskit Aer when installed), as a Markdown table, raw JSON and SVG
+    /// plots in a directory.
+    Bench(bench::BenchArgs),
     /// Train a model from a training spec (the YAML of a `chimera-train` block), on the CPU unless
     /// `--device cuda`.
     Train(train::TrainArgs),
@@ -96,6 +101,7 @@ fn main() -> std::process::ExitCode {
         Command::Head(args) => head::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),
+        Command::Bench(args) => bench::run_bench(args),
         Command::Train(args) => train::run(args),
         Command::Infer(args) => train::infer(args),
         Command::Keygen(args) => maml::keygen(args),

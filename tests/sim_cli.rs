@@ -195,3 +195,100 @@ fn mistakes_are_reported_with_what_where_and_what_to_do() {
     ]));
     assert!(e.contains("50 qubits") && e.contains("16.0 PiB"), "{e}");
 }
+
+/// `chimera bench` writes its report: the table, the raw numbers, two well-formed SVG plots with a
+/// line per circuit kind and simulator, the circuits, and what did not run and why.
+#[test]
+fn bench_writes_a_report_with_tables_json_and_plots() {
+    let dir = work_dir("bench");
+    let out_dir = dir.join("report");
+    let out = ok(chimera(&[
+        "bench",
+        "--qubits",
+        "8,4",
+        "--backends",
+        "cpu",
+        "--threads",
+        "2",
+        "--repeat",
+        "1",
+        "--python",
+        "none",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("report.md (6 timings"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "3 kinds × 2 widths on one backend: {rows:?}");
+    for row in rows {
+        assert_eq!(row["simulator"], "chimera cpu");
+        assert!(row["seconds"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["gb_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let label = &json["label"];
+    assert!(label["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(label["devices"][0].as_str().unwrap().starts_with("cpu ("));
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    for expected in [
+        "| circuit | qubits | gates | chimera cpu |",
+        "| qft | 4 |",
+        "| random | 8 |",
+        "![time per circuit](time.svg)",
+    ] {
+        assert!(report.contains(expected), "{expected} not in\n{report}");
+    }
+    for plot in ["time.svg", "bandwidth.svg"] {
+        let svg = std::fs::read_to_string(out_dir.join(plot)).unwrap();
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3, "{plot}");
+        for kind in [
+            "ghz · chimera cpu",
+            "qft · chimera cpu",
+            "random · chimera cpu",
+        ] {
+            assert!(svg.contains(kind), "{plot} has no line {kind}");
+        }
+    }
+    let ghz = std::fs::read_to_string(out_dir.join("circuits/ghz_8.qasm")).unwrap();
+    assert!(ghz.contains("cx q[6],q[7];"), "{ghz}");
+
+    // Anchors asked of a Python that is not there: chimera's numbers still come, and the report
+    // says why qsim and Aer are missing.
+    let out = ok(chimera(&[
+        "bench",
+        "--qubits",
+        "4",
+        "--backends",
+        "cpu",
+        "--repeat",
+        "1",
+        "--python",
+        "/nonexistent/python3",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]));
+    assert!(out.status.success());
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("qsim and Aer: cannot run /nonexistent/python3"),
+        "{report}"
+    );
+    let err = failure(&chimera(&[
+        "bench",
+        "--qubits",
+        "40",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("--qubits 40: each count must be 2 to 34"),
+        "{err}"
+    );
+}

@@ -57,6 +57,11 @@ pub fn largest_gpu_memory() -> Option<u64> {
         .max()
 }
 
+/// The NVIDIA driver's version, when NVML answers.
+pub fn driver_version() -> Option<String> {
+    open_nvml().ok()?.sys_driver_version().ok()
+}
+
 fn sample(nvml: &Nvml) -> Result<(), NvmlError> {
     for index in 0..nvml.device_count()? {
         let device = nvml.device_by_index(index)?;

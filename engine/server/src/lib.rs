@@ -10,7 +10,7 @@ mod circuits;
 pub mod client_certificates;
 pub mod convert;
 pub mod dispatch;
-mod gpu_metrics;
+pub mod gpu_metrics;
 mod http_door;
 pub mod limits;
 mod merkle;

@@ -355,11 +355,17 @@ fn write_report(dir: &Path, report: &Report) -> Result<()> {
         all
     };
     let label = &report.label;
-    let caption = format!("{} · commit {}", label.devices.join(" · "), label.commit);
+    let caption = format!(
+        "{} · {} · commit {}",
+        label.devices.join(" · "),
+        label.date.get(..10).unwrap_or(&label.date),
+        label.commit
+    );
     std::fs::write(
         dir.join("time.svg"),
         line_chart(
-            &format!("Time per circuit · {caption}"),
+            "Time per circuit",
+            &caption,
             "milliseconds",
             Scale::Log,
             &series(|r| r.seconds * 1e3),
@@ -368,7 +374,8 @@ fn write_report(dir: &Path, report: &Report) -> Result<()> {
     std::fs::write(
         dir.join("bandwidth.svg"),
         line_chart(
-            &format!("Effective bandwidth · {caption}"),
+            "Effective bandwidth",
+            &caption,
             "GB/s (each gate a pass over the state)",
             Scale::Linear,
             &series(|r| r.gb_per_s),

@@ -19,7 +19,7 @@ pub enum Scale {
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 440.0;
 /// The plot area's margins: left, right (the legend), top, bottom.
-const MARGIN: (f64, f64, f64, f64) = (70.0, 210.0, 40.0, 50.0);
+const MARGIN: (f64, f64, f64, f64) = (70.0, 210.0, 48.0, 50.0);
 const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
@@ -31,8 +31,15 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A chart of `series` (points with y ≤ 0 are left out on a log scale).
-pub fn line_chart(title: &str, y_label: &str, scale: Scale, series: &[Series]) -> String {
+/// A chart of `series` (points with y ≤ 0 are left out on a log scale), titled, with a smaller
+/// line under the title (what ran it).
+pub fn line_chart(
+    title: &str,
+    subtitle: &str,
+    y_label: &str,
+    scale: Scale,
+    series: &[Series],
+) -> String {
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
@@ -87,11 +94,12 @@ pub fn line_chart(title: &str, y_label: &str, scale: Scale, series: &[Series]) -
         svg,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>
+<text x="10" y="18" font-size="15">{}</text>
+<text x="10" y="33" font-size="11" fill="#555">{}</text>
 <rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>
 "##,
-        left + plot_w / 2.0,
-        escape(title)
+        escape(title),
+        escape(subtitle)
     );
     for tick in &ticks {
         let y = py(*tick);

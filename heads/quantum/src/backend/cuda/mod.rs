@@ -32,7 +32,11 @@ mod layer;
 
 /// Widest fused dense gate. Memory-bound up to about 5 qubits on an H100 in complex64.
 const DENSE_FUSE_QUBITS: usize = 4;
-const DIAGONAL_FUSE_QUBITS: usize = DIAGONAL_MAX_QUBITS;
+/// Widest fused diagonal gate. The kernel takes up to `DIAGONAL_MAX_QUBITS`, but a fused gate is
+/// built and checked on the host as a dense 2^k x 2^k matrix: at 10 qubits 16 MiB each, which made
+/// a QFT spend more time in fusion than on the GPU (`chimera bench` on an H100: 93 ms at 16
+/// qubits, against 6 ms on the CPU). At 8, 1 MiB, as the CPU backend fuses.
+const DIAGONAL_FUSE_QUBITS: usize = 8;
 const THREADS: u32 = 256;
 /// Blocks of the reductions that stride over the whole state.
 const REDUCTION_BLOCKS: u32 = 1024;

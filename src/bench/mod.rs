@@ -32,6 +32,8 @@ use plot::{Scale, Series, line_chart};
 const ANCHOR_SCRIPT: &str = include_str!("../../benches/anchor_times.py");
 /// The anchor script times with compare.py's functions.
 const COMPARE_SCRIPT: &str = include_str!("../../benches/compare.py");
+/// Every simulator in the report runs in this precision.
+const PRECISION: Precision = Precision::Single;
 /// The largest state the report goes to: 2^34 complex64 amplitudes are 128 GiB.
 const MAX_QUBITS: usize = 34;
 
@@ -100,7 +102,8 @@ struct Report {
 
 impl Row {
     fn new(c: &BenchCircuit, simulator: String, seconds: f64) -> Self {
-        let pass_bytes = 2.0 * 8.0 * (1u64 << c.qubits) as f64;
+        let state_bytes = PRECISION.bytes_per_amplitude() << c.qubits;
+        let pass_bytes = 2.0 * state_bytes as f64;
         Row {
             circuit: c.kind,
             qubits: c.qubits,
@@ -165,7 +168,7 @@ fn time_chimera(
     let options = RunOptions {
         shots,
         seed: 1,
-        precision: Precision::Single,
+        precision: PRECISION,
         observables: Vec::new(),
         keep_state: false,
     };

@@ -198,16 +198,12 @@ fn loss(kind: Loss, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Ten
 }
 
 /// Mean loss and accuracy of `model` on all of `data`.
-fn evaluate(
-    model: &Classifier,
-    data: &Dataset,
-    kind: Loss,
-    device: &Device,
-) -> candle_core::Result<(f32, f64)> {
+fn evaluate(model: &Classifier, batches: &Batches, kind: Loss) -> candle_core::Result<(f32, f64)> {
+    let data = batches.data;
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(1024) {
-        let (x, y) = gather(data, chunk, device)?;
+        let (x, y) = batches.get(chunk)?;
         let logits = model.forward(&x, None)?;
         loss_sum += f64::from(loss(kind, &logits, &y)?.to_scalar::<f32>()?) * chunk.len() as f64;
         correct += chunk
@@ -275,6 +271,7 @@ pub fn train(
     };
     let cancelled = |step| TrainError::Cancelled { step };
     let source = Batches::new(&training, device)?;
+    let validation_batches = Batches::new(&validation, device)?;
     while progress.epoch < spec.epochs {
         let learning_rate = spec.schedule.learning_rate(
             spec.optimizer.learning_rate(),
@@ -322,7 +319,7 @@ pub fn train(
         }
         sums.read_into(&mut progress)?;
         progress.seconds += since.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) = evaluate(&model, &validation, spec.loss, device)?;
+        let (val_loss, val_accuracy) = evaluate(&model, &validation_batches, spec.loss)?;
         let epoch = EpochProgress {
             epoch: progress.epoch + 1,
             epochs: spec.epochs,

@@ -150,6 +150,14 @@ pub struct QuantumLayer {
     weights: usize,
 }
 
+/// A layer's observable terms: the diagonal ones (Z products) as (observable, coefficient, sign
+/// mask), which one pass over a state reads together, and the others (with X or Y factors) as
+/// (observable, coefficient, string), a pass each.
+pub(crate) struct SplitTerms {
+    pub diagonal: Vec<(usize, f64, u64)>,
+    pub other: Vec<(usize, f64, PauliString)>,
+}
+
 /// Gradients of a loss with respect to a batch's inputs (samples × inputs) and the weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gradients {
@@ -244,6 +252,19 @@ impl QuantumLayer {
     /// Each observable's Pauli terms.
     pub(crate) fn observable_terms(&self) -> &[Vec<(f64, PauliString)>] {
         &self.observables
+    }
+
+    /// The observables' terms as they are evaluated.
+    pub(crate) fn split_terms(&self) -> SplitTerms {
+        let all = (self.observables.iter().enumerate())
+            .flat_map(|(k, terms)| terms.iter().map(move |&(c, p)| (k, c, p)));
+        let (diagonal, other): (Vec<_>, Vec<_>) = all.partition(|(_, _, p)| p.flip == 0);
+        SplitTerms {
+            diagonal: (diagonal.into_iter())
+                .map(|(k, c, p)| (k, c, p.sign))
+                .collect(),
+            other,
+        }
     }
 
     fn check(&self, what: &'static str, expected: usize, got: usize) -> Result<(), LayerError> {
@@ -389,14 +410,7 @@ impl QuantumLayer {
     /// Every observable's value, the diagonal terms (Z products) of all of them in one pass.
     fn expectations(&self, state: &[C64]) -> Vec<f64> {
         let mut values = vec![0.0; self.outputs()];
-        let diagonal: Vec<(usize, f64, u64)> = (self.observables.iter().enumerate())
-            .flat_map(|(k, terms)| {
-                terms
-                    .iter()
-                    .filter(|(_, p)| p.flip == 0)
-                    .map(move |(c, p)| (k, *c, p.sign))
-            })
-            .collect();
+        let SplitTerms { diagonal, other } = self.split_terms();
         for (i, a) in state.iter().enumerate() {
             let p = a.norm_sqr();
             for &(k, c, sign) in &diagonal {
@@ -404,10 +418,8 @@ impl QuantumLayer {
                 values[k] += if parity == 0 { c * p } else { -c * p };
             }
         }
-        for (k, terms) in self.observables.iter().enumerate() {
-            for (c, p) in terms.iter().filter(|(_, p)| p.flip != 0) {
-                values[k] += c * crate::state::expectation(state, p);
-            }
+        for (k, c, p) in other {
+            values[k] += c * crate::state::expectation(state, &p);
         }
         values
     }
@@ -442,13 +454,7 @@ impl QuantumLayer {
 
 /// `out += coefficient · P · state`.
 fn add_pauli(out: &mut [C64], state: &[C64], p: &PauliString, coefficient: f64) {
-    let phase = [
-        C64::new(1.0, 0.0),
-        C64::new(0.0, 1.0),
-        C64::new(-1.0, 0.0),
-        C64::new(0.0, -1.0),
-    ][(p.y_count % 4) as usize]
-        * coefficient;
+    let phase = p.phase() * coefficient;
     let (flip, sign) = (p.flip as usize, p.sign as usize);
     for (i, a) in state.iter().enumerate() {
         let term = phase * a;

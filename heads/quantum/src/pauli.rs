@@ -1,5 +1,7 @@
 //! Pauli sums: observables such as `Z0 Z1 + 0.5*X2 - 0.25 * Y0*Y3`.
 
+use num_complex::Complex;
+
 /// One Pauli string, stored as what it does to a basis state |i>:
 /// P|i> = i^y_count * (-1)^popcount(i & sign) * |i ^ flip>.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +11,18 @@ pub struct PauliString {
     /// Qubits with Z or Y.
     pub sign: u64,
     pub y_count: u32,
+}
+
+impl PauliString {
+    /// i^y_count: the phase every term of P|i> carries.
+    pub fn phase(&self) -> Complex<f64> {
+        [
+            Complex::new(1.0, 0.0),
+            Complex::new(0.0, 1.0),
+            Complex::new(-1.0, 0.0),
+            Complex::new(0.0, -1.0),
+        ][(self.y_count % 4) as usize]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -151,13 +151,8 @@ pub fn scan_chunk<F: Real>(
 pub fn expectation<F: Real>(amps: &[Complex<F>], p: &PauliString) -> f64 {
     let flip = p.flip as usize;
     let sign = p.sign as usize;
-    // i^y_count: the phase every term carries; the sum is real for a Hermitian P.
-    let phase = [
-        Complex::new(1.0, 0.0),
-        Complex::new(0.0, 1.0),
-        Complex::new(-1.0, 0.0),
-        Complex::new(0.0, -1.0),
-    ][(p.y_count % 4) as usize];
+    // The sum times P's phase is real for a Hermitian P.
+    let phase = p.phase();
     let sum: Complex<f64> = amps
         .par_chunks(CHUNK)
         .enumerate()

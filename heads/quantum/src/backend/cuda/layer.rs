@@ -14,9 +14,9 @@ use num_complex::Complex;
 
 use super::{
     CudaBackend, DENSE_FUSE_QUBITS, DIAGONAL_FUSE_QUBITS, Device, HEADROOM, THREADS, grid,
-    launch_gates,
+    group_sums, launch_gates,
 };
-use crate::adjoint::{Angle, Axis, Gradients, LayerError, Op, QuantumLayer};
+use crate::adjoint::{Angle, Axis, Gradients, LayerError, Op, QuantumLayer, SplitTerms};
 use crate::backend::human_bytes;
 use crate::circuit::Gate;
 use crate::fuse;
@@ -259,16 +259,8 @@ impl<'a> Batch<'a> {
         partial: &CudaSlice<f64>,
         width: usize,
     ) -> Result<Vec<f64>, LayerError> {
-        let host = self
-            .device
-            .stream
-            .clone_dtoh(partial)
-            .map_err(device_error)?;
-        let per_sample = self.blocks_per_sample as usize * width;
-        Ok(host
-            .chunks_exact(per_sample)
-            .flat_map(|blocks| (0..width).map(move |w| blocks.iter().skip(w).step_by(width).sum()))
-            .collect())
+        group_sums(self.device, partial, self.blocks_per_sample as usize, width)
+            .map_err(device_error)
     }
 
     /// ⟨O_k⟩ for each sample (samples × outputs): the Z products eight to a pass over the batch,
@@ -277,14 +269,7 @@ impl<'a> Batch<'a> {
         let (device, stream) = (self.device, &self.device.stream);
         let outputs = self.layer.outputs();
         let mut values = vec![0.0; self.samples * outputs];
-        let terms = self.layer.observable_terms();
-        let diagonal: Vec<(usize, f64, u64)> = (terms.iter().enumerate())
-            .flat_map(|(k, terms)| {
-                (terms.iter())
-                    .filter(|(_, p)| p.flip == 0)
-                    .map(move |(c, p)| (k, *c, p.sign))
-            })
-            .collect();
+        let SplitTerms { diagonal, other } = self.layer.split_terms();
         let n = self.layer.qubits() as i32;
         let bps = self.blocks_per_sample as i32;
         let blocks = self.samples * self.blocks_per_sample as usize;
@@ -313,26 +298,23 @@ impl<'a> Batch<'a> {
                 }
             }
         }
-        for (k, terms) in terms.iter().enumerate() {
-            for (c, p) in terms.iter().filter(|(_, p)| p.flip != 0) {
-                let mut partial = stream
-                    .alloc_zeros::<f64>(2 * blocks)
-                    .map_err(device_error)?;
-                let mut launch = stream.launch_builder(layer_kernel(device, "layer_pauli"));
-                launch
-                    .arg(&self.phi)
-                    .arg(&n)
-                    .arg(&bps)
-                    .arg(&p.flip)
-                    .arg(&p.sign)
-                    .arg(&mut partial);
-                // SAFETY: samples × 2^n amplitudes, flip below 2^n, two sums per block.
-                unsafe { launch.launch(self.reduction()) }.map_err(device_error)?;
-                let sums = self.per_sample_sums(&partial, 2)?;
-                let phase = Complex::new(0.0, 1.0).powu(p.y_count);
-                for (b, s) in sums.chunks_exact(2).enumerate() {
-                    values[b * outputs + k] += c * (Complex::new(s[0], s[1]) * phase).re;
-                }
+        for (k, c, p) in other {
+            let mut partial = stream
+                .alloc_zeros::<f64>(2 * blocks)
+                .map_err(device_error)?;
+            let mut launch = stream.launch_builder(layer_kernel(device, "layer_pauli"));
+            launch
+                .arg(&self.phi)
+                .arg(&n)
+                .arg(&bps)
+                .arg(&p.flip)
+                .arg(&p.sign)
+                .arg(&mut partial);
+            // SAFETY: samples × 2^n amplitudes, flip below 2^n, two sums per block.
+            unsafe { launch.launch(self.reduction()) }.map_err(device_error)?;
+            let sums = self.per_sample_sums(&partial, 2)?;
+            for (b, s) in sums.chunks_exact(2).enumerate() {
+                values[b * outputs + k] += c * (Complex::new(s[0], s[1]) * p.phase()).re;
             }
         }
         Ok(values)
@@ -353,7 +335,7 @@ impl<'a> Batch<'a> {
             .map_err(device_error)?;
         for (k, terms) in layer.observable_terms().iter().enumerate() {
             for (c, p) in terms {
-                let phase = Complex::new(0.0, 1.0).powu(p.y_count);
+                let phase = p.phase();
                 let g_k = g.slice(k..);
                 let mut launch = stream.launch_builder(layer_kernel(device, "layer_add_pauli"));
                 launch

@@ -385,6 +385,21 @@ fn launch_gates<R: GpuReal>(
     Ok(())
 }
 
+/// The per-block partial results a reduction kernel left (`width` values per block) summed, in a
+/// fixed order, per group of `blocks_per_group` consecutive blocks: `width` sums for each group.
+fn group_sums(
+    device: &Device,
+    partial: &CudaSlice<f64>,
+    blocks_per_group: usize,
+    width: usize,
+) -> Result<Vec<f64>, cudarc::driver::DriverError> {
+    let host = device.stream.clone_dtoh(partial)?;
+    Ok(host
+        .chunks_exact(blocks_per_group * width)
+        .flat_map(|blocks| (0..width).map(move |w| blocks.iter().skip(w).step_by(width).sum()))
+        .collect())
+}
+
 impl<R: GpuReal> CudaState<R> {
     fn new(num_qubits: usize, device: Arc<Device>) -> Result<Self, BackendError> {
         let fail =
@@ -410,13 +425,11 @@ impl<R: GpuReal> CudaState<R> {
 
     /// Sum of the per-block partial results a reduction kernel leaves, `width` values per block.
     fn partial_sums(&self, partial: &CudaSlice<f64>, width: usize) -> Vec<f64> {
-        let host = check(
+        let blocks = partial.len() / width;
+        check(
             "copy of partial sums",
-            self.device.stream.clone_dtoh(partial),
-        );
-        (0..width)
-            .map(|w| host.iter().skip(w).step_by(width).sum())
-            .collect()
+            group_sums(&self.device, partial, blocks, width),
+        )
     }
 }
 
@@ -529,8 +542,8 @@ impl<R: GpuReal> StateVector for CudaState<R> {
         // SAFETY: 2^n amplitudes, flip below 2^n, two partial sums per block.
         check("expectation kernel", unsafe { launch.launch(config) });
         let s = self.partial_sums(&partial, 2);
-        // Times i^y_count; the result is real for a Hermitian P.
-        let sum = Complex::new(s[0], s[1]) * Complex::new(0.0, 1.0).powu(p.y_count);
+        // Times P's phase; the result is real for a Hermitian P.
+        let sum = Complex::new(s[0], s[1]) * p.phase();
         sum.re
     }
 

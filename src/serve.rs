@@ -11,7 +11,6 @@ use chimera_server::{Engine, EngineConfig, KEY_ROTATION, Tls, default_heads, met
 use chimera_supervisor::{HeadConfig, Launcher};
 use clap::Args;
 use metrics_exporter_prometheus::Matcher;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -36,15 +35,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     tls: TlsArgs,
     /// Also serve the HTTP door here (`POST /execute`, `POST /maml/execute`, `GET /health`,
-    /// `GET /`): plaintext, so loopback only unless --allow-plaintext.
+    /// `GET /`): with the gRPC port's TLS settings, or plaintext (loopback only unless
+    /// --allow-plaintext) when it has none.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<String>,
 }
 
-/// TLS on the gRPC port (rustls); plaintext is served on loopback only, unless allowed.
+/// TLS on the gRPC port and the HTTP door (rustls); plaintext is served on loopback only,
+/// unless allowed.
 #[derive(Args)]
 pub struct TlsArgs {
-    /// The server's certificate chain (PEM); with --tls-key, the port speaks TLS only.
+    /// The server's certificate chain (PEM); with --tls-key, the gRPC port and the HTTP door
+    /// speak TLS only.
     #[arg(long, requires = "tls_key", value_name = "PEM")]
     tls_cert: Option<PathBuf>,
     /// The server certificate's private key (PEM).
@@ -68,19 +70,17 @@ impl TlsArgs {
         let read = |path: &PathBuf, what: &str| {
             std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
         };
-        let identity = Identity::from_pem(
-            read(cert, "the --tls-cert certificate")?,
-            read(key, "the --tls-key key")?,
-        );
-        let mut config = ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &self.tls_client_ca {
-            config =
-                config.client_ca_root(Certificate::from_pem(read(ca, "the --tls-client-ca CA")?));
-        }
-        Ok(Some(Tls {
-            config,
-            clients_verified: self.tls_client_ca.is_some(),
-        }))
+        let client_ca = match &self.tls_client_ca {
+            Some(ca) => Some(read(ca, "the --tls-client-ca CA")?),
+            None => None,
+        };
+        let tls = Tls::from_pem(
+            &read(cert, "the --tls-cert certificate")?,
+            &read(key, "the --tls-key key")?,
+            client_ca.as_deref(),
+        )
+        .context("--tls-cert, --tls-key and --tls-client-ca")?;
+        Ok(Some(tls))
     }
 
     /// What the port speaks, for the start-up line.
@@ -232,15 +232,17 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
                 .await
                 .with_context(|| format!("cannot listen on --http-listen {addr}"))?;
             let at = http.local_addr()?;
-            if !at.ip().is_loopback() && !args.tls.allow_plaintext {
+            if tls.is_none() && !at.ip().is_loopback() && !args.tls.allow_plaintext {
                 bail!(
-                    "--http-listen {at} is not a loopback address, and the HTTP door speaks \
-                     plaintext only: put it behind a TLS proxy on loopback, or give \
+                    "--http-listen {at} is not a loopback address, and plaintext there lets \
+                     anyone on the network read and send jobs: give --tls-cert and --tls-key \
+                     (the HTTP door then speaks TLS, as the gRPC port does), or \
                      --allow-plaintext"
                 );
             }
+            let scheme = if tls.is_some() { "https" } else { "http" };
             // Before the gRPC line, which tests and scripts wait for.
-            println!("chimera serve: HTTP door on http://{at}");
+            println!("chimera serve: HTTP door on {scheme}://{at}");
             Some(http)
         }
     };

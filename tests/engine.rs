@@ -1440,6 +1440,61 @@ async fn tls_client(
     Ok(EngineClient::new(channel))
 }
 
+/// One HTTP/1.1 request over TLS to `addr`, trusting `dir`'s test CA, with the client
+/// certificate `NAME.pem` if given: the status code and the body, or what failed.
+fn https(
+    addr: &str,
+    dir: &Path,
+    client_cert: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some(name) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(dir.join(format!("{name}.pem"))).unwrap()],
+                PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap(),
+            )
+            .unwrap(),
+    };
+    let connection = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .map_err(std::io::Error::other)?;
+    let mut stream =
+        rustls::StreamOwned::new(connection, std::net::TcpStream::connect(addr).unwrap());
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/markdown\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let code = answer
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {answer:?}")))?;
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+    Ok((code, body))
+}
+
 #[test]
 fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
     let dir = work_dir("engine-tls");
@@ -1461,9 +1516,17 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             &key,
             "--tls-client-ca",
             &client_ca,
+            "--http-listen",
+            "127.0.0.1:0",
         ],
     );
     let url = served.url.replace("http://", "https://");
+    let door = served
+        .preamble
+        .iter()
+        .find_map(|l| l.strip_prefix("chimera serve: HTTP door on https://"))
+        .expect("the HTTP door speaks TLS too")
+        .to_owned();
     runtime().block_on(async {
         let mut client = tls_client(&url, &dir, Some("lab")).await.unwrap();
         let bell = document(
@@ -1515,8 +1578,53 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             &file("lab.key"),
         ]));
         assert!(String::from_utf8_lossy(&out.stdout).contains("q0"));
+
+        // The HTTP door: the same certificate, and the same client certificate check.
+        let bell_http = document(
+            "urn:uuid:over-https",
+            "quantum_circuit",
+            "",
+            "shots: 10",
+            &[("qasm", BELL)],
+        );
+        let signed_http = signed(&bell_http, &lab);
+        let door_call = |cert, method, path, body| https(&door, &dir, cert, method, path, body);
+        let (code, body) = door_call(Some("lab"), "POST", "/execute", &signed_http).unwrap();
+        assert_eq!(
+            (code, &json(&body)["status"]),
+            (200, &"succeeded".into()),
+            "{body}"
+        );
+        let (code, body) = door_call(Some("stranger"), "POST", "/execute", &signed_http).unwrap();
+        assert_eq!(
+            (code, &json(&body)["reason"]),
+            (403, &"UNKNOWN_CLIENT".into()),
+            "{body}"
+        );
+        let (code, body) = door_call(Some("stranger"), "GET", "/", b"").unwrap();
+        assert_eq!(
+            (code, &json(&body)["reason"]),
+            (403, &"UNKNOWN_CLIENT".into()),
+            "{body}"
+        );
+        let (code, _) = door_call(Some("stranger"), "GET", "/health", b"").unwrap();
+        assert_eq!(code, 200);
+        // No certificate: the handshake fails, so no request is read. Plaintext: no HTTP answer.
+        door_call(None, "GET", "/health", b"").unwrap_err();
+        let mut plain = std::net::TcpStream::connect(&door).unwrap();
+        std::io::Write::write_all(&mut plain, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut plain, &mut answer);
+        assert!(!answer.starts_with(b"HTTP/"), "the door answered plaintext");
+
         // Revoked: its certificate no longer opens the door.
         ok(chimera(&["trust", "revoke", "lab", "--data-dir", data_arg]));
+        let (code, body) = door_call(Some("lab"), "GET", "/", b"").unwrap();
+        assert_eq!(
+            (code, &json(&body)["reason"]),
+            (403, &"REVOKED_CLIENT".into()),
+            "{body}"
+        );
         let refused = call(client).await.unwrap_err();
         assert_eq!(
             chimera_server::refusal::reason_of(&refused).as_deref(),

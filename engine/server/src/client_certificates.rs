@@ -42,45 +42,51 @@ pub fn certificate_name(der: &[u8]) -> Option<String> {
     })
 }
 
-/// The interceptor in front of every call when client certificates are required.
+/// The interceptor in front of every gRPC call when client certificates are required.
 pub fn require_trusted(
     trust: Arc<TrustFile>,
 ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut request: Request<()>| {
-        let refused = |code, reason, message: String| Err(refusal::status(code, reason, message));
-        let Some(name) = request
-            .peer_certs()
-            .and_then(|chain| chain.first().and_then(|c| certificate_name(c.as_ref())))
-        else {
-            return refused(
-                Code::Unauthenticated,
-                "CLIENT_CERTIFICATE_REQUIRED",
-                "this engine takes calls only with a client certificate that names a trusted key \
-                 (its first DNS name, or its common name)"
-                    .into(),
-            );
-        };
-        match trust.read_key(&name, |key| key.revoked_at.is_some())? {
-            Some(false) => {}
-            Some(true) => {
-                return refused(
-                    Code::PermissionDenied,
-                    "REVOKED_CLIENT",
-                    format!("the client certificate names `{name}`, whose key is revoked"),
-                );
-            }
-            None => {
-                return refused(
-                    Code::PermissionDenied,
-                    "UNKNOWN_CLIENT",
-                    format!(
-                        "the client certificate names `{name}`, which is no key in the engine's \
-                         trust store (`chimera trust add KEY.pub --name {name}` trusts one)"
-                    ),
-                );
-            }
-        }
-        request.extensions_mut().insert(Client(name));
+        let client = trusted_client(
+            &trust,
+            request
+                .peer_certs()
+                .as_ref()
+                .and_then(|chain| chain.first())
+                .map(|c| c.as_ref()),
+        )?;
+        request.extensions_mut().insert(client);
         Ok(request)
+    }
+}
+
+/// The client that a verified certificate (DER, the first of the chain the client sent) names,
+/// when that is a trusted key that is not revoked; else the refusal. Both doors ask this.
+pub fn trusted_client(trust: &TrustFile, certificate: Option<&[u8]>) -> Result<Client, Status> {
+    let refused = |code, reason, message: String| Err(refusal::status(code, reason, message));
+    let Some(name) = certificate.and_then(certificate_name) else {
+        return refused(
+            Code::Unauthenticated,
+            "CLIENT_CERTIFICATE_REQUIRED",
+            "this engine takes calls only with a client certificate that names a trusted key \
+             (its first DNS name, or its common name)"
+                .into(),
+        );
+    };
+    match trust.read_key(&name, |key| key.revoked_at.is_some())? {
+        Some(false) => Ok(Client(name)),
+        Some(true) => refused(
+            Code::PermissionDenied,
+            "REVOKED_CLIENT",
+            format!("the client certificate names `{name}`, whose key is revoked"),
+        ),
+        None => refused(
+            Code::PermissionDenied,
+            "UNKNOWN_CLIENT",
+            format!(
+                "the client certificate names `{name}`, which is no key in the engine's \
+                 trust store (`chimera trust add KEY.pub --name {name}` trusts one)"
+            ),
+        ),
     }
 }

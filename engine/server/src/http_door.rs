@@ -1,23 +1,31 @@
 //! The HTTP door beside gRPC, for the curl users of the CHIMERA documents: `POST /execute` and
 //! `POST /maml/execute` take a signed MAML document (`text/markdown`) and answer
 //! `{"status": …, "result": …}`; `GET /health`; `GET /` the engine's status. A submission goes
-//! through the same admission, limits, journal and audit log as gRPC's `Submit`.
+//! through the same admission, limits, journal and audit log as gRPC's `Submit`. With TLS
+//! configured the door speaks it too, with the gRPC port's certificate, and when client
+//! certificates are required every request but `/health` must come with one that names a trusted
+//! key, as every gRPC call must.
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use chimera_journal::JobRecord;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Code, Status};
 
+use crate::client_certificates::{self, Client};
 use crate::service::EngineService;
+use crate::tls::{Tls, TlsListener};
 use crate::{convert, refusal};
 
 /// How long `POST /execute` waits for the job to end unless `?wait=SECONDS` says otherwise.
@@ -25,15 +33,61 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-pub fn router(service: EngineService) -> axum::Router {
-    let limit = service.gate.limits().max_request_bytes;
+#[derive(Clone)]
+struct Door {
+    service: EngineService,
+    /// Mutual TLS: a request's client certificate must name a trusted key.
+    clients_verified: bool,
+}
+
+fn router(door: Door) -> axum::Router {
+    let limit = door.service.gate.limits().max_request_bytes;
     axum::Router::new()
         .route("/execute", post(execute))
         .route("/maml/execute", post(execute))
-        .route("/health", get(health))
         .route("/", get(status))
+        .route_layer(middleware::from_fn_with_state(door.clone(), trusted_client))
+        .route("/health", get(health))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(service)
+        .with_state(door)
+}
+
+/// The first certificate the client sent in its TLS handshake (DER), if any.
+#[derive(Clone)]
+struct ClientCertificate(Option<Vec<u8>>);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientCertificate {
+    fn connect_info(_: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(None)
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for ClientCertificate {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        let (_, connection) = stream.io().get_ref();
+        let first = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first());
+        Self(first.map(|c| c.to_vec()))
+    }
+}
+
+/// With client certificates required, the client the certificate names, or the refusal.
+async fn trusted_client(
+    State(door): State<Door>,
+    ConnectInfo(certificate): ConnectInfo<ClientCertificate>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if door.clients_verified {
+        match client_certificates::trusted_client(&door.service.trust, certificate.0.as_deref()) {
+            Ok(client) => {
+                request.extensions_mut().insert(client);
+            }
+            Err(status) => return refused(&status),
+        }
+    }
+    next.run(request).await
 }
 
 #[derive(serde::Deserialize)]
@@ -43,7 +97,8 @@ struct ExecuteQuery {
 }
 
 async fn execute(
-    State(service): State<EngineService>,
+    State(Door { service, .. }): State<Door>,
+    client: Option<Extension<Client>>,
     Query(query): Query<ExecuteQuery>,
     document: Bytes,
 ) -> Response {
@@ -64,7 +119,11 @@ async fn execute(
             }
         },
     };
-    let reply = match service.submit_one(None, document.to_vec()).await {
+    let client = client.map(|Extension(Client(name))| name);
+    let reply = match service
+        .submit_one(client.as_deref(), document.to_vec())
+        .await
+    {
         Ok(reply) => reply,
         Err(status) => return refused(&status),
     };
@@ -161,7 +220,7 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "serving"}))
 }
 
-async fn status(State(service): State<EngineService>) -> Json<Value> {
+async fn status(State(Door { service, .. }): State<Door>) -> Json<Value> {
     let heads: Vec<Value> = service
         .heads()
         .await
@@ -177,13 +236,29 @@ async fn status(State(service): State<EngineService>) -> Json<Value> {
     }))
 }
 
-/// Serves the door on `listener` until `stop` resolves.
+/// Serves the door on `listener` until `stop` resolves: plaintext, or with `tls` TLS only.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: EngineService,
+    tls: Option<Tls>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(stop)
-        .await
+    let door = router(Door {
+        service,
+        clients_verified: tls.as_ref().is_some_and(|tls| tls.clients_verified),
+    })
+    .into_make_service_with_connect_info::<ClientCertificate>();
+    match tls {
+        None => {
+            axum::serve(listener, door)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.http)?;
+            axum::serve(listener, door)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
 }

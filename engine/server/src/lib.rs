@@ -18,6 +18,7 @@ pub mod metrics_names;
 pub mod receipt;
 pub mod refusal;
 pub mod service;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::StreamExt;
 
 pub use service::EngineService;
+pub use tls::{Tls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -132,13 +134,6 @@ async fn rotate_keys(
     }
 }
 
-/// TLS on the gRPC port: the server's certificate and key, and whether client certificates are
-/// required (mutual TLS, set in `config` with a client CA).
-pub struct Tls {
-    pub config: tonic::transport::ServerTlsConfig,
-    pub clients_verified: bool,
-}
-
 /// A started engine: journal open, heads starting, jobs the journal still owes queued again.
 pub struct Engine {
     service: EngineService,
@@ -222,7 +217,7 @@ impl Engine {
 
     /// Serves gRPC (the engine, standard health and reflection) on `listener`, and the HTTP door
     /// (`http_door`) on `http` if given, until `shutdown` resolves, then stops the heads. With
-    /// `tls`, gRPC over TLS only.
+    /// `tls`, both speak TLS only.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -236,7 +231,12 @@ impl Engine {
             let stop = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            tokio::spawn(http_door::serve(listener, self.service.clone(), stop))
+            tokio::spawn(http_door::serve(
+                listener,
+                self.service.clone(),
+                tls.clone(),
+                stop,
+            ))
         });
         let shutdown = async move {
             shutdown.await;
@@ -258,7 +258,7 @@ impl Engine {
         let mut clients_verified = false;
         if let Some(tls) = tls {
             clients_verified = tls.clients_verified;
-            server = server.tls_config(tls.config)?;
+            server = server.tls_config(tls.grpc)?;
         }
         let require_trusted = clients_verified
             .then(|| client_certificates::require_trusted(Arc::clone(&self.service.trust)));

@@ -130,7 +130,7 @@ fn oversized_documents_are_refused_before_parsing() {
 #[test]
 fn the_trust_store_survives_a_save_and_a_load() {
     let dir = tempdir("store");
-    let path = dir.join("trust.json");
+    let path = dir.path().join("trust.json");
     assert!(
         TrustStore::load(&path).unwrap().keys().is_empty(),
         "absent file: empty store"
@@ -202,7 +202,7 @@ fn the_trust_store_refuses_ambiguity() {
 #[test]
 fn key_files_round_trip_and_protect_the_secret() {
     let dir = tempdir("keys");
-    let prefix = dir.join("alice");
+    let prefix = dir.path().join("alice");
     let secret = SecretKey::generate().unwrap();
     let files = write_key_pair(&secret, &prefix, false).unwrap();
     #[cfg(unix)]
@@ -257,11 +257,12 @@ fn key_files_round_trip_and_protect_the_secret() {
     }
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("chimera-maml-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the test ends.
+fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("chimera-maml-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]

@@ -4,18 +4,19 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use chimera_ai::dataset::{Dataset, DatasetError, FASHION_MNIST_DIR};
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainError, train};
 
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chimera-data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh data directory, removed when the test ends.
+fn data_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("chimera-data-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Three samples of two features, labels 0, 2, 1.
@@ -65,15 +66,16 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn csv_npy_idx_and_safetensors_files_load_with_their_shapes() {
-    let dir = data_dir("formats");
+    let temp = data_dir("formats");
+    let dir = temp.path();
     std::fs::write(
         dir.join("rows.csv"),
         "x,y,label\n0.5,1,0\n2,-1.5,2\n0.25,4,1\n",
     )
     .unwrap();
-    assert_rows(&Dataset::load("rows.csv", &dir).unwrap());
+    assert_rows(&Dataset::load("rows.csv", dir).unwrap());
     std::fs::write(dir.join("rows.npy"), npy(&ROWS)).unwrap();
-    assert_rows(&Dataset::load("rows.npy", &dir).unwrap());
+    assert_rows(&Dataset::load("rows.npy", dir).unwrap());
 
     // Two 2x3 images, plain and gzipped, in a subdirectory.
     std::fs::create_dir_all(dir.join("tiny")).unwrap();
@@ -88,7 +90,7 @@ fn csv_npy_idx_and_safetensors_files_load_with_their_shapes() {
         "tiny/train-images-idx3-ubyte",
         "tiny/gz-images-idx3-ubyte.gz",
     ] {
-        let d = Dataset::load(name, &dir).unwrap();
+        let d = Dataset::load(name, dir).unwrap();
         assert_eq!(d.sample_shape, vec![1, 2, 3], "{name}");
         assert_eq!(d.labels, vec![1, 0]);
         assert_eq!(d.features[..3], [0.0, 0.2, 0.4]);
@@ -103,7 +105,7 @@ fn csv_npy_idx_and_safetensors_files_load_with_their_shapes() {
         ("labels".to_owned(), labels),
     ]);
     candle_core::safetensors::save(&tensors, dir.join("set.safetensors")).unwrap();
-    let d = Dataset::load("set.safetensors", &dir).unwrap();
+    let d = Dataset::load("set.safetensors", dir).unwrap();
     assert_eq!(d.sample_shape, vec![2, 2]);
     assert_eq!(d.features, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
     assert_eq!((d.labels.clone(), d.classes), (vec![3, 0], 4));
@@ -113,7 +115,7 @@ fn csv_npy_idx_and_safetensors_files_load_with_their_shapes() {
         ("labels".to_owned(), negative),
     ]);
     candle_core::safetensors::save(&tensors, dir.join("negative.safetensors")).unwrap();
-    let err = Dataset::load("negative.safetensors", &dir)
+    let err = Dataset::load("negative.safetensors", dir)
         .unwrap_err()
         .to_string();
     assert!(err.contains("none negative"), "{err}");
@@ -126,7 +128,8 @@ fn refusal(name: &str, dir: &Path) -> String {
 
 #[test]
 fn bad_files_and_names_are_refused_saying_what_is_wrong() {
-    let dir = data_dir("bad");
+    let temp = data_dir("bad");
+    let dir = temp.path();
     std::fs::write(dir.join("ragged.csv"), "1,2,0\n3,1\n").unwrap();
     std::fs::write(dir.join("text.csv"), "1,2,0\n3,x,1\n").unwrap();
     std::fs::write(dir.join("label.csv"), "1,2,0\n3,4,1.5\n").unwrap();
@@ -153,7 +156,7 @@ fn bad_files_and_names_are_refused_saying_what_is_wrong() {
         ("/etc/passwd.csv", "inside the data directory"),
         ("mnist", "unknown dataset `mnist`"),
     ] {
-        let message = refusal(name, &dir);
+        let message = refusal(name, dir);
         assert!(message.contains(expected), "{name}: {message}");
     }
 }
@@ -177,10 +180,11 @@ fn a_cnn_learns_the_digits_as_images() {
 
 #[test]
 fn a_cnn_is_refused_for_data_that_are_not_images_or_are_pooled_away() {
-    let dir = data_dir("cnn");
+    let temp = data_dir("cnn");
+    let dir = temp.path();
     std::fs::write(dir.join("rows.npy"), npy(&ROWS)).unwrap();
     let options = RunOptions {
-        data_dir: Some(dir),
+        data_dir: Some(dir.to_owned()),
         checkpoint_files: None,
         ..RunOptions::default()
     };

@@ -100,16 +100,18 @@ fn a_resolved_spec_holds_its_circuit_and_reads_back_as_itself() {
 
 #[test]
 fn a_stored_hybrid_model_classifies_as_it_was_trained() {
-    let dir = std::env::temp_dir().join(format!("chimera-ai-hybrid-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix("chimera-ai-hybrid-")
+        .tempdir()
+        .unwrap();
     let options = RunOptions {
-        run_dir: Some(dir.clone()),
+        run_dir: Some(dir.path().to_owned()),
         ..RunOptions::default()
     };
     let report = run(&spec_of(MOONS), &options);
     let (model_dir, _) = report.model.unwrap();
     let model = StoredModel::open(&model_dir, &Device::Cpu).unwrap();
-    let moons = Dataset::load("moons", &dir).unwrap();
+    let moons = Dataset::load("moons", dir.path()).unwrap();
     let predicted = most_likely(&model.predict(moons.features.clone()).unwrap());
     let correct = predicted
         .iter()
@@ -117,7 +119,6 @@ fn a_stored_hybrid_model_classifies_as_it_was_trained() {
         .filter(|&(&p, &l)| p == l as usize)
         .count();
     assert!(correct >= 180, "{correct} of 200 right");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The setting a refusal names, and its message.

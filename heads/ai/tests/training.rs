@@ -1,7 +1,6 @@
 //! Training on the built-in digits: it learns, it reproduces, and bad specs are refused by name.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use candle_core::{Device, Var};
 use chimera_ai::checkpoint;
@@ -23,10 +22,12 @@ fn run(spec: &str) -> TrainReport {
     .unwrap()
 }
 
-fn run_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chimera-ai-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh directory for a run, removed when the test ends.
+fn run_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("chimera-ai-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -247,9 +248,10 @@ fn a_resumed_hybrid_model_ends_exactly_as_an_uninterrupted_one() {
 
 fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
     let spec = TrainSpec::from_yaml(yaml).unwrap();
-    let whole_dir = run_dir(&format!("{name}-whole"));
+    let whole_temp = run_dir(&format!("{name}-whole"));
+    let whole_dir = whole_temp.path();
     let options = RunOptions {
-        run_dir: Some(whole_dir.clone()),
+        run_dir: Some(whole_dir.to_owned()),
         resume_from: None,
         data_dir: None,
         checkpoint_files: None,
@@ -265,9 +267,10 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
     );
 
     // Interrupted at step 25 (mid-epoch: 23 batches an epoch); the last checkpoint is step 20.
-    let broken_dir = run_dir(&format!("{name}-broken"));
+    let broken_temp = run_dir(&format!("{name}-broken"));
+    let broken_dir = broken_temp.path();
     let options = RunOptions {
-        run_dir: Some(broken_dir.clone()),
+        run_dir: Some(broken_dir.to_owned()),
         resume_from: None,
         data_dir: None,
         checkpoint_files: None,
@@ -277,7 +280,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         _ => ControlFlow::Continue(()),
     });
     assert!(matches!(stopped, Err(TrainError::Cancelled { step: 25 })));
-    let latest = checkpoint::latest(&broken_dir).unwrap();
+    let latest = checkpoint::latest(broken_dir).unwrap();
     assert!(latest.ends_with("step-00000020"), "{}", latest.display());
     assert!(
         !broken_dir.join("model").exists(),
@@ -285,7 +288,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
     );
 
     let options = RunOptions {
-        run_dir: Some(broken_dir.clone()),
+        run_dir: Some(broken_dir.to_owned()),
         resume_from: Some(latest),
         data_dir: None,
         checkpoint_files: None,
@@ -305,8 +308,8 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
     // A checkpoint only resumes the spec it was taken with.
     let other = TrainSpec::from_yaml(&yaml.replace("seed: 5", "seed: 6")).unwrap();
     let options = RunOptions {
-        run_dir: Some(broken_dir.clone()),
-        resume_from: checkpoint::latest(&broken_dir),
+        run_dir: Some(broken_dir.to_owned()),
+        resume_from: checkpoint::latest(broken_dir),
         data_dir: None,
         checkpoint_files: None,
     };
@@ -328,7 +331,7 @@ fn a_stored_model_predicts_and_refuses_tampering() {
     let spec = TrainSpec::from_yaml(&EXAMPLE.replace("epochs: 40", "epochs: 10")).unwrap();
     let dir = run_dir("stored");
     let options = RunOptions {
-        run_dir: Some(dir.clone()),
+        run_dir: Some(dir.path().to_owned()),
         resume_from: None,
         data_dir: None,
         checkpoint_files: None,

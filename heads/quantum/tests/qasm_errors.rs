@@ -287,3 +287,34 @@ fn expansion_past_the_operation_limit_is_refused() {
     assert!(err.message.contains("more than"), "{err}");
     assert_eq!(err.line, 30);
 }
+
+/// A chain of gate definitions, each calling the one before: `g{n-1}` is `n` levels deep.
+fn gate_chain(n: usize) -> String {
+    let mut src = format!("{H}qreg q[1];\ngate g0 a {{ x a; }}\n");
+    for i in 1..n {
+        src.push_str(&format!("gate g{i} a {{ g{} a; }}\n", i - 1));
+    }
+    src.push_str(&format!("g{} q[0];\n", n - 1));
+    src
+}
+
+#[test]
+fn definitions_nested_past_the_limit_are_refused_before_the_stack_runs_out() {
+    // A thread with a small stack: 20,000 levels (500 KB of source) used to overflow even the
+    // main thread's 8 MiB and abort the process.
+    let limit = qasm::MAX_GATE_NESTING;
+    std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(move || {
+            let deep = 20_000;
+            let err = qasm::parse(&gate_chain(deep)).unwrap_err();
+            assert!(err.message.contains("nested more than"), "{err}");
+            // The call one level too many: in the body of g{deep - limit}, on its line.
+            assert_eq!(err.line, 4 + deep - limit, "{err}");
+            let circuit = qasm::parse(&gate_chain(limit)).expect("the limit itself is taken");
+            assert_eq!(circuit.ops.len(), 1);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -13,6 +13,10 @@ use std::rc::Rc;
 pub const MAX_DECLARED_BITS: u64 = 4096;
 /// Most operations a program may expand to, so that nested definitions cannot exhaust memory.
 pub const MAX_OPERATIONS: usize = 4_000_000;
+/// Most gate definitions that may be open at once, each called from the one before. Expansion recurses once per level; a
+/// chain of thousands (a document of a few hundred KB) would overflow a thread's stack and abort
+/// the process that reads it. qelib1's own definitions nest four deep.
+pub const MAX_GATE_NESTING: usize = 200;
 
 pub fn lower(stmts: &[Stmt]) -> Result<Circuit, QasmError> {
     let mut l = Lowerer::default();
@@ -218,7 +222,7 @@ impl Lowerer {
         check_arity(call, nparams, nqubits)?;
         let params = constant_params(call)?;
         for qubits in self.broadcast(&call.args, &call.name)? {
-            self.expand(&callee, &params, &qubits, condition)?;
+            self.expand(&callee, &params, &qubits, condition, 1)?;
         }
         Ok(())
     }
@@ -230,6 +234,7 @@ impl Lowerer {
         params: &[f64],
         qubits: &[usize],
         condition: Option<Condition>,
+        depth: usize,
     ) -> Result<(), QasmError> {
         match callee {
             Callee::Builtin(b) => self.push(
@@ -254,7 +259,15 @@ impl Lowerer {
                     let inner = self
                         .lookup(&call.name)
                         .ok_or_else(|| self.unknown_gate(&call.name, call.pos))?;
-                    self.expand(&inner, &inner_params, &inner_qubits, condition)?;
+                    if depth >= MAX_GATE_NESTING && matches!(inner, Callee::Defined(_)) {
+                        return Err(call.pos.error(format!(
+                            "gate definitions nested more than {MAX_GATE_NESTING} deep (this \
+                             call to '{}' is one level too many): define the gate with fewer \
+                             levels",
+                            call.name
+                        )));
+                    }
+                    self.expand(&inner, &inner_params, &inner_qubits, condition, depth + 1)?;
                 }
                 Ok(())
             }

@@ -15,7 +15,7 @@ mod parser;
 mod qelib1;
 
 use crate::circuit::Circuit;
-pub use lower::{MAX_DECLARED_BITS, MAX_OPERATIONS};
+pub use lower::{MAX_DECLARED_BITS, MAX_GATE_NESTING, MAX_OPERATIONS};
 pub use parameterised::{CircuitLayerError, Parameter, ParameterisedCircuit, parse_parameterised};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

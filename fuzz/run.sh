@@ -52,6 +52,13 @@ for target in "${targets[@]}"; do
         tail -n 40 "$log" >&2
         echo "fuzz/run.sh: $target failed (exit status $status); a failing input is written to" \
             "fuzz/artifacts/$target/ (none if the fuzzer itself was killed)" >&2
+        if [ "$status" -eq 139 ]; then
+            # libFuzzer's main sets up no alternate signal stack, so a stack overflow dies
+            # silently, with no input saved.
+            echo "fuzz/run.sh: a segmentation fault with nothing saved is most likely a stack" \
+                "overflow; see where with: gdb -batch -ex run -ex 'bt 40' --args" \
+                "fuzz/$binary fuzz/corpus/$target" >&2
+        fi
         exit 1
     fi
     grep -E '^(Done [0-9]+ runs|stat::peak_rss_mb)' "$log"

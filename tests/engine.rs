@@ -884,6 +884,59 @@ fn every_head_killed_in_turn_with_jobs_in_flight_loses_nothing_and_training_goes
     });
 }
 
+/// A job that brings its head down (here: its head is killed each time it runs it) is not run
+/// again and again, taking every head down in turn: after `MAX_HEAD_DEATHS` deaths it fails,
+/// saying why, and the engine goes on with other work.
+#[test]
+fn a_job_whose_head_dies_three_times_fails_instead_of_running_again() {
+    let dir = work_dir("engine-poison");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start(&data);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let training = training_job("urn:uuid:brings-heads-down", 300);
+        let id = submit(&mut client, signed(&training, &key)).await.id;
+        let mut killed = Vec::new();
+        for _ in 0..chimera_server::dispatch::MAX_HEAD_DEATHS {
+            // A living head running it: not one already killed, whose death the engine may not
+            // have seen yet.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let head = loop {
+                let running = heads(&mut client)
+                    .await
+                    .into_iter()
+                    .find(|h| h.job_id == id && !killed.contains(&h.pid));
+                if let Some(head) = running {
+                    break head;
+                }
+                assert!(Instant::now() < deadline, "{id} was not run again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            signal(head.pid as i32, libc::SIGKILL);
+            killed.push(head.pid);
+        }
+        let job = finished(&mut client, &id).await;
+        assert_eq!(job.state, JobState::Failed as i32, "{job:?}");
+        assert!(
+            job.error.contains("died 3 times") && job.error.contains("not run again"),
+            "{}",
+            job.error
+        );
+        // The heads are rebuilt and take other work.
+        let bell = document(
+            "urn:uuid:after-the-poison",
+            "quantum_circuit",
+            "",
+            "shots: 10",
+            &[("qasm", BELL)],
+        );
+        let after = submit(&mut client, signed(&bell, &key)).await;
+        let after = finished(&mut client, &after.id).await;
+        assert_eq!(after.state, JobState::Succeeded as i32, "{after:?}");
+    });
+}
+
 #[test]
 fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
     let dir = work_dir("engine-restart");

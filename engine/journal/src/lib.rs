@@ -92,6 +92,9 @@ pub struct JobRecord {
     pub state: JobState,
     pub head: Option<String>,
     pub attempts: u32,
+    /// Heads that died while running it (journals from before this count read as 0).
+    #[serde(default)]
+    pub head_deaths: u32,
     pub submitted_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
@@ -412,6 +415,7 @@ mod tests {
             state: JobState::Queued,
             head: None,
             attempts: 0,
+            head_deaths: 0,
             submitted_at: Timestamp::UNIX_EPOCH,
             started_at: None,
             finished_at: None,

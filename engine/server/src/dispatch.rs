@@ -55,6 +55,8 @@ struct Slot {
 /// longest restart back-off (5 s), a start, and a restore of the head's key (at most 3 s), with
 /// room to spare.
 pub const RESERVED_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+/// A job whose head dies this many times while running it fails instead of running again.
+pub const MAX_HEAD_DEATHS: u32 = 3;
 
 /// A queued job kept for one head until a deadline.
 struct Reservation {
@@ -240,12 +242,25 @@ impl Dispatcher {
                 }) = slot.running.take()
                 {
                     let role = slot.role.clone();
+                    let died = format!("{head}: {reason}");
                     let update = self.journal.update(&job, move |r| {
                         if cancelled {
                             r.state = JobState::Cancelled;
                             r.finished_at = Some(Timestamp::now());
-                        } else {
+                            return;
+                        }
+                        r.head_deaths += 1;
+                        if r.head_deaths < MAX_HEAD_DEATHS {
                             r.state = JobState::Queued;
+                        } else {
+                            r.state = JobState::Failed;
+                            r.finished_at = Some(Timestamp::now());
+                            r.error = Some(format!(
+                                "its head died {} times while running it (the last, {died}); \
+                                 not run again, so that a job that brings its head down (memory \
+                                 exhausted, say) cannot bring down every head in turn",
+                                r.head_deaths
+                            ));
                         }
                     });
                     match update.await {
@@ -272,7 +287,12 @@ impl Dispatcher {
                             );
                             self.enqueue(role, job, true);
                         }
-                        Ok(record) => self.publish_final(&record),
+                        Ok(record) => {
+                            if record.state == JobState::Failed {
+                                warn!(parent: &span, "its head died {} times; failed", record.head_deaths);
+                            }
+                            self.publish_final(&record)
+                        }
                         Err(e) => error!(parent: &span, "{e}"),
                     }
                 }

@@ -195,6 +195,7 @@ impl Core {
             state: JobState::Queued,
             head: None,
             attempts: 0,
+            head_deaths: 0,
             submitted_at: Timestamp::now(),
             started_at: None,
             finished_at: None,

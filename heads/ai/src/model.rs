@@ -38,12 +38,21 @@ pub struct Classifier {
     params: Vec<(String, Var)>,
     /// Batch-norm running statistics: stored with the weights, updated in training, not trained.
     buffers: Vec<(String, Var)>,
+    /// Values per sample of the widest layer output (the input included).
+    widest: usize,
 }
 
 /// A uniform f32 in [0, 1) from 24 random bits.
 fn unit(rng: &mut ChaCha8Rng) -> f32 {
     (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }
+
+/// Most trained parameters a model may have: 400 MB of weights, and as much again for each of
+/// their gradients and AdamW's two moments. A spec past it would take the head down.
+pub const MAX_PARAMETERS: usize = 100_000_000;
+/// Most values one layer's output may hold for a whole training batch (1 GiB of f32; training
+/// keeps several such outputs for the backward pass).
+pub const MAX_BATCH_ACTIVATIONS: usize = 1 << 28;
 
 fn invalid(message: String) -> candle_core::Error {
     candle_core::Error::Msg(message)
@@ -57,6 +66,10 @@ struct Builder<'a> {
     layers: Vec<Layer>,
     params: Vec<(String, Var)>,
     buffers: Vec<(String, Var)>,
+    /// Trained parameters so far.
+    parameters: usize,
+    /// Values per sample of the widest layer output so far (the input included).
+    widest: usize,
 }
 
 impl Builder<'_> {
@@ -80,6 +93,20 @@ impl Builder<'_> {
 
     /// Weights and biases uniform in ±1/√fan_in, as PyTorch starts `nn.Linear` and `nn.Conv2d`.
     fn uniform(&mut self, name: &str, shape: &[usize], fan_in: usize) -> Result<Tensor> {
+        // Counted before anything is allocated.
+        let count = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= MAX_PARAMETERS - self.parameters)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the model would have more than {MAX_PARAMETERS} trained parameters (layer {} \
+                     alone is {shape:?}): use fewer or narrower layers (model.hidden, \
+                     model.channels)",
+                    self.layers.len()
+                ))
+            })?;
+        self.parameters += count;
         let bound = 1.0 / (fan_in as f32).sqrt();
         let values = (0..shape.iter().product())
             .map(|_| (2.0 * unit(self.rng) - 1.0) * bound)
@@ -88,6 +115,7 @@ impl Builder<'_> {
     }
 
     fn linear(&mut self, fan_in: usize, fan_out: usize) -> Result<()> {
+        self.widest = self.widest.max(fan_out);
         let weight = self.uniform("weight", &[fan_out, fan_in], fan_in)?;
         let bias = self.uniform("bias", &[fan_out], fan_in)?;
         self.layers
@@ -156,9 +184,11 @@ impl Classifier {
             layers: Vec::new(),
             params: Vec::new(),
             buffers: Vec::new(),
+            parameters: 0,
+            widest: input.iter().product(),
         };
         let (activation, dropout) = (spec.activation(), spec.dropout());
-        let mut width = input.iter().product();
+        let mut width = b.widest;
         if let ModelSpec::Cnn {
             channels,
             kernel_size,
@@ -178,6 +208,7 @@ impl Classifier {
                 }
             };
             for (block, &c_out) in channels.iter().enumerate() {
+                b.widest = b.widest.max(c_out.saturating_mul(h * w));
                 b.conv(c, c_out, *kernel_size)?;
                 if *batch_norm {
                     b.batch_norm(c_out)?;
@@ -227,12 +258,18 @@ impl Classifier {
             layers: b.layers,
             params: b.params,
             buffers: b.buffers,
+            widest: b.widest,
         })
     }
 
     /// The trained parameters, for the optimizer.
     pub fn vars(&self) -> Vec<Var> {
         self.params.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Values one sample's widest layer output holds.
+    pub fn widest_layer(&self) -> usize {
+        self.widest
     }
 
     pub fn parameter_count(&self) -> usize {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
 use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
-use crate::model::{Classifier, device_for, predictions, simulator_for};
+use crate::model::{Classifier, MAX_BATCH_ACTIVATIONS, device_for, predictions, simulator_for};
 use crate::optim::Optimizer;
 use crate::spec::{Loss, SpecError, TrainSpec};
 
@@ -25,6 +25,9 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The model the spec describes cannot be built for this dataset (too large, say).
+    #[error("{0}")]
+    Model(String),
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("the loss became {0} at epoch {1}; lower the learning rate")]
@@ -253,7 +256,19 @@ pub fn train(
         &mut rng,
         device,
         &simulator,
-    )?;
+    )
+    .map_err(|e| match e {
+        candle_core::Error::Msg(message) => TrainError::Model(message),
+        other => TrainError::Candle(other),
+    })?;
+    let batch = spec.batch_size.min(training.len());
+    if model.widest_layer().saturating_mul(batch) > MAX_BATCH_ACTIVATIONS {
+        return Err(TrainError::Model(format!(
+            "a batch of {batch} would hold {} values in the model's widest layer output, more \
+             than {MAX_BATCH_ACTIVATIONS}: use a smaller batch_size or narrower layers",
+            model.widest_layer() as u128 * batch as u128
+        )));
+    }
     let mut optimizer = Optimizer::new(&spec.optimizer, model.vars());
     let mut progress = match &options.resume_from {
         Some(dir) => {

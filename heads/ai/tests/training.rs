@@ -223,6 +223,38 @@ fn a_resumed_run_ends_exactly_as_an_uninterrupted_one() {
     resumed_equals_uninterrupted(CHECKPOINTED, "mlp");
 }
 
+/// A model too large for a head is refused, saying what to change, before it is allocated:
+/// too many parameters, or a batch whose widest layer output would not fit.
+#[test]
+fn a_model_too_large_for_a_head_is_refused_saying_what_to_change() {
+    let cnn = |channels: &str| {
+        EXAMPLE.replace(
+            "  kind: mlp\n  hidden: [128, 64]",
+            &format!("  kind: cnn\n  channels: [{channels}]\n  hidden: [8]"),
+        )
+    };
+    let cases = [
+        (
+            EXAMPLE.replace("hidden: [128, 64]", "hidden: [2000000000]"),
+            "trained parameters",
+        ),
+        (
+            EXAMPLE.replace("hidden: [128, 64]", "hidden: [20000, 20000]"),
+            "trained parameters",
+        ),
+        (cnn("300000"), "batch_size"),
+    ];
+    for (yaml, named) in cases {
+        let spec = TrainSpec::from_yaml(&yaml).unwrap();
+        let error = train(&spec, &Device::Cpu, &RunOptions::default(), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap_err();
+        assert!(matches!(error, TrainError::Model(_)), "{error:?}");
+        assert!(error.to_string().contains(named), "{error}");
+    }
+}
+
 /// The CNN's batch-norm running statistics are saved and restored with its weights.
 #[test]
 fn a_resumed_cnn_with_batch_norm_ends_exactly_as_an_uninterrupted_one() {

@@ -83,6 +83,19 @@ impl TlsArgs {
         Ok(Some(tls))
     }
 
+    /// Plaintext is served on loopback only, unless allowed: `flag` names the address given.
+    fn refuse_open_plaintext(&self, flag: &str, at: std::net::SocketAddr) -> Result<()> {
+        if self.tls_cert.is_none() && !at.ip().is_loopback() && !self.allow_plaintext {
+            bail!(
+                "{flag} {at} is not a loopback address, and plaintext there lets anyone on the \
+                 network read and send jobs: give --tls-cert and --tls-key (and --tls-client-ca \
+                 for client certificates; the gRPC port and the HTTP door then both speak TLS), \
+                 or --allow-plaintext"
+            );
+        }
+        Ok(())
+    }
+
     /// What the port speaks, for the start-up line.
     fn describe(&self) -> &'static str {
         match (&self.tls_cert, &self.tls_client_ca) {
@@ -218,13 +231,7 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    if tls.is_none() && !local.ip().is_loopback() && !args.tls.allow_plaintext {
-        bail!(
-            "--listen {local} is not a loopback address, and plaintext there lets anyone on the \
-             network read and send jobs: give --tls-cert and --tls-key (and --tls-client-ca for \
-             client certificates), or --allow-plaintext"
-        );
-    }
+    args.tls.refuse_open_plaintext("--listen", local)?;
     let http = match &args.http_listen {
         None => None,
         Some(addr) => {
@@ -232,14 +239,7 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
                 .await
                 .with_context(|| format!("cannot listen on --http-listen {addr}"))?;
             let at = http.local_addr()?;
-            if tls.is_none() && !at.ip().is_loopback() && !args.tls.allow_plaintext {
-                bail!(
-                    "--http-listen {at} is not a loopback address, and plaintext there lets \
-                     anyone on the network read and send jobs: give --tls-cert and --tls-key \
-                     (the HTTP door then speaks TLS, as the gRPC port does), or \
-                     --allow-plaintext"
-                );
-            }
+            args.tls.refuse_open_plaintext("--http-listen", at)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             // Before the gRPC line, which tests and scripts wait for.
             println!("chimera serve: HTTP door on {scheme}://{at}");

@@ -1505,7 +1505,6 @@ fn https(
 ) -> std::io::Result<(u16, String)> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use std::io::{Read, Write};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -1531,21 +1530,7 @@ fn https(
     .map_err(std::io::Error::other)?;
     let mut stream =
         rustls::StreamOwned::new(connection, std::net::TcpStream::connect(addr).unwrap());
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/markdown\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let code = answer
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {answer:?}")))?;
-    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
-    Ok((code, body))
+    exchange(&mut stream, "localhost", method, path, body)
 }
 
 #[test]
@@ -1758,21 +1743,34 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
 
 /// One HTTP/1.1 request to `addr`: the status code and the body.
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    exchange(&mut stream, addr, method, path, body).unwrap()
+}
+
+/// One HTTP/1.1 request over `stream`, which the server closes after answering: the status code
+/// and the body.
+fn exchange(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    host: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/markdown\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/markdown\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
+    )?;
+    stream.write_all(body)?;
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let code = answer[9..12].parse().unwrap();
+    stream.read_to_string(&mut answer)?;
+    let code = answer
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {answer:?}")))?;
     let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (code, body)
+    Ok((code, body))
 }
 
 fn json(body: &str) -> serde_json::Value {

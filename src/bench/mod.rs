@@ -115,14 +115,13 @@ impl Row {
     }
 }
 
-fn cpu_model() -> String {
+fn cpu_model(cores: usize) -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info
         .lines()
         .find_map(|l| l.strip_prefix("model name"))
         .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{model}, {cores} cores")
 }
 
@@ -244,9 +243,8 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     if let Some(&n) = qubits.iter().find(|&&n| !(2..=MAX_QUBITS).contains(&n)) {
         bail!("--qubits {n}: each count must be 2 to {MAX_QUBITS}");
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or(cores);
     let circuit_dir = args.out.join("circuits");
     std::fs::create_dir_all(&circuit_dir)
         .with_context(|| format!("cannot create {}", circuit_dir.display()))?;
@@ -300,7 +298,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         label: Label {
             date: jiff::Timestamp::now().to_string(),
             commit: env!("CHIMERA_COMMIT"),
-            host: cpu_model(),
+            host: cpu_model(cores),
             devices,
             driver: chimera_server::gpu_metrics::driver_version(),
             threads,

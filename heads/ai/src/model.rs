@@ -108,7 +108,7 @@ impl Builder<'_> {
             })?;
         self.parameters += count;
         let bound = 1.0 / (fan_in as f32).sqrt();
-        let values = (0..shape.iter().product())
+        let values = (0..count)
             .map(|_| (2.0 * unit(self.rng) - 1.0) * bound)
             .collect();
         self.var(name, values, shape, true)

@@ -13,9 +13,9 @@ use std::rc::Rc;
 pub const MAX_DECLARED_BITS: u64 = 4096;
 /// Most operations a program may expand to, so that nested definitions cannot exhaust memory.
 pub const MAX_OPERATIONS: usize = 4_000_000;
-/// Most gate definitions that may be open at once, each called from the one before. Expansion recurses once per level; a
-/// chain of thousands (a document of a few hundred KB) would overflow a thread's stack and abort
-/// the process that reads it. qelib1's own definitions nest four deep.
+/// Most gate definitions that may be open at once, each called from the one before. Expansion
+/// recurses once per level; a chain of thousands (a document of a few hundred KB) would overflow
+/// a thread's stack and abort the process that reads it. qelib1's own definitions nest four deep.
 pub const MAX_GATE_NESTING: usize = 200;
 
 pub fn lower(stmts: &[Stmt]) -> Result<Circuit, QasmError> {

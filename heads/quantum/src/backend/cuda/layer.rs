@@ -313,8 +313,9 @@ impl<'a> Batch<'a> {
             // SAFETY: samples × 2^n amplitudes, flip below 2^n, two sums per block.
             unsafe { launch.launch(self.reduction()) }.map_err(device_error)?;
             let sums = self.per_sample_sums(&partial, 2)?;
+            let phase = p.phase();
             for (b, s) in sums.chunks_exact(2).enumerate() {
-                values[b * outputs + k] += c * (Complex::new(s[0], s[1]) * p.phase()).re;
+                values[b * outputs + k] += c * (Complex::new(s[0], s[1]) * phase).re;
             }
         }
         Ok(values)

@@ -125,6 +125,14 @@ pub struct LimitArgs {
     /// (available memory, or the largest GPU's) holds in single precision.
     #[arg(long)]
     max_qubits: Option<usize>,
+    /// Connections each door (gRPC, HTTP) holds at once, TLS handshakes included; more wait in
+    /// the listen queue until one ends.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client may take to finish its TLS handshake, and at the HTTP door to send a
+    /// request's headers (a kept-alive connection idle that long is closed) and then its body.
+    #[arg(long, default_value_t = Limits::default().read_timeout.as_secs_f64())]
+    read_timeout: f64,
 }
 
 impl LimitArgs {
@@ -136,7 +144,12 @@ impl LimitArgs {
                 self.client_burst
             );
         }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
         Ok(Limits {
+            max_connections: self.max_connections,
+            read_timeout: positive_seconds("--read-timeout", self.read_timeout)?,
             submissions_per_second: self.client_rate,
             burst: self.client_burst,
             max_unfinished_per_client: self.max_jobs_per_client,
@@ -246,9 +259,11 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
             Some(http)
         }
     };
+    let limits = args.limits.limits()?;
+    enough_file_descriptors(limits.max_connections)?;
     let config = EngineConfig {
         key_rotation,
-        limits: args.limits.limits()?,
+        limits,
         ..engine_config(&args.data_dir, heartbeat_timeout)?
     };
     let engine = Engine::start(config)
@@ -264,6 +279,22 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
     );
     engine.serve(listener, tls, http, stop_signal()).await?;
     println!("chimera serve: stopped");
+    Ok(())
+}
+
+/// Raises this process's open-file limit as far as it may go, and warns when it is still too low
+/// for two doors full of connections plus the engine's own files and sockets.
+fn enough_file_descriptors(max_connections: usize) -> Result<()> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .context("cannot read this process's open-file limit")?;
+    let needed = 2 * max_connections as u64 + 256;
+    if limit < needed {
+        eprintln!(
+            "chimera serve: warning: this process may open {limit} files, fewer than the {needed} that two doors of \
+             --max-connections {max_connections} and the engine need: raise `ulimit -n` or lower \
+             --max-connections"
+        );
+    }
     Ok(())
 }
 

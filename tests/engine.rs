@@ -8,6 +8,7 @@ mod engine_client;
 mod served;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1741,6 +1742,16 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
     ok(out);
 }
 
+/// The plaintext HTTP door's address, from `chimera serve`'s first lines.
+fn http_door(served: &Served) -> String {
+    served
+        .preamble
+        .iter()
+        .find_map(|l| l.strip_prefix("chimera serve: HTTP door on http://"))
+        .expect("the HTTP door's address")
+        .to_owned()
+}
+
 /// One HTTP/1.1 request to `addr`: the status code and the body.
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -1783,12 +1794,7 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
     let data = dir.join("data");
     let lab = trusted_key(&data, &dir, "lab", "*");
     let served = Served::start_with(&data, &["--http-listen", "127.0.0.1:0"]);
-    let door = served
-        .preamble
-        .iter()
-        .find_map(|l| l.strip_prefix("chimera serve: HTTP door on http://"))
-        .expect("the HTTP door's address")
-        .to_owned();
+    let door = http_door(&served);
 
     let bell = document(
         "urn:uuid:over-http",
@@ -1861,4 +1867,110 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
     let status = json(&body);
     assert_eq!(code, 200);
     assert_eq!(status["heads"].as_array().unwrap().len(), 4, "{body}");
+}
+
+/// Whether the server closed `stream` (it reads the end) within `within`.
+fn closed_by_server(stream: &mut std::net::TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(0))
+}
+
+#[test]
+fn the_doors_bound_their_connections_and_drop_clients_who_say_nothing() {
+    let dir = work_dir("engine-connections");
+    let data = dir.join("data");
+    let lab = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start_with(
+        &data,
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "2",
+            "--read-timeout",
+            "1",
+        ],
+    );
+    let door = http_door(&served);
+    let connect = || std::net::TcpStream::connect(&door).unwrap();
+
+    // Two clients take both places at the door and say nothing; a third waits in the listen
+    // queue, and is answered once the door has closed the two silent ones.
+    let mut silent = [connect(), connect()];
+    let started = Instant::now();
+    let (code, _) = http(&door, "GET", "/health", b"");
+    assert_eq!(code, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "answered after {:?}, while both places were held",
+        started.elapsed()
+    );
+    for stream in &mut silent {
+        assert!(closed_by_server(stream, Duration::from_secs(5)));
+    }
+
+    // Headers sent a byte at a time never finish in time: the connection is closed.
+    let mut slow = connect();
+    let trickle_until = Instant::now() + Duration::from_secs(3);
+    let mut closed = false;
+    for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: "
+        .iter()
+        .cycle()
+    {
+        if Instant::now() > trickle_until || slow.write_all(&[*byte]).is_err() {
+            closed = closed_by_server(&mut slow, Duration::from_secs(2));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed, "a client trickling its headers kept its connection");
+
+    // A body that does not arrive in time is refused, saying so.
+    let mut stalled = connect();
+    write!(
+        stalled,
+        "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("BODY_TIMEOUT"), "{answer}");
+
+    // Too large a request is refused in the door's JSON, with the same reason as gRPC's.
+    let (code, body) = http(
+        &door,
+        "POST",
+        "/execute",
+        &vec![b'x'; DEFAULT_MAX_BYTES + 4096],
+    );
+    assert_eq!(
+        (code, &json(&body)["reason"]),
+        (413, &"TOO_LARGE".into()),
+        "{body}"
+    );
+    let bell = document("urn:uuid:c1", "quantum_circuit", "", "", &[("qasm", BELL)]);
+    let (code, body) = http(&door, "POST", "/execute", &signed(&bell, &lab));
+    assert_eq!(code, 200, "{body}");
+
+    // The gRPC port is bounded too: with both places held, a call waits until they are free.
+    let grpc = served.url.trim_start_matches("http://").to_owned();
+    let held = [
+        std::net::TcpStream::connect(&grpc).unwrap(),
+        std::net::TcpStream::connect(&grpc).unwrap(),
+    ];
+    runtime().block_on(async {
+        let call = async { heads(&mut client(&served.url).await).await.len() };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), call)
+                .await
+                .is_err(),
+            "a gRPC call was served while both places were held"
+        );
+        drop(held);
+        let call = async { heads(&mut client(&served.url).await).await.len() };
+        let heads = tokio::time::timeout(Duration::from_secs(10), call).await;
+        assert_eq!(heads.expect("served once the places were free"), 4);
+    });
 }

@@ -6,24 +6,31 @@
 //! certificates are required every request but `/health` must come with one that names a trusted
 //! key, as every gRPC call must.
 
+use std::error::Error as _;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::{Extension, Json};
 use base64::Engine as _;
 use chimera_journal::JobRecord;
+use http_body_util::LengthLimitError;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Code, Status};
+use tower::ServiceExt;
 
 use crate::client_certificates::{self, Client};
+use crate::connections::BoundedListener;
 use crate::service::EngineService;
 use crate::tls::{Tls, TlsListener};
 use crate::{convert, refusal};
@@ -41,14 +48,12 @@ struct Door {
 }
 
 fn router(door: Door) -> axum::Router {
-    let limit = door.service.gate.limits().max_request_bytes;
     axum::Router::new()
         .route("/execute", post(execute))
         .route("/maml/execute", post(execute))
         .route("/", get(status))
         .route_layer(middleware::from_fn_with_state(door.clone(), trusted_client))
         .route("/health", get(health))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(door)
 }
 
@@ -56,26 +61,10 @@ fn router(door: Door) -> axum::Router {
 #[derive(Clone)]
 struct ClientCertificate(Option<Vec<u8>>);
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientCertificate {
-    fn connect_info(_: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Self(None)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for ClientCertificate {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, connection) = stream.io().get_ref();
-        let first = connection
-            .peer_certificates()
-            .and_then(|chain| chain.first());
-        Self(first.map(|c| c.to_vec()))
-    }
-}
-
 /// With client certificates required, the client the certificate names, or the refusal.
 async fn trusted_client(
     State(door): State<Door>,
-    ConnectInfo(certificate): ConnectInfo<ClientCertificate>,
+    Extension(certificate): Extension<ClientCertificate>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -100,7 +89,7 @@ async fn execute(
     State(Door { service, .. }): State<Door>,
     client: Option<Extension<Client>>,
     Query(query): Query<ExecuteQuery>,
-    document: Bytes,
+    body: Body,
 ) -> Response {
     let wait = match query.wait {
         None => DEFAULT_WAIT,
@@ -119,6 +108,10 @@ async fn execute(
             }
         },
     };
+    let document = match read_body(&service, body).await {
+        Ok(document) => document,
+        Err(refusal) => return refusal,
+    };
     let client = client.map(|Extension(Client(name))| name);
     let reply = match service
         .submit_one(client.as_deref(), document.to_vec())
@@ -134,6 +127,36 @@ async fn execute(
         Err(status) => return refused(&status),
     }
     .into_response()
+}
+
+/// The request's body, if it is no larger than the engine takes and arrives in time: a client
+/// that sends it slowly must not hold its connection (and its place at the door) for ever.
+async fn read_body(service: &EngineService, body: Body) -> Result<Bytes, Response> {
+    let limits = service.gate.limits();
+    let (limit, timeout) = (limits.max_request_bytes, limits.read_timeout);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(document)) => Ok(document),
+        Ok(Err(error)) if error.source().is_some_and(|e| e.is::<LengthLimitError>()) => {
+            Err(answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("TOO_LARGE"),
+                &format!("the request is larger than the {limit} bytes this engine takes"),
+            ))
+        }
+        Ok(Err(error)) => Err(answer(
+            StatusCode::BAD_REQUEST,
+            Some("BAD_BODY"),
+            &format!("the request's body could not be read: {error}"),
+        )),
+        Err(_) => Err(answer(
+            StatusCode::REQUEST_TIMEOUT,
+            Some("BODY_TIMEOUT"),
+            &format!(
+                "the request's body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )),
+    }
 }
 
 /// The job as it stands once it has ended, or when `wait` is over.
@@ -208,10 +231,19 @@ fn refused(status: &Status) -> Response {
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    answer(
+        http,
+        refusal::reason_of(status).as_deref(),
+        status.message(),
+    )
+}
+
+/// `{"status": "refused", "reason", "message"}` with the HTTP status `http`.
+fn answer(http: StatusCode, reason: Option<&str>, message: &str) -> Response {
     let body = json!({
         "status": "refused",
-        "reason": refusal::reason_of(status),
-        "message": status.message(),
+        "reason": reason,
+        "message": message,
     });
     (http, Json(body)).into_response()
 }
@@ -236,29 +268,77 @@ async fn status(State(Door { service, .. }): State<Door>) -> Json<Value> {
     }))
 }
 
-/// Serves the door on `listener` until `stop` resolves: plaintext, or with `tls` TLS only.
+/// Serves the door on `listener` until `stop` resolves: plaintext, or with `tls` TLS only. Holds
+/// at most `max_connections` at once (`connections`); a client must send each request's headers
+/// within `read_timeout` of the door waiting for them (a kept-alive connection idle that long is
+/// closed), and its body within `read_timeout` more.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: EngineService,
     tls: Option<Tls>,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
+    let limits = service.gate.limits();
+    let read_timeout = limits.read_timeout;
+    let listener = BoundedListener::new(listener, limits.max_connections);
     let door = router(Door {
         service,
         clients_verified: tls.as_ref().is_some_and(|tls| tls.clients_verified),
-    })
-    .into_make_service_with_connect_info::<ClientCertificate>();
-    match tls {
-        None => {
-            axum::serve(listener, door)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls.http)?;
-            axum::serve(listener, door)
-                .with_graceful_shutdown(stop)
-                .await
+    });
+    let mut connections = match tls {
+        None => Connections::Plain(listener),
+        Some(tls) => Connections::Tls(TlsListener::new(listener, tls.http, read_timeout)),
+    };
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (io, certificate) = tokio::select! {
+            connection = connections.accept() => connection,
+            () = &mut stop => break,
+        };
+        let door = door.clone();
+        let service = service_fn(move |mut request: axum::http::Request<Incoming>| {
+            request.extensions_mut().insert(certificate.clone());
+            door.clone().oneshot(request)
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!("an HTTP door connection ended: {error}");
+            }
+        });
+    }
+    drop(connections);
+    graceful.shutdown().await;
+}
+
+/// Where the door's connections come from.
+enum Connections {
+    Plain(BoundedListener),
+    Tls(TlsListener),
+}
+
+/// A connection of either kind.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Connection for T {}
+
+impl Connections {
+    async fn accept(&mut self) -> (Box<dyn Connection>, ClientCertificate) {
+        match self {
+            Self::Plain(listener) => {
+                let (tcp, _) = listener.accept().await;
+                (Box::new(tcp), ClientCertificate(None))
+            }
+            Self::Tls(listener) => {
+                let tls = listener.accept().await;
+                let first = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                let certificate = ClientCertificate(first.map(|c| c.to_vec()));
+                (Box::new(tls), certificate)
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod circuits;
 pub mod client_certificates;
+mod connections;
 pub mod convert;
 pub mod dispatch;
 pub mod gpu_metrics;
@@ -30,7 +31,6 @@ use chimera_maml::{KeyError, Policy, SecretKey, write_key_pair};
 use chimera_proto::v1::engine_server::EngineServer;
 use chimera_supervisor::{HeadConfig, Launcher, Supervisor, SupervisorConfig};
 use tokio::sync::{broadcast, mpsc};
-use tokio_stream::StreamExt;
 
 pub use service::EngineService;
 pub use tls::{Tls, TlsError};
@@ -247,18 +247,18 @@ impl Engine {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(chimera_proto::v1::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        // Small answers must leave at once: with Nagle's algorithm on, a reply waits for the
-        // client's delayed ACK, about 40 ms per call.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-            let stream = stream?;
-            stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
-        });
-        let mut server = tonic::transport::Server::builder();
+        let limits = self.service.gate.limits();
+        let incoming =
+            connections::BoundedListener::new(listener, limits.max_connections).into_stream();
+        // Pings find the clients that vanished (a peer gone with no FIN), whose connections
+        // would otherwise hold their places for ever.
+        let mut server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
         let mut clients_verified = false;
         if let Some(tls) = tls {
             clients_verified = tls.clients_verified;
-            server = server.tls_config(tls.grpc)?;
+            server = server.tls_config(tls.grpc.timeout(limits.read_timeout))?;
         }
         let require_trusted = clients_verified
             .then(|| client_certificates::require_trusted(Arc::clone(&self.service.trust)));
@@ -278,12 +278,10 @@ impl Engine {
             .add_service(engine)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
-        if let Some(door) = door {
-            match door.await {
-                Ok(Err(e)) => tracing::error!("the HTTP door failed: {e}"),
-                Err(e) => tracing::error!("the HTTP door failed: {e}"),
-                Ok(Ok(())) => {}
-            }
+        if let Some(door) = door
+            && let Err(e) = door.await
+        {
+            tracing::error!("the HTTP door failed: {e}");
         }
         self.supervisor.shutdown().await;
         self.audit.record(Event::EngineStopped);

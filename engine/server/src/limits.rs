@@ -1,10 +1,11 @@
 //! Limits that hold under abuse, per client (the trusted key that signed the job): submissions
 //! per second (a token bucket) and jobs waiting or running; and for everyone, open streams.
-//! Each refusal is `RESOURCE_EXHAUSTED` with its own reason.
+//! Each refusal is `RESOURCE_EXHAUSTED` with its own reason. The connections each door holds and
+//! how long a client may take to speak are bounded too (`connections`, `http_door`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
@@ -27,6 +28,12 @@ pub struct Limits {
     /// Qubits of the widest circuit taken; `None`: as many as this machine's largest device
     /// (its available memory, or its largest GPU's) holds in single precision, read at start.
     pub max_qubits: Option<usize>,
+    /// Connections each door (gRPC, HTTP) holds at once, TLS handshakes included; more wait in
+    /// the listen queue.
+    pub max_connections: usize,
+    /// How long a client may take to finish its TLS handshake, and at the HTTP door to send a
+    /// request's headers (a kept-alive connection idle that long is closed) and then its body.
+    pub read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -38,6 +45,8 @@ impl Default for Limits {
             burst: 10_000.0,
             max_streams: 1024,
             max_qubits: None,
+            max_connections: 1024,
+            read_timeout: Duration::from_secs(15),
         }
     }
 }

@@ -1,11 +1,10 @@
 //! TLS for both doors, from one certificate: tonic's settings for the gRPC port, a rustls server
 //! configuration for the HTTP door, and the listener that speaks it there.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -14,8 +13,8 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::connections::{BoundedListener, Counted};
+
 /// Connections whose handshake is done and that the door has not yet taken.
 const HANDSHAKEN_QUEUE: usize = 64;
 
@@ -101,36 +100,33 @@ fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'st
     Ok(chain)
 }
 
+/// A connection of the HTTP door over TLS.
+pub(crate) type HttpsStream = TlsStream<Counted<TcpStream>>;
+
 /// A listener that hands over connections whose TLS handshake is done. Handshakes run side by
-/// side, so a client that connects and says nothing holds up no other.
+/// side, so a client that connects and says nothing holds up no other; one that has not finished
+/// its handshake within `handshake_timeout` is dropped.
 pub(crate) struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    handshaken: mpsc::Receiver<HttpsStream>,
     accepting: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
+    pub(crate) fn new(
+        listener: BoundedListener,
+        config: Arc<ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> Self {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let (done, handshaken) = mpsc::channel(HANDSHAKEN_QUEUE);
         let accepting = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors, say: wait rather than spin.
-                        tracing::warn!("the HTTP door cannot accept a connection: {error}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
+                let (tcp, peer) = listener.accept().await;
                 let (acceptor, done) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            let _ = done.send((stream, peer)).await;
+                            let _ = done.send(stream).await;
                         }
                         Ok(Err(error)) => {
                             tracing::debug!("TLS handshake with {peer} failed: {error}")
@@ -140,25 +136,14 @@ impl TlsListener {
                 });
             }
         });
-        Ok(Self {
+        Self {
             handshaken,
-            local,
             accepting,
-        })
+        }
     }
-}
 
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accepting.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection whose handshake is done.
+    pub(crate) async fn accept(&mut self) -> HttpsStream {
         match self.handshaken.recv().await {
             Some(connection) => connection,
             // The accepting task holds a sender for as long as it runs, and it runs until this
@@ -166,9 +151,11 @@ impl axum::serve::Listener for TlsListener {
             None => std::future::pending().await,
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
     }
 }
 

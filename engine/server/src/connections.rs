@@ -1,0 +1,153 @@
+//! How many connections a door holds. Each door (gRPC, HTTP) takes at most `max` at once,
+//! handshakes included; a client beyond that waits in the kernel's listen queue until one ends.
+//! Without a bound, clients that connect and hold on took every file descriptor of the engine
+//! (20,000 idle connections to the HTTP door, found by hand), and with them its other door, its
+//! journal and its heads' sockets.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// A connection that holds one of its door's places until it is dropped.
+pub(crate) struct Counted<Io> {
+    io: Io,
+    _place: OwnedSemaphorePermit,
+}
+
+/// A listener that hands over at most `max` connections at a time.
+pub(crate) struct BoundedListener {
+    listener: TcpListener,
+    places: Arc<Semaphore>,
+}
+
+impl BoundedListener {
+    pub(crate) fn new(listener: TcpListener, max: usize) -> Self {
+        Self {
+            listener,
+            places: Arc::new(Semaphore::new(max.max(1))),
+        }
+    }
+
+    /// The next connection, once one of the door's places is free.
+    pub(crate) async fn accept(&self) -> (Counted<TcpStream>, SocketAddr) {
+        let place = Arc::clone(&self.places)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.listener.accept().await {
+                Ok((tcp, peer)) => {
+                    // Small answers must leave at once: with Nagle's algorithm on, a reply waits
+                    // for the client's delayed ACK, about 40 ms per call.
+                    let _ = tcp.set_nodelay(true);
+                    return (
+                        Counted {
+                            io: tcp,
+                            _place: place,
+                        },
+                        peer,
+                    );
+                }
+                Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// The connections as the stream that tonic serves.
+    pub(crate) fn into_stream(
+        self,
+    ) -> impl tokio_stream::Stream<Item = io::Result<Counted<TcpStream>>> {
+        futures_util::stream::unfold(self, |listener| async move {
+            let (connection, _) = listener.accept().await;
+            Some((Ok(connection), listener))
+        })
+    }
+}
+
+impl<Io: AsyncRead + Unpin> AsyncRead for Counted<Io> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<Io: AsyncWrite + Unpin> AsyncWrite for Counted<Io> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Counted<TcpStream> {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_beyond_the_bound_waits_until_one_ends() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = BoundedListener::new(tcp, 2);
+        let _clients: Vec<_> =
+            futures_util::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(addr)))
+                .await;
+        let first = listener.accept().await;
+        let second = listener.accept().await;
+        let waited = Duration::from_millis(300);
+        assert!(
+            tokio::time::timeout(waited, listener.accept())
+                .await
+                .is_err(),
+            "a third connection was handed over while two were held"
+        );
+        drop(first);
+        let third = tokio::time::timeout(waited, listener.accept()).await;
+        assert!(third.is_ok(), "the third waited although a place was free");
+        drop(second);
+    }
+}

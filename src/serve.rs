@@ -129,8 +129,9 @@ pub struct LimitArgs {
     /// the listen queue until one ends.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
-    /// Seconds a client may take to finish its TLS handshake, and at the HTTP door to send a
-    /// request's headers (a kept-alive connection idle that long is closed) and then its body.
+    /// Seconds a client may take to send its first bytes and to finish its TLS handshake, and at
+    /// the HTTP door to send a request's headers (a kept-alive connection idle that long is
+    /// closed) and then its body.
     #[arg(long, default_value_t = Limits::default().read_timeout.as_secs_f64())]
     read_timeout: f64,
 }

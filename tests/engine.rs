@@ -1869,11 +1869,21 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
     assert_eq!(status["heads"].as_array().unwrap().len(), 4, "{body}");
 }
 
-/// Whether the server closed `stream` (it reads the end) within `within`.
+/// Whether the server closed `stream` within `within`: what it sends before is read and let go.
 fn closed_by_server(stream: &mut std::net::TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(0))
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+    false
 }
 
 #[test]
@@ -1954,16 +1964,23 @@ fn the_doors_bound_their_connections_and_drop_clients_who_say_nothing() {
     let (code, body) = http(&door, "POST", "/execute", &signed(&bell, &lab));
     assert_eq!(code, 200, "{body}");
 
-    // The gRPC port is bounded too: with both places held, a call waits until they are free.
+    // The gRPC port is bounded too. A client that says nothing is dropped; with both places held
+    // by clients that began HTTP/2 and went quiet, a call waits until they are free.
     let grpc = served.url.trim_start_matches("http://").to_owned();
-    let held = [
-        std::net::TcpStream::connect(&grpc).unwrap(),
-        std::net::TcpStream::connect(&grpc).unwrap(),
-    ];
+    let mut silent = std::net::TcpStream::connect(&grpc).unwrap();
+    assert!(closed_by_server(&mut silent, Duration::from_secs(5)));
+    let quiet = || {
+        let mut stream = std::net::TcpStream::connect(&grpc).unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .unwrap();
+        stream
+    };
+    let held = [quiet(), quiet()];
     runtime().block_on(async {
         let call = async { heads(&mut client(&served.url).await).await.len() };
         assert!(
-            tokio::time::timeout(Duration::from_secs(1), call)
+            tokio::time::timeout(Duration::from_secs(2), call)
                 .await
                 .is_err(),
             "a gRPC call was served while both places were held"

@@ -2,8 +2,10 @@
 //! handshakes included; a client beyond that waits in the kernel's listen queue until one ends.
 //! Without a bound, clients that connect and hold on took every file descriptor of the engine
 //! (20,000 idle connections to the HTTP door, found by hand), and with them its other door, its
-//! journal and its heads' sockets.
+//! journal and its heads' sockets. A client that has sent nothing `first_bytes_within` after it
+//! was taken is dropped, so that silent clients cannot hold every place either.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,19 +22,23 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 pub(crate) struct Counted<Io> {
     io: Io,
     _place: OwnedSemaphorePermit,
+    /// Until the client's first bytes have come: when they must have.
+    first_bytes_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A listener that hands over at most `max` connections at a time.
 pub(crate) struct BoundedListener {
     listener: TcpListener,
     places: Arc<Semaphore>,
+    first_bytes_within: Duration,
 }
 
 impl BoundedListener {
-    pub(crate) fn new(listener: TcpListener, max: usize) -> Self {
+    pub(crate) fn new(listener: TcpListener, max: usize, first_bytes_within: Duration) -> Self {
         Self {
             listener,
             places: Arc::new(Semaphore::new(max.max(1))),
+            first_bytes_within,
         }
     }
 
@@ -48,13 +54,13 @@ impl BoundedListener {
                     // Small answers must leave at once: with Nagle's algorithm on, a reply waits
                     // for the client's delayed ACK, about 40 ms per call.
                     let _ = tcp.set_nodelay(true);
-                    return (
-                        Counted {
-                            io: tcp,
-                            _place: place,
-                        },
-                        peer,
-                    );
+                    let first_bytes_by = tokio::time::sleep(self.first_bytes_within);
+                    let connection = Counted {
+                        io: tcp,
+                        _place: place,
+                        first_bytes_by: Some(Box::pin(first_bytes_by)),
+                    };
+                    return (connection, peer);
                 }
                 Err(error) => {
                     // Out of file descriptors, say: wait rather than spin.
@@ -82,7 +88,19 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Counted<Io> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Some(deadline) = &mut self.first_bytes_by {
+            if buf.filled().len() > filled {
+                self.first_bytes_by = None;
+            } else if read.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent nothing in time",
+                )));
+            }
+        }
+        read
     }
 }
 
@@ -132,7 +150,7 @@ mod tests {
     async fn a_connection_beyond_the_bound_waits_until_one_ends() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let listener = BoundedListener::new(tcp, 2);
+        let listener = BoundedListener::new(tcp, 2, Duration::from_secs(60));
         let _clients: Vec<_> =
             futures_util::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(addr)))
                 .await;
@@ -149,5 +167,26 @@ mod tests {
         let third = tokio::time::timeout(waited, listener.accept()).await;
         assert!(third.is_ok(), "the third waited although a place was free");
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_nothing_in_time_is_dropped() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = BoundedListener::new(tcp, 2, Duration::from_millis(200));
+        let mut silent_client = TcpStream::connect(addr).await.unwrap();
+        let mut talking_client = TcpStream::connect(addr).await.unwrap();
+        let (mut silent, _) = listener.accept().await;
+        let (mut talking, _) = listener.accept().await;
+        talking_client.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        talking.read_exact(&mut buf).await.unwrap();
+        let error = silent.read(&mut buf).await.expect_err("timed out");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        // Once it has spoken, a client may pause for as long as it likes.
+        let pause = tokio::time::timeout(Duration::from_millis(400), talking.read(&mut buf)).await;
+        assert!(pause.is_err(), "a client that had spoken was dropped");
+        drop(silent_client.write_all(b"late").await);
     }
 }

@@ -248,8 +248,12 @@ impl Engine {
             .register_encoded_file_descriptor_set(chimera_proto::v1::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let limits = self.service.gate.limits();
-        let incoming =
-            connections::BoundedListener::new(listener, limits.max_connections).into_stream();
+        let incoming = connections::BoundedListener::new(
+            listener,
+            limits.max_connections,
+            limits.read_timeout,
+        )
+        .into_stream();
         // Pings find the clients that vanished (a peer gone with no FIN), whose connections
         // would otherwise hold their places for ever.
         let mut server = tonic::transport::Server::builder()

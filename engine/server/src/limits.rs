@@ -31,8 +31,9 @@ pub struct Limits {
     /// Connections each door (gRPC, HTTP) holds at once, TLS handshakes included; more wait in
     /// the listen queue.
     pub max_connections: usize,
-    /// How long a client may take to finish its TLS handshake, and at the HTTP door to send a
-    /// request's headers (a kept-alive connection idle that long is closed) and then its body.
+    /// How long a client may take to send its first bytes and to finish its TLS handshake, and
+    /// at the HTTP door to send a request's headers (a kept-alive connection idle that long is
+    /// closed) and then its body.
     pub read_timeout: Duration,
 }
 

@@ -1990,4 +1990,15 @@ fn the_doors_bound_their_connections_and_drop_clients_who_say_nothing() {
         let heads = tokio::time::timeout(Duration::from_secs(10), call).await;
         assert_eq!(heads.expect("served once the places were free"), 4);
     });
+
+    // What the doors hold, and whom they dropped for silence, is on the metrics page.
+    let metrics = served.scrape_metrics();
+    for door in ["door=\"grpc\"", "door=\"http\""] {
+        let at_most = series(&metrics, "chimera_connections_max", &[door]);
+        assert_eq!(at_most, Some(2.0), "{door}");
+        let open = series(&metrics, "chimera_connections_open", &[door]);
+        assert!(open.is_some_and(|n| (0.0..=2.0).contains(&n)), "{door}: {open:?}");
+    }
+    let silent = series(&metrics, "chimera_connections_silent_total", &["door=\"grpc\""]);
+    assert!(silent.is_some_and(|n| n >= 1.0), "{silent:?}");
 }

@@ -18,12 +18,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::metrics_names as m;
+
 /// A connection that holds one of its door's places until it is dropped.
 pub(crate) struct Counted<Io> {
     io: Io,
     _place: OwnedSemaphorePermit,
     /// Until the client's first bytes have come: when they must have.
     first_bytes_by: Option<Pin<Box<tokio::time::Sleep>>>,
+    door: &'static str,
 }
 
 /// A listener that hands over at most `max` connections at a time.
@@ -31,14 +34,24 @@ pub(crate) struct BoundedListener {
     listener: TcpListener,
     places: Arc<Semaphore>,
     first_bytes_within: Duration,
+    /// The door's name in metrics: `grpc` or `http`.
+    door: &'static str,
 }
 
 impl BoundedListener {
-    pub(crate) fn new(listener: TcpListener, max: usize, first_bytes_within: Duration) -> Self {
+    pub(crate) fn new(
+        listener: TcpListener,
+        max: usize,
+        first_bytes_within: Duration,
+        door: &'static str,
+    ) -> Self {
+        let max = max.max(1);
+        metrics::gauge!(m::CONNECTIONS_MAX, "door" => door).set(max as f64);
         Self {
             listener,
-            places: Arc::new(Semaphore::new(max.max(1))),
+            places: Arc::new(Semaphore::new(max)),
             first_bytes_within,
+            door,
         }
     }
 
@@ -55,10 +68,12 @@ impl BoundedListener {
                     // for the client's delayed ACK, about 40 ms per call.
                     let _ = tcp.set_nodelay(true);
                     let first_bytes_by = tokio::time::sleep(self.first_bytes_within);
+                    metrics::gauge!(m::CONNECTIONS_OPEN, "door" => self.door).increment(1);
                     let connection = Counted {
                         io: tcp,
                         _place: place,
                         first_bytes_by: Some(Box::pin(first_bytes_by)),
+                        door: self.door,
                     };
                     return (connection, peer);
                 }
@@ -82,6 +97,12 @@ impl BoundedListener {
     }
 }
 
+impl<Io> Drop for Counted<Io> {
+    fn drop(&mut self) {
+        metrics::gauge!(m::CONNECTIONS_OPEN, "door" => self.door).decrement(1);
+    }
+}
+
 impl<Io: AsyncRead + Unpin> AsyncRead for Counted<Io> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -94,6 +115,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Counted<Io> {
             if buf.filled().len() > filled {
                 self.first_bytes_by = None;
             } else if read.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                metrics::counter!(m::CONNECTIONS_SILENT, "door" => self.door).increment(1);
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client sent nothing in time",
@@ -150,7 +172,7 @@ mod tests {
     async fn a_connection_beyond_the_bound_waits_until_one_ends() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let listener = BoundedListener::new(tcp, 2, Duration::from_secs(60));
+        let listener = BoundedListener::new(tcp, 2, Duration::from_secs(60), "test");
         let _clients: Vec<_> =
             futures_util::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(addr)))
                 .await;
@@ -174,7 +196,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let listener = BoundedListener::new(tcp, 2, Duration::from_millis(200));
+        let listener = BoundedListener::new(tcp, 2, Duration::from_millis(200), "test");
         let mut silent_client = TcpStream::connect(addr).await.unwrap();
         let mut talking_client = TcpStream::connect(addr).await.unwrap();
         let (mut silent, _) = listener.accept().await;

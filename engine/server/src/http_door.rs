@@ -280,7 +280,7 @@ pub async fn serve(
 ) {
     let limits = service.gate.limits();
     let read_timeout = limits.read_timeout;
-    let listener = BoundedListener::new(listener, limits.max_connections, read_timeout);
+    let listener = BoundedListener::new(listener, limits.max_connections, read_timeout, "http");
     let door = router(Door {
         service,
         clients_verified: tls.as_ref().is_some_and(|tls| tls.clients_verified),

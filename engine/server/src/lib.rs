@@ -252,6 +252,7 @@ impl Engine {
             listener,
             limits.max_connections,
             limits.read_timeout,
+            "grpc",
         )
         .into_stream();
         // Pings find the clients that vanished (a peer gone with no FIN), whose connections

@@ -15,6 +15,9 @@ pub const ACK_SECONDS: &str = "chimera_submit_ack_seconds";
 pub const GATE_PASSES: &str = "chimera_statevector_gate_passes_total";
 pub const BYTES_MOVED: &str = "chimera_statevector_bytes_moved_total";
 pub const RECEIPT_BATCH_SIZE: &str = "chimera_receipt_batch_size";
+pub const CONNECTIONS_OPEN: &str = "chimera_connections_open";
+pub const CONNECTIONS_MAX: &str = "chimera_connections_max";
+pub const CONNECTIONS_SILENT: &str = "chimera_connections_silent_total";
 /// Kept from the CHIMERA documents' dashboards: requests by RPC.
 pub const REQUESTS: &str = "chimera_requests_total";
 /// Kept from the CHIMERA documents' dashboards: time a head spent running a job.
@@ -55,6 +58,19 @@ pub fn describe() {
         "seconds from a head's death to its next life sealing with a key, by outcome"
     );
     describe_gauge!(HEAD_KEY_EPOCH, "the epoch of the key each head seals with");
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "connections each door (`grpc`, `http`) holds now; at the door's maximum, new clients \
+         wait in the listen queue"
+    );
+    describe_gauge!(
+        CONNECTIONS_MAX,
+        "connections each door may hold at once (--max-connections)"
+    );
+    describe_counter!(
+        CONNECTIONS_SILENT,
+        "clients dropped by each door for sending nothing within --read-timeout"
+    );
     describe_counter!(
         HEAD_RECOVERED_FILES,
         "files of a head's sealed state that its next life took back from its peers' replicas \

@@ -291,9 +291,9 @@ fn enough_file_descriptors(max_connections: usize) -> Result<()> {
     let needed = 2 * max_connections as u64 + 256;
     if limit < needed {
         eprintln!(
-            "chimera serve: warning: this process may open {limit} files, fewer than the {needed} that two doors of \
-             --max-connections {max_connections} and the engine need: raise `ulimit -n` or lower \
-             --max-connections"
+            "chimera serve: warning: this process may open {limit} files, fewer than the \
+             {needed} that two doors of --max-connections {max_connections} and the engine \
+             need: raise `ulimit -n` or lower --max-connections"
         );
     }
     Ok(())

@@ -1560,12 +1560,7 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         ],
     );
     let url = served.url.replace("http://", "https://");
-    let door = served
-        .preamble
-        .iter()
-        .find_map(|l| l.strip_prefix("chimera serve: HTTP door on https://"))
-        .expect("the HTTP door speaks TLS too")
-        .to_owned();
+    let door = http_door(&served, "https");
     runtime().block_on(async {
         let mut client = tls_client(&url, &dir, Some("lab")).await.unwrap();
         let bell = document(
@@ -1742,13 +1737,15 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
     ok(out);
 }
 
-/// The plaintext HTTP door's address, from `chimera serve`'s first lines.
-fn http_door(served: &Served) -> String {
+/// The address of the HTTP door that speaks `scheme` (`http`, `https`), from `chimera serve`'s
+/// first lines.
+fn http_door(served: &Served, scheme: &str) -> String {
+    let line = format!("chimera serve: HTTP door on {scheme}://");
     served
         .preamble
         .iter()
-        .find_map(|l| l.strip_prefix("chimera serve: HTTP door on http://"))
-        .expect("the HTTP door's address")
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("no HTTP door speaking {scheme}: {:?}", served.preamble))
         .to_owned()
 }
 
@@ -1794,7 +1791,7 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
     let data = dir.join("data");
     let lab = trusted_key(&data, &dir, "lab", "*");
     let served = Served::start_with(&data, &["--http-listen", "127.0.0.1:0"]);
-    let door = http_door(&served);
+    let door = http_door(&served, "http");
 
     let bell = document(
         "urn:uuid:over-http",
@@ -1902,7 +1899,7 @@ fn the_doors_bound_their_connections_and_drop_clients_who_say_nothing() {
             "1",
         ],
     );
-    let door = http_door(&served);
+    let door = http_door(&served, "http");
     let connect = || std::net::TcpStream::connect(&door).unwrap();
 
     // Two clients take both places at the door and say nothing; a third waits in the listen
@@ -1997,8 +1994,15 @@ fn the_doors_bound_their_connections_and_drop_clients_who_say_nothing() {
         let at_most = series(&metrics, "chimera_connections_max", &[door]);
         assert_eq!(at_most, Some(2.0), "{door}");
         let open = series(&metrics, "chimera_connections_open", &[door]);
-        assert!(open.is_some_and(|n| (0.0..=2.0).contains(&n)), "{door}: {open:?}");
+        assert!(
+            open.is_some_and(|n| (0.0..=2.0).contains(&n)),
+            "{door}: {open:?}"
+        );
     }
-    let silent = series(&metrics, "chimera_connections_silent_total", &["door=\"grpc\""]);
+    let silent = series(
+        &metrics,
+        "chimera_connections_silent_total",
+        &["door=\"grpc\""],
+    );
     assert!(silent.is_some_and(|n| n >= 1.0), "{silent:?}");
 }

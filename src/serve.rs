@@ -129,6 +129,10 @@ pub struct LimitArgs {
     /// the listen queue until one ends.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+    /// Of those, connections one source (an IPv4 address, an IPv6 /64) may hold at once; its
+    /// further ones are closed at once. Raise it for many clients behind one NAT or proxy.
+    #[arg(long, default_value_t = Limits::default().max_connections_per_source)]
+    max_connections_per_source: usize,
     /// Seconds a client may take to send its first bytes and to finish its TLS handshake, and at
     /// the HTTP door to send a request's headers (a kept-alive connection idle that long is
     /// closed) and then its body.
@@ -145,11 +149,12 @@ impl LimitArgs {
                 self.client_burst
             );
         }
-        if self.max_connections == 0 {
-            bail!("--max-connections must be at least 1");
+        if self.max_connections == 0 || self.max_connections_per_source == 0 {
+            bail!("--max-connections and --max-connections-per-source must be at least 1");
         }
         Ok(Limits {
             max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
             read_timeout: positive_seconds("--read-timeout", self.read_timeout)?,
             submissions_per_second: self.client_rate,
             burst: self.client_burst,

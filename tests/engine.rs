@@ -1364,6 +1364,10 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         "4",
         "--max-streams",
         "2",
+        "--max-connections-per-source",
+        "3",
+        "--http-listen",
+        "127.0.0.1:0",
     ];
     let served = Served::start_with(&data, &flags);
     runtime().block_on(async {
@@ -1439,6 +1443,65 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
             }
         }
     });
+
+    // One source holds at most three connections at each door; its further ones are closed at
+    // once (long before the 15 s a silent client is given), and another source is served.
+    let grpc = served.url.trim_start_matches("http://").to_owned();
+    for door in [grpc.as_str(), &http_door(&served, "http")] {
+        let mut held = Vec::new();
+        let refused = loop {
+            let mut stream = std::net::TcpStream::connect(door).unwrap();
+            if closed_by_server(&mut stream, Duration::from_secs(1)) {
+                break held.len();
+            }
+            held.push(stream);
+            assert!(
+                held.len() <= 3,
+                "{door} took a fourth connection from one source"
+            );
+        };
+        // The engine may still hold the gRPC client's connection, closed above.
+        assert!((2..=3).contains(&refused), "{door}: closed after {refused}");
+        let mut other = connect_from([127, 0, 0, 2], door);
+        assert!(
+            !closed_by_server(&mut other, Duration::from_secs(1)),
+            "{door}"
+        );
+    }
+    let (code, _) = exchange(
+        &mut connect_from([127, 0, 0, 3], &http_door(&served, "http")),
+        "x",
+        "GET",
+        "/health",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let metrics = served.scrape_metrics();
+    for door in ["door=\"grpc\"", "door=\"http\""] {
+        let closed = series(
+            &metrics,
+            "chimera_connections_over_source_limit_total",
+            &[door],
+        );
+        assert!(closed.is_some_and(|n| n >= 1.0), "{door}: {closed:?}");
+        let most = series(&metrics, "chimera_connections_max_per_source", &[door]);
+        assert_eq!(most, Some(3.0), "{door}");
+    }
+}
+
+/// A connection to `addr` from `from`, a loopback address other than the tests' 127.0.0.1.
+fn connect_from(from: [u8; 4], addr: &str) -> std::net::TcpStream {
+    runtime().block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind((std::net::IpAddr::from(from), 0).into())
+            .unwrap();
+        let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
 }
 
 /// A test CA and the PEM files it signs: `NAME.pem` and `NAME.key` in `dir`.

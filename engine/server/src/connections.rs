@@ -3,13 +3,17 @@
 //! Without a bound, clients that connect and hold on took every file descriptor of the engine
 //! (20,000 idle connections to the HTTP door, found by hand), and with them its other door, its
 //! journal and its heads' sockets. A client that has sent nothing `first_bytes_within` after it
-//! was taken is dropped, so that silent clients cannot hold every place either.
+//! was taken is dropped, so that silent clients cannot hold every place either. One source holds
+//! at most `per_source` of a door's places (an IPv6 source being its /64, which one host usually
+//! has whole); its connections beyond that are closed at once, so that one host cannot fill the
+//! door and keep everyone else waiting in the queue behind it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +28,7 @@ use crate::metrics_names as m;
 pub(crate) struct Counted<Io> {
     io: Io,
     _place: OwnedSemaphorePermit,
+    _source_place: SourcePlace,
     /// Until the client's first bytes have come: when they must have.
     first_bytes_by: Option<Pin<Box<tokio::time::Sleep>>>,
     door: &'static str,
@@ -33,23 +38,98 @@ pub(crate) struct Counted<Io> {
 pub(crate) struct BoundedListener {
     listener: TcpListener,
     places: Arc<Semaphore>,
+    sources: Arc<Sources>,
     first_bytes_within: Duration,
     /// The door's name in metrics: `grpc` or `http`.
     door: &'static str,
 }
 
+/// How many connections each source holds at a door.
+struct Sources {
+    per_source: usize,
+    held: Mutex<HashMap<IpAddr, Held>>,
+}
+
+#[derive(Default)]
+struct Held {
+    connections: usize,
+    /// Whether a connection beyond the bound was logged since the source last went under it.
+    logged: bool,
+}
+
+/// One of a source's places at a door, given back when dropped.
+struct SourcePlace {
+    sources: Arc<Sources>,
+    source: IpAddr,
+}
+
+impl Sources {
+    /// A place for one more connection from `source`, unless it holds its most.
+    fn take(self: &Arc<Self>, source: IpAddr, door: &str) -> Option<SourcePlace> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = held.entry(source).or_default();
+        if entry.connections >= self.per_source {
+            if !std::mem::replace(&mut entry.logged, true) {
+                tracing::warn!(
+                    "{source} holds {} connections to the {door} door, the most one source may \
+                     (--max-connections-per-source); its further ones are closed",
+                    entry.connections
+                );
+            }
+            return None;
+        }
+        entry.connections += 1;
+        Some(SourcePlace {
+            sources: Arc::clone(self),
+            source,
+        })
+    }
+}
+
+impl Drop for SourcePlace {
+    fn drop(&mut self) {
+        let mut held = self.sources.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = held.get_mut(&self.source) {
+            entry.connections -= 1;
+            entry.logged = false;
+            if entry.connections == 0 {
+                held.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The source a peer address counts against: an IPv4 address, or an IPv6 address's /64 (an
+/// IPv4 address mapped into IPv6 counts as itself).
+fn source_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
+    }
+}
+
 impl BoundedListener {
+    /// At most `max` connections at once, `per_source` of them from one source.
     pub(crate) fn new(
         listener: TcpListener,
         max: usize,
+        per_source: usize,
         first_bytes_within: Duration,
         door: &'static str,
     ) -> Self {
-        let max = max.max(1);
+        let (max, per_source) = (max.max(1), per_source.max(1));
         metrics::gauge!(m::CONNECTIONS_MAX, "door" => door).set(max as f64);
+        metrics::gauge!(m::CONNECTIONS_MAX_PER_SOURCE, "door" => door).set(per_source as f64);
         Self {
             listener,
             places: Arc::new(Semaphore::new(max)),
+            sources: Arc::new(Sources {
+                per_source,
+                held: Mutex::default(),
+            }),
             first_bytes_within,
             door,
         }
@@ -64,6 +144,12 @@ impl BoundedListener {
         loop {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
+                    let Some(source_place) = self.sources.take(source_of(peer.ip()), self.door)
+                    else {
+                        metrics::counter!(m::CONNECTIONS_OVER_SOURCE_LIMIT, "door" => self.door)
+                            .increment(1);
+                        continue;
+                    };
                     // Small answers must leave at once: with Nagle's algorithm on, a reply waits
                     // for the client's delayed ACK, about 40 ms per call.
                     let _ = tcp.set_nodelay(true);
@@ -72,6 +158,7 @@ impl BoundedListener {
                     let connection = Counted {
                         io: tcp,
                         _place: place,
+                        _source_place: source_place,
                         first_bytes_by: Some(Box::pin(first_bytes_by)),
                         door: self.door,
                     };
@@ -172,7 +259,7 @@ mod tests {
     async fn a_connection_beyond_the_bound_waits_until_one_ends() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let listener = BoundedListener::new(tcp, 2, Duration::from_secs(60), "test");
+        let listener = BoundedListener::new(tcp, 2, 2, Duration::from_secs(60), "test");
         let _clients: Vec<_> =
             futures_util::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(addr)))
                 .await;
@@ -191,12 +278,73 @@ mod tests {
         drop(second);
     }
 
+    /// A connection to `addr` from `from` (any 127.x.y.z address works on Linux's loopback).
+    async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((IpAddr::from(from), 0).into()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_source_holds_at_most_its_share_and_its_further_connections_are_closed() {
+        use tokio::io::AsyncReadExt;
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = BoundedListener::new(tcp, 10, 2, Duration::from_secs(60), "test");
+        let mut same_source = Vec::new();
+        for _ in 0..3 {
+            same_source.push(connect_from([127, 0, 0, 1], addr).await);
+        }
+        let other_source = connect_from([127, 0, 0, 2], addr).await;
+        let (first, _) = listener.accept().await;
+        let (_second, _) = listener.accept().await;
+        // The third from 127.0.0.1 is closed; the next handed over is 127.0.0.2's.
+        let (_, peer) = listener.accept().await;
+        assert_eq!(peer.ip(), IpAddr::from([127, 0, 0, 2]));
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), same_source[2].read(&mut byte));
+        assert!(
+            matches!(closed.await, Ok(Ok(0) | Err(_))),
+            "the source's third connection was not closed"
+        );
+        // A place it gives back is its again.
+        drop(first);
+        let fourth = connect_from([127, 0, 0, 1], addr).await;
+        let (_, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the source's freed place was not given back");
+        assert_eq!(peer, fourth.local_addr().unwrap());
+        drop(other_source);
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_64_prefix_and_a_mapped_ipv4_address_itself() {
+        let v6 = |s: &str| IpAddr::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(source_of(v6("2001:db8:1:2:aa::1")), v6("2001:db8:1:2::"));
+        assert_eq!(
+            source_of(v6("2001:db8:1:2:aa::1")),
+            source_of(v6("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            source_of(v6("2001:db8:1:2::1")),
+            source_of(v6("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            source_of(v6("::ffff:192.0.2.7")),
+            IpAddr::from([192, 0, 2, 7])
+        );
+        assert_eq!(
+            source_of(IpAddr::from([192, 0, 2, 7])),
+            IpAddr::from([192, 0, 2, 7])
+        );
+    }
+
     #[tokio::test]
     async fn a_client_that_sends_nothing_in_time_is_dropped() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let listener = BoundedListener::new(tcp, 2, Duration::from_millis(200), "test");
+        let listener = BoundedListener::new(tcp, 2, 2, Duration::from_millis(200), "test");
         let mut silent_client = TcpStream::connect(addr).await.unwrap();
         let mut talking_client = TcpStream::connect(addr).await.unwrap();
         let (mut silent, _) = listener.accept().await;

@@ -269,7 +269,8 @@ async fn status(State(Door { service, .. }): State<Door>) -> Json<Value> {
 }
 
 /// Serves the door on `listener` until `stop` resolves: plaintext, or with `tls` TLS only. Holds
-/// at most `max_connections` at once (`connections`); a client must send each request's headers
+/// at most `max_connections` at once, `max_connections_per_source` from one source
+/// (`connections`); a client must send each request's headers
 /// within `read_timeout` of the door waiting for them (a kept-alive connection idle that long is
 /// closed), and its body within `read_timeout` more.
 pub async fn serve(
@@ -280,7 +281,13 @@ pub async fn serve(
 ) {
     let limits = service.gate.limits();
     let read_timeout = limits.read_timeout;
-    let listener = BoundedListener::new(listener, limits.max_connections, read_timeout, "http");
+    let listener = BoundedListener::new(
+        listener,
+        limits.max_connections,
+        limits.max_connections_per_source,
+        read_timeout,
+        "http",
+    );
     let door = router(Door {
         service,
         clients_verified: tls.as_ref().is_some_and(|tls| tls.clients_verified),

@@ -251,6 +251,7 @@ impl Engine {
         let incoming = connections::BoundedListener::new(
             listener,
             limits.max_connections,
+            limits.max_connections_per_source,
             limits.read_timeout,
             "grpc",
         )

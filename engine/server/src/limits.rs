@@ -31,6 +31,9 @@ pub struct Limits {
     /// Connections each door (gRPC, HTTP) holds at once, TLS handshakes included; more wait in
     /// the listen queue.
     pub max_connections: usize,
+    /// Of those, how many one source (an IPv4 address, an IPv6 /64) holds at once; its
+    /// connections beyond that are closed at once.
+    pub max_connections_per_source: usize,
     /// How long a client may take to send its first bytes and to finish its TLS handshake, and
     /// at the HTTP door to send a request's headers (a kept-alive connection idle that long is
     /// closed) and then its body.
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_streams: 1024,
             max_qubits: None,
             max_connections: 1024,
+            max_connections_per_source: 128,
             read_timeout: Duration::from_secs(15),
         }
     }

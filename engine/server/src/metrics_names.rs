@@ -18,6 +18,8 @@ pub const RECEIPT_BATCH_SIZE: &str = "chimera_receipt_batch_size";
 pub const CONNECTIONS_OPEN: &str = "chimera_connections_open";
 pub const CONNECTIONS_MAX: &str = "chimera_connections_max";
 pub const CONNECTIONS_SILENT: &str = "chimera_connections_silent_total";
+pub const CONNECTIONS_MAX_PER_SOURCE: &str = "chimera_connections_max_per_source";
+pub const CONNECTIONS_OVER_SOURCE_LIMIT: &str = "chimera_connections_over_source_limit_total";
 /// Kept from the CHIMERA documents' dashboards: requests by RPC.
 pub const REQUESTS: &str = "chimera_requests_total";
 /// Kept from the CHIMERA documents' dashboards: time a head spent running a job.
@@ -66,6 +68,15 @@ pub fn describe() {
     describe_gauge!(
         CONNECTIONS_MAX,
         "connections each door may hold at once (--max-connections)"
+    );
+    describe_gauge!(
+        CONNECTIONS_MAX_PER_SOURCE,
+        "connections each door holds at once from one source: an IPv4 address or an IPv6 /64 \
+         (--max-connections-per-source)"
+    );
+    describe_counter!(
+        CONNECTIONS_OVER_SOURCE_LIMIT,
+        "connections each door closed at once because their source held its most"
     );
     describe_counter!(
         CONNECTIONS_SILENT,

@@ -133,8 +133,16 @@ pub fn serve(
         }
     })?;
 
-    for line in BufReader::new(stream).lines() {
-        match serde_json::from_str(&line?).map_err(WorkerError::Protocol)? {
+    let mut orders_in = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // A line that ends without its newline was cut short: the supervisor stopped as it
+        // wrote (a replica of a peer's state can be large), which ends this head as EOF does.
+        if orders_in.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+            break;
+        }
+        match serde_json::from_str(&line).map_err(WorkerError::Protocol)? {
             ToHead::Run { job_id, document } => {
                 let cancelled = Arc::new(AtomicBool::new(false));
                 cancels
@@ -159,4 +167,56 @@ pub fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An executor that is never sent a job.
+    struct Idle;
+
+    impl Executor for Idle {
+        fn backend(&self) -> String {
+            "test".into()
+        }
+
+        fn run(
+            &mut self,
+            _: &JobOrder,
+            _: &mut dyn FnMut(serde_json::Value),
+            _: &AtomicBool,
+        ) -> JobReport {
+            unreachable!("no job is sent")
+        }
+    }
+
+    /// Serves a head whose supervisor takes its hello, sends `sent` and closes the connection.
+    fn head_served(sent: &'static [u8]) -> Result<(), WorkerError> {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("head.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let supervisor = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut hello = String::new();
+            BufReader::new(&stream).read_line(&mut hello).unwrap();
+            stream.write_all(sent).unwrap();
+        });
+        let served = serve("q0", &socket, HeadKeys::new("q0", dir.path()), Idle);
+        supervisor.join().unwrap();
+        served
+    }
+
+    #[test]
+    fn a_line_cut_short_by_the_supervisor_stopping_ends_the_head_as_eof_does() {
+        assert!(head_served(b"").is_ok());
+        let cut = head_served(b"{\"cancel\":{\"job_id\":\"urn:uuid:1\"");
+        assert!(cut.is_ok(), "{cut:?}");
+        // A whole line that is not an order is still an error, saying so.
+        let garbled = head_served(b"not an order\n");
+        assert!(
+            matches!(garbled, Err(WorkerError::Protocol(_))),
+            "{garbled:?}"
+        );
+    }
 }

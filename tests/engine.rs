@@ -1000,6 +1000,85 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
 }
 
 #[test]
+fn a_stopping_engine_ends_its_watches_and_waits_at_once_and_keeps_the_job() {
+    let dir = work_dir("engine-stop");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let served = Served::start_with(&data, &["--http-listen", "127.0.0.1:0"]);
+    let door = http_door(&served, "http");
+    // Minutes of training: the engine must not wait for it to stop.
+    let id = "urn:uuid:training-while-stopping";
+    let document = signed(&training_job(id, 5000), &key);
+    let main_runtime = runtime();
+    let stuck_watch = main_runtime.block_on(async {
+        let mut client = client(&served.url).await;
+        submit(&mut client, document.clone()).await;
+        trained_to(&mut client, id, 2).await;
+        // A client that stops reading: this runtime is not run while the engine stops.
+        let watch = WatchRequest { job_id: id.into() };
+        client.watch(watch).await.unwrap().into_inner()
+    });
+    // A client that reads its watch to the end, on a thread of its own.
+    let (url, (watching, watch_open)) = (served.url.clone(), std::sync::mpsc::channel());
+    let reader = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let mut client = client(&url).await;
+            let watch = WatchRequest { job_id: id.into() };
+            let mut events = client.watch(watch).await.unwrap().into_inner();
+            watching.send(()).unwrap();
+            loop {
+                match events.message().await {
+                    Ok(Some(event)) => assert!(
+                        !matches!(event.detail, Some(job_event::Detail::Finished(_))),
+                        "the job finished"
+                    ),
+                    Ok(None) => panic!("the watch ended without saying why"),
+                    Err(status) => return status,
+                }
+            }
+        })
+    });
+    watch_open.recv().unwrap();
+    // A curl user waiting for the same job (the same bytes again: the job already taken).
+    let waiting = std::thread::spawn(move || http(&door, "POST", "/execute?wait=600", &document));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let took = served.stop();
+    assert!(
+        took < Duration::from_secs(10),
+        "the engine took {took:?} to stop"
+    );
+    drop(stuck_watch);
+    let (code, body) = waiting.join().unwrap();
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(json(&body)["status"], "running", "{body}");
+    let ended = reader.join().unwrap();
+    assert_eq!(
+        chimera_server::refusal::reason_of(&ended).as_deref(),
+        Some("ENGINE_STOPPING"),
+        "{ended:?}"
+    );
+    assert!(ended.message().contains(id), "{ended:?}");
+
+    // Started again, the engine still has the job, to run again.
+    let served = Served::start(&data);
+    main_runtime.block_on(async {
+        let mut client = client(&served.url).await;
+        let job = client
+            .get(GetRequest { job_id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            [JobState::Queued, JobState::Running].contains(&job.state()),
+            "{job:?}"
+        );
+    });
+    // Its connection closed, so that the engine's stop need not wait for it.
+    drop(main_runtime);
+}
+
+#[test]
 fn a_queued_job_whose_key_is_revoked_does_not_run() {
     let dir = work_dir("engine-revoke");
     let data = dir.join("data");

@@ -93,6 +93,21 @@ impl Served {
         self.child.id() as i32
     }
 
+    /// Stops it with SIGTERM, as an operator would: how long it took to exit (at most a
+    /// minute; longer fails the test).
+    pub fn stop(mut self) -> Duration {
+        let asked = Instant::now();
+        signal(self.pid(), libc::SIGTERM);
+        while asked.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                std::mem::forget(self);
+                return asked.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("chimera serve did not stop within a minute of SIGTERM");
+    }
+
     pub fn kill_hard(mut self) {
         signal(self.pid(), libc::SIGKILL);
         let _ = self.child.wait();

@@ -183,7 +183,13 @@ async fn finished_within(
                 }
             }
         };
-        match tokio::time::timeout_at(deadline, next_event_of_job).await {
+        // A stopping engine answers at once with where the job stands (202 if unfinished)
+        // rather than hold its stop up for the rest of the wait.
+        let waited = tokio::select! {
+            waited = tokio::time::timeout_at(deadline, next_event_of_job) => waited,
+            () = service.stopped() => return service.record(id),
+        };
+        match waited {
             Ok(true) | Err(_) => continue,
             Ok(false) => return service.record(id),
         }
@@ -320,7 +326,15 @@ pub async fn serve(
         });
     }
     drop(connections);
-    graceful.shutdown().await;
+    if tokio::time::timeout(crate::STOP_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "HTTP door connections still open {:?} after the stop began; they are dropped",
+            crate::STOP_GRACE
+        );
+    }
 }
 
 /// Where the door's connections come from.

@@ -35,6 +35,11 @@ use tokio::sync::{broadcast, mpsc};
 pub use service::EngineService;
 pub use tls::{Tls, TlsError};
 
+/// How long each door has, once the engine begins to stop, to finish the calls in flight before
+/// their connections are dropped. Streams and the HTTP door's waits end at once; a client that
+/// has stopped reading must not hold the stop up (gRPC's pings would find it only after 50 s).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot make the data directory {path}: {error}")]
@@ -203,6 +208,7 @@ impl Engine {
             key,
             audit: Arc::clone(&audit),
             gate,
+            stopping: tokio::sync::watch::Sender::new(false),
         }));
         Ok(Self {
             service,
@@ -225,12 +231,8 @@ impl Engine {
         http: Option<tokio::net::TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
-        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let door = http.map(|listener| {
-            let mut stopped = stopped.clone();
-            let stop = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
+            let stop = self.service.stopped();
             tokio::spawn(http_door::serve(
                 listener,
                 self.service.clone(),
@@ -238,9 +240,10 @@ impl Engine {
                 stop,
             ))
         });
+        let service = self.service.clone();
         let shutdown = async move {
             shutdown.await;
-            let _ = stopping.send(true);
+            service.stopping.send_replace(true);
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<EngineServer<EngineService>>().await;
@@ -278,12 +281,22 @@ impl Engine {
                 .max_decoding_message_size(self.service.gate.limits().max_request_bytes),
             check_client,
         );
-        let served = server
+        let serving = server
             .add_service(health_service)
             .add_service(reflection)
             .add_service(engine)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let stopped = self.service.stopped();
+        let served = tokio::select! {
+            served = serving => served,
+            () = async { stopped.await; tokio::time::sleep(STOP_GRACE).await } => {
+                tracing::warn!(
+                    "gRPC calls still open {STOP_GRACE:?} after the stop began; their connections \
+                     are dropped"
+                );
+                Ok(())
+            }
+        };
         if let Some(door) = door
             && let Err(e) = door.await
         {

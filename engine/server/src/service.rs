@@ -16,7 +16,7 @@ use chimera_proto::v1::{
 use chimera_supervisor::{HeadStatus as Status_, Supervisor};
 use futures_util::{Stream, StreamExt};
 use jiff::Timestamp;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::client_certificates::Client;
@@ -50,6 +50,9 @@ pub struct Core {
     pub(crate) key: Arc<EngineKey>,
     pub(crate) audit: Arc<chimera_audit::Recorder>,
     pub(crate) gate: Arc<Gate>,
+    /// Set when the engine begins to stop: open streams and the HTTP door's waits end then,
+    /// rather than hold the stop up for as long as their jobs run.
+    pub(crate) stopping: watch::Sender<bool>,
 }
 
 /// The trust store, read again whenever its file changes, so that `chimera trust add` and a
@@ -271,6 +274,49 @@ fn no_such_job(id: &str) -> Status {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+impl Core {
+    /// Resolves once the engine has begun to stop (at once if it has).
+    pub(crate) fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // An error means the engine is gone, which is stopped too.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+    }
+
+    /// `stream` until the engine begins to stop; then `ENGINE_STOPPING`, saying that `what`
+    /// goes on when the engine is started again, and the end.
+    fn until_stopping<T: Send + 'static>(
+        &self,
+        stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+        what: String,
+    ) -> BoxStream<T> {
+        let state = Some((Box::pin(stream), Box::pin(self.stopped())));
+        Box::pin(futures_util::stream::unfold(state, move |state| {
+            let what = what.clone();
+            async move {
+                let (mut stream, mut stopped) = state?;
+                tokio::select! {
+                    item = stream.next() => item.map(|item| (item, Some((stream, stopped)))),
+                    () = &mut stopped => Some((Err(engine_stopping(&what)), None)),
+                }
+            }
+        }))
+    }
+}
+
+/// The engine is stopping; `what` is in its journal and goes on when it is started again.
+pub(crate) fn engine_stopping(what: &str) -> Status {
+    refusal::status(
+        Code::Unavailable,
+        "ENGINE_STOPPING",
+        format!(
+            "the engine is stopping; {what} is kept in its journal and goes on when the engine is \
+             started again: ask then"
+        ),
+    )
+}
+
 #[tonic::async_trait]
 impl Engine for EngineService {
     async fn submit(
@@ -325,7 +371,8 @@ impl Engine for EngineService {
             .inspect(move |_| {
                 let _ = &stream;
             });
-        Ok(Response::new(Box::pin(replies)))
+        let what = "every job this stream had accepted".to_owned();
+        Ok(Response::new(self.until_stopping(replies, what)))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Job>, Status> {
@@ -377,6 +424,7 @@ impl Engine for EngineService {
         // Subscribed before reading the state, so that no event falls between the two.
         let mut events = self.events.subscribe();
         let record = self.record(&id)?;
+        let what = format!("job {id}");
         let (tx, rx) = mpsc::channel(64);
         let service = Arc::clone(&self.0);
         tokio::spawn(async move {
@@ -415,9 +463,8 @@ impl Engine for EngineService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let events = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(self.until_stopping(events, what)))
     }
 
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Job>, Status> {

@@ -76,6 +76,27 @@ enum Command {
     Verify(maml::VerifyArgs),
 }
 
+impl Command {
+    /// Whether it prints an answer and ends, as a command in a pipeline might; not the engine,
+    /// its heads, the demo that runs them, nor the bench that feeds other simulators.
+    fn prints_and_ends(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve(_) | Command::Head(_) | Command::Demo(_) | Command::Bench(_)
+        )
+    }
+}
+
+/// Lets `chimera … | head` end quietly once `head` has read enough, as Unix tools do, rather
+/// than panic on the closed pipe. Rust ignores SIGPIPE, which the engine and its heads rely on:
+/// for them a peer gone is an error to handle, not a reason to die.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A command that answers whether everything it checked was good: exit non-zero when not, having
 /// said why itself.
 fn succeeded(outcome: anyhow::Result<bool>) -> anyhow::Result<()> {
@@ -87,6 +108,9 @@ fn succeeded(outcome: anyhow::Result<bool>) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.command.prints_and_ends() {
+        end_quietly_on_a_closed_pipe();
+    }
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),

@@ -30,6 +30,21 @@ fn with_no_file_it_runs_the_bundled_ghz_example() {
 }
 
 #[test]
+fn output_to_a_pipe_closed_early_ends_it_without_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(["sim", "--seed", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As `chimera sim | head -0` would: the reader is gone before anything is printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn json_reports_counts_expectations_backend_and_timings() {
     let bell = repo("examples/bell.qasm");
     let args = [

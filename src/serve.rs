@@ -115,6 +115,11 @@ pub struct LimitArgs {
     /// Submissions one client may make at once after a pause.
     #[arg(long, default_value_t = Limits::default().burst)]
     client_burst: f64,
+    /// Documents refused at admission that one source (an IPv4 address, an IPv6 /64) may send
+    /// per second, five seconds' worth at once; beyond that its submissions are refused unread
+    /// for a while (0: no limit).
+    #[arg(long, default_value_t = Limits::default().refusals_per_source_per_second)]
+    refusals_per_source: f64,
     /// Jobs one client may have queued or running.
     #[arg(long, default_value_t = Limits::default().max_unfinished_per_client)]
     max_jobs_per_client: usize,
@@ -149,6 +154,12 @@ impl LimitArgs {
                 self.client_burst
             );
         }
+        if !(self.refusals_per_source >= 0.0 && self.refusals_per_source.is_finite()) {
+            bail!(
+                "--refusals-per-source must be 0 (no limit) or more (given {})",
+                self.refusals_per_source
+            );
+        }
         if self.max_connections == 0 || self.max_connections_per_source == 0 {
             bail!("--max-connections and --max-connections-per-source must be at least 1");
         }
@@ -158,6 +169,7 @@ impl LimitArgs {
             read_timeout: positive_seconds("--read-timeout", self.read_timeout)?,
             submissions_per_second: self.client_rate,
             burst: self.client_burst,
+            refusals_per_source_per_second: self.refusals_per_source,
             max_unfinished_per_client: self.max_jobs_per_client,
             max_streams: self.max_streams,
             max_qubits: self.max_qubits,

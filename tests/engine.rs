@@ -1447,6 +1447,8 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         "3",
         "--http-listen",
         "127.0.0.1:0",
+        "--refusals-per-source",
+        "1",
     ];
     let served = Served::start_with(&data, &flags);
     runtime().block_on(async {
@@ -1567,6 +1569,29 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         let most = series(&metrics, "chimera_connections_max_per_source", &[door]);
         assert_eq!(most, Some(3.0), "{door}");
     }
+
+    // Documents refused at admission: five seconds' worth from one source (at one a second), then
+    // its submissions are refused unread, even a good one; another source is not held up.
+    let good = |i: usize| signed(&training_job(&format!("urn:uuid:limits-{i}"), 300), &other);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        for _ in 0..5 {
+            let (_, reason) = refusal(&mut client, b"not a MAML document".to_vec()).await;
+            assert_eq!(reason, "MALFORMED");
+        }
+        for document in [b"not a MAML document".to_vec(), good(200)] {
+            let (code, reason) = refusal(&mut client, document).await;
+            assert_eq!(
+                (code, reason.as_str()),
+                (tonic::Code::ResourceExhausted, "TOO_MANY_REFUSED")
+            );
+        }
+    });
+    let door = http_door(&served, "http");
+    let mut elsewhere = connect_from([127, 0, 0, 3], &door);
+    let (code, body) =
+        exchange(&mut elsewhere, "x", "POST", "/execute?wait=0", &good(201)).unwrap();
+    assert!([200, 202].contains(&code), "{code}: {body}");
 }
 
 /// A connection to `addr` from `from`, a loopback address other than the tests' 127.0.0.1.

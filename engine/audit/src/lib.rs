@@ -66,6 +66,13 @@ pub enum Event {
         /// SHA3-256 of the bytes submitted, hex: which document, without keeping it.
         document_sha3_256: String,
     },
+    /// Refusals beyond the rate at which the log takes them one by one (a flood of bad
+    /// documents), counted by reason, the first and the last of them.
+    RefusalsCounted {
+        by_reason: std::collections::BTreeMap<String, u64>,
+        first: Timestamp,
+        last: Timestamp,
+    },
     HeadDown {
         head: String,
         reason: String,

@@ -249,3 +249,48 @@ fn the_recorder_writes_every_event_and_signs_them_when_it_finishes() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"h499\"") && !text.contains("after the end"));
 }
+
+#[test]
+fn a_flood_of_refusals_is_written_one_by_one_up_to_a_rate_and_counted_beyond_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let recorder = Recorder::start(AuditLog::open(&path).unwrap(), Box::new(KEY)).unwrap();
+    let flood = 5_000;
+    for i in 0..flood {
+        let reason = ["BAD_SIGNATURE", "MALFORMED"][i % 2];
+        recorder.record(Event::refused(
+            reason,
+            "refused",
+            format!("doc {i}").as_bytes(),
+        ));
+    }
+    recorder.record(head_down("after the flood"));
+    recorder.finish();
+    verify(&path, signed_by_key).unwrap();
+
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].clone())
+        .collect();
+    let one_by_one = records.iter().filter(|r| r["event"] == "refused").count();
+    let counts: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == "refusals_counted")
+        .collect();
+    let counted: u64 = counts
+        .iter()
+        .flat_map(|r| r["by_reason"].as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    // The burst, and what the bucket refilled while the loop ran; every other refusal counted.
+    assert!(
+        (200..1_000).contains(&one_by_one),
+        "{one_by_one} written one by one"
+    );
+    assert_eq!(one_by_one as u64 + counted, flood as u64);
+    assert!(counts[0]["by_reason"]["MALFORMED"].as_u64().unwrap() > 0);
+    // The count comes before the event that followed the flood.
+    let position = |event: &str| records.iter().position(|r| r["event"] == event).unwrap();
+    assert!(position("refusals_counted") < position("head_down"));
+}

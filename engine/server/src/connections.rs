@@ -101,7 +101,7 @@ impl Drop for SourcePlace {
 
 /// The source a peer address counts against: an IPv4 address, or an IPv6 address's /64 (an
 /// IPv4 address mapped into IPv6 counts as itself).
-fn source_of(peer: IpAddr) -> IpAddr {
+pub(crate) fn source_of(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V4(_) => peer,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -240,6 +240,13 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Counted<Io> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Counted<TcpStream> {
+    /// The client's address.
+    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
+        self.io.peer_addr().ok().map(|peer| peer.ip())
     }
 }
 

@@ -61,6 +61,10 @@ fn router(door: Door) -> axum::Router {
 #[derive(Clone)]
 struct ClientCertificate(Option<Vec<u8>>);
 
+/// The address the request came from.
+#[derive(Clone, Copy)]
+struct Source(Option<std::net::IpAddr>);
+
 /// With client certificates required, the client the certificate names, or the refusal.
 async fn trusted_client(
     State(door): State<Door>,
@@ -88,6 +92,7 @@ struct ExecuteQuery {
 async fn execute(
     State(Door { service, .. }): State<Door>,
     client: Option<Extension<Client>>,
+    Extension(Source(source)): Extension<Source>,
     Query(query): Query<ExecuteQuery>,
     body: Body,
 ) -> Response {
@@ -114,7 +119,7 @@ async fn execute(
     };
     let client = client.map(|Extension(Client(name))| name);
     let reply = match service
-        .submit_one(client.as_deref(), document.to_vec())
+        .submit_one(client.as_deref(), source, document.to_vec())
         .await
     {
         Ok(reply) => reply,
@@ -305,13 +310,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
-        let (io, certificate) = tokio::select! {
+        let (io, certificate, source) = tokio::select! {
             connection = connections.accept() => connection,
             () = &mut stop => break,
         };
         let door = door.clone();
         let service = service_fn(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(certificate.clone());
+            request.extensions_mut().insert(source);
             door.clone().oneshot(request)
         });
         let connection = http1::Builder::new()
@@ -348,17 +354,23 @@ trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Connection for T {}
 
 impl Connections {
-    async fn accept(&mut self) -> (Box<dyn Connection>, ClientCertificate) {
+    async fn accept(&mut self) -> (Box<dyn Connection>, ClientCertificate, Source) {
         match self {
             Self::Plain(listener) => {
-                let (tcp, _) = listener.accept().await;
-                (Box::new(tcp), ClientCertificate(None))
+                let (tcp, peer) = listener.accept().await;
+                (
+                    Box::new(tcp),
+                    ClientCertificate(None),
+                    Source(Some(peer.ip())),
+                )
             }
             Self::Tls(listener) => {
                 let tls = listener.accept().await;
-                let first = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                let (tcp, session) = tls.get_ref();
+                let first = session.peer_certificates().and_then(|c| c.first());
                 let certificate = ClientCertificate(first.map(|c| c.to_vec()));
-                (Box::new(tls), certificate)
+                let source = Source(tcp.peer_ip());
+                (Box::new(tls), certificate, source)
             }
         }
     }

@@ -1,15 +1,18 @@
 //! Limits that hold under abuse, per client (the trusted key that signed the job): submissions
-//! per second (a token bucket) and jobs waiting or running; and for everyone, open streams.
-//! Each refusal is `RESOURCE_EXHAUSTED` with its own reason. The connections each door holds and
+//! per second (a token bucket) and jobs waiting or running; per source address, documents
+//! refused at admission (a token bucket, checked before a document is read); and for everyone,
+//! open streams. Each refusal is `RESOURCE_EXHAUSTED` with its own reason. The connections each door holds and
 //! how long a client may take to speak are bounded too (`connections`, `http_door`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 
+use crate::connections::source_of;
 use crate::refusal;
 
 #[derive(Debug, Clone)]
@@ -23,6 +26,12 @@ pub struct Limits {
     pub submissions_per_second: f64,
     /// How many it may make at once after a pause: the bucket's size.
     pub burst: f64,
+    /// Documents refused at admission (a bad signature, an unknown key, malformed, expired…)
+    /// that one source (an IPv4 address, an IPv6 /64) may send per second on average, five
+    /// seconds' worth at once; beyond that its submissions are refused unread until its bucket
+    /// refills. A client is known only by its key, which a forged document does not prove, so
+    /// without this a flood of forgeries would cost a signature check each; 0 for no limit.
+    pub refusals_per_source_per_second: f64,
     /// `Watch` and `SubmitBatch` streams open at once, all clients together.
     pub max_streams: usize,
     /// Qubits of the widest circuit taken; `None`: as many as this machine's largest device
@@ -47,6 +56,7 @@ impl Default for Limits {
             max_unfinished_per_client: 10_000,
             submissions_per_second: 5_000.0,
             burst: 10_000.0,
+            refusals_per_source_per_second: 20.0,
             max_streams: 1024,
             max_qubits: None,
             max_connections: 1024,
@@ -56,15 +66,40 @@ impl Default for Limits {
     }
 }
 
+/// A token bucket, refilled for the time since it was last looked at.
 struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
+impl Bucket {
+    fn full(size: f64, now: Instant) -> Self {
+        Self {
+            tokens: size,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, rate: f64, size: f64, now: Instant) {
+        let refilled = self.tokens + now.duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = refilled.min(size);
+        self.at = now;
+    }
+
+    /// Milliseconds until the next token, if there is none now.
+    fn empty_for_ms(&self, rate: f64) -> Option<f64> {
+        (self.tokens < 1.0).then(|| ((1.0 - self.tokens) / rate * 1000.0).ceil())
+    }
+}
+
+/// Sources whose refusal buckets are kept; beyond this, full ones are forgotten.
+const TRACKED_SOURCES: usize = 16_384;
+
 /// The counters behind [`Limits`], shared by the front door and the dispatcher.
 pub struct Gate {
     limits: Limits,
     buckets: Mutex<HashMap<String, Bucket>>,
+    refusals: Mutex<HashMap<IpAddr, Bucket>>,
     unfinished: Mutex<HashMap<String, usize>>,
     streams: Arc<Semaphore>,
     max_qubits: usize,
@@ -106,6 +141,7 @@ impl Gate {
                 .unwrap_or_else(crate::circuits::device_max_qubits),
             limits,
             buckets: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             unfinished: Mutex::new(counts),
         }
     }
@@ -125,20 +161,16 @@ impl Gate {
         if rate <= 0.0 {
             return Ok(());
         }
-        let now = Instant::now();
+        let (now, burst) = (Instant::now(), self.limits.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(client.to_owned()).or_insert(Bucket {
-            tokens: self.limits.burst,
-            at: now,
-        });
-        let refilled = bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = refilled.min(self.limits.burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
+        let bucket = buckets
+            .entry(client.to_owned())
+            .or_insert_with(|| Bucket::full(burst, now));
+        bucket.refill(rate, burst, now);
+        let Some(wait_ms) = bucket.empty_for_ms(rate) else {
             bucket.tokens -= 1.0;
             return Ok(());
-        }
-        let wait_ms = ((1.0 - bucket.tokens) / rate * 1000.0).ceil();
+        };
         Err(refusal::status(
             Code::ResourceExhausted,
             "RATE_LIMITED",
@@ -148,6 +180,66 @@ impl Gate {
                 self.limits.burst
             ),
         ))
+    }
+
+    /// Whether `source` may submit: not if its documents were refused faster than
+    /// [`Limits::refusals_per_source_per_second`] allows, in which case this one is refused
+    /// unread, saying when to retry.
+    pub fn source_may_submit(&self, source: IpAddr) -> Result<(), Status> {
+        let Some((rate, size)) = self.refusal_bucket() else {
+            return Ok(());
+        };
+        let source = source_of(source);
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bucket) = refusals.get_mut(&source) else {
+            return Ok(());
+        };
+        bucket.refill(rate, size, Instant::now());
+        match bucket.empty_for_ms(rate) {
+            None => Ok(()),
+            Some(wait_ms) => Err(refusal::status(
+                Code::ResourceExhausted,
+                "TOO_MANY_REFUSED",
+                format!(
+                    "{source} sends documents that are refused faster than the {rate} per second \
+                     this engine reads from one source; its submissions are refused unread for \
+                     {wait_ms} ms. Fix what the earlier refusals said (their reasons are in the \
+                     engine's audit log)"
+                ),
+            )),
+        }
+    }
+
+    /// The rate and size of each source's refusal bucket (five seconds' worth, at least one
+    /// document), if refusals are limited.
+    fn refusal_bucket(&self) -> Option<(f64, f64)> {
+        let rate = self.limits.refusals_per_source_per_second;
+        (rate > 0.0).then(|| (rate, (5.0 * rate).max(1.0)))
+    }
+
+    /// A document from `source` was refused at admission: one token less in its bucket.
+    pub fn refused(&self, source: IpAddr) {
+        let Some((rate, size)) = self.refusal_bucket() else {
+            return;
+        };
+        let (source, now) = (source_of(source), Instant::now());
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if refusals.len() >= TRACKED_SOURCES && !refusals.contains_key(&source) {
+            // Many sources: forget those whose buckets have refilled (they would start full).
+            refusals.retain(|_, bucket| {
+                bucket.refill(rate, size, now);
+                bucket.tokens < size
+            });
+            if refusals.len() >= TRACKED_SOURCES {
+                // Memory stays bounded; this source goes unthrottled until some refill.
+                return;
+            }
+        }
+        let bucket = refusals
+            .entry(source)
+            .or_insert_with(|| Bucket::full(size, now));
+        bucket.refill(rate, size, now);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
     }
 
     /// A place for one more unfinished job of `client`, or the refusal when it has too many.
@@ -234,6 +326,59 @@ mod tests {
         assert!(gate.submission("a").is_err());
         std::thread::sleep(std::time::Duration::from_millis(10));
         gate.submission("a").unwrap();
+    }
+
+    #[test]
+    fn a_source_whose_documents_are_refused_too_fast_is_refused_unread_for_a_while() {
+        let gate = gate(Limits {
+            refusals_per_source_per_second: 100.0,
+            ..Limits::default()
+        });
+        let source = IpAddr::from([192, 0, 2, 1]);
+        // Five seconds' worth of refusals are taken in stride, then no more.
+        let mut taken = 0;
+        while gate.source_may_submit(source).is_ok() {
+            gate.refused(source);
+            taken += 1;
+            assert!(taken < 2_000, "never throttled");
+        }
+        assert!(taken >= 500, "throttled after {taken}");
+        let throttled = gate.source_may_submit(source).unwrap_err();
+        assert_eq!(throttled.code(), Code::ResourceExhausted);
+        assert_eq!(refusal::reason_of(&throttled).unwrap(), "TOO_MANY_REFUSED");
+        assert!(throttled.message().contains("192.0.2.1"), "{throttled:?}");
+        assert!(throttled.message().contains("ms"), "{throttled:?}");
+        // Another source, even next door, is not held up; one IPv6 /64 is one source.
+        gate.source_may_submit(IpAddr::from([192, 0, 2, 2]))
+            .unwrap();
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        for _ in 0..taken {
+            gate.refused(v6("2001:db8:0:1::1"));
+        }
+        assert!(gate.source_may_submit(v6("2001:db8:0:1::2")).is_err());
+        gate.source_may_submit(v6("2001:db8:0:2::1")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        gate.source_may_submit(source).unwrap();
+    }
+
+    #[test]
+    fn refusals_are_not_limited_at_rate_0_and_a_slow_rate_still_takes_one() {
+        let unlimited = gate(Limits {
+            refusals_per_source_per_second: 0.0,
+            ..Limits::default()
+        });
+        let source = IpAddr::from([192, 0, 2, 1]);
+        for _ in 0..10_000 {
+            unlimited.refused(source);
+        }
+        unlimited.source_may_submit(source).unwrap();
+        let slow = gate(Limits {
+            refusals_per_source_per_second: 0.01,
+            ..Limits::default()
+        });
+        slow.source_may_submit(source).unwrap();
+        slow.refused(source);
+        assert!(slow.source_may_submit(source).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The gRPC service `chimera.v1.Engine`.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -139,12 +140,14 @@ fn role_of(job_type: &str, blocks: &[chimera_maml::CodeBlock]) -> Result<&'stati
 impl Core {
     /// Admits and journals one document; a refusal goes to the audit log with its reason.
     /// `client` is the name a client certificate gave, if one did; else the signing key's.
+    /// `source`: the address it came from, if known.
     pub(crate) async fn submit_one(
         &self,
         client: Option<&str>,
+        source: Option<IpAddr>,
         document: Vec<u8>,
     ) -> Result<SubmitReply, Status> {
-        let outcome = self.admit_and_journal(client, &document).await;
+        let outcome = self.admit_and_journal(client, source, &document).await;
         if let Err(status) = &outcome {
             let reason = refusal::reason_of(status).unwrap_or_default();
             self.audit
@@ -156,13 +159,23 @@ impl Core {
     async fn admit_and_journal(
         &self,
         client: Option<&str>,
+        source: Option<IpAddr>,
         document: &[u8],
     ) -> Result<SubmitReply, Status> {
         let received = Instant::now();
+        if let Some(source) = source
+            && let Err(throttled) = self.gate.source_may_submit(source)
+        {
+            metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
+            return Err(throttled);
+        }
         let trust = self.trust.current()?;
         let admitted = match admit(document, &trust, &self.policy, Timestamp::now()) {
             Ok(admitted) => admitted,
             Err(refused) => {
+                if let Some(source) = source {
+                    self.gate.refused(source);
+                }
                 tracing::debug!(reason = refused.reason(), "submission refused: {refused}");
                 metrics::counter!(m::SIGNATURE_CHECKS, "result" => refused.reason()).increment(1);
                 metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
@@ -325,7 +338,8 @@ impl Engine for EngineService {
     ) -> Result<Response<SubmitReply>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Submit").increment(1);
         let client = request.extensions().get::<Client>().map(|c| c.0.clone());
-        self.submit_one(client.as_deref(), request.into_inner().document)
+        let source = request.remote_addr().map(|a| a.ip());
+        self.submit_one(client.as_deref(), source, request.into_inner().document)
             .await
             .map(Response::new)
     }
@@ -339,6 +353,7 @@ impl Engine for EngineService {
         metrics::counter!(m::REQUESTS, "method" => "SubmitBatch").increment(1);
         let stream = self.gate.stream()?;
         let client = request.extensions().get::<Client>().map(|c| c.0.clone());
+        let source = request.remote_addr().map(|a| a.ip());
         let service = Arc::clone(&self.0);
         // At most BATCH_IN_FLIGHT submissions are read ahead of the replies the client has taken.
         let replies = request
@@ -350,7 +365,7 @@ impl Engine for EngineService {
                 async move {
                     let request = request?;
                     let outcome = match service
-                        .submit_one(client.as_deref(), request.document)
+                        .submit_one(client.as_deref(), source, request.document)
                         .await
                     {
                         Ok(reply) => batch_reply::Outcome::Accepted(reply),

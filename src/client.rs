@@ -2,6 +2,7 @@
 //! engine, and the operator's hand on its trust store.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chimera_audit::Event;
@@ -399,16 +400,57 @@ pub fn describe_event(event: &JobEvent) -> Option<String> {
     }
 }
 
-/// Follows a job to its end, printing its events; returns the finished job.
+/// How long following a job keeps trying while the engine is stopping or out of reach: a
+/// restart (a deploy, say) takes seconds, and the engine keeps the job in its journal meanwhile.
+const ENGINE_RETURN_WAIT: Duration = Duration::from_secs(300);
+
+/// Follows a job to its end, printing its events; returns the finished job. While the engine
+/// stops and starts again it waits for it, saying so on standard error.
 pub async fn follow(client: &mut EngineClient<Channel>, job_id: &str, json: bool) -> Result<Job> {
-    let mut events = client
-        .watch(WatchRequest {
-            job_id: job_id.to_owned(),
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    while let Some(event) = events.message().await.map_err(status_error)? {
+    let mut away_since: Option<Instant> = None;
+    loop {
+        let status = match watch_to_end(client, job_id, json, &mut away_since).await {
+            Ok(job) => return Ok(job),
+            Err(status) if status.code() == tonic::Code::Unavailable => status,
+            Err(status) => return Err(status_error(status)),
+        };
+        let since = *away_since.get_or_insert_with(|| {
+            eprintln!(
+                "{job_id}: {}; waiting up to {} s for the engine to be back",
+                status_error(status.clone()),
+                ENGINE_RETURN_WAIT.as_secs()
+            );
+            Instant::now()
+        });
+        if since.elapsed() > ENGINE_RETURN_WAIT {
+            return Err(status_error(status)).with_context(|| {
+                format!(
+                    "the engine was not back within {} s; `chimera watch {job_id}` follows the job \
+                     once it is",
+                    ENGINE_RETURN_WAIT.as_secs()
+                )
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One watch of the job, until it ends or the watch does; clears `away_since` once the engine
+/// answers.
+async fn watch_to_end(
+    client: &mut EngineClient<Channel>,
+    job_id: &str,
+    json: bool,
+    away_since: &mut Option<Instant>,
+) -> Result<Job, tonic::Status> {
+    let watch = WatchRequest {
+        job_id: job_id.to_owned(),
+    };
+    let mut events = client.watch(watch).await?.into_inner();
+    while let Some(event) = events.message().await? {
+        if away_since.take().is_some() {
+            eprintln!("{job_id}: the engine is back; following the job again");
+        }
         if let Some(job_event::Detail::Finished(job)) = event.detail {
             return Ok(job);
         }
@@ -416,7 +458,9 @@ pub async fn follow(client: &mut EngineClient<Channel>, job_id: &str, json: bool
             println!("{line}");
         }
     }
-    bail!("the engine closed the watch of {job_id} before the job finished")
+    Err(tonic::Status::unavailable(format!(
+        "the engine closed the watch of {job_id} before the job finished"
+    )))
 }
 
 /// A gRPC status as an error that names its reason.

@@ -1079,6 +1079,46 @@ fn a_stopping_engine_ends_its_watches_and_waits_at_once_and_keeps_the_job() {
 }
 
 #[test]
+fn submit_wait_follows_its_job_across_an_engine_restart() {
+    let dir = work_dir("engine-follow-restart");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    let listen = format!("127.0.0.1:{}", served::free_port());
+    let served = Served::start_with(&data, &["--listen", &listen]);
+    let job = dir.join("job.md");
+    let id = "urn:uuid:followed-across-a-restart";
+    std::fs::write(&job, signed(&training_job(id, 200), &key)).unwrap();
+    let url = format!("http://{listen}");
+    let follower = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        .args(["submit", "--wait", "--server", &url, job.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    runtime().block_on(async {
+        let mut client = client(&url).await;
+        // Submitted by the follower, then trained a little.
+        while client.get(GetRequest { job_id: id.into() }).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        trained_to(&mut client, id, 2).await
+    });
+    served.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let _served = Served::start_with(&data, &["--listen", &listen]);
+
+    let out = follower.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("{id} succeeded")), "{stdout}");
+    assert!(stderr.contains("ENGINE_STOPPING"), "{stderr}");
+    assert!(stderr.contains("the engine is back"), "{stderr}");
+}
+
+#[test]
 fn a_queued_job_whose_key_is_revoked_does_not_run() {
     let dir = work_dir("engine-revoke");
     let data = dir.join("data");

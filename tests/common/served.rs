@@ -15,7 +15,7 @@ pub struct Served {
     metrics: String,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,14 +28,14 @@ impl Served {
         Self::start_with(data_dir, &[])
     }
 
-    /// Starts it with `flags` added to its command line.
+    /// Starts it with `flags` added to its command line (on a port of its choosing unless they
+    /// say `--listen`).
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--metrics-addr"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        args.push(metrics.clone());
+        let mut args: Vec<String> = vec!["serve".into(), "--metrics-addr".into(), metrics.clone()];
+        if !flags.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"].map(str::to_owned));
+        }
         args.extend(["--heartbeat-timeout", "2"].map(str::to_owned));
         args.extend(flags.iter().map(|f| f.to_string()));
         args.extend([

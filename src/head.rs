@@ -49,9 +49,24 @@ pub struct HeadArgs {
     data_dir: PathBuf,
 }
 
+/// A head ends when the engine closes its socket (or kills it). A Ctrl-C, or a service manager's
+/// SIGTERM to every process of the engine, reached the heads as well: one could die before the
+/// engine began to stop, which counted as a head dying under its job (three such deaths fail a
+/// job). The engine also starts heads in a process group of their own, away from the terminal's
+/// signals; this covers the signals sent to all its processes.
+fn only_the_engine_stops_this_head() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sets the disposition of a signal to "ignore", before any thread is started.
+        unsafe {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+    }
+}
+
 pub fn run(args: HeadArgs) -> Result<()> {
     // First, so that every thread of the head (the simulator's pool among them) inherits it.
     chimera_supervisor::lower_priority(chimera_supervisor::HEAD_NICENESS);
+    only_the_engine_stops_this_head();
     let keys = HeadKeys::new(&args.id, &args.data_dir);
     match args.role {
         Role::Quantum => {

@@ -205,7 +205,9 @@ pub fn head_launcher(data_dir: &Path) -> Result<Launcher> {
             .arg("--data-dir")
             .arg(&data_dir)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null());
+            .stdout(std::process::Stdio::null())
+            // Away from the terminal's Ctrl-C and Ctrl-Z: the engine stops its heads itself.
+            .process_group(0);
         command
     }))
 }

@@ -1119,6 +1119,35 @@ fn submit_wait_follows_its_job_across_an_engine_restart() {
 }
 
 #[test]
+fn heads_are_stopped_by_the_engine_alone_not_by_signals_meant_for_it() {
+    let dir = work_dir("engine-head-signals");
+    let served = Served::start(&dir.join("data"));
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let serving = |heads: &HashMap<String, Head>| {
+            heads.len() == 4 && heads.values().all(|h| h.status() == HeadStatus::Up)
+        };
+        let before = heads_until(&mut client, "four heads up", serving).await;
+        // SAFETY: getpgid reads the process group of a process this test started.
+        let group = |pid: i32| unsafe { libc::getpgid(pid) };
+        for head in before.values() {
+            // Away from the terminal's Ctrl-C, which goes to the engine's group.
+            assert_ne!(group(head.pid as i32), group(served.pid()), "{}", head.id);
+            // A service manager's SIGTERM to every process, or a Ctrl-C sent to all of them.
+            signal(head.pid as i32, libc::SIGTERM);
+            signal(head.pid as i32, libc::SIGINT);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = heads_until(&mut client, "four heads up", serving).await;
+        for (id, head) in &after {
+            assert_eq!((head.pid, head.restarts), (before[id].pid, 0), "{id}");
+        }
+    });
+    // The engine still stops them when it stops.
+    assert!(served.stop() < Duration::from_secs(10));
+}
+
+#[test]
 fn a_queued_job_whose_key_is_revoked_does_not_run() {
     let dir = work_dir("engine-revoke");
     let data = dir.join("data");

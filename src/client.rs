@@ -291,6 +291,7 @@ pub fn job_json(job: &Job) -> serde_json::Value {
         "error": (!job.error.is_empty()).then_some(&job.error),
         "receipt_valid": job.receipt.is_some().then(|| receipt_valid(job)),
         "engine_key_id": job.receipt.as_ref().map(|r| &r.engine_key_id),
+        "pruned_at": (!job.pruned_at.is_empty()).then_some(&job.pruned_at),
     })
 }
 
@@ -305,6 +306,13 @@ pub fn describe_outcome(job: &Job) -> String {
     );
     if !job.error.is_empty() {
         text += &format!("\n  error: {}", job.error);
+    }
+    if !job.pruned_at.is_empty() {
+        text += &format!(
+            "\n  result and receipt removed at {} (the engine keeps finished jobs for \
+             --keep-finished-days)",
+            job.pruned_at
+        );
     }
     if let Ok(result) = serde_json::from_str::<serde_json::Value>(&job.result_json) {
         text += &format!("\n  result: {}", summarise(&result));

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// shares of it to its peers).
     #[arg(long, default_value_t = 24.0)]
     rotate_keys_every: f64,
+    /// Days a finished job keeps its document, result and receipt in the journal (0: for ever).
+    /// Its id, state and digest stay, so a resubmission is still the same job or a refused replay.
+    #[arg(long, default_value_t = KEEP_FINISHED_DAYS)]
+    keep_finished_days: f64,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -212,6 +216,9 @@ pub fn head_launcher(data_dir: &Path) -> Result<Launcher> {
     }))
 }
 
+/// The default of `--keep-finished-days`.
+const KEEP_FINISHED_DAYS: f64 = 30.0;
+
 pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<EngineConfig> {
     Ok(EngineConfig {
         data_dir: data_dir.to_owned(),
@@ -222,6 +229,7 @@ pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<Eng
         start_timeout: Duration::from_secs(30),
         key_rotation: KEY_ROTATION,
         limits: Limits::default(),
+        keep_finished: Some(Duration::from_secs_f64(KEEP_FINISHED_DAYS * 86_400.0)),
     })
 }
 
@@ -281,9 +289,14 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
     };
     let limits = args.limits.limits()?;
     enough_file_descriptors(limits.max_connections)?;
+    let keep_finished = match args.keep_finished_days {
+        0.0 => None,
+        days => Some(positive_seconds("--keep-finished-days", days * 86_400.0)?),
+    };
     let config = EngineConfig {
         key_rotation,
         limits,
+        keep_finished,
         ..engine_config(&args.data_dir, heartbeat_timeout)?
     };
     let engine = Engine::start(config)

@@ -1148,6 +1148,66 @@ fn heads_are_stopped_by_the_engine_alone_not_by_signals_meant_for_it() {
 }
 
 #[test]
+fn finished_jobs_lose_their_bodies_after_the_days_kept_and_keep_their_ids() {
+    let dir = work_dir("engine-prune");
+    let data = dir.join("data");
+    let key = trusted_key(&data, &dir, "lab", "*");
+    // Kept about 2.6 s.
+    let served = Served::start_with(&data, &["--keep-finished-days", "0.00003"]);
+    let bell = document(
+        "urn:uuid:pruned",
+        "quantum_circuit",
+        "",
+        "",
+        &[("qasm", BELL)],
+    );
+    let signed_bell = signed(&bell, &key);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        let id = submit(&mut client, signed_bell.clone()).await.id;
+        let done = finished(&mut client, &id).await;
+        assert!(!done.result_json.is_empty() && done.pruned_at.is_empty());
+        let get = GetRequest { job_id: id.clone() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pruned = loop {
+            let job = client.get(get.clone()).await.unwrap().into_inner();
+            if !job.pruned_at.is_empty() {
+                break job;
+            }
+            assert!(Instant::now() < deadline, "not pruned: {job:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(pruned.state(), JobState::Succeeded);
+        assert!(pruned.result_json.is_empty() && pruned.receipt.is_none());
+        let refused = client.get_receipt_document(get).await.unwrap_err();
+        assert_eq!(
+            chimera_server::refusal::reason_of(&refused).as_deref(),
+            Some("PRUNED"),
+            "{refused:?}"
+        );
+        assert!(
+            refused.message().contains("--keep-finished-days"),
+            "{refused:?}"
+        );
+        // The id is still known: the same bytes are the same job, other bytes a replay.
+        let again = client
+            .submit(SubmitRequest {
+                document: signed_bell.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!again.created);
+        let other = bell.replace("h q[0];", "x q[0];");
+        let (_, reason) = refusal(&mut client, signed(&other, &key)).await;
+        assert_eq!(reason, "REPLAYED_ID");
+    });
+    let metrics = served.scrape_metrics();
+    let pruned = series(&metrics, "chimera_jobs_pruned_total", &[]);
+    assert_eq!(pruned, Some(1.0), "{pruned:?}");
+}
+
+#[test]
 fn a_queued_job_whose_key_is_revoked_does_not_run() {
     let dir = work_dir("engine-revoke");
     let data = dir.join("data");

@@ -9,7 +9,10 @@
 //! document, written once: a job's record changes two or three times more, and rewriting a
 //! document of kilobytes with each change made every commit several times larger) and
 //! `unfinished` (submission sequence → id), so that a restarted engine finds the jobs it still
-//! owes in the order they came.
+//! owes in the order they came, and `finished` ((second it finished, sequence) → id), so that
+//! [`Journal::prune`] finds the jobs finished before a time without reading every record. A
+//! pruned job keeps its record, without result and receipt, and loses its document: its id and
+//! digest still make a resubmission the same job or a refused replay, for ever.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const DOCUMENTS: TableDefinition<&str, &str> = TableDefinition::new("documents");
 const UNFINISHED: TableDefinition<u64, &str> = TableDefinition::new("unfinished");
+const FINISHED: TableDefinition<(i64, u64), &str> = TableDefinition::new("finished");
 
 /// How many waiting changes one transaction takes at most.
 const MAX_GROUP: usize = 1024;
@@ -102,6 +106,9 @@ pub struct JobRecord {
     pub result: Option<String>,
     pub error: Option<String>,
     pub receipt: Option<Receipt>,
+    /// When [`Journal::prune`] removed its document, result and receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_at: Option<Timestamp>,
 }
 
 /// What [`Journal::submit`] did.
@@ -126,6 +133,10 @@ enum Change {
         String,
         Mutation,
         tokio::sync::oneshot::Sender<Result<JobRecord, JournalError>>,
+    ),
+    Prune(
+        Timestamp,
+        tokio::sync::oneshot::Sender<Result<usize, JournalError>>,
     ),
 }
 
@@ -189,6 +200,21 @@ impl Journal {
         }
     }
 
+    /// Removes the document, result and receipt of every job that finished before `before`
+    /// (at most [`PRUNE_BATCH`] of them; call again while it returns that many), keeping the
+    /// rest of its record; resolves to how many it pruned.
+    pub fn prune(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = Result<usize, JournalError>> + Send + 'static {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self.changes.send(Change::Prune(before, reply));
+        async move {
+            queued.map_err(|_| JournalError::Stopped)?;
+            answer.await.map_err(|_| JournalError::Stopped)?
+        }
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
         let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
@@ -229,14 +255,16 @@ fn load(
         return Ok(None);
     };
     let mut record = decode(id, bytes.value())?;
-    let document = documents.get(id).map_err(read)?;
-    record.document = document
-        .ok_or_else(|| JournalError::Corrupt {
-            id: id.to_owned(),
-            detail: "its document is not stored".into(),
-        })?
-        .value()
-        .to_owned();
+    match documents.get(id).map_err(read)? {
+        Some(document) => record.document = document.value().to_owned(),
+        None if record.pruned_at.is_some() => {}
+        None => {
+            return Err(JournalError::Corrupt {
+                id: id.to_owned(),
+                detail: "its document is not stored".into(),
+            });
+        }
+    }
     Ok(Some(record))
 }
 
@@ -248,8 +276,9 @@ fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
 }
 
 /// Makes the tables, then goes once over every job: finds the last sequence number given out,
-/// and moves the document of each record written before the `documents` table out of its JSON,
-/// so that everything after opening finds documents in one place.
+/// moves the document of each record written before the `documents` table out of its JSON, so
+/// that everything after opening finds documents in one place, and lists in `finished` the jobs
+/// that finished before that table.
 fn prepare(db: &Database) -> Result<u64, String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let mut last = 0;
@@ -257,11 +286,13 @@ fn prepare(db: &Database) -> Result<u64, String> {
         let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
         let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
         txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
+        let mut finished = txn.open_table(FINISHED).map_err(|e| e.to_string())?;
         let mut inline = Vec::new();
         for entry in jobs.iter().map_err(|e| e.to_string())? {
             let (id, bytes) = entry.map_err(|e| e.to_string())?;
             let record = decode(id.value(), bytes.value()).map_err(|e| e.to_string())?;
             last = last.max(record.seq);
+            list_if_finished(&mut finished, &record)?;
             if !record.document.is_empty() {
                 inline.push(record);
             }
@@ -301,6 +332,9 @@ fn write_changes(db: &Database, queue: &mpsc::Receiver<Change>, mut next_seq: u6
                         (Change::Update(_, _, reply), Outcome::Updated(u)) => {
                             let _ = reply.send(u);
                         }
+                        (Change::Prune(_, reply), Outcome::Pruned(p)) => {
+                            let _ = reply.send(p);
+                        }
                         _ => unreachable!("one outcome per change, in order"),
                     }
                 }
@@ -317,6 +351,9 @@ fn write_changes(db: &Database, queue: &mpsc::Receiver<Change>, mut next_seq: u6
                         Change::Update(_, _, reply) => {
                             let _ = reply.send(Err(error));
                         }
+                        Change::Prune(_, reply) => {
+                            let _ = reply.send(Err(error));
+                        }
                     }
                 }
             }
@@ -327,6 +364,7 @@ fn write_changes(db: &Database, queue: &mpsc::Receiver<Change>, mut next_seq: u6
 enum Outcome {
     Submitted(Result<Submitted, JournalError>),
     Updated(Result<JobRecord, JournalError>),
+    Pruned(Result<usize, JournalError>),
 }
 
 /// Applies a group of changes in one write transaction. A change that cannot apply (an update of
@@ -338,6 +376,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
         let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
         let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
         let mut unfinished = txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
+        let mut finished = txn.open_table(FINISHED).map_err(|e| e.to_string())?;
         for change in group.iter_mut() {
             match change {
                 Change::Submit(record, _) => {
@@ -354,7 +393,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                             documents
                                 .insert(record.id.as_str(), record.document.as_str())
                                 .map_err(|e| e.to_string())?;
-                            put(&mut jobs, &mut unfinished, &record)?;
+                            put(&mut jobs, &mut unfinished, &mut finished, &record)?;
                             Ok(Submitted::Created(record))
                         }
                     };
@@ -368,11 +407,21 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                         Err(e) => Err(e),
                         Ok(Some(mut record)) => {
                             mutation(&mut record);
-                            put(&mut jobs, &mut unfinished, &record)?;
+                            put(&mut jobs, &mut unfinished, &mut finished, &record)?;
                             Ok(record)
                         }
                     };
                     outcomes.push(Outcome::Updated(outcome));
+                }
+                Change::Prune(before, _) => {
+                    let pruned = prune(
+                        &mut jobs,
+                        &mut documents,
+                        &mut unfinished,
+                        &mut finished,
+                        *before,
+                    )?;
+                    outcomes.push(Outcome::Pruned(Ok(pruned)));
                 }
             }
         }
@@ -384,6 +433,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
 fn put(
     jobs: &mut redb::Table<&str, &[u8]>,
     unfinished: &mut redb::Table<u64, &str>,
+    finished: &mut redb::Table<(i64, u64), &str>,
     record: &JobRecord,
 ) -> Result<(), String> {
     let bytes = serde_json::to_vec(record).map_err(|e| e.to_string())?;
@@ -391,6 +441,7 @@ fn put(
         .map_err(|e| e.to_string())?;
     if record.state.is_final() {
         unfinished.remove(record.seq).map_err(|e| e.to_string())?;
+        list_if_finished(finished, record)?;
     } else {
         unfinished
             .insert(record.seq, record.id.as_str())
@@ -399,9 +450,64 @@ fn put(
     Ok(())
 }
 
+/// Lists a finished job not yet pruned in `finished`, under the second it finished.
+fn list_if_finished(
+    finished: &mut redb::Table<(i64, u64), &str>,
+    record: &JobRecord,
+) -> Result<(), String> {
+    if let (true, Some(at), None) = (
+        record.state.is_final(),
+        record.finished_at,
+        record.pruned_at,
+    ) {
+        finished
+            .insert((at.as_second(), record.seq), record.id.as_str())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The most jobs one call of [`Journal::prune`] prunes, so that it never holds up the journal's
+/// other changes for long.
+pub const PRUNE_BATCH: usize = 1000;
+
+/// Prunes up to [`PRUNE_BATCH`] jobs that finished before `before`; how many it pruned.
+fn prune(
+    jobs: &mut redb::Table<&str, &[u8]>,
+    documents: &mut redb::Table<&str, &str>,
+    unfinished: &mut redb::Table<u64, &str>,
+    finished: &mut redb::Table<(i64, u64), &str>,
+    before: Timestamp,
+) -> Result<usize, String> {
+    let due: Vec<((i64, u64), String)> = finished
+        .range(..(before.as_second(), 0))
+        .map_err(|e| e.to_string())?
+        .take(PRUNE_BATCH)
+        .map(|entry| entry.map(|(key, id)| (key.value(), id.value().to_owned())))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let now = Timestamp::now();
+    for (key, id) in &due {
+        finished.remove(key).map_err(|e| e.to_string())?;
+        documents.remove(id.as_str()).map_err(|e| e.to_string())?;
+        let stored = jobs.get(id.as_str()).map_err(|e| e.to_string())?;
+        let Some(mut record) = stored
+            .map(|bytes| decode(id, bytes.value()))
+            .transpose()
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        (record.result, record.receipt, record.pruned_at) = (None, None, Some(now));
+        put(jobs, unfinished, finished, &record)?;
+    }
+    Ok(due.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::ReadableTableMetadata;
 
     fn record(id: &str, digest: &str) -> JobRecord {
         JobRecord {
@@ -422,6 +528,7 @@ mod tests {
             result: None,
             error: None,
             receipt: None,
+            pruned_at: None,
         }
     }
 
@@ -441,6 +548,85 @@ mod tests {
             journal.submit(record("a", "d2")).await.unwrap(),
             Submitted::Conflict(r) if r.digest == "d1"
         ));
+    }
+
+    /// The journal at `path` once more: the writer thread lets go of the file once the last
+    /// handle is dropped.
+    fn reopen(path: &Path) -> Journal {
+        loop {
+            match Journal::open(path) {
+                Ok(journal) => return journal,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Finishes job `id` at `at`, with a result and a receipt.
+    async fn finish(journal: &Journal, id: &str, at: Timestamp) {
+        journal
+            .update(id, move |r| {
+                r.state = JobState::Succeeded;
+                r.finished_at = Some(at);
+                r.result = Some("{\"counts\":{}}".into());
+                r.receipt = Some(Receipt {
+                    statement: "s".into(),
+                    merkle_path: vec![],
+                    batch_statement: "b".into(),
+                    signature: "sig".into(),
+                    engine_key_id: "k".into(),
+                });
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn pruning_drops_old_finished_jobs_bodies_and_keeps_their_ids_against_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        let hour = jiff::SignedDuration::from_hours(1);
+        let now = Timestamp::now();
+        {
+            let journal = Journal::open(&path).unwrap();
+            for id in ["old", "recent", "running"] {
+                journal.submit(record(id, "d")).await.unwrap();
+            }
+            finish(&journal, "old", now - 3 * hour).await;
+            finish(&journal, "recent", now - hour / 2).await;
+            journal
+                .update("running", |r| r.state = JobState::Running)
+                .await
+                .unwrap();
+            assert_eq!(journal.prune(now - hour).await.unwrap(), 1);
+            assert_eq!(journal.prune(now - hour).await.unwrap(), 0, "pruned once");
+
+            let old = journal.get("old").unwrap().unwrap();
+            assert!(old.pruned_at.is_some());
+            assert_eq!(
+                (old.document.as_str(), &old.result, &old.receipt),
+                ("", &None, &None)
+            );
+            assert_eq!((old.state, old.digest.as_str()), (JobState::Succeeded, "d"));
+            let recent = journal.get("recent").unwrap().unwrap();
+            assert!(recent.pruned_at.is_none() && recent.result.is_some());
+            assert_eq!(recent.document, "---");
+            // Its id is still known: the same bytes are the same job, other bytes a replay.
+            assert!(matches!(
+                journal.submit(record("old", "d")).await.unwrap(),
+                Submitted::Existing(r) if r.pruned_at.is_some()
+            ));
+            assert!(matches!(
+                journal.submit(record("old", "other")).await.unwrap(),
+                Submitted::Conflict(_)
+            ));
+        }
+        // Reopened, the rest is pruned in its time; the unfinished job never is.
+        let journal = reopen(&path);
+        assert_eq!(journal.prune(now + hour).await.unwrap(), 1);
+        assert!(journal.get("recent").unwrap().unwrap().pruned_at.is_some());
+        let running = journal.get("running").unwrap().unwrap();
+        assert!(running.pruned_at.is_none() && running.document == "---");
+        assert_eq!(journal.unfinished().unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -472,13 +658,7 @@ mod tests {
                 Err(JournalError::NoSuchJob(_))
             ));
         }
-        // The writer thread lets go of the file once the last handle is dropped.
-        let journal = loop {
-            match Journal::open(&path) {
-                Ok(j) => break j,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            }
-        };
+        let journal = reopen(&path);
         let unfinished = journal.unfinished().unwrap();
         assert_eq!(unfinished.len(), 49);
         assert!(unfinished.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -521,9 +701,11 @@ mod tests {
     async fn a_journal_written_before_the_documents_table_keeps_every_document() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.redb");
-        // As journals written before the documents table stored a job: its document in its JSON.
+        // As journals written before the documents table stored a job: its document in its JSON
+        // (and, as before the finished table, nothing listed it there once it had finished).
         let mut old = record("old", "d");
         old.document = "---\nid: old\n---\n".into();
+        (old.state, old.finished_at) = (JobState::Failed, Some(Timestamp::UNIX_EPOCH));
         let mut json: serde_json::Value = serde_json::to_value(&old).unwrap();
         json["document"] = old.document.clone().into();
         {
@@ -540,10 +722,12 @@ mod tests {
             let txn = journal.db.begin_read().unwrap();
             let stored = txn.open_table(JOBS).unwrap().get("old").unwrap().unwrap();
             assert!(!String::from_utf8_lossy(stored.value()).contains("id: old"));
+            assert_eq!(txn.open_table(FINISHED).unwrap().len().unwrap(), 1);
         }
         assert_eq!(journal.get("old").unwrap().unwrap().document, old.document);
         journal.update("old", |r| r.attempts = 2).await.unwrap();
         let read = journal.get("old").unwrap().unwrap();
         assert_eq!((read.attempts, read.document), (2, old.document));
+        assert_eq!(journal.prune(Timestamp::now()).await.unwrap(), 1);
     }
 }

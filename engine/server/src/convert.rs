@@ -70,6 +70,7 @@ pub fn job(record: &JobRecord, engine_public_key: &[u8]) -> Job {
             .as_ref()
             .map(|r| receipt(r, engine_public_key)),
         submitted_by: record.submitted_by.clone(),
+        pruned_at: time(record.pruned_at),
     }
 }
 

@@ -225,6 +225,7 @@ fn outcome(service: &EngineService, record: &JobRecord) -> Value {
         "result": result,
         "error": record.error,
         "receipt": receipt,
+        "pruned_at": record.pruned_at,
     })
 }
 

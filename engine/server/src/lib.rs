@@ -74,6 +74,8 @@ pub struct EngineConfig {
     /// How often every head rotates to a new key (DESIGN.md, "Keys, shares and sealing").
     pub key_rotation: Duration,
     pub limits: limits::Limits,
+    /// How long a finished job keeps its document, result and receipt; `None`: for ever.
+    pub keep_finished: Option<Duration>,
 }
 
 /// The default of [`EngineConfig::key_rotation`].
@@ -138,6 +140,47 @@ async fn rotate_keys(
         supervisor.rotate_keys();
     }
 }
+
+/// Prunes the jobs that finished more than `keep` ago (their documents, results and receipts;
+/// see `chimera_journal::Journal::prune`), at start and then every `keep / 4` (at least every
+/// hour, at most every second), until the engine stops.
+async fn prune_finished(journal: Journal, keep: Duration, stopped: impl Future<Output = ()>) {
+    let pruning = async {
+        let mut ticks =
+            tokio::time::interval((keep / 4).clamp(Duration::from_secs(1), PRUNE_EVERY));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let before = jiff::Timestamp::now() - keep;
+            let mut pruned = 0;
+            loop {
+                match journal.prune(before).await {
+                    Ok(n) => {
+                        pruned += n;
+                        metrics::counter!(metrics_names::JOBS_PRUNED).increment(n as u64);
+                        if n < chimera_journal::PRUNE_BATCH {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot prune finished jobs: {e}");
+                        break;
+                    }
+                }
+            }
+            if pruned > 0 {
+                tracing::info!("pruned {pruned} jobs finished before {before}");
+            }
+        }
+    };
+    tokio::select! {
+        () = pruning => {}
+        () = stopped => {}
+    }
+}
+
+/// The longest time between two prunings.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A started engine: journal open, heads starting, jobs the journal still owes queued again.
 pub struct Engine {
@@ -210,6 +253,10 @@ impl Engine {
             gate,
             stopping: tokio::sync::watch::Sender::new(false),
         }));
+        if let Some(keep) = config.keep_finished {
+            let journal = service.journal.clone();
+            tokio::spawn(prune_finished(journal, keep, service.stopped()));
+        }
         Ok(Self {
             service,
             supervisor,

@@ -18,6 +18,7 @@ pub const RECEIPT_BATCH_SIZE: &str = "chimera_receipt_batch_size";
 pub const CONNECTIONS_OPEN: &str = "chimera_connections_open";
 pub const CONNECTIONS_MAX: &str = "chimera_connections_max";
 pub const CONNECTIONS_SILENT: &str = "chimera_connections_silent_total";
+pub const JOBS_PRUNED: &str = "chimera_jobs_pruned_total";
 pub const CONNECTIONS_MAX_PER_SOURCE: &str = "chimera_connections_max_per_source";
 pub const CONNECTIONS_OVER_SOURCE_LIMIT: &str = "chimera_connections_over_source_limit_total";
 /// Kept from the CHIMERA documents' dashboards: requests by RPC.
@@ -88,6 +89,10 @@ pub fn describe() {
          (lost or damaged in its own directory)"
     );
     describe_counter!(JOBS, "finished jobs by MAML type and outcome");
+    describe_counter!(
+        JOBS_PRUNED,
+        "finished jobs whose document, result and receipt were removed (--keep-finished-days)"
+    );
     describe_histogram!(JOB_SECONDS, "seconds from submission to a final state");
     describe_gauge!(QUEUE_DEPTH, "jobs waiting for a head, by role");
     describe_counter!(

@@ -218,6 +218,7 @@ impl Core {
             result: None,
             error: None,
             receipt: None,
+            pruned_at: None,
         };
         let outcome = self.journal.submit(record).await.map_err(|e| {
             refusal::status(Code::Unavailable, "JOURNAL_UNAVAILABLE", e.to_string())
@@ -409,6 +410,21 @@ impl Engine for EngineService {
                 format!(
                     "job {} has not finished; its receipt exists once it has (Watch it)",
                     record.id
+                ),
+            ));
+        }
+        if let Some(pruned_at) = record.pruned_at {
+            return Err(refusal::status(
+                Code::FailedPrecondition,
+                "PRUNED",
+                format!(
+                    "job {} finished at {}; its document, result and receipt were removed at \
+                     {pruned_at}, as the engine keeps finished jobs for --keep-finished-days",
+                    record.id,
+                    record
+                        .finished_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
                 ),
             ));
         }

@@ -147,6 +147,10 @@ pub struct LimitArgs {
     /// closed) and then its body.
     #[arg(long, default_value_t = Limits::default().read_timeout.as_secs_f64())]
     read_timeout: f64,
+    /// MiB that gRPC messages still arriving may hold in memory, all clients together; a message
+    /// beyond that is refused (ENGINE_BUSY) and each must arrive whole within --read-timeout.
+    #[arg(long, default_value_t = (Limits::default().max_arriving_request_bytes >> 20) as f64)]
+    request_memory: f64,
 }
 
 impl LimitArgs {
@@ -167,7 +171,14 @@ impl LimitArgs {
         if self.max_connections == 0 || self.max_connections_per_source == 0 {
             bail!("--max-connections and --max-connections-per-source must be at least 1");
         }
+        if !(self.request_memory > 0.0 && self.request_memory.is_finite()) {
+            bail!(
+                "--request-memory must be a positive number of MiB, not {}",
+                self.request_memory
+            );
+        }
         Ok(Limits {
+            max_arriving_request_bytes: (self.request_memory * (1 << 20) as f64) as usize,
             max_connections: self.max_connections,
             max_connections_per_source: self.max_connections_per_source,
             read_timeout: positive_seconds("--read-timeout", self.read_timeout)?,

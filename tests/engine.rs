@@ -1578,6 +1578,8 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         "127.0.0.1:0",
         "--refusals-per-source",
         "1",
+        "--request-memory",
+        "0.5",
     ];
     let served = Served::start_with(&data, &flags);
     runtime().block_on(async {
@@ -1595,6 +1597,13 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         };
         assert_eq!(code, tonic::Code::OutOfRange, "{message}");
         assert!(message.contains("too large"), "{message}");
+        // Within the size limit, but more than the half MiB that messages still arriving may
+        // hold in this engine.
+        let (code, reason) = refusal(&mut client, vec![b'#'; 600 << 10]).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (tonic::Code::ResourceExhausted, "ENGINE_BUSY")
+        );
 
         // A burst of three, then the bucket is empty (signed beforehand: a token comes every
         // half second).

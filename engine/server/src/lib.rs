@@ -18,6 +18,7 @@ mod merkle;
 pub mod metrics_names;
 pub mod receipt;
 pub mod refusal;
+mod request_budget;
 pub mod service;
 mod tls;
 
@@ -39,6 +40,10 @@ pub use tls::{Tls, TlsError};
 /// their connections are dropped. Streams and the HTTP door's waits end at once; a client that
 /// has stopped reading must not hold the stop up (gRPC's pings would find it only after 50 s).
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Calls one gRPC connection may have open at once; a client's further calls wait their turn
+/// (HTTP/2 clients queue them). Without it a connection could open any number.
+const MAX_CALLS_PER_CONNECTION: u32 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -308,9 +313,24 @@ impl Engine {
         .into_stream();
         // Pings find the clients that vanished (a peer gone with no FIN), whose connections
         // would otherwise hold their places for ever.
+        let budget = request_budget::Budget::new(limits.max_arriving_request_bytes);
+        let read_timeout = limits.read_timeout;
+        let budgeted =
+            tower::util::MapRequestLayer::new(move |request: http::Request<tonic::body::Body>| {
+                let budget = Arc::clone(&budget);
+                request.map(|body| {
+                    tonic::body::Body::new(request_budget::Budgeted::new(
+                        body,
+                        budget,
+                        read_timeout,
+                    ))
+                })
+            });
         let mut server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
+            .layer(budgeted);
         let mut clients_verified = false;
         if let Some(tls) = tls {
             clients_verified = tls.clients_verified;

@@ -43,6 +43,9 @@ pub struct Limits {
     /// Of those, how many one source (an IPv4 address, an IPv6 /64) holds at once; its
     /// connections beyond that are closed at once.
     pub max_connections_per_source: usize,
+    /// Bytes that gRPC messages still arriving may hold, all clients together (each message
+    /// holds its own until it has come whole); a message beyond that is refused, `ENGINE_BUSY`.
+    pub max_arriving_request_bytes: usize,
     /// How long a client may take to send its first bytes and to finish its TLS handshake, and
     /// at the HTTP door to send a request's headers (a kept-alive connection idle that long is
     /// closed) and then its body.
@@ -62,6 +65,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_source: 128,
             read_timeout: Duration::from_secs(15),
+            max_arriving_request_bytes: 256 << 20,
         }
     }
 }

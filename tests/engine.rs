@@ -1604,6 +1604,13 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
             (code, reason.as_str()),
             (tonic::Code::ResourceExhausted, "ENGINE_BUSY")
         );
+        let door = http_door(&served, "http");
+        let (code, body) = http(&door, "POST", "/execute", &vec![b'#'; 600 << 10]);
+        assert_eq!(
+            (code, &json(&body)["reason"]),
+            (429, &"ENGINE_BUSY".into()),
+            "{body}"
+        );
 
         // A burst of three, then the bucket is empty (signed beforehand: a token comes every
         // half second).

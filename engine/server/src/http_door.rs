@@ -6,7 +6,7 @@
 //! certificates are required every request but `/health` must come with one that names a trusted
 //! key, as every gRPC call must.
 
-use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use base64::Engine as _;
+use bytes::BytesMut;
 use chimera_journal::JobRecord;
-use http_body_util::LengthLimitError;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -31,6 +32,7 @@ use tower::ServiceExt;
 
 use crate::client_certificates::{self, Client};
 use crate::connections::BoundedListener;
+use crate::request_budget::Hold;
 use crate::service::EngineService;
 use crate::tls::{Tls, TlsListener};
 use crate::{convert, refusal};
@@ -139,20 +141,36 @@ async fn execute(
 async fn read_body(service: &EngineService, body: Body) -> Result<Bytes, Response> {
     let limits = service.gate.limits();
     let (limit, timeout) = (limits.max_request_bytes, limits.read_timeout);
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(document)) => Ok(document),
-        Ok(Err(error)) if error.source().is_some_and(|e| e.is::<LengthLimitError>()) => {
-            Err(answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Some("TOO_LARGE"),
-                &format!("the request is larger than the {limit} bytes this engine takes"),
-            ))
+    // Held against the budget of requests still arriving, as gRPC's messages are, until read.
+    let mut held = Hold::new(Arc::clone(service.gate.arriving()));
+    let read = async {
+        let mut body = body;
+        let mut document = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    Some("BAD_BODY"),
+                    &format!("the request's body could not be read: {error}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if document.len() + data.len() > limit {
+                return Err(answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some("TOO_LARGE"),
+                    &format!("the request is larger than the {limit} bytes this engine takes"),
+                ));
+            }
+            held.take(data.len()).map_err(|busy| refused(&busy))?;
+            document.extend_from_slice(&data);
         }
-        Ok(Err(error)) => Err(answer(
-            StatusCode::BAD_REQUEST,
-            Some("BAD_BODY"),
-            &format!("the request's body could not be read: {error}"),
-        )),
+        Ok(document.freeze())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(read) => read,
         Err(_) => Err(answer(
             StatusCode::REQUEST_TIMEOUT,
             Some("BODY_TIMEOUT"),

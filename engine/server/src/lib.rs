@@ -313,7 +313,7 @@ impl Engine {
         .into_stream();
         // Pings find the clients that vanished (a peer gone with no FIN), whose connections
         // would otherwise hold their places for ever.
-        let budget = request_budget::Budget::new(limits.max_arriving_request_bytes);
+        let budget = Arc::clone(self.service.gate.arriving());
         let read_timeout = limits.read_timeout;
         let budgeted =
             tower::util::MapRequestLayer::new(move |request: http::Request<tonic::body::Body>| {

@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 
 use crate::connections::source_of;
 use crate::refusal;
+use crate::request_budget::Budget;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -107,6 +108,7 @@ pub struct Gate {
     unfinished: Mutex<HashMap<String, usize>>,
     streams: Arc<Semaphore>,
     max_qubits: usize,
+    arriving: Arc<Budget>,
 }
 
 /// A place in a client's count of unfinished jobs, given back when dropped unless kept.
@@ -140,6 +142,7 @@ impl Gate {
         }
         Self {
             streams: Arc::new(Semaphore::new(limits.max_streams)),
+            arriving: Budget::new(limits.max_arriving_request_bytes),
             max_qubits: limits
                 .max_qubits
                 .unwrap_or_else(crate::circuits::device_max_qubits),
@@ -152,6 +155,11 @@ impl Gate {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What requests still arriving may hold, at both doors.
+    pub(crate) fn arriving(&self) -> &Arc<Budget> {
+        &self.arriving
     }
 
     /// The widest circuit taken: [`Limits::max_qubits`], or what this machine holds.

@@ -3,7 +3,8 @@
 //! that opened 1,000 `Submit` calls on one connection and sent 900 KB of each message, then
 //! nothing more, held 900 MB of the engine's memory for as long as it liked (found by hand).
 //! Each message now holds its bytes against a budget until it is whole, and must come whole
-//! within the read timeout; a message the budget cannot take is refused.
+//! within the read timeout; a message the budget cannot take is refused. The HTTP door's bodies
+//! hold theirs against the same budget while they are read.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,6 +43,50 @@ impl Budget {
     fn give_back(&self, bytes: usize) {
         self.held.fetch_sub(bytes, Ordering::AcqRel);
     }
+
+    /// The refusal of bytes the budget cannot take.
+    pub(crate) fn full(&self) -> Status {
+        refusal::status(
+            Code::ResourceExhausted,
+            "ENGINE_BUSY",
+            format!(
+                "the engine holds {} MiB of requests still arriving, its most; retry shortly",
+                self.max >> 20
+            ),
+        )
+    }
+}
+
+/// Bytes of one request held against the budget; given back when dropped.
+pub(crate) struct Hold {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Hold {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        Self { budget, bytes: 0 }
+    }
+
+    /// Holds `bytes` more, or the refusal if the budget cannot take them.
+    pub(crate) fn take(&mut self, bytes: usize) -> Result<(), Status> {
+        if !self.budget.take(bytes) {
+            return Err(self.budget.full());
+        }
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Gives back all it holds.
+    fn give_back(&mut self) {
+        self.budget.give_back(std::mem::take(&mut self.bytes));
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.give_back();
+    }
 }
 
 /// Where a request body stands in gRPC's framing: a flag byte and a 4-byte length, then that
@@ -54,11 +99,10 @@ enum Framing {
 /// A gRPC request body whose message being received holds its bytes against the budget.
 pub(crate) struct Budgeted<B> {
     inner: B,
-    budget: Arc<Budget>,
     within: Duration,
     framing: Framing,
-    /// Bytes of the message being received, held against the budget.
-    held: usize,
+    /// The bytes of the message being received.
+    held: Hold,
     /// While a message is being received: when it must have come whole.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -67,13 +111,12 @@ impl<B> Budgeted<B> {
     pub(crate) fn new(inner: B, budget: Arc<Budget>, within: Duration) -> Self {
         Self {
             inner,
-            budget,
             within,
             framing: Framing::Header {
                 bytes: [0; 5],
                 got: 0,
             },
-            held: 0,
+            held: Hold::new(budget),
             deadline: None,
         }
     }
@@ -96,18 +139,8 @@ impl<B> Budgeted<B> {
                 }
                 Framing::Message { left } => {
                     let take = (*left).min(data.len());
-                    if !self.budget.take(take) {
-                        return Err(refusal::status(
-                            Code::ResourceExhausted,
-                            "ENGINE_BUSY",
-                            format!(
-                                "the engine holds {} MiB of requests still arriving, its most; \
-                                 retry shortly",
-                                self.budget.max >> 20
-                            ),
-                        ));
-                    }
-                    (self.held, *left, data) = (self.held + take, *left - take, &data[take..]);
+                    self.held.take(take)?;
+                    (*left, data) = (*left - take, &data[take..]);
                 }
             }
             if let Framing::Message { left: 0 } = self.framing {
@@ -119,18 +152,12 @@ impl<B> Budgeted<B> {
 
     /// The message has come whole: tonic decodes it at once, and its bytes are given back.
     fn message_whole(&mut self) {
-        self.budget.give_back(std::mem::take(&mut self.held));
+        self.held.give_back();
         self.framing = Framing::Header {
             bytes: [0; 5],
             got: 0,
         };
         self.deadline = None;
-    }
-}
-
-impl<B> Drop for Budgeted<B> {
-    fn drop(&mut self) {
-        self.budget.give_back(self.held);
     }
 }
 

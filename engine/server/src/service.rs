@@ -276,19 +276,7 @@ impl Core {
             .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))?
             .ok_or_else(|| no_such_job(id))
     }
-}
 
-fn no_such_job(id: &str) -> Status {
-    refusal::status(
-        Code::NotFound,
-        "NO_SUCH_JOB",
-        format!("no job has the id `{id}`"),
-    )
-}
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-impl Core {
     /// Resolves once the engine has begun to stop (at once if it has).
     pub(crate) fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut stopping = self.stopping.subscribe();
@@ -318,6 +306,16 @@ impl Core {
         }))
     }
 }
+
+fn no_such_job(id: &str) -> Status {
+    refusal::status(
+        Code::NotFound,
+        "NO_SUCH_JOB",
+        format!("no job has the id `{id}`"),
+    )
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The engine is stopping; `what` is in its journal and goes on when it is started again.
 pub(crate) fn engine_stopping(what: &str) -> Status {

@@ -130,6 +130,9 @@ pub struct LimitArgs {
     /// Watch and SubmitBatch streams open at once, all clients together.
     #[arg(long, default_value_t = Limits::default().max_streams)]
     max_streams: usize,
+    /// Of those, streams one source (an IPv4 address, an IPv6 /64) may have open.
+    #[arg(long, default_value_t = Limits::default().max_streams_per_source)]
+    max_streams_per_source: usize,
     /// Qubits of the widest circuit taken. Default: as many as this machine's largest device
     /// (available memory, or the largest GPU's) holds in single precision.
     #[arg(long)]
@@ -187,6 +190,7 @@ impl LimitArgs {
             refusals_per_source_per_second: self.refusals_per_source,
             max_unfinished_per_client: self.max_jobs_per_client,
             max_streams: self.max_streams,
+            max_streams_per_source: self.max_streams_per_source,
             max_qubits: self.max_qubits,
             ..Limits::default()
         })

@@ -1572,6 +1572,8 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         "4",
         "--max-streams",
         "2",
+        "--max-streams-per-source",
+        "1",
         "--max-connections-per-source",
         "3",
         "--http-listen",
@@ -1647,15 +1649,37 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         submit(&mut client, documents[4].clone()).await;
 
-        // Two streams open, the most; a third is refused until one closes.
+        // One stream open from a source, its most; two in all, the most; a third is refused until
+        // one closes.
         let watch = |id: &str| WatchRequest { job_id: id.into() };
+        let url = served.url.clone();
+        let from = |last: u8| {
+            let url = url.clone();
+            async move {
+                let endpoint = tonic::transport::Endpoint::from_shared(url).unwrap();
+                let local = std::net::IpAddr::from([127, 0, 0, last]);
+                let channel = endpoint.local_address(Some(local)).connect().await.unwrap();
+                EngineClient::new(channel)
+            }
+        };
+        let too_many = |refused: tonic::Status, says: &str| {
+            assert_eq!(
+                chimera_server::refusal::reason_of(&refused).as_deref(),
+                Some("TOO_MANY_STREAMS"),
+                "{refused:?}"
+            );
+            assert!(refused.message().contains(says), "{refused:?}");
+        };
         let first = client.watch(watch(&ids[1])).await.unwrap().into_inner();
-        let _second = client.watch(watch(&ids[2])).await.unwrap().into_inner();
-        let refused = client.watch(watch(&ids[3])).await.unwrap_err();
-        assert_eq!(
-            chimera_server::refusal::reason_of(&refused).as_deref(),
-            Some("TOO_MANY_STREAMS"),
-            "{refused:?}"
+        too_many(
+            client.watch(watch(&ids[2])).await.unwrap_err(),
+            "127.0.0.1 has 1",
+        );
+        let (mut second, mut third) = (from(2).await, from(3).await);
+        let _second = second.watch(watch(&ids[2])).await.unwrap().into_inner();
+        too_many(
+            third.watch(watch(&ids[3])).await.unwrap_err(),
+            "the engine has 2",
         );
         drop(first);
         let deadline = Instant::now() + Duration::from_secs(5);

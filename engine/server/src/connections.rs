@@ -8,12 +8,11 @@
 //! has whole); its connections beyond that are closed at once, so that one host cannot fill the
 //! door and keep everyone else waiting in the queue behind it.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,12 +22,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::metrics_names as m;
+use crate::sources::{PerSource, Place};
 
 /// A connection that holds one of its door's places until it is dropped.
 pub(crate) struct Counted<Io> {
     io: Io,
     _place: OwnedSemaphorePermit,
-    _source_place: SourcePlace,
+    _source_place: Place,
     /// Until the client's first bytes have come: when they must have.
     first_bytes_by: Option<Pin<Box<tokio::time::Sleep>>>,
     door: &'static str,
@@ -38,77 +38,10 @@ pub(crate) struct Counted<Io> {
 pub(crate) struct BoundedListener {
     listener: TcpListener,
     places: Arc<Semaphore>,
-    sources: Arc<Sources>,
+    sources: Arc<PerSource>,
     first_bytes_within: Duration,
     /// The door's name in metrics: `grpc` or `http`.
     door: &'static str,
-}
-
-/// How many connections each source holds at a door.
-struct Sources {
-    per_source: usize,
-    held: Mutex<HashMap<IpAddr, Held>>,
-}
-
-#[derive(Default)]
-struct Held {
-    connections: usize,
-    /// Whether a connection beyond the bound was logged since the source last went under it.
-    logged: bool,
-}
-
-/// One of a source's places at a door, given back when dropped.
-struct SourcePlace {
-    sources: Arc<Sources>,
-    source: IpAddr,
-}
-
-impl Sources {
-    /// A place for one more connection from `source`, unless it holds its most.
-    fn take(self: &Arc<Self>, source: IpAddr, door: &str) -> Option<SourcePlace> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = held.entry(source).or_default();
-        if entry.connections >= self.per_source {
-            if !std::mem::replace(&mut entry.logged, true) {
-                tracing::warn!(
-                    "{source} holds {} connections to the {door} door, the most one source may \
-                     (--max-connections-per-source); its further ones are closed",
-                    entry.connections
-                );
-            }
-            return None;
-        }
-        entry.connections += 1;
-        Some(SourcePlace {
-            sources: Arc::clone(self),
-            source,
-        })
-    }
-}
-
-impl Drop for SourcePlace {
-    fn drop(&mut self) {
-        let mut held = self.sources.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = held.get_mut(&self.source) {
-            entry.connections -= 1;
-            entry.logged = false;
-            if entry.connections == 0 {
-                held.remove(&self.source);
-            }
-        }
-    }
-}
-
-/// The source a peer address counts against: an IPv4 address, or an IPv6 address's /64 (an
-/// IPv4 address mapped into IPv6 counts as itself).
-pub(crate) fn source_of(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(_) => peer,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-        },
-    }
 }
 
 impl BoundedListener {
@@ -126,10 +59,7 @@ impl BoundedListener {
         Self {
             listener,
             places: Arc::new(Semaphore::new(max)),
-            sources: Arc::new(Sources {
-                per_source,
-                held: Mutex::default(),
-            }),
+            sources: PerSource::new(per_source),
             first_bytes_within,
             door,
         }
@@ -144,11 +74,23 @@ impl BoundedListener {
         loop {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
-                    let Some(source_place) = self.sources.take(source_of(peer.ip()), self.door)
-                    else {
-                        metrics::counter!(m::CONNECTIONS_OVER_SOURCE_LIMIT, "door" => self.door)
-                            .increment(1);
-                        continue;
+                    let source_place = match self.sources.take(peer.ip()) {
+                        Ok(place) => place,
+                        Err(full) => {
+                            if full.first {
+                                tracing::warn!(
+                                    "{} holds {} connections to the {} door, the most one source \
+                                     may (--max-connections-per-source); its further ones are \
+                                     closed",
+                                    full.source,
+                                    full.most,
+                                    self.door
+                                );
+                            }
+                            metrics::counter!(m::CONNECTIONS_OVER_SOURCE_LIMIT, "door" => self.door)
+                                .increment(1);
+                            continue;
+                        }
                     };
                     // Small answers must leave at once: with Nagle's algorithm on, a reply waits
                     // for the client's delayed ACK, about 40 ms per call.
@@ -322,28 +264,6 @@ mod tests {
             .expect("the source's freed place was not given back");
         assert_eq!(peer, fourth.local_addr().unwrap());
         drop(other_source);
-    }
-
-    #[test]
-    fn an_ipv6_source_is_its_64_prefix_and_a_mapped_ipv4_address_itself() {
-        let v6 = |s: &str| IpAddr::from(s.parse::<std::net::Ipv6Addr>().unwrap());
-        assert_eq!(source_of(v6("2001:db8:1:2:aa::1")), v6("2001:db8:1:2::"));
-        assert_eq!(
-            source_of(v6("2001:db8:1:2:aa::1")),
-            source_of(v6("2001:db8:1:2:ffff::9"))
-        );
-        assert_ne!(
-            source_of(v6("2001:db8:1:2::1")),
-            source_of(v6("2001:db8:1:3::1"))
-        );
-        assert_eq!(
-            source_of(v6("::ffff:192.0.2.7")),
-            IpAddr::from([192, 0, 2, 7])
-        );
-        assert_eq!(
-            source_of(IpAddr::from([192, 0, 2, 7])),
-            IpAddr::from([192, 0, 2, 7])
-        );
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ pub mod receipt;
 pub mod refusal;
 mod request_budget;
 pub mod service;
+mod sources;
 mod tls;
 
 use std::path::{Path, PathBuf};

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 
-use crate::connections::source_of;
 use crate::refusal;
 use crate::request_budget::Budget;
+use crate::sources::{PerSource, Place as SourcePlace, source_of};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -35,6 +35,8 @@ pub struct Limits {
     pub refusals_per_source_per_second: f64,
     /// `Watch` and `SubmitBatch` streams open at once, all clients together.
     pub max_streams: usize,
+    /// Of those, how many one source (an IPv4 address, an IPv6 /64) may have open.
+    pub max_streams_per_source: usize,
     /// Qubits of the widest circuit taken; `None`: as many as this machine's largest device
     /// (its available memory, or its largest GPU's) holds in single precision, read at start.
     pub max_qubits: Option<usize>,
@@ -62,6 +64,7 @@ impl Default for Limits {
             burst: 10_000.0,
             refusals_per_source_per_second: 20.0,
             max_streams: 1024,
+            max_streams_per_source: 256,
             max_qubits: None,
             max_connections: 1024,
             max_connections_per_source: 128,
@@ -107,8 +110,15 @@ pub struct Gate {
     refusals: Mutex<HashMap<IpAddr, Bucket>>,
     unfinished: Mutex<HashMap<String, usize>>,
     streams: Arc<Semaphore>,
+    streams_by_source: Arc<PerSource>,
     max_qubits: usize,
     arriving: Arc<Budget>,
+}
+
+/// An open stream's place among all and among its source's; given back when dropped.
+pub struct StreamPlace {
+    _permit: OwnedSemaphorePermit,
+    _of_source: Option<SourcePlace>,
 }
 
 /// A place in a client's count of unfinished jobs, given back when dropped unless kept.
@@ -142,6 +152,7 @@ impl Gate {
         }
         Self {
             streams: Arc::new(Semaphore::new(limits.max_streams)),
+            streams_by_source: PerSource::new(limits.max_streams_per_source),
             arriving: Budget::new(limits.max_arriving_request_bytes),
             max_qubits: limits
                 .max_qubits
@@ -285,18 +296,31 @@ impl Gate {
         }
     }
 
-    /// A permit for one more open stream, held for as long as the stream lives.
-    pub fn stream(&self) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
-            refusal::status(
-                Code::ResourceExhausted,
-                "TOO_MANY_STREAMS",
-                format!(
-                    "the engine has {} Watch and SubmitBatch streams open, its most; close one \
-                     or retry later",
-                    self.limits.max_streams
-                ),
-            )
+    /// A place for one more open stream from `source`, held for as long as the stream lives.
+    pub fn stream(&self, source: Option<IpAddr>) -> Result<StreamPlace, Status> {
+        let too_many =
+            |message: String| refusal::status(Code::ResourceExhausted, "TOO_MANY_STREAMS", message);
+        let of_source = match source.map(|source| self.streams_by_source.take(source)) {
+            None => None,
+            Some(Ok(place)) => Some(place),
+            Some(Err(full)) => {
+                return Err(too_many(format!(
+                    "{} has {} Watch and SubmitBatch streams open, the most one source may; close \
+                     one or retry later",
+                    full.source, full.most
+                )));
+            }
+        };
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            too_many(format!(
+                "the engine has {} Watch and SubmitBatch streams open, its most; close one or \
+                 retry later",
+                self.limits.max_streams
+            ))
+        })?;
+        Ok(StreamPlace {
+            _permit: permit,
+            _of_source: of_source,
         })
     }
 }
@@ -417,11 +441,29 @@ mod tests {
             max_streams: 2,
             ..Limits::default()
         });
-        let first = gate.stream().unwrap();
-        let _second = gate.stream().unwrap();
-        let refused = gate.stream().unwrap_err();
+        let first = gate.stream(None).unwrap();
+        let _second = gate.stream(None).unwrap();
+        let refused = gate.stream(None).err().unwrap();
         assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
         drop(first);
-        let _third = gate.stream().unwrap();
+        let _third = gate.stream(None).unwrap();
+    }
+
+    #[test]
+    fn one_source_has_at_most_its_share_of_the_streams() {
+        let gate = gate(Limits {
+            max_streams: 10,
+            max_streams_per_source: 2,
+            ..Limits::default()
+        });
+        let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        let first = gate.stream(Some(a)).unwrap();
+        let _second = gate.stream(Some(a)).unwrap();
+        let refused = gate.stream(Some(a)).err().unwrap();
+        assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
+        assert!(refused.message().contains("192.0.2.1"), "{refused:?}");
+        let _other = gate.stream(Some(b)).unwrap();
+        drop(first);
+        let _again = gate.stream(Some(a)).unwrap();
     }
 }

@@ -350,9 +350,9 @@ impl Engine for EngineService {
         request: Request<Streaming<SubmitRequest>>,
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "SubmitBatch").increment(1);
-        let stream = self.gate.stream()?;
-        let client = request.extensions().get::<Client>().map(|c| c.0.clone());
         let source = request.remote_addr().map(|a| a.ip());
+        let stream = self.gate.stream(source)?;
+        let client = request.extensions().get::<Client>().map(|c| c.0.clone());
         let service = Arc::clone(&self.0);
         // At most BATCH_IN_FLIGHT submissions are read ahead of the replies the client has taken.
         let replies = request
@@ -448,7 +448,7 @@ impl Engine for EngineService {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Watch").increment(1);
-        let stream = self.gate.stream()?;
+        let stream = self.gate.stream(request.remote_addr().map(|a| a.ip()))?;
         let id = request.into_inner().job_id;
         // Subscribed before reading the state, so that no event falls between the two.
         let mut events = self.events.subscribe();

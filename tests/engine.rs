@@ -1893,6 +1893,8 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             &client_ca,
             "--http-listen",
             "127.0.0.1:0",
+            "--refusals-per-source",
+            "1",
         ],
     );
     let url = served.url.replace("http://", "https://");
@@ -1906,6 +1908,12 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             "shots: 10",
             &[("qasm", BELL)],
         );
+        // A client known by its certificate is not held back by its address's refusals (a
+        // gateway relays many users' documents): more than five seconds' worth at one a second.
+        for _ in 0..8 {
+            let (_, reason) = refusal(&mut client, b"not a MAML document".to_vec()).await;
+            assert_eq!(reason, "MALFORMED");
+        }
         let job = submit(&mut client, signed(&bell, &lab)).await;
         let job = finished(&mut client, &job.id).await;
         assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");

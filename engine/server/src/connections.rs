@@ -27,6 +27,8 @@ use crate::sources::{PerSource, Place};
 /// A connection that holds one of its door's places until it is dropped.
 pub(crate) struct Counted<Io> {
     io: Io,
+    /// The client's address, as the listener took it.
+    peer: SocketAddr,
     _place: OwnedSemaphorePermit,
     _source_place: Place,
     /// Until the client's first bytes have come: when they must have.
@@ -99,6 +101,7 @@ impl BoundedListener {
                     metrics::gauge!(m::CONNECTIONS_OPEN, "door" => self.door).increment(1);
                     let connection = Counted {
                         io: tcp,
+                        peer,
                         _place: place,
                         _source_place: source_place,
                         first_bytes_by: Some(Box::pin(first_bytes_by)),
@@ -185,10 +188,10 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Counted<Io> {
     }
 }
 
-impl Counted<TcpStream> {
+impl<Io> Counted<Io> {
     /// The client's address.
-    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
-        self.io.peer_addr().ok().map(|peer| peer.ip())
+    pub(crate) fn peer_ip(&self) -> IpAddr {
+        self.peer.ip()
     }
 }
 

@@ -388,7 +388,7 @@ impl Connections {
                 let (tcp, session) = tls.get_ref();
                 let first = session.peer_certificates().and_then(|c| c.first());
                 let certificate = ClientCertificate(first.map(|c| c.to_vec()));
-                let source = Source(tcp.peer_ip());
+                let source = Source(Some(tcp.peer_ip()));
                 (Box::new(tls), certificate, source)
             }
         }

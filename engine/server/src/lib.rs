@@ -312,8 +312,6 @@ impl Engine {
             "grpc",
         )
         .into_stream();
-        // Pings find the clients that vanished (a peer gone with no FIN), whose connections
-        // would otherwise hold their places for ever.
         let budget = Arc::clone(self.service.gate.arriving());
         let read_timeout = limits.read_timeout;
         let budgeted =
@@ -327,6 +325,8 @@ impl Engine {
                     ))
                 })
             });
+        // Pings find the clients that vanished (a peer gone with no FIN), whose connections
+        // would otherwise hold their places for ever.
         let mut server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))

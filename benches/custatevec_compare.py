@@ -1,7 +1,7 @@
 """Times chimera's CUDA backend against NVIDIA cuStateVec on the same GPU and circuits, in one run.
 
     python benches/custatevec_compare.py --chimera target/release/chimera \
-        --custatevec /path/to/libcustatevec.so.1 [--circuits benches/circuits-gpu] [--check benches/circuits]
+        [--custatevec /path/to/libcustatevec.so.1] [--circuits benches/circuits-gpu] [--check benches/circuits]
 
 cuStateVec applies the circuit gate by gate with `custatevecApplyMatrix`, as its users do without a
 fuser; controlled gates (cx, cz, cp, ccx) go in with their controls, so that cuStateVec touches
@@ -17,11 +17,14 @@ The table gives both: the gates alone, and with the allocation.
 that both read the same circuits the same way.
 
 Needs CuPy and NumPy; libcustatevec.so.1 comes in PyPI's `custatevec-cu13` wheel (it needs cuBLAS 13
-on the library path). The reader below takes the flat qelib1 programs of benches/circuits*.
+on the library path), found there unless --custatevec or $CUSTATEVEC_LIBRARY names it. The reader
+below takes the flat qelib1 programs of benches/circuits* and of `chimera bench`, whose anchor
+script (benches/anchor_times.py) times cuStateVec with `time_custatevec`.
 """
 import argparse
 import cmath
 import ctypes
+import importlib.util
 import json
 import math
 import os
@@ -37,6 +40,7 @@ import numpy as np
 CUDA_C_32F = 4
 CUSTATEVEC_COMPUTE_32F = 1 << 2
 CUSTATEVEC_MATRIX_LAYOUT_ROW = 1
+CUSTATEVEC_SAMPLER_OUTPUT_RANDNUM_ORDER = 0
 
 
 def u(theta, phi, lam):
@@ -88,6 +92,18 @@ def read_circuit(text):
     return n, gates
 
 
+def library_path():
+    """libcustatevec.so.1: $CUSTATEVEC_LIBRARY, else the one PyPI's custatevec-cu13 installs."""
+    if os.environ.get("CUSTATEVEC_LIBRARY"):
+        return os.environ["CUSTATEVEC_LIBRARY"]
+    spec = importlib.util.find_spec("cuquantum")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(root, "lib", "libcustatevec.so.1")
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError("no libcustatevec.so.1: pip install custatevec-cu13, or set CUSTATEVEC_LIBRARY")
+
+
 class CuStateVec:
     def __init__(self, path):
         self.lib = ctypes.CDLL(path)
@@ -130,6 +146,54 @@ class CuStateVec:
         cupy.cuda.Device().synchronize()
         return time.perf_counter() - start, allocation, sv
 
+    def sample(self, sv, n, shots, seed=1):
+        """`shots` outcomes of all n qubits (bit i of each is qubit i), drawn from the state."""
+        import cupy
+
+        sampler, size = ctypes.c_void_p(), ctypes.c_size_t(0)
+        self.check(self.lib.custatevecSamplerCreate(
+            self.handle, ctypes.c_void_p(sv.data.ptr), CUDA_C_32F, ctypes.c_uint32(n), ctypes.byref(sampler),
+            ctypes.c_uint32(shots), ctypes.byref(size)), "sampler create")
+        try:
+            workspace = cupy.empty(size.value, dtype=cupy.uint8) if size.value else None
+            self.check(self.lib.custatevecSamplerPreprocess(
+                self.handle, sampler, ctypes.c_void_p(workspace.data.ptr if workspace is not None else 0), size),
+                "sampler preprocess")
+            outcomes = np.empty(shots, dtype=np.int64)
+            ordering = np.arange(n, dtype=np.int32)
+            randnums = np.random.default_rng(seed).random(shots)
+            self.check(self.lib.custatevecSamplerSample(
+                self.handle, sampler, outcomes.ctypes.data_as(ctypes.c_void_p),
+                ordering.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint32(n),
+                randnums.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint32(shots),
+                CUSTATEVEC_SAMPLER_OUTPUT_RANDNUM_ORDER), "sampler sample")
+        finally:
+            self.lib.custatevecSamplerDestroy(sampler)
+        return outcomes
+
+
+def time_custatevec(cusv, text, shots, repeat):
+    """Median seconds of an OpenQASM circuit on cuStateVec as `chimera bench` times its own
+    backends, after a warm-up: the state allocated and set to |0..0>, every gate, then `shots`
+    samples, between device synchronisations (the gate matrices are made beforehand, as chimera's
+    parsing is not counted either)."""
+    import cupy
+
+    n, gates = read_circuit(text)
+    times = []
+    for i in range(repeat + 1):
+        cupy.cuda.Device().synchronize()
+        start = time.perf_counter()
+        _, _, sv = cusv.run(n, gates)
+        if shots:
+            cusv.sample(sv, n, shots)
+        cupy.cuda.Device().synchronize()
+        if i > 0:
+            times.append(time.perf_counter() - start)
+        del sv
+        cupy.get_default_memory_pool().free_all_blocks()
+    return statistics.median(times)
+
 
 def chimera(binary, path, statevector=None):
     args = [binary, "sim", str(path), "--backend", "cuda", "--shots", "0", "--json", "--precision", "single"]
@@ -143,14 +207,14 @@ def chimera(binary, path, statevector=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chimera", default="target/release/chimera")
-    p.add_argument("--custatevec", required=True)
+    p.add_argument("--custatevec", help="libcustatevec.so.1 (default: $CUSTATEVEC_LIBRARY or custatevec-cu13's)")
     p.add_argument("--circuits", default="benches/circuits-gpu")
     p.add_argument("--check", help="directory of circuits whose final states to compare first")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     import cupy
 
-    cusv = CuStateVec(args.custatevec)
+    cusv = CuStateVec(args.custatevec or library_path())
     if args.check:
         for path in sorted(pathlib.Path(args.check).glob("*.qasm")):
             n, gates = read_circuit(path.read_text())

@@ -1,7 +1,7 @@
 //! `chimera bench`: the researchers' report. Runs the standard circuit set ([`circuits`]) at
-//! growing qubit counts on each backend here (the CPU; the first GPU when one answers), and on qsim
-//! and Qiskit Aer when the given Python has them (`benches/anchor_times.py`, timing as
-//! `benches/compare.py` does), and writes a report directory: `report.md` (the tables),
+//! growing qubit counts on each backend here (the CPU; the first GPU when one answers), and on qsim,
+//! Qiskit Aer and cuStateVec when the given Python can run them (`benches/anchor_times.py`, timing
+//! as `benches/compare.py` and `benches/custatevec_compare.py` do), and writes a report directory: `report.md` (the tables),
 //! `results.json` (the raw numbers), `time.svg` and `bandwidth.svg` (time per circuit and effective
 //! GB/s against qubits), the circuits themselves, all labelled with the device, driver and commit.
 //!
@@ -30,8 +30,9 @@ use circuits::{BenchCircuit, KINDS};
 use plot::{Scale, Series, line_chart};
 
 const ANCHOR_SCRIPT: &str = include_str!("../../benches/anchor_times.py");
-/// The anchor script times with compare.py's functions.
+/// The anchor script times with these two's functions.
 const COMPARE_SCRIPT: &str = include_str!("../../benches/compare.py");
+const CUSTATEVEC_SCRIPT: &str = include_str!("../../benches/custatevec_compare.py");
 /// Every simulator in the report runs in this precision.
 const PRECISION: Precision = Precision::Single;
 /// The largest state the report goes to: 2^34 complex64 amplitudes are 128 GiB.
@@ -63,8 +64,8 @@ pub struct BenchArgs {
     /// Samples drawn in each run.
     #[arg(long, default_value_t = 1024)]
     shots: usize,
-    /// The Python whose qsimcirq and qiskit-aer, if installed, are timed beside chimera; `none`
-    /// times chimera alone.
+    /// The Python whose qsim, Aer and cuStateVec (qsimcirq, qiskit-aer; custatevec-cu13 with
+    /// CuPy and a GPU), those it can run, are timed beside chimera; `none` times chimera alone.
     #[arg(long, default_value = "python3")]
     python: String,
 }
@@ -181,8 +182,8 @@ fn time_chimera(
     Ok(times[times.len() / 2])
 }
 
-/// qsim's and Aer's times through the anchor script, by circuit file; what could not run goes to
-/// `not_run`.
+/// qsim's, Aer's and cuStateVec's times through the anchor script, by circuit file; what could not
+/// run goes to `not_run`.
 fn time_anchors(
     args: &BenchArgs,
     threads: usize,
@@ -193,8 +194,9 @@ fn time_anchors(
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("anchor_times.py"), ANCHOR_SCRIPT)?;
     std::fs::write(dir.join("compare.py"), COMPARE_SCRIPT)?;
+    std::fs::write(dir.join("custatevec_compare.py"), CUSTATEVEC_SCRIPT)?;
     eprintln!(
-        "timing the anchors with {} (qsim, Aer, if installed)",
+        "timing the anchors with {} (qsim, Aer, cuStateVec, those it can run)",
         args.python
     );
     let output = Command::new(&args.python)
@@ -208,7 +210,10 @@ fn time_anchors(
     let output = match output {
         Ok(output) => output,
         Err(e) => {
-            not_run.push(format!("qsim and Aer: cannot run {}: {e}", args.python));
+            not_run.push(format!(
+                "qsim, Aer and cuStateVec: cannot run {}: {e}",
+                args.python
+            ));
             return Ok(Vec::new());
         }
     };
@@ -218,12 +223,16 @@ fn time_anchors(
             continue;
         };
         let simulator = value["simulator"].as_str().unwrap_or("?").to_owned();
+        let why = value["missing"].as_str().unwrap_or("no time given");
         match (value["file"].as_str(), value["seconds"].as_f64()) {
             (Some(file), Some(seconds)) => times.push((simulator, PathBuf::from(file), seconds)),
-            _ => not_run.push(format!(
-                "{simulator}: not installed for {} ({})",
-                args.python,
-                value["missing"].as_str().unwrap_or("no times")
+            (Some(file), None) => {
+                let circuit = Path::new(file).file_stem().unwrap_or_default().display();
+                not_run.push(format!("{simulator}, {circuit}: {why}"));
+            }
+            (None, _) => not_run.push(format!(
+                "{simulator}: cannot run with {} ({why})",
+                args.python
             )),
         }
     }

@@ -274,47 +274,36 @@ fn bench_writes_a_report_with_tables_json_and_plots() {
     let ghz = std::fs::read_to_string(out_dir.join("circuits/ghz_8.qasm")).unwrap();
     assert!(ghz.contains("cx q[6],q[7];"), "{ghz}");
 
-    // Anchors asked of a Python: each of qsim, Aer and cuStateVec is timed (a column of its own)
-    // or the report says why not (in CI, whose Python has none of them, every one says why).
+    // chimera's CPU backend at 4 qubits with the anchors of `python`: the report.
+    let report_with = |python: &str| {
+        let out = ok(chimera(&[
+            "bench",
+            "--qubits",
+            "4",
+            "--backends",
+            "cpu",
+            "--repeat",
+            "1",
+            "--python",
+            python,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]));
+        assert!(out.status.success());
+        std::fs::read_to_string(out_dir.join("report.md")).unwrap()
+    };
+    // Each of qsim, Aer and cuStateVec is timed (a column of its own) or the report says why not
+    // (in CI, whose Python has none of them, every one says why).
     let python = std::env::var("CHIMERA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = ok(chimera(&[
-        "bench",
-        "--qubits",
-        "4",
-        "--backends",
-        "cpu",
-        "--repeat",
-        "1",
-        "--python",
-        &python,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]));
-    assert!(out.status.success());
-    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    let report = report_with(&python);
     assert!(!report.contains("the anchor script failed"), "{report}");
     for anchor in ["qsim", "Aer", "cuStateVec"] {
         let timed = report.contains(&format!(" | {anchor} |"));
         let said = report.contains(&format!("{anchor}: cannot run with {python} ("));
         assert!(timed != said, "{anchor}: timed or why not, once\n{report}");
     }
-
     // A Python that is not there: chimera's numbers still come, and the report says so.
-    let out = ok(chimera(&[
-        "bench",
-        "--qubits",
-        "4",
-        "--backends",
-        "cpu",
-        "--repeat",
-        "1",
-        "--python",
-        "/nonexistent/python3",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]));
-    assert!(out.status.success());
-    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    let report = report_with("/nonexistent/python3");
     assert!(
         report.contains("qsim, Aer and cuStateVec: cannot run /nonexistent/python3"),
         "{report}"

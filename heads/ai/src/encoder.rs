@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::bert::Bert;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,7 @@ pub const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensor
 const DEFAULT_MAX_TOKENS: usize = 256;
 
 pub struct SentenceEncoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     pub dimension: usize,
@@ -77,7 +78,7 @@ impl SentenceEncoder {
         })?;
         // SAFETY: the weights file is memory-mapped read-only and not changed while in use.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device)? };
-        let model = BertModel::load(vb, &config)?;
+        let model = Bert::load(vb, &config)?;
         Ok(Self {
             model,
             tokenizer,
@@ -102,7 +103,7 @@ impl SentenceEncoder {
         let ids = rows(&|e| e.get_ids())?;
         let types = rows(&|e| e.get_type_ids())?;
         let mask = rows(&|e| e.get_attention_mask())?;
-        let tokens = self.model.forward(&ids, &types, Some(&mask))?;
+        let tokens = self.model.forward(&ids, &types, &mask)?;
         // Mean over the real tokens: padding has mask 0.
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = tokens.broadcast_mul(&mask)?.sum(1)?;

@@ -2,6 +2,7 @@
 //! `chimera-train` block), on the CPU, or on a GPU with the `cuda` feature; inference with those
 //! and with a pretrained sentence encoder (MiniLM-L6).
 
+mod bert;
 pub mod checkpoint;
 mod cpu_layers;
 pub mod dataset;

@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bert::Bert;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::bert::Bert;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {

@@ -59,9 +59,10 @@ fn router(door: Door) -> axum::Router {
         .with_state(door)
 }
 
-/// The first certificate the client sent in its TLS handshake (DER), if any.
+/// The first certificate the client sent in its TLS handshake (DER), if any: shared by the
+/// connection's requests, each of which gets a handle to it.
 #[derive(Clone)]
-struct ClientCertificate(Option<Vec<u8>>);
+struct ClientCertificate(Option<Arc<[u8]>>);
 
 /// The address the request came from.
 #[derive(Clone, Copy)]
@@ -387,7 +388,7 @@ impl Connections {
                 let tls = listener.accept().await;
                 let (tcp, session) = tls.get_ref();
                 let first = session.peer_certificates().and_then(|c| c.first());
-                let certificate = ClientCertificate(first.map(|c| c.to_vec()));
+                let certificate = ClientCertificate(first.map(|c| Arc::from(c.as_ref())));
                 let source = Source(Some(tcp.peer_ip()));
                 (Box::new(tls), certificate, source)
             }

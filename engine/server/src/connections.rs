@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -68,7 +68,7 @@ impl BoundedListener {
     }
 
     /// The next connection, once one of the door's places is free.
-    pub(crate) async fn accept(&self) -> (Counted<TcpStream>, SocketAddr) {
+    pub(crate) async fn accept(&self) -> Counted<TcpStream> {
         let place = Arc::clone(&self.places)
             .acquire_owned()
             .await
@@ -99,7 +99,7 @@ impl BoundedListener {
                     let _ = tcp.set_nodelay(true);
                     let first_bytes_by = tokio::time::sleep(self.first_bytes_within);
                     metrics::gauge!(m::CONNECTIONS_OPEN, "door" => self.door).increment(1);
-                    let connection = Counted {
+                    return Counted {
                         io: tcp,
                         peer,
                         _place: place,
@@ -107,7 +107,6 @@ impl BoundedListener {
                         first_bytes_by: Some(Box::pin(first_bytes_by)),
                         door: self.door,
                     };
-                    return (connection, peer);
                 }
                 Err(error) => {
                     // Out of file descriptors, say: wait rather than spin.
@@ -123,7 +122,7 @@ impl BoundedListener {
         self,
     ) -> impl tokio_stream::Stream<Item = io::Result<Counted<TcpStream>>> {
         futures_util::stream::unfold(self, |listener| async move {
-            let (connection, _) = listener.accept().await;
+            let connection = listener.accept().await;
             Some((Ok(connection), listener))
         })
     }
@@ -190,8 +189,8 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Counted<Io> {
 
 impl<Io> Counted<Io> {
     /// The client's address.
-    pub(crate) fn peer_ip(&self) -> IpAddr {
-        self.peer.ip()
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 
@@ -206,6 +205,7 @@ impl Connected for Counted<TcpStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[tokio::test]
     async fn a_connection_beyond_the_bound_waits_until_one_ends() {
@@ -248,11 +248,11 @@ mod tests {
             same_source.push(connect_from([127, 0, 0, 1], addr).await);
         }
         let other_source = connect_from([127, 0, 0, 2], addr).await;
-        let (first, _) = listener.accept().await;
-        let (_second, _) = listener.accept().await;
+        let first = listener.accept().await;
+        let _second = listener.accept().await;
         // The third from 127.0.0.1 is closed; the next handed over is 127.0.0.2's.
-        let (_, peer) = listener.accept().await;
-        assert_eq!(peer.ip(), IpAddr::from([127, 0, 0, 2]));
+        let next = listener.accept().await;
+        assert_eq!(next.peer().ip(), IpAddr::from([127, 0, 0, 2]));
         let mut byte = [0u8; 1];
         let closed = tokio::time::timeout(Duration::from_secs(5), same_source[2].read(&mut byte));
         assert!(
@@ -262,10 +262,10 @@ mod tests {
         // A place it gives back is its again.
         drop(first);
         let fourth = connect_from([127, 0, 0, 1], addr).await;
-        let (_, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        let again = tokio::time::timeout(Duration::from_secs(5), listener.accept())
             .await
             .expect("the source's freed place was not given back");
-        assert_eq!(peer, fourth.local_addr().unwrap());
+        assert_eq!(again.peer(), fourth.local_addr().unwrap());
         drop(other_source);
     }
 
@@ -277,8 +277,8 @@ mod tests {
         let listener = BoundedListener::new(tcp, 2, 2, Duration::from_millis(200), "test");
         let mut silent_client = TcpStream::connect(addr).await.unwrap();
         let mut talking_client = TcpStream::connect(addr).await.unwrap();
-        let (mut silent, _) = listener.accept().await;
-        let (mut talking, _) = listener.accept().await;
+        let mut silent = listener.accept().await;
+        let mut talking = listener.accept().await;
         talking_client.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 5];
         talking.read_exact(&mut buf).await.unwrap();

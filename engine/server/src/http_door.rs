@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use base64::Engine as _;
-use bytes::BytesMut;
 use chimera_journal::JobRecord;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -66,7 +65,7 @@ struct ClientCertificate(Option<Arc<[u8]>>);
 
 /// The address the request came from.
 #[derive(Clone, Copy)]
-struct Source(Option<std::net::IpAddr>);
+struct Source(std::net::IpAddr);
 
 /// With client certificates required, the client the certificate names, or the refusal.
 async fn trusted_client(
@@ -122,7 +121,7 @@ async fn execute(
     };
     let client = client.map(|Extension(Client(name))| name);
     let reply = match service
-        .submit_one(client.as_deref(), source, document.to_vec())
+        .submit_one(client.as_deref(), Some(source), document)
         .await
     {
         Ok(reply) => reply,
@@ -139,14 +138,13 @@ async fn execute(
 
 /// The request's body, if it is no larger than the engine takes and arrives in time: a client
 /// that sends it slowly must not hold its connection (and its place at the door) for ever.
-async fn read_body(service: &EngineService, body: Body) -> Result<Bytes, Response> {
+async fn read_body(service: &EngineService, mut body: Body) -> Result<Vec<u8>, Response> {
     let limits = service.gate.limits();
     let (limit, timeout) = (limits.max_request_bytes, limits.read_timeout);
     // Held against the budget of requests still arriving, as gRPC's messages are, until read.
     let mut held = Hold::new(Arc::clone(service.gate.arriving()));
     let read = async {
-        let mut body = body;
-        let mut document = BytesMut::new();
+        let mut document = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| {
                 answer(
@@ -168,7 +166,7 @@ async fn read_body(service: &EngineService, body: Body) -> Result<Bytes, Respons
             held.take(data.len()).map_err(|busy| refused(&busy))?;
             document.extend_from_slice(&data);
         }
-        Ok(document.freeze())
+        Ok(document)
     };
     match tokio::time::timeout(timeout, read).await {
         Ok(read) => read,
@@ -377,19 +375,16 @@ impl Connections {
     async fn accept(&mut self) -> (Box<dyn Connection>, ClientCertificate, Source) {
         match self {
             Self::Plain(listener) => {
-                let (tcp, peer) = listener.accept().await;
-                (
-                    Box::new(tcp),
-                    ClientCertificate(None),
-                    Source(Some(peer.ip())),
-                )
+                let tcp = listener.accept().await;
+                let source = Source(tcp.peer().ip());
+                (Box::new(tcp), ClientCertificate(None), source)
             }
             Self::Tls(listener) => {
                 let tls = listener.accept().await;
                 let (tcp, session) = tls.get_ref();
                 let first = session.peer_certificates().and_then(|c| c.first());
                 let certificate = ClientCertificate(first.map(|c| Arc::from(c.as_ref())));
-                let source = Source(Some(tcp.peer_ip()));
+                let source = Source(tcp.peer().ip());
                 (Box::new(tls), certificate, source)
             }
         }

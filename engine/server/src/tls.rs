@@ -121,7 +121,8 @@ impl TlsListener {
         let (done, handshaken) = mpsc::channel(HANDSHAKEN_QUEUE);
         let accepting = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = listener.accept().await;
+                let tcp = listener.accept().await;
+                let peer = tcp.peer();
                 let (acceptor, done) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {

@@ -1,9 +1,10 @@
 //! `chimera bench`: the researchers' report. Runs the standard circuit set ([`circuits`]) at
 //! growing qubit counts on each backend here (the CPU; the first GPU when one answers), and on qsim,
 //! Qiskit Aer and cuStateVec when the given Python can run them (`benches/anchor_times.py`, timing
-//! as `benches/compare.py` and `benches/custatevec_compare.py` do), and writes a report directory: `report.md` (the tables),
-//! `results.json` (the raw numbers), `time.svg` and `bandwidth.svg` (time per circuit and effective
-//! GB/s against qubits), the circuits themselves, all labelled with the device, driver and commit.
+//! as `benches/compare.py` and `benches/custatevec_compare.py` do), and writes a report
+//! directory: `report.md` (the tables), `results.json` (the raw numbers), `time.svg` and
+//! `bandwidth.svg` (time per circuit and effective GB/s against qubits), the circuits themselves,
+//! all labelled with the device, driver and commit.
 //!
 //! Every simulator does the same work: the circuit in single precision, then `--shots` samples.
 //! chimera's time is its simulation (state allocation included) and sampling, parsing aside; the
@@ -30,7 +31,7 @@ use circuits::{BenchCircuit, KINDS};
 use plot::{Scale, Series, line_chart};
 
 const ANCHOR_SCRIPT: &str = include_str!("../../benches/anchor_times.py");
-/// The anchor script times with these two's functions.
+/// The anchor script times with the functions of these two.
 const COMPARE_SCRIPT: &str = include_str!("../../benches/compare.py");
 const CUSTATEVEC_SCRIPT: &str = include_str!("../../benches/custatevec_compare.py");
 /// Every simulator in the report runs in this precision.

@@ -139,7 +139,13 @@ pub fn serve(
         line.clear();
         // A line that ends without its newline was cut short: the supervisor stopped as it
         // wrote (a replica of a peer's state can be large), which ends this head as EOF does.
-        if orders_in.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+        // So does a reset: a supervisor that stops with heartbeats still unread resets the
+        // connection instead of closing it.
+        let read = match orders_in.read_line(&mut line) {
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break,
+            read => read?,
+        };
+        if read == 0 || !line.ends_with('\n') {
             break;
         }
         match serde_json::from_str(&line).map_err(WorkerError::Protocol)? {
@@ -171,6 +177,8 @@ pub fn serve(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// An executor that is never sent a job.
@@ -191,8 +199,10 @@ mod tests {
         }
     }
 
-    /// Serves a head whose supervisor takes its hello, sends `sent` and closes the connection.
-    fn head_served(sent: &'static [u8]) -> Result<(), WorkerError> {
+    /// Serves a head whose supervisor takes its hello, waits `linger`, sends `sent` and closes
+    /// the connection. A linger longer than a heartbeat leaves heartbeats unread, so the close
+    /// is a reset.
+    fn head_served(sent: &'static [u8], linger: Duration) -> Result<(), WorkerError> {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("head.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
@@ -200,6 +210,7 @@ mod tests {
             let (mut stream, _) = listener.accept().unwrap();
             let mut hello = String::new();
             BufReader::new(&stream).read_line(&mut hello).unwrap();
+            std::thread::sleep(linger);
             stream.write_all(sent).unwrap();
         });
         let served = serve("q0", &socket, HeadKeys::new("q0", dir.path()), Idle);
@@ -208,12 +219,17 @@ mod tests {
     }
 
     #[test]
-    fn a_line_cut_short_by_the_supervisor_stopping_ends_the_head_as_eof_does() {
-        assert!(head_served(b"").is_ok());
-        let cut = head_served(b"{\"cancel\":{\"job_id\":\"urn:uuid:1\"");
-        assert!(cut.is_ok(), "{cut:?}");
+    fn a_supervisor_stopping_mid_line_or_with_heartbeats_unread_ends_the_head_as_eof_does() {
+        let cut_line: &[u8] = b"{\"cancel\":{\"job_id\":\"urn:uuid:1\"";
+        let unread_heartbeats = HEARTBEAT_INTERVAL * 2;
+        for linger in [Duration::ZERO, unread_heartbeats] {
+            let stopped = head_served(b"", linger);
+            assert!(stopped.is_ok(), "{linger:?}: {stopped:?}");
+            let cut = head_served(cut_line, linger);
+            assert!(cut.is_ok(), "{linger:?}: {cut:?}");
+        }
         // A whole line that is not an order is still an error, saying so.
-        let garbled = head_served(b"not an order\n");
+        let garbled = head_served(b"not an order\n", unread_heartbeats);
         assert!(
             matches!(garbled, Err(WorkerError::Protocol(_))),
             "{garbled:?}"

@@ -171,8 +171,19 @@ impl LimitArgs {
                 self.refusals_per_source
             );
         }
-        if self.max_connections == 0 || self.max_connections_per_source == 0 {
-            bail!("--max-connections and --max-connections-per-source must be at least 1");
+        for (flag, most) in [
+            ("--max-jobs-per-client", self.max_jobs_per_client),
+            ("--max-streams", self.max_streams),
+            ("--max-streams-per-source", self.max_streams_per_source),
+            ("--max-connections", self.max_connections),
+            (
+                "--max-connections-per-source",
+                self.max_connections_per_source,
+            ),
+        ] {
+            if most == 0 {
+                bail!("{flag} must be at least 1: 0 would refuse every one");
+            }
         }
         if !(self.request_memory > 0.0 && self.request_memory.is_finite()) {
             bail!(
@@ -353,5 +364,43 @@ async fn stop_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    fn limits(flags: &[&str]) -> Result<Limits> {
+        let flags = Flags::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()));
+        flags.unwrap().limits.limits()
+    }
+
+    #[test]
+    fn a_count_limit_of_zero_is_refused_naming_its_flag() {
+        let defaults = limits(&[]).unwrap();
+        assert_eq!(defaults.max_streams_per_source, 256);
+        for flag in [
+            "--max-jobs-per-client",
+            "--max-streams",
+            "--max-streams-per-source",
+            "--max-connections",
+            "--max-connections-per-source",
+        ] {
+            let refused = limits(&[flag, "0"]).unwrap_err().to_string();
+            assert!(
+                refused.starts_with(&format!("{flag} must be at least 1")),
+                "{refused}"
+            );
+            assert!(limits(&[flag, "1"]).is_ok(), "{flag} 1");
+        }
     }
 }

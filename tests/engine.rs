@@ -856,21 +856,25 @@ fn every_head_killed_in_turn_with_jobs_in_flight_loses_nothing_and_training_goes
     let served = Served::start(&data);
     runtime().block_on(async {
         let mut client = client(&served.url).await;
-        // The training must outlast the four kills (about 3.5 s): 300 epochs took 3.2 s on a CPU
-        // with AVX-512 and ended before its head's turn came.
-        let run = kill_heads_in_turn(&mut client, &key, 4, Duration::from_millis(700), 1000).await;
+        let run = kill_heads_in_turn(&mut client, &key, 4, Duration::from_millis(700), 300).await;
         for (head, took) in &run.rebuilds {
             eprintln!("{head}: serving again {took:?} after SIGKILL");
         }
         assert_eq!(run.rebuilds.len(), 4);
-        // Both AI heads died once, the training's among them: it went on from a checkpoint.
-        assert!(run.training_attempts >= 2, "{}", run.training);
-        assert_eq!(
-            run.training["resumed_from_checkpoint"], true,
-            "{}",
-            run.training
-        );
-        assert!(run.training["val_accuracy"].as_f64().unwrap() > 0.9);
+        // Each AI head was killed training, after a checkpoint: that job went on from it.
+        assert_eq!(run.trainings.len(), 4);
+        let killed: Vec<_> = run
+            .trainings
+            .iter()
+            .filter(|(_, attempts)| *attempts > 1)
+            .collect();
+        assert_eq!(killed.len(), 2, "{:?}", run.trainings);
+        for (trained, _) in killed {
+            assert_eq!(trained["resumed_from_checkpoint"], true, "{trained}");
+        }
+        for (trained, _) in &run.trainings {
+            assert!(trained["val_accuracy"].as_f64().unwrap() > 0.9, "{trained}");
+        }
         assert_eq!(run.circuits, 12);
         // Each quantum head was killed running one (which may, rarely, have ended just before).
         assert!(run.circuits_run_again >= 1, "{}", run.circuits_run_again);

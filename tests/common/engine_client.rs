@@ -211,9 +211,8 @@ pub async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&st
 pub struct FaultRun {
     /// Per kill: the head, and the time from its SIGKILL to its next life serving with its key.
     pub rebuilds: Vec<(String, Duration)>,
-    /// The training job's result, and how many times it was started.
-    pub training: serde_json::Value,
-    pub training_attempts: u32,
+    /// Each training job's result, and how many times it was started.
+    pub trainings: Vec<(serde_json::Value, u32)>,
     /// Circuits run, and how many of them ran more than once.
     pub circuits: usize,
     pub circuits_run_again: usize,
@@ -222,11 +221,36 @@ pub struct FaultRun {
 /// The order in which heads are killed: a quantum head, then an AI head, and so on.
 const KILL_ORDER: [&str; 4] = ["q0", "a0", "q1", "a1"];
 
-/// The fault-injection run of issue 7: with a training job and circuits in flight, SIGKILLs each
-/// head in turn `rounds` times, `pause` apart (a quantum head once it runs a circuit), each time
-/// waiting for the head's next life to serve with its key. Then follows every job to its end and checks that each finished once with the
-/// right result (a circuit's counts are those of the same circuit and seed on any head), and that
-/// the training went on from its checkpoints rather than from the start.
+/// Follows job `id` until its head reports a checkpoint saved.
+async fn checkpoint_saved(client: &mut EngineClient<Channel>, id: &str) {
+    let mut events = client
+        .watch(WatchRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.message())
+            .await
+            .expect("a checkpoint within 30 s")
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} ended before it saved a checkpoint"));
+        if let Some(job_event::Detail::ProgressJson(progress)) = &event.detail
+            && serde_json::from_str::<serde_json::Value>(progress).unwrap()["checkpoint"]
+                .is_object()
+        {
+            return;
+        }
+    }
+}
+
+/// The fault-injection run of issue 7: SIGKILLs each head in turn `rounds` times, `pause` apart,
+/// each with work in flight: three circuits are submitted each round, and in an AI head's round
+/// two training jobs of `training_epochs` (one for each AI head); a quantum head is killed once
+/// it runs a circuit, an AI head once its training has saved a checkpoint. Each time it waits
+/// for the head's next life to serve with its key. Then follows every job to its end and checks
+/// that each finished once with the right result (a circuit's counts are those of the same circuit
+/// and seed on any head). A training job is killed once at most (a job whose head dies three
+/// times fails), so `training_epochs` must outlast a kill, not the run.
 pub async fn kill_heads_in_turn(
     client: &mut EngineClient<Channel>,
     key: &SecretKey,
@@ -234,14 +258,9 @@ pub async fn kill_heads_in_turn(
     pause: Duration,
     training_epochs: usize,
 ) -> FaultRun {
-    let training = "urn:uuid:fault-training";
-    submit(
-        client,
-        signed(&training_job(training, training_epochs), key),
-    )
-    .await;
     let circuit = slow_circuit();
     let mut circuits = Vec::new();
+    let mut trainings = Vec::new();
     let mut rebuilds = Vec::new();
     for round in 0..rounds {
         tokio::time::sleep(pause).await;
@@ -258,12 +277,19 @@ pub async fn kill_heads_in_turn(
             submit(client, signed(&doc, key)).await;
             circuits.push(id);
         }
-        if victim.starts_with('q') {
-            // A quantum head dies with a circuit running.
-            heads_until(client, "the victim running a circuit", |h| {
-                !h[victim].job_id.is_empty()
-            })
-            .await;
+        if victim.starts_with('a') {
+            for i in 0..2 {
+                let id = format!("urn:uuid:fault-training-{round}-{i}");
+                submit(client, signed(&training_job(&id, training_epochs), key)).await;
+                trainings.push(id);
+            }
+        }
+        let running = heads_until(client, "the victim running a job", |h| {
+            !h[victim].job_id.is_empty()
+        })
+        .await;
+        if victim.starts_with('a') {
+            checkpoint_saved(client, &running[victim].job_id).await;
         }
         let took = kill_and_rebuild(client, &[victim]).await;
         rebuilds.push((victim.to_owned(), took));
@@ -277,11 +303,14 @@ pub async fn kill_heads_in_turn(
         assert!(job.attempts >= 1, "{id}");
         circuits_run_again += usize::from(job.attempts > 1);
     }
-    let trained = finished(client, training).await;
+    let mut trained = Vec::new();
+    for id in &trainings {
+        let job = finished(client, id).await;
+        trained.push((result(&job), job.attempts));
+    }
     FaultRun {
         rebuilds,
-        training: result(&trained),
-        training_attempts: trained.attempts,
+        trainings: trained,
         circuits: circuits.len(),
         circuits_run_again,
     }

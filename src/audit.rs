@@ -42,6 +42,22 @@ pub fn run(command: AuditCommand) -> Result<bool> {
         report.records,
         report.checkpoints,
     );
+    if report.files > 1 {
+        println!(
+            "in {} files: {} and those it went on from ({}.N, N the number of each one's last \
+             record)",
+            report.files,
+            path.display(),
+            path.display()
+        );
+    }
+    if report.first > 0 {
+        println!(
+            "from record {}: the files of the records before it are not here (archived or \
+             removed), so the chain is checked from there",
+            report.first
+        );
+    }
     if report.unsigned > 0 {
         println!(
             "{} records after the last checkpoint are chained but not yet signed (the engine signs \

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use chimera_maml::Policy;
 use chimera_server::limits::Limits;
-use chimera_server::{Engine, EngineConfig, KEY_ROTATION, Tls, default_heads, metrics_names};
+use chimera_server::{
+    AUDIT_ROTATE_BYTES, Engine, EngineConfig, KEY_ROTATION, Tls, default_heads, metrics_names,
+};
 use chimera_supervisor::{HeadConfig, Launcher};
 use clap::Args;
 use metrics_exporter_prometheus::Matcher;
@@ -34,6 +36,10 @@ pub struct ServeArgs {
     /// Its id, state and digest stay, so a resubmission is still the same job or a refused replay.
     #[arg(long, default_value_t = KEEP_FINISHED_DAYS)]
     keep_finished_days: f64,
+    /// MiB past which the audit log goes on in a new file, the full one renamed
+    /// `audit.log.N` (N its last record's number) for archiving (0: one file for ever).
+    #[arg(long, default_value_t = (AUDIT_ROTATE_BYTES >> 20) as f64)]
+    audit_rotate_mib: f64,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -256,6 +262,7 @@ pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<Eng
         key_rotation: KEY_ROTATION,
         limits: Limits::default(),
         keep_finished: Some(Duration::from_secs_f64(KEEP_FINISHED_DAYS * 86_400.0)),
+        audit_rotate_bytes: Some(AUDIT_ROTATE_BYTES),
     })
 }
 
@@ -319,10 +326,16 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
         0.0 => None,
         days => Some(positive_seconds("--keep-finished-days", days * 86_400.0)?),
     };
+    let audit_rotate_bytes = match args.audit_rotate_mib {
+        0.0 => None,
+        mib if mib > 0.0 && mib.is_finite() => Some((mib * (1 << 20) as f64) as u64),
+        mib => bail!("--audit-rotate-mib must be 0 (one file) or a positive number, not {mib}"),
+    };
     let config = EngineConfig {
         key_rotation,
         limits,
         keep_finished,
+        audit_rotate_bytes,
         ..engine_config(&args.data_dir, heartbeat_timeout)?
     };
     let engine = Engine::start(config)

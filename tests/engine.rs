@@ -1565,6 +1565,47 @@ fn the_audit_log_holds_what_the_engine_saw_signed_and_a_changed_record_is_found(
 }
 
 #[test]
+fn an_audit_log_past_its_size_goes_on_in_new_files_that_verify_as_one_chain() {
+    let dir = work_dir("engine-audit-rotation");
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let refused = chimera(&["serve", "--audit-rotate-mib=-1", "--data-dir", data_arg]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--audit-rotate-mib must be"),
+        "{refused:?}"
+    );
+    let key = trusted_key(&data, &dir, "lab", "*");
+    // 2 KiB: a few records to a file.
+    let served = Served::start_with(&data, &["--audit-rotate-mib", "0.002"]);
+    runtime().block_on(async {
+        let mut client = client(&served.url).await;
+        // A file is renamed after a checkpoint, which the engine signs at most once a second.
+        for i in 0..3 {
+            let id = format!("urn:uuid:audited-{i}");
+            let bell = document(&id, "quantum_circuit", "", "shots: 10", &[("qasm", BELL)]);
+            submit(&mut client, signed(&bell, &key)).await;
+            finished(&mut client, &id).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    });
+    drop(served);
+    let renamed = std::fs::read_dir(&data)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_str().unwrap().starts_with("audit.log.")
+        })
+        .count();
+    assert!(renamed >= 2, "{renamed} files renamed");
+    let out = ok(chimera(&["audit", "verify", "--data-dir", data_arg]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("intact") && said.contains(&format!("in {} files", renamed + 1)),
+        "{said}"
+    );
+}
+
+#[test]
 fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
     let dir = work_dir("engine-limits");
     let data = dir.join("data");

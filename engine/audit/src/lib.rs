@@ -103,6 +103,15 @@ pub enum Event {
         name: String,
         key_id: String,
     },
+    /// The first record of a file begun when the one before it grew past its size: it chains
+    /// from that file's last record, whose hash it repeats so that the file can be checked
+    /// alone once older ones are archived or removed.
+    Continued {
+        /// The file the log went on from, as it was renamed: `audit.log.` and the number of
+        /// its last record.
+        previous: String,
+        previous_hash: String,
+    },
     /// ML-DSA-65 by the key `key_id` over [`checkpoint_message`] of the previous record's hash.
     Checkpoint {
         key_id: String,

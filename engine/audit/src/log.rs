@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -31,6 +32,8 @@ impl<T: CheckpointSigner + ?Sized> CheckpointSigner for std::sync::Arc<T> {
 pub struct AuditLog {
     file: File,
     path: PathBuf,
+    /// The size past which a signed append goes on in a new file.
+    rotate_at: Option<u64>,
 }
 
 /// Where the chain stands: the next record's number and the last record's hash.
@@ -42,16 +45,19 @@ struct ChainEnd {
 impl AuditLog {
     /// Opens the log, creating it empty if there is none.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let file = File::options()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io_error(path))?;
         Ok(Self {
-            file,
+            file: open_appending(path)?,
             path: path.to_owned(),
+            rotate_at: None,
         })
+    }
+
+    /// Once the file holds `bytes` or more, a signed append renames it `audit.log.N` (N the
+    /// number of its last record, 12 digits) and the log goes on in a new `audit.log` whose
+    /// first record is [`Event::Continued`]. The chain runs on across files.
+    pub fn rotating_at(mut self, bytes: u64) -> Self {
+        self.rotate_at = Some(bytes);
+        self
     }
 
     /// Appends `events` in order, then, with `signer`, a checkpoint over them and everything
@@ -61,11 +67,75 @@ impl AuditLog {
         events: impl IntoIterator<Item = Event>,
         signer: Option<&dyn CheckpointSigner>,
     ) -> Result<(), AuditError> {
-        self.file.lock().map_err(io_error(&self.path))?;
-        let appended = self.append_locked(events, signer);
+        self.lock_current()?;
+        let appended = self.append_locked(events, signer).and_then(|()| {
+            let full = self.file.metadata().map_err(io_error(&self.path))?.len();
+            match self.rotate_at {
+                // Only after a checkpoint, so that every renamed file ends signed.
+                Some(most) if signer.is_some() && full >= most => self.rotate(),
+                _ => Ok(()),
+            }
+        });
         // Unlocked when the file closes, at the latest.
         let _ = self.file.unlock();
         appended
+    }
+
+    /// Locks the file that is the log now: another writer may have renamed the one this
+    /// handle has open while it waited for the lock.
+    fn lock_current(&mut self) -> Result<(), AuditError> {
+        loop {
+            self.file.lock().map_err(io_error(&self.path))?;
+            let open = self.file.metadata().map_err(io_error(&self.path))?;
+            let named = std::fs::metadata(&self.path).ok();
+            if named.is_some_and(|n| (n.dev(), n.ino()) == (open.dev(), open.ino())) {
+                return Ok(());
+            }
+            let _ = self.file.unlock();
+            self.file = open_appending(&self.path)?;
+        }
+    }
+
+    /// Renames the log after its last record and goes on in a new file, under the old one's
+    /// lock. The new file is written whole before it takes the name, and the old one is linked
+    /// to its new name first, so that `audit.log` always exists and is always a whole chain's
+    /// end: a writer that opens it meanwhile finds one or the other.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let end = self.chain_end()?;
+        let last = end.next_seq - 1;
+        let renamed = sibling(&self.path, &format!("{last:012}"));
+        let fresh = sibling(&self.path, "new");
+        let continued = Record {
+            seq: end.next_seq,
+            at: Timestamp::now(),
+            event: Event::Continued {
+                previous: file_name(&renamed),
+                previous_hash: hex::encode(end.hash),
+            },
+        };
+        let record = serde_json::to_vec(&continued).expect("records serialize");
+        let text = line(&chain(&end.hash, &record), &record);
+        let mut new = File::create(&fresh).map_err(io_error(&fresh))?;
+        new.write_all(&text)
+            .and_then(|()| new.sync_data())
+            .map_err(io_error(&fresh))?;
+        // A link left by a rotation cut short by a crash names this same file.
+        let _ = std::fs::remove_file(&renamed);
+        std::fs::hard_link(&self.path, &renamed).map_err(io_error(&renamed))?;
+        std::fs::rename(&fresh, &self.path).map_err(io_error(&self.path))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error(dir))?;
+        }
+        tracing::info!(
+            "audit log: {} continues in a new {}",
+            renamed.display(),
+            self.path.display()
+        );
+        // The old file's lock goes with its handle.
+        self.file = open_appending(&self.path)?;
+        Ok(())
     }
 
     fn append_locked(
@@ -85,11 +155,7 @@ impl AuditLog {
             let record = serde_json::to_vec(&record).expect("records serialize");
             end.hash = chain(&end.hash, &record);
             end.next_seq += 1;
-            text.extend_from_slice(b"{\"hash\":\"");
-            text.extend_from_slice(hex::encode(end.hash).as_bytes());
-            text.extend_from_slice(b"\",\"record\":");
-            text.extend_from_slice(&record);
-            text.extend_from_slice(b"}\n");
+            text.extend_from_slice(&line(&end.hash, &record));
         };
         for event in events {
             push(event, &mut end);
@@ -155,4 +221,34 @@ impl AuditLog {
             hash,
         })
     }
+}
+
+fn open_appending(path: &Path) -> Result<File, AuditError> {
+    File::options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io_error(path))
+}
+
+/// One line of the file: a record and its hash.
+fn line(hash: &[u8; 32], record: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(record.len() + 96);
+    line.extend_from_slice(b"{\"hash\":\"");
+    line.extend_from_slice(hex::encode(hash).as_bytes());
+    line.extend_from_slice(b"\",\"record\":");
+    line.extend_from_slice(record);
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// `audit.log.SUFFIX` beside `audit.log`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    path.with_file_name(format!("{}.{suffix}", file_name(path)))
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }

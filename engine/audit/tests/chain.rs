@@ -77,11 +77,17 @@ fn write_lines(path: &Path, lines: &[String]) {
     .unwrap();
 }
 
-fn fault(path: &Path) -> (usize, String) {
+/// Where `verify` finds the log broken: the file, the line and what.
+fn fault_in(path: &Path) -> (String, usize, String) {
     match verify(path, signed_by_key) {
-        Err(chimera_audit::AuditError::Broken { line, what, .. }) => (line, what),
+        Err(chimera_audit::AuditError::Broken { path, line, what }) => (path, line, what),
         other => panic!("expected a broken log, got {other:?}"),
     }
+}
+
+fn fault(path: &Path) -> (usize, String) {
+    let (_, line, what) = fault_in(path);
+    (line, what)
 }
 
 #[test]
@@ -211,23 +217,33 @@ fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
     assert_eq!((report.records, report.unsigned), (9, 2));
 }
 
-#[test]
-fn writers_in_turn_from_many_handles_keep_one_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
+/// Four writers with handles of their own append 25 events each at once, each event with a
+/// checkpoint when `signed(i)`.
+fn four_writers(path: &Path, rotate_at: Option<u64>, signed: impl Fn(usize) -> bool + Sync) {
     std::thread::scope(|scope| {
         for writer in 0..4 {
-            let path = &path;
+            let signed = &signed;
             scope.spawn(move || {
-                let mut log = AuditLog::open(path).unwrap();
+                let log = AuditLog::open(path).unwrap();
+                let mut log = match rotate_at {
+                    Some(bytes) => log.rotating_at(bytes),
+                    None => log,
+                };
                 for i in 0..25 {
-                    let signer: Option<&dyn CheckpointSigner> = (i % 5 == 4).then_some(&KEY);
+                    let signer: Option<&dyn CheckpointSigner> = signed(i).then_some(&KEY);
                     log.append([head_down(&format!("w{writer}-{i}"))], signer)
                         .unwrap();
                 }
             });
         }
     });
+}
+
+#[test]
+fn writers_in_turn_from_many_handles_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    four_writers(&path, None, |i| i % 5 == 4);
     let report = verify(&path, signed_by_key).unwrap();
     assert_eq!(report.records, 100 + 20);
     assert_eq!(report.checkpoints, 20);
@@ -293,4 +309,125 @@ fn a_flood_of_refusals_is_written_one_by_one_up_to_a_rate_and_counted_beyond_it(
     // The count comes before the event that followed the flood.
     let position = |event: &str| records.iter().position(|r| r["event"] == event).unwrap();
     assert!(position("refusals_counted") < position("head_down"));
+}
+
+/// A log that goes on in a new file past 2 KiB, after `batches` signed appends of one event.
+fn rotated(path: &Path, batches: usize) {
+    let mut log = AuditLog::open(path).unwrap().rotating_at(2048);
+    for i in 0..batches {
+        log.append([head_down(&format!("h{i}"))], Some(&KEY))
+            .unwrap();
+    }
+}
+
+/// The files the log at `path` went on from, oldest first.
+fn renamed(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e.len() == 12))
+        .collect();
+    files.sort();
+    files
+}
+
+fn record(line: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].clone()
+}
+
+#[test]
+fn a_log_past_its_size_goes_on_in_a_new_file_and_verifies_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    // A writer that opened the log before it was renamed, as `chimera trust` beside the engine.
+    let mut early = AuditLog::open(&path).unwrap();
+    rotated(&path, 40);
+    early.append([head_down("late")], Some(&KEY)).unwrap();
+
+    let files = renamed(&path);
+    assert!(files.len() >= 4, "{files:?}");
+    let report = verify(&path, signed_by_key).unwrap();
+    // 41 events with a checkpoint each, and a `continued` record opening each new file.
+    assert_eq!(report.records, 82 + files.len() as u64);
+    assert_eq!(report.checkpoints, 41);
+    assert_eq!((report.first, report.files), (0, files.len() as u64 + 1));
+    assert_eq!(report.unsigned, 0);
+    let mut previous = None;
+    for file in files.iter().chain([&path]) {
+        let lines = lines(file);
+        let first = record(&lines[0]);
+        if let Some(previous) = previous.replace(file.file_name().unwrap().to_owned()) {
+            assert_eq!(first["event"], "continued");
+            assert_eq!(first["previous"], previous.to_str().unwrap());
+        }
+        // A renamed file ends signed and is named after its last record.
+        let last = record(lines.last().unwrap());
+        assert_eq!(last["event"], "checkpoint");
+        if *file != path {
+            let name = format!("audit.log.{:012}", last["seq"].as_u64().unwrap());
+            assert_eq!(file.file_name().unwrap().to_str(), Some(name.as_str()));
+        }
+    }
+    // The late writer's record went to the log as it is now, not to the file renamed under it.
+    assert!(lines(&path).iter().any(|l| l.contains("\"late\"")));
+}
+
+#[test]
+fn a_log_whose_oldest_files_were_removed_verifies_from_the_first_left_but_not_without_a_middle_one()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    rotated(&path, 40);
+    let files = renamed(&path);
+    let all = verify(&path, signed_by_key).unwrap();
+
+    std::fs::remove_file(&files[0]).unwrap();
+    let report = verify(&path, signed_by_key).unwrap();
+    let first_left = record(&lines(&files[1])[0])["seq"].as_u64().unwrap();
+    assert_eq!(report.first, first_left);
+    assert_eq!(report.records, all.records - first_left);
+    assert_eq!(report.head, all.head);
+
+    std::fs::remove_file(&files[2]).unwrap();
+    let (file, line, what) = fault_in(&path);
+    assert_eq!((file, line), (files[3].display().to_string(), 1));
+    assert!(what.contains("a whole file of them"), "{what}");
+}
+
+#[test]
+fn a_changed_record_in_a_renamed_file_is_found_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    rotated(&path, 40);
+    let files = renamed(&path);
+    let mut changed = lines(&files[1]);
+    assert!(changed[1].contains("\"killed by"), "{}", changed[1]);
+    changed[1] = changed[1].replace("\"killed by", "\"shot by");
+    write_lines(&files[1], &changed);
+    let (file, line, what) = fault_in(&path);
+    assert_eq!((file, line), (files[1].display().to_string(), 2));
+    assert!(what.contains("was changed"), "{what}");
+}
+
+#[test]
+fn writers_in_turn_that_each_rename_the_log_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    four_writers(&path, Some(1024), |_| true);
+    let files = renamed(&path).len() as u64;
+    assert!(files >= 10, "{files}");
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!(report.records, 200 + files);
+    assert_eq!(report.files, files + 1);
+}
+
+/// A crash between a rotation's two steps leaves the log with a second name.
+#[test]
+fn a_second_name_of_the_log_left_by_a_crash_is_not_checked_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    rotated(&path, 40);
+    let before = verify(&path, signed_by_key).unwrap();
+    std::fs::hard_link(&path, dir.path().join("audit.log.999999999999")).unwrap();
+    assert_eq!(verify(&path, signed_by_key).unwrap(), before);
 }

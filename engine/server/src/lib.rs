@@ -82,7 +82,12 @@ pub struct EngineConfig {
     pub limits: limits::Limits,
     /// How long a finished job keeps its document, result and receipt; `None`: for ever.
     pub keep_finished: Option<Duration>,
+    /// The size past which the audit log goes on in a new file; `None`: one file for ever.
+    pub audit_rotate_bytes: Option<u64>,
 }
+
+/// The default of [`EngineConfig::audit_rotate_bytes`].
+pub const AUDIT_ROTATE_BYTES: u64 = 256 << 20;
 
 /// The default of [`EngineConfig::key_rotation`].
 pub const KEY_ROTATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -207,9 +212,13 @@ impl Engine {
         let unfinished = journal.unfinished()?.into_iter().map(|r| r.submitted_by);
         let gate = Arc::new(limits::Gate::new(config.limits, unfinished));
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
+        let audit_log = AuditLog::open(&audit_path(&config.data_dir))?;
         let audit = Arc::new(
             Recorder::start(
-                AuditLog::open(&audit_path(&config.data_dir))?,
+                match config.audit_rotate_bytes {
+                    Some(bytes) => audit_log.rotating_at(bytes),
+                    None => audit_log,
+                },
                 Box::new(Arc::clone(&key)),
             )
             .map_err(EngineError::AuditWriter)?,

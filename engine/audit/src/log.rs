@@ -68,17 +68,26 @@ impl AuditLog {
         signer: Option<&dyn CheckpointSigner>,
     ) -> Result<(), AuditError> {
         self.lock_current()?;
-        let appended = self.append_locked(events, signer).and_then(|()| {
-            let full = self.file.metadata().map_err(io_error(&self.path))?.len();
-            match self.rotate_at {
-                // Only after a checkpoint, so that every renamed file ends signed.
-                Some(most) if signer.is_some() && full >= most => self.rotate(),
-                _ => Ok(()),
-            }
-        });
+        let appended = self.append_locked(events, signer);
+        // Only after a checkpoint, so that every renamed file ends signed. The events are
+        // written whatever happens here (failing the append would have them written again):
+        // a log that cannot be renamed grows on and is renamed at a later checkpoint.
+        if appended.is_ok()
+            && signer.is_some()
+            && self.is_full()
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!("audit log: cannot go on in a new file: {e}; this one grows on");
+        }
         // Unlocked when the file closes, at the latest.
         let _ = self.file.unlock();
         appended
+    }
+
+    fn is_full(&self) -> bool {
+        let size = self.file.metadata().map(|m| m.len());
+        self.rotate_at
+            .is_some_and(|most| size.is_ok_and(|size| size >= most))
     }
 
     /// Locks the file that is the log now: another writer may have renamed the one this

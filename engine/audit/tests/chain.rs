@@ -431,3 +431,19 @@ fn a_second_name_of_the_log_left_by_a_crash_is_not_checked_twice() {
     std::fs::hard_link(&path, dir.path().join("audit.log.999999999999")).unwrap();
     assert_eq!(verify(&path, signed_by_key).unwrap(), before);
 }
+
+#[test]
+fn a_log_that_cannot_be_renamed_keeps_every_event_once_and_is_renamed_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    // The new file cannot be made where a directory has its name.
+    std::fs::create_dir(dir.path().join("audit.log.new")).unwrap();
+    rotated(&path, 10);
+    assert!(renamed(&path).is_empty());
+    assert_eq!(verify(&path, signed_by_key).unwrap().records, 20);
+    std::fs::remove_dir(dir.path().join("audit.log.new")).unwrap();
+    rotated(&path, 1);
+    assert_eq!(renamed(&path).len(), 1);
+    let report = verify(&path, signed_by_key).unwrap();
+    assert_eq!((report.records, report.files), (23, 2));
+}

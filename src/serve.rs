@@ -191,14 +191,9 @@ impl LimitArgs {
                 bail!("{flag} must be at least 1: 0 would refuse every one");
             }
         }
-        if !(self.request_memory > 0.0 && self.request_memory.is_finite()) {
-            bail!(
-                "--request-memory must be a positive number of MiB, not {}",
-                self.request_memory
-            );
-        }
         Ok(Limits {
-            max_arriving_request_bytes: (self.request_memory * (1 << 20) as f64) as usize,
+            max_arriving_request_bytes: positive_mib("--request-memory", self.request_memory)?
+                as usize,
             max_connections: self.max_connections,
             max_connections_per_source: self.max_connections_per_source,
             read_timeout: positive_seconds("--read-timeout", self.read_timeout)?,
@@ -273,6 +268,14 @@ fn positive_seconds(flag: &str, seconds: f64) -> Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number, not {seconds}"))
 }
 
+/// `mib` MiB in bytes.
+fn positive_mib(flag: &str, mib: f64) -> Result<u64> {
+    if !(mib > 0.0 && mib.is_finite()) {
+        bail!("{flag} must be a positive number of MiB, not {mib}");
+    }
+    Ok((mib * (1 << 20) as f64) as u64)
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
     let heartbeat_timeout = positive_seconds("--heartbeat-timeout", args.heartbeat_timeout)?;
     let key_rotation = positive_seconds("--rotate-keys-every", args.rotate_keys_every * 3600.0)?;
@@ -328,8 +331,7 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
     };
     let audit_rotate_bytes = match args.audit_rotate_mib {
         0.0 => None,
-        mib if mib > 0.0 && mib.is_finite() => Some((mib * (1 << 20) as f64) as u64),
-        mib => bail!("--audit-rotate-mib must be 0 (one file) or a positive number, not {mib}"),
+        mib => Some(positive_mib("--audit-rotate-mib", mib)?),
     };
     let config = EngineConfig {
         key_rotation,

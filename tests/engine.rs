@@ -556,23 +556,10 @@ async fn circuit_running(
 
 /// Waits until the training job `id` has reported epoch `epoch`.
 async fn trained_to(client: &mut EngineClient<Channel>, id: &str, epoch: u64) {
-    let mut events = client
-        .watch(WatchRequest { job_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(event) = events.message().await.unwrap() {
-        if let Some(job_event::Detail::ProgressJson(p)) = &event.detail {
-            let p: serde_json::Value = serde_json::from_str(p).unwrap();
-            if p["epoch"].as_u64().is_some_and(|e| e >= epoch) {
-                return;
-            }
-        }
-        assert!(
-            !matches!(event.detail, Some(job_event::Detail::Finished(_))),
-            "{id} finished before epoch {epoch}"
-        );
-    }
+    progress_until(client, id, &format!("epoch {epoch}"), |p| {
+        p["epoch"].as_u64().is_some_and(|e| e >= epoch)
+    })
+    .await;
 }
 
 /// Every file under `dir` but those of a checkpoint being written, with the key epoch it is

@@ -221,8 +221,14 @@ pub struct FaultRun {
 /// The order in which heads are killed: a quantum head, then an AI head, and so on.
 const KILL_ORDER: [&str; 4] = ["q0", "a0", "q1", "a1"];
 
-/// Follows job `id` until its head reports a checkpoint saved.
-async fn checkpoint_saved(client: &mut EngineClient<Channel>, id: &str) {
+/// Follows job `id` until it reports a progress that is `reached` (`what`, for the message if
+/// the job ends first or reports nothing for 30 s).
+pub async fn progress_until(
+    client: &mut EngineClient<Channel>,
+    id: &str,
+    what: &str,
+    reached: impl Fn(&serde_json::Value) -> bool,
+) {
     let mut events = client
         .watch(WatchRequest { job_id: id.into() })
         .await
@@ -231,14 +237,17 @@ async fn checkpoint_saved(client: &mut EngineClient<Channel>, id: &str) {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(30), events.message())
             .await
-            .expect("a checkpoint within 30 s")
+            .unwrap_or_else(|_| panic!("{id}: no progress for 30 s before {what}"))
             .unwrap()
-            .unwrap_or_else(|| panic!("{id} ended before it saved a checkpoint"));
-        if let Some(job_event::Detail::ProgressJson(progress)) = &event.detail
-            && serde_json::from_str::<serde_json::Value>(progress).unwrap()["checkpoint"]
-                .is_object()
-        {
-            return;
+            .unwrap_or_else(|| panic!("the watch of {id} ended before {what}"));
+        match &event.detail {
+            Some(job_event::Detail::ProgressJson(progress))
+                if reached(&serde_json::from_str(progress).unwrap()) =>
+            {
+                return;
+            }
+            Some(job_event::Detail::Finished(_)) => panic!("{id} finished before {what}"),
+            _ => {}
         }
     }
 }
@@ -289,7 +298,10 @@ pub async fn kill_heads_in_turn(
         })
         .await;
         if victim.starts_with('a') {
-            checkpoint_saved(client, &running[victim].job_id).await;
+            progress_until(client, &running[victim].job_id, "a checkpoint", |p| {
+                p["checkpoint"].is_object()
+            })
+            .await;
         }
         let took = kill_and_rebuild(client, &[victim]).await;
         rebuilds.push((victim.to_owned(), took));

@@ -55,8 +55,9 @@ impl AuditLog {
     /// Once the file holds `bytes` or more, a signed append renames it `audit.log.N` (N the
     /// number of its last record, 12 digits) and the log goes on in a new `audit.log` whose
     /// first record is [`Event::Continued`]. The chain runs on across files.
-    pub fn rotating_at(mut self, bytes: u64) -> Self {
-        self.rotate_at = Some(bytes);
+    /// `None`: one file for ever.
+    pub fn rotating_at(mut self, bytes: Option<u64>) -> Self {
+        self.rotate_at = bytes;
         self
     }
 
@@ -72,16 +73,16 @@ impl AuditLog {
         // Only after a checkpoint, so that every renamed file ends signed. The events are
         // written whatever happens here (failing the append would have them written again):
         // a log that cannot be renamed grows on and is renamed at a later checkpoint.
-        if appended.is_ok()
+        if let Ok(end) = &appended
             && signer.is_some()
             && self.is_full()
-            && let Err(e) = self.rotate()
+            && let Err(e) = self.rotate(end)
         {
             tracing::error!("audit log: cannot go on in a new file: {e}; this one grows on");
         }
         // Unlocked when the file closes, at the latest.
         let _ = self.file.unlock();
-        appended
+        appended.map(drop)
     }
 
     fn is_full(&self) -> bool {
@@ -109,8 +110,7 @@ impl AuditLog {
     /// lock. The new file is written whole before it takes the name, and the old one is linked
     /// to its new name first, so that `audit.log` always exists and is always a whole chain's
     /// end: a writer that opens it meanwhile finds one or the other.
-    fn rotate(&mut self) -> Result<(), AuditError> {
-        let end = self.chain_end()?;
+    fn rotate(&mut self, end: &ChainEnd) -> Result<(), AuditError> {
         let last = end.next_seq - 1;
         let renamed = sibling(&self.path, &format!("{last:012}"));
         let fresh = sibling(&self.path, "new");
@@ -147,11 +147,12 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Appends under the lock; returns where the chain ends now.
     fn append_locked(
         &mut self,
         events: impl IntoIterator<Item = Event>,
         signer: Option<&dyn CheckpointSigner>,
-    ) -> Result<(), AuditError> {
+    ) -> Result<ChainEnd, AuditError> {
         let mut end = self.chain_end()?;
         let mut text = Vec::new();
         let at = Timestamp::now();
@@ -178,7 +179,8 @@ impl AuditLog {
             push(checkpoint, &mut end);
         }
         self.file.write_all(&text).map_err(io_error(&self.path))?;
-        self.file.sync_data().map_err(io_error(&self.path))
+        self.file.sync_data().map_err(io_error(&self.path))?;
+        Ok(end)
     }
 
     /// Reads the last record. A last line without its newline is what a write cut short by a

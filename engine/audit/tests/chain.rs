@@ -224,11 +224,7 @@ fn four_writers(path: &Path, rotate_at: Option<u64>, signed: impl Fn(usize) -> b
         for writer in 0..4 {
             let signed = &signed;
             scope.spawn(move || {
-                let log = AuditLog::open(path).unwrap();
-                let mut log = match rotate_at {
-                    Some(bytes) => log.rotating_at(bytes),
-                    None => log,
-                };
+                let mut log = AuditLog::open(path).unwrap().rotating_at(rotate_at);
                 for i in 0..25 {
                     let signer: Option<&dyn CheckpointSigner> = signed(i).then_some(&KEY);
                     log.append([head_down(&format!("w{writer}-{i}"))], signer)
@@ -313,7 +309,7 @@ fn a_flood_of_refusals_is_written_one_by_one_up_to_a_rate_and_counted_beyond_it(
 
 /// A log that goes on in a new file past 2 KiB, after `batches` signed appends of one event.
 fn rotated(path: &Path, batches: usize) {
-    let mut log = AuditLog::open(path).unwrap().rotating_at(2048);
+    let mut log = AuditLog::open(path).unwrap().rotating_at(Some(2048));
     for i in 0..batches {
         log.append([head_down(&format!("h{i}"))], Some(&KEY))
             .unwrap();

@@ -212,13 +212,10 @@ impl Engine {
         let unfinished = journal.unfinished()?.into_iter().map(|r| r.submitted_by);
         let gate = Arc::new(limits::Gate::new(config.limits, unfinished));
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
-        let audit_log = AuditLog::open(&audit_path(&config.data_dir))?;
         let audit = Arc::new(
             Recorder::start(
-                match config.audit_rotate_bytes {
-                    Some(bytes) => audit_log.rotating_at(bytes),
-                    None => audit_log,
-                },
+                AuditLog::open(&audit_path(&config.data_dir))?
+                    .rotating_at(config.audit_rotate_bytes),
                 Box::new(Arc::clone(&key)),
             )
             .map_err(EngineError::AuditWriter)?,

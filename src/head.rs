@@ -17,6 +17,7 @@ use candle_core::Device;
 use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
+use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use chimera_quantum::backend::{Backend, Precision, Work};
@@ -369,7 +370,7 @@ impl AiHead {
         progress: &mut dyn FnMut(Value),
         cancelled: &AtomicBool,
     ) -> Result<Option<Value>> {
-        let spec = crate::train::train_spec(job, block)?;
+        let spec = TrainSpec::of_block(job, block)?;
         let files = SealedFiles(self.keys.clone());
         // A job run again after its head died continues from its last checkpoint, which this
         // head (the dead one's successor, holding its key) can open.

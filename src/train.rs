@@ -10,7 +10,7 @@ use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
-use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
+use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES};
 use clap::{Args, ValueEnum};
 
 /// Keeps memory that training frees in the process for its next step. Each step allocates and
@@ -150,18 +150,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A `chimera-train` block's spec, with a hybrid model's `circuit: N` read from the job's N-th
-/// `qasm3` block.
-pub(crate) fn train_spec(job: &Job, block: &CodeBlock) -> Result<TrainSpec> {
-    let circuits: Vec<&str> = job
-        .code_blocks
-        .iter()
-        .filter(|b| b.kind == BlockKind::OpenQasm3)
-        .map(|b| b.code.as_str())
-        .collect();
-    Ok(TrainSpec::from_yaml(&block.code)?.with_circuit_from(&circuits)?)
-}
-
 /// The spec of the one `chimera-train` block of a MAML job (unsigned is fine: nothing is
 /// submitted).
 fn spec_in_job(text: &str) -> Result<TrainSpec> {
@@ -173,7 +161,7 @@ fn spec_in_job(text: &str) -> Result<TrainSpec> {
         .filter(|b| b.kind == BlockKind::Train)
         .collect();
     match blocks[..] {
-        [block] => train_spec(job, block)
+        [block] => TrainSpec::of_block(job, block)
             .with_context(|| format!("the chimera-train block at line {}", block.line)),
         _ => bail!(
             "the job holds {} chimera-train blocks; `chimera train` runs a job with exactly one",

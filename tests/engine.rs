@@ -410,6 +410,24 @@ fn every_refusal_comes_back_as_its_reason() {
                 "BAD_CIRCUIT",
             ),
             (
+                "a training spec with a wrong value",
+                signed(
+                    &document(
+                        "urn:uuid:r-spec",
+                        "training",
+                        "",
+                        "",
+                        &[(
+                            "chimera-train",
+                            &long_training(1).replace("[64]", "[64, wide]"),
+                        )],
+                    ),
+                    &doomed,
+                ),
+                InvalidArgument,
+                "BAD_SPEC",
+            ),
+            (
                 // 2^45 amplitudes: 256 TiB in single precision.
                 "too many qubits for any device here",
                 signed(

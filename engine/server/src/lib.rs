@@ -22,6 +22,7 @@ mod request_budget;
 pub mod service;
 mod sources;
 mod tls;
+mod training_specs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

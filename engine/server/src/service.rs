@@ -190,6 +190,8 @@ impl Core {
         let role = role_of(&job.job_type, &job.code_blocks)?;
         if role == "quantum" {
             crate::circuits::check(&job.code_blocks, self.gate.max_qubits())?;
+        } else {
+            crate::training_specs::check(job)?;
         }
         let client = client.unwrap_or(&admitted.key_name);
         self.gate.submission(client)?;

@@ -10,5 +10,6 @@ pub mod encoder;
 pub mod infer;
 pub mod model;
 pub mod optim;
-pub mod spec;
+/// The training spec, in a crate of its own so that the engine can check one at submission.
+pub use chimera_train_spec as spec;
 pub mod train;

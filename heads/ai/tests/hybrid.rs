@@ -172,7 +172,7 @@ fn hybrid_mistakes_are_refused_naming_the_setting() {
         assert!(problem.contains(message), "{to}: {problem}");
     }
     // YAML reads `y` as a boolean: the refusal says to quote it, and quoted it is a name.
-    let Err(SpecError::Yaml(message)) = with("inputs: [x]", "inputs: [y]") else {
+    let Err(SpecError::Yaml { message, .. }) = with("inputs: [x]", "inputs: [y]") else {
         panic!("`inputs: [y]` is not refused as YAML");
     };
     assert!(

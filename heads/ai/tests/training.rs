@@ -131,48 +131,93 @@ fn schedules() {
 
 #[test]
 fn bad_specs_are_refused_naming_the_setting() {
+    assert_eq!(EXAMPLE.lines().nth(7), Some("  dropout: 0.1"));
+    // (spec, what its refusal says)
     let cases = [
-        (EXAMPLE.replace("seed: 7", "seed: 7\nepochz: 3"), "epochz"),
         (
-            EXAMPLE.replace("dropout: 0.1", "dropout: 0.1\n  widths: [3]"),
-            "widths",
+            EXAMPLE.replace("seed: 7", "seed: 7\nepochz: 3"),
+            &["epochz"][..],
         ),
-        (EXAMPLE.replace("name: adamw", "name: lion"), "lion"),
+        (EXAMPLE.replace("name: adamw", "name: lion"), &["lion"]),
         (
             EXAMPLE.replace("kind: mlp", "kind: transformer"),
-            "transformer",
+            &["transformer"],
         ),
-        (EXAMPLE.replace("epochs: 40", "epochs: many"), "epochs"),
-        (EXAMPLE.replace("epochs: 40", "epochs: 0"), "epochs"),
+        (EXAMPLE.replace("epochs: 40", "epochs: many"), &["epochs"]),
+        (EXAMPLE.replace("epochs: 40", "epochs: 0"), &["epochs"]),
         (
             EXAMPLE.replace("validation_split: 0.2", "validation_split: 1.5"),
-            "validation_split",
+            &["validation_split"],
         ),
         (
             EXAMPLE.replace("dropout: 0.1", "dropout: 1.0"),
-            "model.dropout",
+            &["model.dropout"],
         ),
         (
             EXAMPLE.replace("learning_rate: 0.003", "learning_rate: -1"),
-            "optimizer.learning_rate",
+            &["optimizer.learning_rate"],
         ),
         (
             EXAMPLE.replace("weight_decay: 0.0001", "momentum: 0.9"),
-            "momentum",
+            &["momentum"],
         ),
         (
             EXAMPLE.replace("kind: cosine", "kind: step\n  every: 0\n  gamma: 0.5"),
-            "schedule.every",
+            &["schedule.every"],
         ),
         (
             EXAMPLE.replace("hidden: [128, 64]", "hidden: [128, 0]"),
-            "model.hidden",
+            &["model.hidden"],
         ),
-        (EXAMPLE.replace("dataset: digits\n", ""), "dataset"),
+        (EXAMPLE.replace("dataset: digits\n", ""), &["dataset"]),
+        // Inside `model`, `optimizer` and `schedule` (each a kind and its settings), a wrong value
+        // is refused at its own line and named, not at the section's first line.
+        (
+            EXAMPLE.replace("dropout: 0.1", "dropout: lots"),
+            &["line 8", "dropout"],
+        ),
+        (
+            EXAMPLE.replace("hidden: [128, 64]", "hidden: [128, x]"),
+            &["line 6", "hidden"],
+        ),
+        (
+            EXAMPLE.replace("activation: relu", "activation: swish"),
+            &["line 7", "swish"],
+        ),
+        (
+            EXAMPLE.replace("learning_rate: 0.003", "learning_rate: fast"),
+            &["line 12", "learning_rate"],
+        ),
+        (
+            EXAMPLE.replace("kind: cosine", "kind: step\n  every: 2\n  gamma: half"),
+            &["line 17", "gamma"],
+        ),
+        (
+            EXAMPLE.replace("dropout: 0.1", "dropout: 0.1\n  widths: [3]"),
+            &["line 9", "widths"],
+        ),
+        // A setting of another kind, and a missing one, are named with their section.
+        (
+            EXAMPLE.replace("dropout: 0.1", "dropout: 0.1\n  channels: [3]"),
+            &[
+                "is not a setting of `mlp`, which takes hidden, activation, dropout",
+                "model.channels",
+            ],
+        ),
+        (
+            EXAMPLE.replace("kind: cosine", "kind: step\n  gamma: 0.5"),
+            &["is missing: `step` needs it", "schedule.every"],
+        ),
+        (
+            EXAMPLE.replace("  name: adamw\n", ""),
+            &["is missing: it is one of adamw, sgd", "optimizer.name"],
+        ),
     ];
-    for (spec, named) in cases {
-        let error = TrainSpec::from_yaml(&spec).expect_err(named).to_string();
-        assert!(error.contains(named), "`{named}` not named in: {error}");
+    for (spec, said) in cases {
+        let error = TrainSpec::from_yaml(&spec).expect_err(said[0]).to_string();
+        for part in said {
+            assert!(error.contains(part), "`{part}` not in: {error}");
+        }
     }
     let spec =
         TrainSpec::from_yaml(&EXAMPLE.replace("dataset: digits", "dataset: imagenet")).unwrap();

@@ -26,17 +26,39 @@
 //! Every setting but `dataset` and `model` has a default; an unknown key, a value of the wrong type
 //! or settings that contradict each other are refused with a message that names them.
 
+use chimera_maml::{BlockKind, CodeBlock, Job};
 use chimera_quantum::adjoint::{self, Observable};
 use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::qasm::parse_parameterised;
 use serde::{Deserialize, Serialize};
 
+mod settings;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("the training spec is not valid: {0}")]
-    Yaml(String),
+    /// Not YAML, or not the spec's shape; `at`: (line, column) in the spec, where known.
+    #[error("the training spec is not valid: {}{message}", place(.at))]
+    Yaml {
+        at: Option<(usize, usize)>,
+        message: String,
+    },
     #[error("`{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
+}
+
+fn place(at: &Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!("line {line} column {column}: "))
+        .unwrap_or_default()
+}
+
+impl SpecError {
+    /// The line of the spec the error is at, where known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Yaml { at, .. } => at.map(|(line, _)| line),
+            Self::Invalid { .. } => None,
+        }
+    }
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> SpecError {
@@ -104,14 +126,12 @@ mod defaults {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "settings::Model")]
 pub enum ModelSpec {
     /// Fully connected layers of the given widths between the (flattened) input and the classes.
     Mlp {
         hidden: Vec<usize>,
-        #[serde(default)]
         activation: Activation,
-        #[serde(default)]
         dropout: f64,
     },
     /// Convolution blocks, one per entry of `channels`: a `kernel_size` convolution that keeps the
@@ -132,17 +152,11 @@ pub enum ModelSpec {
     /// ```
     Cnn {
         channels: Vec<usize>,
-        #[serde(default = "defaults::kernel_size")]
         kernel_size: usize,
-        #[serde(default = "defaults::pool")]
         pool: usize,
-        #[serde(default = "defaults::batch_norm")]
         batch_norm: bool,
-        #[serde(default)]
         hidden: Vec<usize>,
-        #[serde(default)]
         activation: Activation,
-        #[serde(default)]
         dropout: f64,
     },
     /// A linear layer from the (flattened) input to the circuit's inputs, the circuit (a
@@ -160,40 +174,9 @@ pub enum ModelSpec {
     /// ```
     Hybrid {
         circuit: CircuitSource,
-        #[serde(deserialize_with = "parameter_names")]
         inputs: Vec<String>,
-        #[serde(default)]
         observables: Vec<String>,
     },
-}
-
-/// A list of circuit parameter names, refusing with a hint those that YAML reads as booleans
-/// (`y`, `n`, `on`, `off`, …: a parameter named `y` is common).
-fn parameter_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Name(String);
-    impl<'de> Deserialize<'de> for Name {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Visitor;
-            impl serde::de::Visitor<'_> for Visitor {
-                type Value = Name;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a circuit parameter's name")
-                }
-                fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name, E> {
-                    Ok(Name(name.to_owned()))
-                }
-                fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Name, E> {
-                    Err(E::custom(
-                        "a name that YAML reads as a boolean (y, n, yes, no, on, off): quote it, \
-                         as in inputs: ['y']",
-                    ))
-                }
-            }
-            d.deserialize_any(Visitor)
-        }
-    }
-    let names: Vec<Name> = Deserialize::deserialize(d)?;
-    Ok(names.into_iter().map(|Name(n)| n).collect())
 }
 
 /// Where a hybrid model's circuit is.
@@ -310,24 +293,21 @@ pub enum Loss {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "name",
+    rename_all = "snake_case",
+    try_from = "settings::Optimizer"
+)]
 pub enum OptimizerSpec {
     Adamw {
-        #[serde(default = "defaults::learning_rate")]
         learning_rate: f64,
-        #[serde(default)]
         weight_decay: f64,
-        #[serde(default = "defaults::beta1")]
         beta1: f64,
-        #[serde(default = "defaults::beta2")]
         beta2: f64,
     },
     Sgd {
-        #[serde(default = "defaults::learning_rate")]
         learning_rate: f64,
-        #[serde(default)]
         momentum: f64,
-        #[serde(default)]
         weight_decay: f64,
     },
 }
@@ -352,7 +332,11 @@ impl OptimizerSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    try_from = "settings::Schedule"
+)]
 pub enum Schedule {
     #[default]
     Constant,
@@ -378,24 +362,43 @@ impl Schedule {
 impl TrainSpec {
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
         let mut spec: Self = serde_saphyr::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|at| (at.line() as usize, at.column() as usize));
             let message = e.to_string();
             let message = message.lines().next().unwrap_or_default();
             let message = message.trim_start_matches("error: ");
-            // Name the setting at the error's line, which the YAML error alone may not.
-            let key = e
-                .location()
-                .and_then(|at| text.lines().nth(at.line() as usize - 1))
+            let message = at
+                .and_then(|at| message.strip_prefix(&place(&Some(at))))
+                .unwrap_or(message);
+            // Name the setting at the error's line, which the YAML error alone may not; the
+            // tagged settings' own refusals (`settings`) start with the key they are about.
+            let key = at
+                .and_then(|(line, _)| text.lines().nth(line.checked_sub(1)?))
                 .and_then(|line| line.split_once(':'))
                 .map(|(key, _)| key.trim().trim_start_matches("- "))
-                .filter(|key| !key.is_empty());
-            SpecError::Yaml(match key {
+                .filter(|key| !key.is_empty() && !message.starts_with('`'));
+            let message = match key {
                 Some(key) => format!("{message} (setting `{key}`)"),
                 None => message.to_owned(),
-            })
+            };
+            SpecError::Yaml { at, message }
         })?;
         spec.validate()?;
         spec.source = text.to_owned();
         Ok(spec)
+    }
+
+    /// The spec of a job's `chimera-train` block, with a hybrid model's `circuit: N` read from
+    /// the job's N-th `qasm3` block.
+    pub fn of_block(job: &Job, block: &CodeBlock) -> Result<Self, SpecError> {
+        let circuits: Vec<&str> = job
+            .code_blocks
+            .iter()
+            .filter(|b| b.kind == BlockKind::OpenQasm3)
+            .map(|b| b.code.as_str())
+            .collect();
+        Self::from_yaml(&block.code)?.with_circuit_from(&circuits)
     }
 
     /// The spec with a hybrid model's `circuit: N` replaced by the text of `qasm3_blocks[N - 1]`,
@@ -419,8 +422,10 @@ impl TrainSpec {
         })?;
         *circuit = CircuitSource::Program((*program).to_owned());
         self.validate()?;
-        self.source = serde_saphyr::to_string(&self)
-            .map_err(|e| SpecError::Yaml(format!("cannot write the resolved spec: {e}")))?;
+        self.source = serde_saphyr::to_string(&self).map_err(|e| SpecError::Yaml {
+            at: None,
+            message: format!("cannot write the resolved spec: {e}"),
+        })?;
         Ok(self)
     }
 

@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(qasm_parse maml_parse proto_decode train_spec)
+[ ${#targets[@]} -gt 0 ] || targets=(qasm_parse maml_parse proto_decode ai_spec)
 timeout_s=${TIMEOUT:-10}
 rss_mb=${RSS_MB:-2048}
 
@@ -33,7 +33,7 @@ seeds_of() {
     case $1 in
         qasm_parse) echo seeds ;;
         maml_parse) echo seeds-maml ;;
-        train_spec) echo seeds-train-spec ;;
+        ai_spec) echo seeds-ai-spec ;;
         *) ;;
     esac
 }

@@ -17,7 +17,7 @@ use candle_core::Device;
 use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
-use chimera_ai::spec::TrainSpec;
+use chimera_ai::spec::{InferSpec, TrainSpec};
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
 use chimera_quantum::backend::{Backend, Precision, Work};
@@ -328,19 +328,6 @@ fn directory_name(job_id: &str) -> String {
         .collect()
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InferSpec {
-    /// A model id from a training job, or a model directory (relative to the data directory).
-    model: String,
-    /// Rows of features, for a trained classifier.
-    #[serde(default)]
-    inputs: Vec<Vec<f32>>,
-    /// Sentences, for a sentence encoder.
-    #[serde(default)]
-    sentences: Vec<String>,
-}
-
 impl AiHead {
     fn train_block(
         &self,
@@ -434,22 +421,18 @@ impl AiHead {
         })))
     }
 
+    /// Where the model a spec names is: a stored model by its id, else a directory under the
+    /// data directory (the spec's check keeps the name inside it).
     fn model_dir(&self, model: &str) -> PathBuf {
         let by_id = self.data_dir.join("models").join(model);
         if by_id.is_dir() {
             return by_id;
         }
-        let path = Path::new(model);
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.data_dir.join(path)
-        }
+        self.data_dir.join(model)
     }
 
     fn infer_block(&mut self, block: &CodeBlock) -> Result<Option<Value>> {
-        let spec: InferSpec = serde_saphyr::from_str(&block.code)
-            .map_err(|e| anyhow!("the chimera-infer block is not valid: {e}"))?;
+        let spec = InferSpec::from_yaml(&block.code)?;
         let dir = self.model_dir(&spec.model);
         if is_encoder_dir(&dir) {
             if spec.sentences.is_empty() {

@@ -428,6 +428,21 @@ fn every_refusal_comes_back_as_its_reason() {
                 "BAD_SPEC",
             ),
             (
+                "an inference job reading a model outside the data directory",
+                signed(
+                    &document(
+                        "urn:uuid:r-infer",
+                        "inference",
+                        "",
+                        "",
+                        &[("chimera-infer", "model: /etc\ninputs: [[1.0]]")],
+                    ),
+                    &doomed,
+                ),
+                InvalidArgument,
+                "BAD_SPEC",
+            ),
+            (
                 // 2^45 amplitudes: 256 TiB in single precision.
                 "too many qubits for any device here",
                 signed(

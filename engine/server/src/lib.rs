@@ -6,6 +6,7 @@
 //! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity), `audit.log`
 //! (`chimera_audit`) and `run/` (the heads' sockets).
 
+mod ai_specs;
 mod circuits;
 pub mod client_certificates;
 mod connections;
@@ -22,7 +23,6 @@ mod request_budget;
 pub mod service;
 mod sources;
 mod tls;
-mod training_specs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

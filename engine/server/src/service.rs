@@ -191,7 +191,7 @@ impl Core {
         if role == "quantum" {
             crate::circuits::check(&job.code_blocks, self.gate.max_qubits())?;
         } else {
-            crate::training_specs::check(job)?;
+            crate::ai_specs::check(job)?;
         }
         let client = client.unwrap_or(&admitted.key_name);
         self.gate.submission(client)?;

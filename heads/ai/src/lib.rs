@@ -10,6 +10,6 @@ pub mod encoder;
 pub mod infer;
 pub mod model;
 pub mod optim;
-/// The training spec, in a crate of its own so that the engine can check one at submission.
-pub use chimera_train_spec as spec;
+/// The job specs, in a crate of their own so that the engine can check them at submission.
+pub use chimera_ai_spec as spec;
 pub mod train;

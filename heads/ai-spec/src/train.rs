@@ -32,41 +32,11 @@ use chimera_quantum::pauli::PauliSum;
 use chimera_quantum::qasm::parse_parameterised;
 use serde::{Deserialize, Serialize};
 
+use crate::{SpecError, invalid, yaml_error};
+
+const TRAINING: &str = "training";
+
 mod settings;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    /// Not YAML, or not the spec's shape; `at`: (line, column) in the spec, where known.
-    #[error("the training spec is not valid: {}{message}", place(.at))]
-    Yaml {
-        at: Option<(usize, usize)>,
-        message: String,
-    },
-    #[error("`{key}` {problem}")]
-    Invalid { key: &'static str, problem: String },
-}
-
-fn place(at: &Option<(usize, usize)>) -> String {
-    at.map(|(line, column)| format!("line {line} column {column}: "))
-        .unwrap_or_default()
-}
-
-impl SpecError {
-    /// The line of the spec the error is at, where known.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            Self::Yaml { at, .. } => at.map(|(line, _)| line),
-            Self::Invalid { .. } => None,
-        }
-    }
-}
-
-fn invalid(key: &'static str, problem: impl Into<String>) -> SpecError {
-    SpecError::Invalid {
-        key,
-        problem: problem.into(),
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -361,29 +331,8 @@ impl Schedule {
 
 impl TrainSpec {
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
-        let mut spec: Self = serde_saphyr::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|at| (at.line() as usize, at.column() as usize));
-            let message = e.to_string();
-            let message = message.lines().next().unwrap_or_default();
-            let message = message.trim_start_matches("error: ");
-            let message = at
-                .and_then(|at| message.strip_prefix(&place(&Some(at))))
-                .unwrap_or(message);
-            // Name the setting at the error's line, which the YAML error alone may not; the
-            // tagged settings' own refusals (`settings`) start with the key they are about.
-            let key = at
-                .and_then(|(line, _)| text.lines().nth(line.checked_sub(1)?))
-                .and_then(|line| line.split_once(':'))
-                .map(|(key, _)| key.trim().trim_start_matches("- "))
-                .filter(|key| !key.is_empty() && !message.starts_with('`'));
-            let message = match key {
-                Some(key) => format!("{message} (setting `{key}`)"),
-                None => message.to_owned(),
-            };
-            SpecError::Yaml { at, message }
-        })?;
+        let mut spec: Self =
+            serde_saphyr::from_str(text).map_err(|e| yaml_error(TRAINING, text, e))?;
         spec.validate()?;
         spec.source = text.to_owned();
         Ok(spec)
@@ -423,6 +372,7 @@ impl TrainSpec {
         *circuit = CircuitSource::Program((*program).to_owned());
         self.validate()?;
         self.source = serde_saphyr::to_string(&self).map_err(|e| SpecError::Yaml {
+            spec: TRAINING,
             at: None,
             message: format!("cannot write the resolved spec: {e}"),
         })?;

@@ -1,0 +1,70 @@
+//! The AI heads' job specs: the YAML of a `chimera-train` block ([`TrainSpec`]) and of a
+//! `chimera-infer` block ([`InferSpec`]), read and checked with errors that say where and name the
+//! setting. The engine checks both when a job is submitted; the heads read them to run it.
+
+mod infer;
+mod train;
+
+pub use infer::InferSpec;
+pub use train::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Not YAML, or not the spec's shape; `spec`: which (training, inference); `at`: (line,
+    /// column) in the spec, where known.
+    #[error("the {spec} spec is not valid: {}{message}", place(.at))]
+    Yaml {
+        spec: &'static str,
+        at: Option<(usize, usize)>,
+        message: String,
+    },
+    #[error("`{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn place(at: &Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!("line {line} column {column}: "))
+        .unwrap_or_default()
+}
+
+impl SpecError {
+    /// The line of the spec the error is at, where known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Yaml { at, .. } => at.map(|(line, _)| line),
+            Self::Invalid { .. } => None,
+        }
+    }
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// A YAML error reading `text` as a `spec` spec, at its place, naming the setting at the error's
+/// line where the YAML error alone may not.
+fn yaml_error(spec: &'static str, text: &str, e: serde_saphyr::Error) -> SpecError {
+    let at = e
+        .location()
+        .map(|at| (at.line() as usize, at.column() as usize));
+    let message = e.to_string();
+    let message = message.lines().next().unwrap_or_default();
+    let message = message.trim_start_matches("error: ");
+    let message = at
+        .and_then(|at| message.strip_prefix(&place(&Some(at))))
+        .unwrap_or(message);
+    // The tagged settings' own refusals (`train::settings`) start with the key they are about.
+    let key = at
+        .and_then(|(line, _)| text.lines().nth(line.checked_sub(1)?))
+        .and_then(|line| line.split_once(':'))
+        .map(|(key, _)| key.trim().trim_start_matches("- "))
+        .filter(|key| !key.is_empty() && !message.starts_with('`'));
+    let message = match key {
+        Some(key) => format!("{message} (setting `{key}`)"),
+        None => message.to_owned(),
+    };
+    SpecError::Yaml { spec, at, message }
+}

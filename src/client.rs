@@ -650,18 +650,19 @@ pub fn admin(command: AdminCommand) -> Result<()> {
 
 pub fn heads_table(heads: &[chimera_proto::v1::Head]) -> String {
     let mut table = format!(
-        "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9} {:>9}  backend\n",
-        "head", "role", "status", "pid", "restarts", "key epoch", "jobs done"
+        "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9} {:>10} {:>9}  backend\n",
+        "head", "role", "status", "pid", "restarts", "key epoch", "key shares", "jobs done"
     );
     for h in heads {
         table += &format!(
-            "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9} {:>9}  {}\n",
+            "{:<4} {:<8} {:<9} {:>8} {:>8} {:>9} {:>10} {:>9}  {}\n",
             h.id,
             h.role,
             head_status(h.status),
             h.pid,
             h.restarts,
             h.key_epoch,
+            h.key_shares,
             h.jobs_done,
             h.backend
         );

@@ -822,6 +822,16 @@ fn a_killed_head_restores_its_key_from_two_peers_and_one_peer_alone_is_not_enoug
         .await;
         assert_eq!(after["q0"].key_epoch, 3);
         assert_eq!(after["a0"].key_epoch, 2);
+        // Each new key is dealt to the three peers again, and `chimera heads` says so.
+        heads_until(&mut client, "every new key shared with three peers", |h| {
+            h.values().all(|h| h.key_shares == 3)
+        })
+        .await;
+        let out = ok(chimera(&["heads", "--server", &served.url, "--json"]));
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for head in listed.as_array().unwrap() {
+            assert_eq!(head["key_shares"], 3, "{listed}");
+        }
 
         // A rotation on demand: every head moves to its next epoch.
         let out = ok(chimera(&[

@@ -190,10 +190,17 @@ pub async fn heads_until(
     }
 }
 
-/// SIGKILLs `victims` at once and waits until each has a new life sealing with a key newer than
-/// its last; returns how long that took.
+/// SIGKILLs `victims` at once, once every head's key is shared with its three peers, and waits
+/// until each has a new life sealing with a key newer than its last; returns how long that took.
+/// (A head says it has a key before its shares reach the peers that came up after it: killed at
+/// once, it could not be rebuilt with its key.)
 pub async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&str]) -> Duration {
-    let before = heads_until(client, "heads before the kill", |_| true).await;
+    let before = heads_until(
+        client,
+        "every head's key shared with its three peers",
+        |h| h.values().all(|h| h.key_shares == 3),
+    )
+    .await;
     let killed = Instant::now();
     for id in victims {
         signal(before[*id].pid as i32, libc::SIGKILL);

@@ -44,7 +44,8 @@ pub fn head_json(h: &Head) -> serde_json::Value {
     serde_json::json!({
         "id": h.id, "role": h.role, "status": head_status(h.status),
         "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
-        "key_epoch": h.key_epoch, "job_id": h.job_id, "jobs_done": h.jobs_done,
+        "key_epoch": h.key_epoch, "key_shares": h.key_shares, "job_id": h.job_id,
+        "jobs_done": h.jobs_done,
     })
 }
 

@@ -569,6 +569,7 @@ impl EngineService {
                     backend: h.backend,
                     restarts: h.restarts,
                     key_epoch: h.key_epoch.unwrap_or(0),
+                    key_shares: h.key_shares,
                     job_id: load.running.unwrap_or_default(),
                     jobs_done: load.jobs_done,
                 }

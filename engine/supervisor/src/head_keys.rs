@@ -108,11 +108,13 @@ fn refused(head: &str, what: impl std::fmt::Display) -> std::io::Result<()> {
     Ok(())
 }
 
-fn deal(send: &Sender, dealt: Vec<Outgoing>) -> std::io::Result<()> {
+/// Sends each share in `dealt`: of this head's own key of `epoch`, or (none) a peer's given back.
+fn deal(send: &Sender, dealt: Vec<Outgoing>, epoch: Option<u32>) -> std::io::Result<()> {
     for Outgoing { to, envelope } in dealt {
         send(&FromHead::Share {
             to,
             envelope: BASE64.encode(envelope),
+            epoch,
         })?;
     }
     Ok(())
@@ -364,12 +366,14 @@ impl HeadKeys {
                 Ok(address) => {
                     // A peer born again may hold nothing of this head's state; one restoring its
                     // key gets all of it with the rest once it has one.
-                    if custody.epoch().is_some() {
+                    let epoch = custody.epoch();
+                    if epoch.is_some() {
                         self.replicate_all(std::slice::from_ref(&id), &**send);
                     }
                     deal(
                         &**send,
                         custody.peer_address(&id, address).into_iter().collect(),
+                        epoch,
                     )
                 }
                 Err(e) => refused(head, format!("peer {id}: {e}")),
@@ -388,6 +392,7 @@ impl HeadKeys {
                     deal(
                         &**send,
                         custody.give_share(&owner, &address).into_iter().collect(),
+                        None,
                     )
                 }
                 Err(e) => refused(head, format!("new {owner}: {e}")),
@@ -509,7 +514,7 @@ impl HeadKeys {
             0
         };
         let resealed = self.reseal(custody);
-        deal(&**send, dealt)?;
+        deal(&**send, dealt, custody.epoch())?;
         // The peers' replicas are sealed under the old key: all of the state again.
         self.replicate_all(custody.peers(), &**send);
         let epoch = custody.epoch().unwrap_or(0);
@@ -805,7 +810,7 @@ mod tests {
                     return;
                 };
                 match message {
-                    FromHead::Share { to, envelope } => self.order(
+                    FromHead::Share { to, envelope, .. } => self.order(
                         &to,
                         ToHead::TakeShare {
                             from: from.clone(),

@@ -48,10 +48,12 @@ pub enum FromHead {
         mailbox: String,
     },
     Heartbeat,
-    /// An envelope holding a key share, for the supervisor to relay to the head `to`.
+    /// An envelope holding a key share, for the supervisor to relay to the head `to`: a share of
+    /// this head's own key of `epoch`, or (`epoch` none) a peer's share given back to it.
     Share {
         to: String,
         envelope: String,
+        epoch: Option<u32>,
     },
     /// A change to this head's sealed state, for the supervisor to relay to the peer `to`, which
     /// holds a replica of it; or a peer's state given back to it.

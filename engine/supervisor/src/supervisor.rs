@@ -10,6 +10,7 @@
 //! predecessor's key, and passes envelopes between heads, and the sealed files each head
 //! replicates to its peers. It reads none of them.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ pub struct HeadInfo {
     pub restarts: u32,
     /// The epoch of the key it last said it seals with.
     pub key_epoch: Option<u32>,
+    /// How many live peers were given a share of that key: two of them can rebuild the head.
+    pub key_shares: u32,
 }
 
 /// What the supervisor tells the engine.
@@ -125,6 +128,34 @@ struct Watched {
     mailbox: Option<String>,
     /// When the last life died, until the next one has a key.
     down_since: Option<Instant>,
+    /// The live peers relayed a share of its newest key, and that key's epoch. A head has said
+    /// it has a key (`Keyed`) before every peer is sure to hold a share of it: one dealt to a peer
+    /// that came up later, or still on its way, is not there yet.
+    share_holders: (u32, BTreeSet<String>),
+}
+
+impl Watched {
+    fn info(&self) -> HeadInfo {
+        let (epoch, holders) = &self.share_holders;
+        HeadInfo {
+            key_shares: match self.info.key_epoch == Some(*epoch) {
+                true => holders.len() as u32,
+                false => 0,
+            },
+            ..self.info.clone()
+        }
+    }
+
+    fn share_dealt(&mut self, epoch: u32, peer: &str) {
+        let (newest, holders) = &mut self.share_holders;
+        if epoch > *newest {
+            *newest = epoch;
+            holders.clear();
+        }
+        if epoch == *newest {
+            holders.insert(peer.to_owned());
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -161,9 +192,11 @@ impl Supervisor {
                         backend: String::new(),
                         restarts: 0,
                         key_epoch: None,
+                        key_shares: 0,
                     },
                     mailbox: None,
                     down_since: None,
+                    share_holders: Default::default(),
                 })
                 .collect(),
         ));
@@ -199,7 +232,7 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|w| w.info.clone())
+            .map(Watched::info)
             .collect()
     }
 
@@ -322,12 +355,19 @@ impl HeadWatcher {
                 Ended::Shutdown => return,
                 Ended::Died(reason) => reason,
             };
-            self.update(|w| {
+            {
+                let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+                let w = &mut heads[self.slot];
                 w.info.status = HeadStatus::Down;
                 w.info.restarts += 1;
                 w.mailbox = None;
                 w.down_since.get_or_insert_with(Instant::now);
-            });
+                // The shares of its peers' keys it held died with it (they live in memory only).
+                let id = &self.head().id;
+                for peer in heads.iter_mut() {
+                    peer.share_holders.1.remove(id);
+                }
+            }
             let _ = self.events.send(HeadEvent::Down {
                 head: self.head().id.clone(),
                 generation,
@@ -412,8 +452,11 @@ impl HeadWatcher {
                             }
                             Some(HeadEvent::Up { head: head.id.clone(), generation })
                         }
-                        FromHead::Share { to, envelope } => {
+                        FromHead::Share { to, envelope, epoch } => {
                             if let Some(slot) = self.config.heads.iter().position(|h| h.id == to) {
+                                if let Some(epoch) = epoch {
+                                    self.update(|w| w.share_dealt(epoch, &to));
+                                }
                                 self.relay(slot, ToHead::TakeShare { from: head.id.clone(), envelope });
                             }
                             None
@@ -522,5 +565,48 @@ fn exit_reason(status: std::io::Result<std::process::ExitStatus>) -> String {
     match status {
         Ok(status) => format!("its process ended ({status})"),
         Err(e) => format!("its process cannot be waited for: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(key_epoch: Option<u32>) -> Watched {
+        Watched {
+            info: HeadInfo {
+                id: "q0".into(),
+                role: "quantum".into(),
+                status: HeadStatus::Up,
+                pid: None,
+                backend: String::new(),
+                restarts: 0,
+                key_epoch,
+                key_shares: 0,
+            },
+            mailbox: None,
+            down_since: None,
+            share_holders: Default::default(),
+        }
+    }
+
+    #[test]
+    fn shares_count_for_the_key_the_head_seals_with_and_a_newer_key_starts_again() {
+        let mut w = watched(None);
+        w.share_dealt(1, "q1");
+        // Dealt before the head said it has the key: not counted until it does.
+        assert_eq!(w.info().key_shares, 0);
+        w.info.key_epoch = Some(1);
+        w.share_dealt(1, "a0");
+        w.share_dealt(1, "a0");
+        assert_eq!(w.info().key_shares, 2);
+        // A rotation: the old shares open nothing new.
+        w.share_dealt(2, "a1");
+        assert_eq!(w.info().key_shares, 0);
+        w.info.key_epoch = Some(2);
+        assert_eq!(w.info().key_shares, 1);
+        // A share of an older key, relayed late, counts for nothing.
+        w.share_dealt(1, "q1");
+        assert_eq!(w.info().key_shares, 1);
     }
 }

@@ -30,9 +30,8 @@ pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;
 
 /// How long a head born again waits for two peers' shares of its predecessor's key before it
 /// gives up on its predecessor's sealed state and makes a new key. Restores take about 0.1 s,
-/// up to 1.5 s seen with 24 engines on 2 cores, where 3 s once ran out with every peer alive;
-/// giving up loses that state, so the wait is generous (and shorter than a job's wait for its
-/// head's key, `worker::KEYED_WAIT`).
+/// up to 1.5 s seen with 24 engines on 2 cores; giving up loses that state, so the wait is
+/// generous (and shorter than a job's wait for its head's key, `worker::KEYED_WAIT`).
 const RESTORE_DEADLINE: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]

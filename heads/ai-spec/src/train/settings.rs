@@ -74,12 +74,11 @@ impl TryFrom<Model> for ModelSpec {
             ("inputs", m.inputs.is_some()),
             ("observables", m.observables.is_some()),
         ];
-        let need = |kind, key, value| required("model", key, kind, value);
         Ok(match kind("model", "kind", m.kind, "mlp, cnn, hybrid")? {
             ModelKind::Mlp => {
                 only("model", "mlp", &given, &["hidden", "activation", "dropout"])?;
                 ModelSpec::Mlp {
-                    hidden: need("mlp", "hidden", m.hidden)?,
+                    hidden: required("model", "hidden", "mlp", m.hidden)?,
                     activation: m.activation.unwrap_or_default(),
                     dropout: m.dropout.unwrap_or_default(),
                 }
@@ -96,7 +95,7 @@ impl TryFrom<Model> for ModelSpec {
                 ];
                 only("model", "cnn", &given, &takes)?;
                 ModelSpec::Cnn {
-                    channels: need("cnn", "channels", m.channels)?,
+                    channels: required("model", "channels", "cnn", m.channels)?,
                     kernel_size: m.kernel_size.unwrap_or_else(defaults::kernel_size),
                     pool: m.pool.unwrap_or_else(defaults::pool),
                     batch_norm: m.batch_norm.unwrap_or_else(defaults::batch_norm),

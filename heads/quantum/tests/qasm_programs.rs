@@ -84,6 +84,19 @@ fn a_file_definition_takes_precedence_over_qelib1() {
     );
 }
 
+/// A body calls the gate its name meant when the body was read: `g` keeps qelib1's one-qubit `x`
+/// after the file shadows `x` with a two-qubit gate (which once indexed past `g`'s one qubit and
+/// panicked; found by the qasm_parse fuzz target).
+#[test]
+fn a_later_definition_does_not_change_an_earlier_body() {
+    assert_basis(
+        &state_of(&format!(
+            "{H}gate g a {{ x a; }}\ngate x a, b {{ cx a, b; }}\nqreg q[2];\ng q[0];\nx q[0], q[1];"
+        )),
+        0b11,
+    );
+}
+
 #[test]
 fn language_primitives_need_no_include() {
     assert_basis(

@@ -31,7 +31,7 @@ pub(super) struct Lowerer {
     circuit: Circuit,
     qregs: HashMap<String, Register>,
     cregs: HashMap<String, Register>,
-    gates: HashMap<String, Rc<GateDef>>,
+    gates: HashMap<String, Rc<DefinedGate>>,
     qelib1: bool,
     /// The statement being lowered, blamed when its expansion grows too large.
     stmt_pos: Pos,
@@ -184,7 +184,10 @@ impl Lowerer {
                 .pos
                 .error(format!("gate '{name}' names qubit argument '{dup}' twice")));
         }
-        // Check the body now, so that errors point at the definition rather than at a later call.
+        // Check the body now, so that errors point at the definition rather than at a later call,
+        // and bind each call to the gate its name means here: a later definition may shadow a
+        // qelib1 gate, and must not change (nor break the arity of) a body read before it.
+        let mut body = Vec::with_capacity(def.body.len());
         for call in &def.body {
             let callee = self
                 .lookup(&call.name)
@@ -194,13 +197,19 @@ impl Lowerer {
             for e in &call.params {
                 e.eval(&|p| def.params.iter().any(|d| d == p).then_some(0.0))?;
             }
+            let mut arg_slots = Vec::with_capacity(call.args.len());
             for a in &call.args {
-                if !def.qubits.contains(&a.name) {
-                    return Err(a.pos.error(format!(
-                        "'{}' is not a qubit argument of gate '{name}'",
-                        a.name
-                    )));
-                }
+                let slot = def
+                    .qubits
+                    .iter()
+                    .position(|d| *d == a.name)
+                    .ok_or_else(|| {
+                        a.pos.error(format!(
+                            "'{}' is not a qubit argument of gate '{name}'",
+                            a.name
+                        ))
+                    })?;
+                arg_slots.push(slot);
             }
             if let Some(dup) =
                 first_duplicate(&call.args.iter().map(|a| a.name.clone()).collect::<Vec<_>>())
@@ -209,8 +218,13 @@ impl Lowerer {
                     .pos
                     .error(format!("qubit '{dup}' is used twice in '{}'", call.name)));
             }
+            body.push(BoundCall { callee, arg_slots });
         }
-        self.gates.insert(name.clone(), Rc::new(def.clone()));
+        let gate = DefinedGate {
+            def: def.clone(),
+            body,
+        };
+        self.gates.insert(name.clone(), Rc::new(gate));
         Ok(())
     }
 
@@ -241,8 +255,9 @@ impl Lowerer {
                 Op::Gate(Gate::new(qubits.to_vec(), (b.matrix)(params))),
                 condition,
             ),
-            Callee::Defined(def) => {
-                for call in &def.body {
+            Callee::Defined(gate) => {
+                let def = &gate.def;
+                for (call, bound) in def.body.iter().zip(&gate.body) {
                     let lookup =
                         |p: &str| def.params.iter().position(|d| d == p).map(|i| params[i]);
                     let inner_params = call
@@ -250,16 +265,9 @@ impl Lowerer {
                         .iter()
                         .map(|e| e.eval(&lookup))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let inner_qubits: Vec<usize> = call
-                        .args
-                        .iter()
-                        .map(|a| qubits[def.qubits.iter().position(|d| *d == a.name).unwrap_or(0)])
-                        .collect();
-                    // Checked when the definition was read: the callee exists.
-                    let inner = self
-                        .lookup(&call.name)
-                        .ok_or_else(|| self.unknown_gate(&call.name, call.pos))?;
-                    if depth >= MAX_GATE_NESTING && matches!(inner, Callee::Defined(_)) {
+                    let inner_qubits: Vec<usize> =
+                        bound.arg_slots.iter().map(|&slot| qubits[slot]).collect();
+                    if depth >= MAX_GATE_NESTING && matches!(bound.callee, Callee::Defined(_)) {
                         return Err(call.pos.error(format!(
                             "gate definitions nested more than {MAX_GATE_NESTING} deep (this \
                              call to '{}' is one level too many): define the gate with fewer \
@@ -267,7 +275,13 @@ impl Lowerer {
                             call.name
                         )));
                     }
-                    self.expand(&inner, &inner_params, &inner_qubits, condition, depth + 1)?;
+                    self.expand(
+                        &bound.callee,
+                        &inner_params,
+                        &inner_qubits,
+                        condition,
+                        depth + 1,
+                    )?;
                 }
                 Ok(())
             }
@@ -408,14 +422,27 @@ impl Lowerer {
 
 enum Callee {
     Builtin(Builtin),
-    Defined(Rc<GateDef>),
+    Defined(Rc<DefinedGate>),
+}
+
+/// A program's gate definition with the calls of its body bound when it was read.
+struct DefinedGate {
+    def: GateDef,
+    /// One per call of `def.body`, in order.
+    body: Vec<BoundCall>,
+}
+
+struct BoundCall {
+    callee: Callee,
+    /// For each qubit argument of the call, its position among the definition's qubit arguments.
+    arg_slots: Vec<usize>,
 }
 
 impl Callee {
     fn arity(&self) -> (usize, usize) {
         match self {
             Callee::Builtin(b) => (b.params, b.qubits),
-            Callee::Defined(d) => (d.params.len(), d.qubits.len()),
+            Callee::Defined(d) => (d.def.params.len(), d.def.qubits.len()),
         }
     }
 }

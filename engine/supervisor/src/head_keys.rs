@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use chimera_keys::shares::THRESHOLD;
 use chimera_keys::{Binding, Custody, Mailbox, MailboxAddress, Outgoing, SealError, Taken};
 
 use crate::files;
@@ -351,10 +352,11 @@ impl HeadKeys {
         };
         if let ToHead::Keys {
             restore_epoch,
+            restore_shares,
             peers,
         } = order
         {
-            return self.begin(restore_epoch, &peers, send);
+            return self.begin(restore_epoch, restore_shares, &peers, send);
         }
         let mut guard = lock(&self.0.custody);
         let Some(custody) = guard.as_mut() else {
@@ -450,6 +452,7 @@ impl HeadKeys {
     fn begin(
         &self,
         restore_epoch: Option<u32>,
+        restore_shares: u32,
         peers: &[String],
         send: &Arc<Sender>,
     ) -> std::io::Result<()> {
@@ -463,6 +466,17 @@ impl HeadKeys {
             None => {
                 let dealt = custody.new_key(1);
                 self.keyed(&mut custody, dealt, false, send)?;
+            }
+            Some(epoch) if (restore_shares as usize) < THRESHOLD => {
+                custody.expect_restore(epoch);
+                self.give_up_restore(
+                    &mut custody,
+                    &format!(
+                        "{restore_shares} live peer(s) hold a share of key epoch {epoch}, and \
+                         a restore needs {THRESHOLD}"
+                    ),
+                    send,
+                );
             }
             Some(epoch) => {
                 custody.expect_restore(epoch);
@@ -483,14 +497,23 @@ impl HeadKeys {
         let Some(custody) = guard.as_mut() else {
             return;
         };
+        self.give_up_restore(
+            custody,
+            &format!(
+                "fewer than {THRESHOLD} peers gave their shares of key epoch {epoch} within \
+                 {RESTORE_DEADLINE:?}"
+            ),
+            send,
+        );
+    }
+
+    /// Gives up the restore under way, if any (`why`): what the predecessor's key sealed stays
+    /// closed, and the head goes on with a new key.
+    fn give_up_restore(&self, custody: &mut Custody, why: &str, send: &Arc<Sender>) {
         if let Some(dealt) = custody.abandon_restore() {
             let _ = refused(
                 &self.0.head,
-                format!(
-                    "fewer than two peers gave their shares of key epoch {epoch} within \
-                     {RESTORE_DEADLINE:?}: what that key sealed stays closed; going on with a \
-                     new key"
-                ),
+                format!("{why}: what that key sealed stays closed; going on with a new key"),
             );
             let _ = self.keyed(custody, dealt, false, send);
         }
@@ -600,6 +623,7 @@ mod tests {
         keys.handle(
             ToHead::Keys {
                 restore_epoch: None,
+                restore_shares: 0,
                 peers,
             },
             &send,
@@ -767,14 +791,17 @@ mod tests {
         }
 
         /// A new life of `id`: its keys order, and its peers told of it, as the supervisor does.
+        /// Every head started holds a share of every other's key.
         fn born(&mut self, id: &str, restore_epoch: Option<u32>) {
             let keys = HeadKeys::new(id, &self.data);
             let mailbox = keys.mailbox_address();
             self.keys.insert(id.to_owned(), keys);
             let peers: Vec<String> = self.keys.keys().filter(|p| *p != id).cloned().collect();
             let all = ["a0", "a1", "q0", "q1"].map(String::from);
+            let restorable = restore_epoch.is_some() && peers.len() >= THRESHOLD;
             let restore = ToHead::Keys {
                 restore_epoch,
+                restore_shares: peers.len() as u32,
                 peers: all.iter().filter(|p| *p != id).cloned().collect(),
             };
             self.order(id, restore);
@@ -795,7 +822,7 @@ mod tests {
                         mailbox: mailbox.clone(),
                     },
                 );
-                if restore_epoch.is_some() {
+                if restorable {
                     self.order(peer, ToHead::GiveShare { owner, mailbox });
                 }
             }
@@ -935,5 +962,43 @@ mod tests {
             },
         );
         assert!(lock(&a0.0.given_back).is_empty());
+    }
+
+    /// With one peer alive holding a share, the key cannot come back: the head born again says
+    /// so at once, with a new key, rather than wait out the restore deadline.
+    #[test]
+    fn a_head_with_one_share_alive_gives_up_its_key_at_once() {
+        let data = tempfile::tempdir().unwrap();
+        let mut heads = Heads::start(data.path());
+        let file = heads.keys["a0"].state_dir().join("runs/job/progress");
+        write(&heads.keys["a0"], &file, b"step 1").unwrap();
+        heads.relay();
+
+        // a0, q0 and q1 die; only a1 holds a share of a0's key.
+        for id in ["a0", "q0", "q1"] {
+            heads.keys.remove(id);
+        }
+        heads.born("a0", Some(1));
+        let a0 = heads.keys["a0"].clone();
+        assert!(
+            a0.wait_keyed(Duration::ZERO),
+            "a0 waits for shares that cannot come"
+        );
+        let Some((_, keyed)) = heads.keyed.iter().rev().find(|(id, _)| id == "a0") else {
+            panic!("a0 never keyed: {:?}", heads.keyed)
+        };
+        assert!(
+            matches!(
+                keyed,
+                FromHead::Keyed {
+                    epoch: 2,
+                    restored: false,
+                    unreadable: 1,
+                    ..
+                }
+            ),
+            "{keyed:?}"
+        );
+        assert!(a0.read(&file).is_err());
     }
 }

@@ -18,6 +18,10 @@ pub enum ToHead {
     /// that epoch) collect the shares of the predecessor's key.
     Keys {
         restore_epoch: Option<u32>,
+        /// How many live peers hold a share of the key of `restore_epoch`. With fewer than
+        /// `chimera_keys::shares::THRESHOLD` the key cannot be restored, and the head makes a new
+        /// one at once rather than wait for shares that cannot come.
+        restore_shares: u32,
         /// The other heads' ids.
         peers: Vec<String>,
     },

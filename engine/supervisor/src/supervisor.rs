@@ -20,6 +20,8 @@ use tokio::net::UnixListener;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use chimera_keys::shares::THRESHOLD;
+
 use crate::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
 
 /// How a head process is started: given the head and its socket, the command to run.
@@ -302,11 +304,14 @@ impl HeadWatcher {
     fn welcome(&self, mailbox: &str) -> Vec<ToHead> {
         let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         heads[self.slot].mailbox = Some(mailbox.to_owned());
-        let me = &heads[self.slot].info;
+        let me = heads[self.slot].info();
         let restore_epoch = me.key_epoch;
-        let my_id = me.id.clone();
+        // Peers asked for shares that are not there would answer nothing.
+        let restorable = restore_epoch.is_some() && me.key_shares as usize >= THRESHOLD;
+        let my_id = me.id;
         let mut welcome = vec![ToHead::Keys {
             restore_epoch,
+            restore_shares: me.key_shares,
             peers: (heads.iter().map(|h| h.info.id.clone()))
                 .filter(|id| *id != my_id)
                 .collect(),
@@ -326,7 +331,7 @@ impl HeadWatcher {
                     mailbox: mailbox.to_owned(),
                 },
             );
-            if restore_epoch.is_some() {
+            if restorable {
                 self.relay(
                     slot,
                     ToHead::GiveShare {

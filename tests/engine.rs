@@ -832,6 +832,28 @@ fn a_killed_head_restores_its_key_from_two_peers_and_one_peer_alone_is_not_enoug
         for head in listed.as_array().unwrap() {
             assert_eq!(head["key_shares"], 3, "{listed}");
         }
+        // And so does the metric an operator alerts on (set as the supervisor reports it).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = served.scrape_metrics();
+            let shares: Vec<_> = ["a0", "a1", "q0", "q1"]
+                .map(|head| {
+                    series(
+                        &metrics,
+                        "chimera_head_key_shares",
+                        &[&format!("head=\"{head}\"")],
+                    )
+                })
+                .into();
+            if shares.iter().all(|s| *s == Some(3.0)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "key shares {shares:?}:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         // A rotation on demand: every head moves to its next epoch.
         let out = ok(chimera(&[

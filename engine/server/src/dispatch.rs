@@ -214,6 +214,9 @@ impl Dispatcher {
                         .set(1.0);
                 }
             }
+            HeadEvent::KeyShares { head, shares } => {
+                metrics::gauge!(m::HEAD_KEY_SHARES, "head" => head).set(f64::from(shares));
+            }
             HeadEvent::Down {
                 head,
                 generation,

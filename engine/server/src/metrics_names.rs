@@ -5,6 +5,7 @@ pub const HEAD_RESTARTS: &str = "chimera_head_restarts_total";
 pub const HEAD_REBUILDS: &str = "chimera_head_rebuilds_total";
 pub const HEAD_REBUILD_SECONDS: &str = "chimera_head_rebuild_seconds";
 pub const HEAD_KEY_EPOCH: &str = "chimera_head_key_epoch";
+pub const HEAD_KEY_SHARES: &str = "chimera_head_key_shares";
 pub const HEAD_RECOVERED_FILES: &str = "chimera_head_recovered_files_total";
 pub const JOBS: &str = "chimera_jobs_total";
 pub const JOB_SECONDS: &str = "chimera_job_seconds";
@@ -61,6 +62,11 @@ pub fn describe() {
         "seconds from a head's death to its next life sealing with a key, by outcome"
     );
     describe_gauge!(HEAD_KEY_EPOCH, "the epoch of the key each head seals with");
+    describe_gauge!(
+        HEAD_KEY_SHARES,
+        "live peers holding a share of the key each head seals with: below 2, a head that died \
+         now would come back without its key, and what it sealed would stay closed"
+    );
     describe_gauge!(
         CONNECTIONS_OPEN,
         "connections each door (`grpc`, `http`) holds now; at the door's maximum, new clients \

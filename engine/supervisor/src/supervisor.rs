@@ -109,6 +109,12 @@ pub enum HeadEvent {
         /// replicas.
         recovered: u64,
     },
+    /// How many live peers hold a share of the key the head seals with now changed to `shares`
+    /// (as `HeadInfo::key_shares`).
+    KeyShares {
+        head: String,
+        shares: u32,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +140,8 @@ struct Watched {
     /// it has a key (`Keyed`) before every peer is sure to hold a share of it: one dealt to a peer
     /// that came up later, or still on its way, is not there yet.
     share_holders: (u32, BTreeSet<String>),
+    /// The `key_shares` last sent as a [`HeadEvent::KeyShares`].
+    key_shares_reported: u32,
 }
 
 impl Watched {
@@ -199,6 +207,7 @@ impl Supervisor {
                     mailbox: None,
                     down_since: None,
                     share_holders: Default::default(),
+                    key_shares_reported: 0,
                 })
                 .collect(),
         ));
@@ -294,6 +303,20 @@ impl HeadWatcher {
         change(&mut self.heads.lock().unwrap_or_else(|p| p.into_inner())[self.slot])
     }
 
+    /// Sends a [`HeadEvent::KeyShares`] for each head whose count of shares held has changed
+    /// since the last (a share relayed, a key made, a peer dead).
+    fn report_key_shares(&self) {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        for w in heads.iter_mut() {
+            let shares = w.info().key_shares;
+            if shares != w.key_shares_reported {
+                w.key_shares_reported = shares;
+                let head = w.info.id.clone();
+                let _ = self.events.send(HeadEvent::KeyShares { head, shares });
+            }
+        }
+    }
+
     /// Sends `order` to whichever life of the head at `slot` is alive.
     fn relay(&self, slot: usize, order: ToHead) {
         let _ = self.orders[slot].send((None, order));
@@ -373,6 +396,7 @@ impl HeadWatcher {
                     peer.share_holders.1.remove(id);
                 }
             }
+            self.report_key_shares();
             let _ = self.events.send(HeadEvent::Down {
                 head: self.head().id.clone(),
                 generation,
@@ -491,6 +515,7 @@ impl HeadWatcher {
                     if let Some(event) = event {
                         let _ = self.events.send(event);
                     }
+                    self.report_key_shares();
                 }
                 Some((for_generation, order)) = orders.recv() => {
                     if for_generation.is_some_and(|g| g != generation) {
@@ -592,6 +617,7 @@ mod tests {
             mailbox: None,
             down_since: None,
             share_holders: Default::default(),
+            key_shares_reported: 0,
         }
     }
 

@@ -8,6 +8,7 @@ use candle_core::Device;
 use chimera_ai::checkpoint;
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
+use chimera_ai::model::device_for;
 use chimera_ai::spec::TrainSpec;
 use chimera_ai::train::{RunOptions, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES};
@@ -125,19 +126,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .model
         .clone()
         .expect("a run with a directory stores its model");
+    // A hybrid model keeps its tensors on the CPU whatever `--device` says; its circuit runs there.
+    let tensors_on = device_name(&device_for(&spec.model, &device));
+    let circuit_on = spec.model.is_hybrid().then(|| device_name(&device));
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "dataset": spec.dataset, "device": args.device.to_possible_value().map(|v| v.get_name().to_owned()), "parameters": report.parameters,
-                "train_samples": report.train_samples, "val_samples": report.val_samples,
-                "seconds": report.seconds, "model_id": info.id, "model_dir": model_dir,
-                "val_accuracy": report.val_accuracy(),
-            })
-        );
+        let mut result = serde_json::json!({
+            "dataset": spec.dataset, "device": tensors_on, "parameters": report.parameters,
+            "train_samples": report.train_samples, "val_samples": report.val_samples,
+            "seconds": report.seconds, "model_id": info.id, "model_dir": model_dir,
+            "val_accuracy": report.val_accuracy(),
+        });
+        if let Some(circuit_on) = circuit_on {
+            result["circuit_device"] = circuit_on.into();
+        }
+        println!("{result}");
     } else {
+        let circuit = circuit_on.map_or(String::new(), |d| format!(", its circuit on {d}"));
         println!(
-            "trained {} parameters on {} samples of {} in {:.2} s; validation accuracy {:.4} on {} samples",
+            "trained {} parameters on {} samples of {} in {:.2} s on {tensors_on}{circuit}; \
+             validation accuracy {:.4} on {} samples",
             report.parameters,
             report.train_samples,
             spec.dataset,
@@ -324,4 +331,8 @@ fn read_inputs(path: &Path, feature_len: usize) -> Result<(usize, Vec<f32>)> {
         );
     }
     Ok((values.len() / feature_len, values))
+}
+
+fn device_name(device: &Device) -> &'static str {
+    if device.is_cpu() { "cpu" } else { "cuda" }
 }

@@ -28,6 +28,7 @@ fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
     );
     let result = &last[0];
     assert_eq!(result["device"], "cpu");
+    assert_eq!(result.get("circuit_device"), None, "{result}");
     assert!(result["val_accuracy"].as_f64().unwrap() >= 0.95, "{result}");
     let model_dir = result["model_dir"].as_str().unwrap();
 
@@ -79,6 +80,29 @@ fn the_digits_example_trains_and_its_stored_model_predicts_digits() {
         .filter(|(c, r)| c.as_u64() == Some(u64::from(r[64])))
         .count();
     assert!(right >= 190, "{right} of 200 digits recognised");
+}
+
+/// A hybrid model keeps its tensors on the CPU whatever `--device` asks for, and the result says
+/// where its circuit ran apart (on the GPU with `--device cuda`, a build with the `cuda` feature).
+#[test]
+fn a_hybrid_model_says_where_its_tensors_and_its_circuit_ran() {
+    let run = work_dir("hybrid-moons");
+    let spec = repo("examples/hybrid-moons.maml.md");
+    let out = ok(chimera(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--json",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&result["device"], &result["circuit_device"]),
+        (&"cpu".into(), &"cpu".into()),
+        "{result}"
+    );
+    assert_eq!(result["dataset"], "moons");
 }
 
 #[test]

@@ -31,7 +31,12 @@ pub(super) struct Lowerer {
     circuit: Circuit,
     qregs: HashMap<String, Register>,
     cregs: HashMap<String, Register>,
-    gates: HashMap<String, Rc<DefinedGate>>,
+    /// The program's gate definitions by name, as indices into `defined`.
+    gates: HashMap<String, usize>,
+    /// A body's calls refer to earlier definitions by index, not by `Rc`: a chain of thousands of
+    /// definitions, each holding the one before, would be dropped recursively and overflow the
+    /// stack.
+    defined: Vec<Rc<DefinedGate>>,
     qelib1: bool,
     /// The statement being lowered, blamed when its expansion grows too large.
     stmt_pos: Pos,
@@ -143,8 +148,8 @@ impl Lowerer {
 
     /// A gate this program can call by `name`: its own definition first, then the built-in ones.
     fn lookup(&self, name: &str) -> Option<Callee> {
-        if let Some(def) = self.gates.get(name) {
-            return Some(Callee::Defined(def.clone()));
+        if let Some(&index) = self.gates.get(name) {
+            return Some(Callee::Defined(index));
         }
         qelib1::primitive(name)
             .or_else(|| {
@@ -155,6 +160,17 @@ impl Lowerer {
                 }
             })
             .map(Callee::Builtin)
+    }
+
+    /// How many parameters and qubits `callee` takes.
+    fn arity(&self, callee: &Callee) -> (usize, usize) {
+        match callee {
+            Callee::Builtin(b) => (b.params, b.qubits),
+            Callee::Defined(index) => {
+                let def = &self.defined[*index].def;
+                (def.params.len(), def.qubits.len())
+            }
+        }
     }
 
     fn unknown_gate(&self, name: &str, pos: Pos) -> QasmError {
@@ -192,7 +208,7 @@ impl Lowerer {
             let callee = self
                 .lookup(&call.name)
                 .ok_or_else(|| self.unknown_gate(&call.name, call.pos))?;
-            let (params, qubits) = callee.arity();
+            let (params, qubits) = self.arity(&callee);
             check_arity(call, params, qubits)?;
             for e in &call.params {
                 e.eval(&|p| def.params.iter().any(|d| d == p).then_some(0.0))?;
@@ -224,7 +240,8 @@ impl Lowerer {
             def: def.clone(),
             body,
         };
-        self.gates.insert(name.clone(), Rc::new(gate));
+        self.gates.insert(name.clone(), self.defined.len());
+        self.defined.push(Rc::new(gate));
         Ok(())
     }
 
@@ -232,7 +249,7 @@ impl Lowerer {
         let callee = self
             .lookup(&call.name)
             .ok_or_else(|| self.unknown_gate(&call.name, call.pos))?;
-        let (nparams, nqubits) = callee.arity();
+        let (nparams, nqubits) = self.arity(&callee);
         check_arity(call, nparams, nqubits)?;
         let params = constant_params(call)?;
         for qubits in self.broadcast(&call.args, &call.name)? {
@@ -255,7 +272,8 @@ impl Lowerer {
                 Op::Gate(Gate::new(qubits.to_vec(), (b.matrix)(params))),
                 condition,
             ),
-            Callee::Defined(gate) => {
+            Callee::Defined(index) => {
+                let gate = Rc::clone(&self.defined[*index]);
                 let def = &gate.def;
                 for (call, bound) in def.body.iter().zip(&gate.body) {
                     let lookup =
@@ -422,7 +440,8 @@ impl Lowerer {
 
 enum Callee {
     Builtin(Builtin),
-    Defined(Rc<DefinedGate>),
+    /// An index into `Lowerer::defined`.
+    Defined(usize),
 }
 
 /// A program's gate definition with the calls of its body bound when it was read.
@@ -436,15 +455,6 @@ struct BoundCall {
     callee: Callee,
     /// For each qubit argument of the call, its position among the definition's qubit arguments.
     arg_slots: Vec<usize>,
-}
-
-impl Callee {
-    fn arity(&self) -> (usize, usize) {
-        match self {
-            Callee::Builtin(b) => (b.params, b.qubits),
-            Callee::Defined(d) => (d.def.params.len(), d.def.qubits.len()),
-        }
-    }
 }
 
 /// The values of a call's parameters, which may use only numbers, `pi` and functions.

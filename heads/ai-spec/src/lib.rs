@@ -66,5 +66,48 @@ fn yaml_error(spec: &'static str, text: &str, e: serde_saphyr::Error) -> SpecErr
         Some(key) => format!("{message} (setting `{key}`)"),
         None => message.to_owned(),
     };
+    let message = match likely_meant(&message) {
+        Some(meant) => format!("{message}; did you mean `{meant}`?"),
+        None => message,
+    };
     SpecError::Yaml { spec, at, message }
+}
+
+/// For serde's "unknown field `X`, expected one of a, b, …": the expected key closest to `X`, when
+/// one is close enough to be a misspelling of it.
+fn likely_meant(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.strip_prefix(", expected one of ")?;
+    let expected = expected
+        .split_once(" (setting")
+        .map_or(expected, |(list, _)| list);
+    expected
+        .split(", ")
+        .map(|key| key.trim_matches('`'))
+        .map(|key| (strsim::jaro_winkler(unknown, key), key))
+        .filter(|(similarity, _)| *similarity >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, key)| key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::likely_meant;
+
+    #[test]
+    fn a_misspelt_key_is_matched_to_the_one_meant() {
+        let said = |unknown: &str| {
+            format!(
+                "unknown field `{unknown}`, expected one of kind, hidden, activation, dropout, \
+                 channels, kernel_size (setting `{unknown}`)"
+            )
+        };
+        assert_eq!(likely_meant(&said("hiden")), Some("hidden"));
+        assert_eq!(likely_meant(&said("kernelsize")), Some("kernel_size"));
+        assert_eq!(likely_meant(&said("activaton")), Some("activation"));
+        // Nothing close: no guess.
+        assert_eq!(likely_meant(&said("frobnicate")), None);
+        assert_eq!(likely_meant("invalid floating point"), None);
+    }
 }

@@ -136,7 +136,7 @@ fn bad_specs_are_refused_naming_the_setting() {
     let cases = [
         (
             EXAMPLE.replace("seed: 7", "seed: 7\nepochz: 3"),
-            &["epochz"][..],
+            &["epochz", "did you mean `epochs`?"][..],
         ),
         (EXAMPLE.replace("name: adamw", "name: lion"), &["lion"]),
         (
@@ -195,6 +195,10 @@ fn bad_specs_are_refused_naming_the_setting() {
         (
             EXAMPLE.replace("dropout: 0.1", "dropout: 0.1\n  widths: [3]"),
             &["line 9", "widths"],
+        ),
+        (
+            EXAMPLE.replace("dropout: 0.1", "dropout: 0.1\n  hiden: [3]"),
+            &["line 9", "hiden", "did you mean `hidden`?"],
         ),
         // A setting of another kind, and a missing one, are named with their section.
         (

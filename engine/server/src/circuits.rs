@@ -29,7 +29,9 @@ pub fn device_max_qubits() -> usize {
 /// more than `max_qubits` qubits.
 pub fn check(blocks: &[CodeBlock], max_qubits: usize) -> Result<(), Status> {
     for block in blocks.iter().filter(|b| b.kind == BlockKind::OpenQasm2) {
-        let circuit = chimera_quantum::qasm::parse(&block.code).map_err(|e| {
+        // Checked without keeping its operations: a few lines can expand to millions of them,
+        // hundreds of MB that the head will hold when it runs the circuit, not the front door.
+        let circuit = chimera_quantum::qasm::check(&block.code).map_err(|e| {
             refusal::status(
                 Code::InvalidArgument,
                 "BAD_CIRCUIT",

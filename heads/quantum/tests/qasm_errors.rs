@@ -1,6 +1,8 @@
 //! Every way the OpenQASM front end refuses a program: the message names what is wrong, and the
 //! line and column point at it.
 
+use std::path::Path;
+
 use chimera_quantum::qasm;
 
 const H: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\n";
@@ -317,4 +319,58 @@ fn definitions_nested_past_the_limit_are_refused_before_the_stack_runs_out() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// A gate of 2^60 operations in 65 lines: refused at its call before anything is expanded (the
+/// limit was once met only after 4 million operations had been built), by the parse and by the
+/// check the engine makes at submission alike.
+#[test]
+fn a_gate_of_billions_of_operations_is_refused_at_its_call() {
+    let mut src = format!("{H}qreg q[2];\ngate g0 a {{ x a; x a; }}\n");
+    for i in 1..60 {
+        src.push_str(&format!("gate g{i} a {{ g{} a; g{} a; }}\n", i - 1, i - 1));
+    }
+    src.push_str("x q[0];\ng59 q;\n");
+    for err in [
+        qasm::parse(&src).map(|_| ()).unwrap_err(),
+        qasm::check(&src).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(
+            err.message
+                .contains(&format!("more than {} operations", qasm::MAX_OPERATIONS)),
+            "{err}"
+        );
+        assert_eq!((err.line, err.column), (65, 1), "{err}");
+    }
+}
+
+/// The engine checks circuits at submission with `check`, which keeps no operations, and its
+/// heads run them with `parse`: both must take and refuse the same programs.
+#[test]
+fn the_check_takes_and_refuses_what_the_parse_does() {
+    let dirs = [
+        "tests/data/conformance",
+        "../../benches/circuits",
+        "../../fuzz/seeds",
+    ];
+    let mut programs: Vec<String> = dirs
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "qasm"))
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
+    assert!(programs.len() > 20, "{} programs", programs.len());
+    programs.extend(cases().into_iter().map(|(source, ..)| source));
+    for source in programs {
+        match (qasm::check(&source), qasm::parse(&source)) {
+            (Ok(checked), Ok(circuit)) => assert_eq!(
+                (checked.num_qubits, checked.operations),
+                (circuit.num_qubits, circuit.ops.len()),
+                "{source}"
+            ),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (checked, parsed) => panic!("{checked:?} against {:?}:\n{source}", parsed.map(|_| ())),
+        }
+    }
 }

@@ -26,6 +26,31 @@ pub fn lower(stmts: &[Stmt]) -> Result<Circuit, QasmError> {
     Ok(l.circuit)
 }
 
+/// What [`check`] finds of a program that lowers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    pub num_qubits: usize,
+    /// The operations it expands to.
+    pub operations: usize,
+}
+
+/// Lowers the program as [`lower`] does, with the same refusals, but keeps no operation: a check
+/// takes memory for the program's text and definitions, not for the millions of operations a few
+/// lines of nested definitions can expand to.
+pub fn check(stmts: &[Stmt]) -> Result<Checked, QasmError> {
+    let mut l = Lowerer {
+        count_only: true,
+        ..Lowerer::default()
+    };
+    for stmt in stmts {
+        l.statement(stmt)?;
+    }
+    Ok(Checked {
+        num_qubits: l.circuit.num_qubits,
+        operations: l.operations,
+    })
+}
+
 #[derive(Default)]
 pub(super) struct Lowerer {
     circuit: Circuit,
@@ -38,6 +63,10 @@ pub(super) struct Lowerer {
     /// stack.
     defined: Vec<Rc<DefinedGate>>,
     qelib1: bool,
+    /// Operations emitted so far.
+    operations: usize,
+    /// Count the operations without keeping them ([`check`]).
+    count_only: bool,
     /// The statement being lowered, blamed when its expansion grows too large.
     stmt_pos: Pos,
 }
@@ -236,9 +265,13 @@ impl Lowerer {
             }
             body.push(BoundCall { callee, arg_slots });
         }
+        let operations = body.iter().fold(0u64, |sum, call| {
+            sum.saturating_add(self.operations_of(&call.callee))
+        });
         let gate = DefinedGate {
             def: def.clone(),
             body,
+            operations,
         };
         self.gates.insert(name.clone(), self.defined.len());
         self.defined.push(Rc::new(gate));
@@ -252,10 +285,33 @@ impl Lowerer {
         let (nparams, nqubits) = self.arity(&callee);
         check_arity(call, nparams, nqubits)?;
         let params = constant_params(call)?;
-        for qubits in self.broadcast(&call.args, &call.name)? {
+        let groups = self.broadcast(&call.args, &call.name)?;
+        // Refused before expanding: a few lines can define a gate of billions of operations.
+        let operations = self
+            .operations_of(&callee)
+            .saturating_mul(groups.len() as u64)
+            .saturating_add(self.operations as u64);
+        if operations > MAX_OPERATIONS as u64 {
+            return Err(self.too_many_operations());
+        }
+        for qubits in groups {
             self.expand(&callee, &params, &qubits, condition, 1)?;
         }
         Ok(())
+    }
+
+    /// The operations one call of `callee` expands to.
+    fn operations_of(&self, callee: &Callee) -> u64 {
+        match callee {
+            Callee::Builtin(_) => 1,
+            Callee::Defined(index) => self.defined[*index].operations,
+        }
+    }
+
+    fn too_many_operations(&self) -> QasmError {
+        self.stmt_pos.error(format!(
+            "the program expands to more than {MAX_OPERATIONS} operations"
+        ))
     }
 
     /// Emits the gate, expanding definitions down to built-in gates.
@@ -268,6 +324,7 @@ impl Lowerer {
         depth: usize,
     ) -> Result<(), QasmError> {
         match callee {
+            Callee::Builtin(_) if self.count_only => self.count(),
             Callee::Builtin(b) => self.push(
                 Op::Gate(Gate::new(qubits.to_vec(), (b.matrix)(params))),
                 condition,
@@ -328,11 +385,19 @@ impl Lowerer {
         Ok(())
     }
 
+    /// Counts one more operation, refusing the one past the limit.
+    fn count(&mut self) -> Result<(), QasmError> {
+        if self.operations >= MAX_OPERATIONS {
+            return Err(self.too_many_operations());
+        }
+        self.operations += 1;
+        Ok(())
+    }
+
     fn push(&mut self, op: Op, condition: Option<Condition>) -> Result<(), QasmError> {
-        if self.circuit.ops.len() >= MAX_OPERATIONS {
-            return Err(self.stmt_pos.error(format!(
-                "the program expands to more than {MAX_OPERATIONS} operations"
-            )));
+        self.count()?;
+        if self.count_only {
+            return Ok(());
         }
         self.circuit.ops.push(match condition {
             Some(condition) => Op::If {
@@ -449,6 +514,8 @@ struct DefinedGate {
     def: GateDef,
     /// One per call of `def.body`, in order.
     body: Vec<BoundCall>,
+    /// The operations one call expands to (saturating).
+    operations: u64,
 }
 
 struct BoundCall {

@@ -15,7 +15,7 @@ mod parser;
 mod qelib1;
 
 use crate::circuit::Circuit;
-pub use lower::{MAX_DECLARED_BITS, MAX_GATE_NESTING, MAX_OPERATIONS};
+pub use lower::{Checked, MAX_DECLARED_BITS, MAX_GATE_NESTING, MAX_OPERATIONS};
 pub use parameterised::{CircuitLayerError, Parameter, ParameterisedCircuit, parse_parameterised};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -27,7 +27,16 @@ pub struct QasmError {
 }
 
 pub fn parse(source: &str) -> Result<Circuit, QasmError> {
+    lower::lower(&statements(source)?)
+}
+
+/// Whether `source` parses, refused as [`parse`] would refuse it, without keeping its
+/// operations: for an engine that checks circuits at submission and runs them elsewhere.
+pub fn check(source: &str) -> Result<Checked, QasmError> {
+    lower::check(&statements(source)?)
+}
+
+fn statements(source: &str) -> Result<Vec<parser::Stmt>, QasmError> {
     let tokens = lexer::tokenize(source)?;
-    let stmts = parser::Parser::new(tokens).program()?;
-    lower::lower(&stmts)
+    parser::Parser::new(tokens).program()
 }

@@ -301,6 +301,16 @@ async fn refusal(client: &mut EngineClient<Channel>, document: Vec<u8>) -> (toni
     (status.code(), reason)
 }
 
+/// A circuit whose gate `g{levels - 1}`, called once, expands to 2^levels gates.
+fn doubling_gates(levels: usize) -> String {
+    let mut qasm =
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\ngate g0 a { x a; x a; }\n".to_owned();
+    for i in 1..levels {
+        qasm.push_str(&format!("gate g{i} a {{ g{} a; g{} a; }}\n", i - 1, i - 1));
+    }
+    qasm + &format!("g{} q[0];\n", levels - 1)
+}
+
 #[test]
 fn every_refusal_comes_back_as_its_reason() {
     let dir = work_dir("engine-refusals");
@@ -403,6 +413,21 @@ fn every_refusal_comes_back_as_its_reason() {
                         "",
                         "",
                         &[("qasm", &BELL.replace("h q[0];", "hh q[0];"))],
+                    ),
+                    &key,
+                ),
+                InvalidArgument,
+                "BAD_CIRCUIT",
+            ),
+            (
+                "a few lines that expand to 2^40 gates",
+                signed(
+                    &document(
+                        "urn:uuid:r-expands",
+                        "quantum_circuit",
+                        "",
+                        "",
+                        &[("qasm", &doubling_gates(40))],
                     ),
                     &key,
                 ),

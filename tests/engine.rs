@@ -2170,7 +2170,8 @@ fn dockerfile_array(dockerfile: &str, instruction: &str) -> Vec<String> {
 }
 
 /// The image's command and health check are this binary's: the engine they start answers the
-/// health check (the image itself is built only where Docker and NVIDIA's images are).
+/// health check (the image itself is built and run by tests/docker/check-dockerfile-cuda.sh,
+/// which needs a Docker daemon).
 #[test]
 fn the_cuda_images_command_and_health_check_work_with_this_binary() {
     let dir = work_dir("engine-docker-cmd");

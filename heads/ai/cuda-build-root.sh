@@ -7,10 +7,11 @@
 #
 # nvcc, its headers and NVRTC come from PyPI (pinned to 13.0, the H100 driver's CUDA; nvvm too:
 # pip's newest emits PTX that nvcc 13.0's assembler refuses). candle's `cuda` feature links the
-# driver, cuBLAS and cuRAND: here they are link-time stubs generated from cudarc's bindings (empty
-# functions under the real sonames). At run time the real libraries are loaded: the driver's
-# libcuda.so.1, and cuBLAS, cuRAND and NVRTC from the CUDA toolkit or from the nvidia-* packages
-# of PyPI on LD_LIBRARY_PATH.
+# driver, cuBLAS and cuRAND: here they are link-time stubs generated from cudarc's bindings, under
+# the real sonames. At run time the real libraries are loaded: the driver's libcuda.so.1, and
+# cuBLAS, cuRAND and NVRTC from the CUDA toolkit or from the nvidia-* packages of PyPI on
+# LD_LIBRARY_PATH. Every stub function returns 100 (CUDA_ERROR_NO_DEVICE), so that where they are
+# loaded instead they act as a machine without a GPU (tests/docker/check-dockerfile-cuda.sh).
 set -euo pipefail
 dir=${1:?usage: $0 DIR}
 mkdir -p "$dir"
@@ -36,7 +37,7 @@ for p in json.load(sys.stdin)["packages"]:
 for spec in driver:cuda:1 curand:curand:10 cublas:cublas:13 cublaslt:cublasLt:13; do
     IFS=: read -r module name version <<< "$spec"
     grep -hoE '^\s+fn [A-Za-z0-9_]+\(' "$cudarc/src/$module/sys/mod.rs" | sort -u |
-        sed -E 's/\s+fn ([A-Za-z0-9_]+)\(/void \1(void) {}/' > "$dir/lib/$name-stub.c"
+        sed -E 's/\s+fn ([A-Za-z0-9_]+)\(/int \1(void) { return 100; }/' > "$dir/lib/$name-stub.c"
     cc -shared -fPIC -Wl,-soname,lib$name.so.$version -o "$dir/lib/lib$name.so" "$dir/lib/$name-stub.c"
 done
 echo "CUDA root in $dir: PATH=$dir/bin:\$PATH CUDA_ROOT=$dir CUDA_COMPUTE_CAP=90 cargo build --release --features cuda"

@@ -2315,6 +2315,51 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
         "{body}"
     );
 
+    // What the door does not take is answered in the same JSON, saying what it does take.
+    for (method, path, code, reason, says) in [
+        (
+            "POST",
+            "/execute?wait=soon",
+            400,
+            "BAD_WAIT",
+            "?wait=soon: give seconds from 0 to 600",
+        ),
+        (
+            "POST",
+            "/execute?wait=-1",
+            400,
+            "BAD_WAIT",
+            "?wait=-1: give seconds",
+        ),
+        (
+            "POST",
+            "/execute?wait=1&wait=2",
+            400,
+            "BAD_QUERY",
+            "takes ?wait=SECONDS",
+        ),
+        (
+            "GET",
+            "/jobs",
+            404,
+            "NOT_FOUND",
+            "no GET /jobs: this door serves POST /execute",
+        ),
+        (
+            "DELETE",
+            "/execute",
+            405,
+            "METHOD_NOT_ALLOWED",
+            "no DELETE /execute",
+        ),
+    ] {
+        let (got, body) = http(&door, method, path, &signed(&bell, &lab));
+        let answer = json(&body);
+        assert_eq!((got, &answer["reason"]), (code, &reason.into()), "{body}");
+        assert_eq!(answer["status"], "refused", "{body}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{body}");
+    }
+
     // Not waiting: accepted, not yet ended.
     let training = training_job("urn:uuid:http-training", 300);
     let (code, body) = http(&door, "POST", "/execute?wait=0", &signed(&training, &lab));

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,7 +56,28 @@ fn router(door: Door) -> axum::Router {
         .route("/", get(status))
         .route_layer(middleware::from_fn_with_state(door.clone(), trusted_client))
         .route("/health", get(health))
+        .fallback(no_such_path)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(door)
+}
+
+/// What the door serves, for the answer to a request it does not.
+const PATHS: &str = "POST /execute, POST /maml/execute, GET /health and GET /";
+
+async fn no_such_path(method: Method, uri: Uri) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        Some("NOT_FOUND"),
+        &format!("no {method} {}: this door serves {PATHS}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    answer(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some("METHOD_NOT_ALLOWED"),
+        &format!("no {method} {}: this door serves {PATHS}", uri.path()),
+    )
 }
 
 /// The first certificate the client sent in its TLS handshake (DER), if any: shared by the
@@ -87,33 +109,40 @@ async fn trusted_client(
 
 #[derive(serde::Deserialize)]
 struct ExecuteQuery {
-    /// Seconds to wait for the job to end; 0 answers as soon as it is accepted.
-    wait: Option<f64>,
+    /// Seconds to wait for the job to end; 0 answers as soon as it is accepted. Taken as text, so
+    /// that a value that is not a number is refused as the door's other refusals are.
+    wait: Option<String>,
 }
 
 async fn execute(
     State(Door { service, .. }): State<Door>,
     client: Option<Extension<Client>>,
     Extension(Source(source)): Extension<Source>,
-    Query(query): Query<ExecuteQuery>,
+    query: Result<Query<ExecuteQuery>, QueryRejection>,
     body: Body,
 ) -> Response {
-    let wait = match query.wait {
-        None => DEFAULT_WAIT,
-        Some(seconds) => match Duration::try_from_secs_f64(seconds) {
-            Ok(wait) => wait.min(MAX_WAIT),
-            Err(_) => {
-                let status = refusal::status(
-                    Code::InvalidArgument,
-                    "BAD_WAIT",
-                    format!(
-                        "?wait={seconds}: give seconds from 0 to {}",
+    let wait = match query.map(|Query(query)| query.wait) {
+        Ok(None) => DEFAULT_WAIT,
+        Ok(Some(text)) => match text.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
+            Ok(Ok(wait)) => wait.min(MAX_WAIT),
+            _ => {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    Some("BAD_WAIT"),
+                    &format!(
+                        "?wait={text}: give seconds from 0 to {}",
                         MAX_WAIT.as_secs()
                     ),
                 );
-                return refused(&status);
             }
         },
+        Err(rejection) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                Some("BAD_QUERY"),
+                &format!("{}: this door takes ?wait=SECONDS", rejection.body_text()),
+            );
+        }
     };
     let document = match read_body(&service, body).await {
         Ok(document) => document,

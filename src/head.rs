@@ -174,7 +174,7 @@ impl<R: BlockRunner> Executor for Blocks<R> {
         let outcome = match self.run_job(order, progress, cancelled) {
             Ok(Some(result)) => Outcome::Succeeded(result.to_string()),
             Ok(None) => Outcome::Cancelled,
-            Err(e) => Outcome::Failed(format!("{e:#}")),
+            Err(e) => Outcome::Failed(crate::report::error_chain(&e)),
         };
         let work = self.0.work() - before;
         JobReport {

@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod head;
 mod maml;
+mod report;
 mod serve;
 mod sim;
 mod train;
@@ -135,7 +136,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report::error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }

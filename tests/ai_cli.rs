@@ -118,6 +118,20 @@ fn a_spec_that_is_not_there_or_is_wrong_is_refused_by_name() {
     .unwrap();
     let err = failure(&chimera(&["train", spec.to_str().unwrap()]));
     assert!(err.contains("epochz"), "{err}");
+
+    // A dataset that is not there: the file and the system's reason, said once.
+    std::fs::write(
+        &spec,
+        "dataset: absent.csv
+model:
+  kind: mlp
+  hidden: [8]
+",
+    )
+    .unwrap();
+    let err = failure(&chimera(&["train", spec.to_str().unwrap()]));
+    assert!(err.contains("cannot read dataset `absent.csv`"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -56,27 +56,29 @@ fn router(door: Door) -> axum::Router {
         .route("/", get(status))
         .route_layer(middleware::from_fn_with_state(door.clone(), trusted_client))
         .route("/health", get(health))
-        .fallback(no_such_path)
-        .method_not_allowed_fallback(wrong_method)
+        .fallback(|method, uri| unserved(StatusCode::NOT_FOUND, "NOT_FOUND", method, uri))
+        .method_not_allowed_fallback(|method, uri| {
+            unserved(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                method,
+                uri,
+            )
+        })
         .with_state(door)
 }
 
-/// What the door serves, for the answer to a request it does not.
-const PATHS: &str = "POST /execute, POST /maml/execute, GET /health and GET /";
-
-async fn no_such_path(method: Method, uri: Uri) -> Response {
+/// The answer to a request the door does not serve (no such path, or not with that method),
+/// saying what it does serve.
+async fn unserved(http: StatusCode, reason: &str, method: Method, uri: Uri) -> Response {
     answer(
-        StatusCode::NOT_FOUND,
-        Some("NOT_FOUND"),
-        &format!("no {method} {}: this door serves {PATHS}", uri.path()),
-    )
-}
-
-async fn wrong_method(method: Method, uri: Uri) -> Response {
-    answer(
-        StatusCode::METHOD_NOT_ALLOWED,
-        Some("METHOD_NOT_ALLOWED"),
-        &format!("no {method} {}: this door serves {PATHS}", uri.path()),
+        http,
+        Some(reason),
+        &format!(
+            "no {method} {}: this door serves POST /execute, POST /maml/execute, GET /health \
+             and GET /",
+            uri.path()
+        ),
     )
 }
 

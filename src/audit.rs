@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use chimera_audit::{AuditLog, CheckpointSigner, Event, verify};
 use chimera_maml::{PublicKey, SecretKey};
 use chimera_server::receipt::EngineKey;
@@ -21,6 +21,13 @@ pub enum AuditCommand {
 
 pub fn run(command: AuditCommand) -> Result<bool> {
     let AuditCommand::Verify { data_dir } = command;
+    if !data_dir.is_dir() {
+        bail!(
+            "no data directory {}: give --data-dir the directory `chimera serve` was started with \
+             (default chimera-data)",
+            data_dir.display()
+        );
+    }
     let path = audit_path(&data_dir);
     let public = engine_key_prefix(&data_dir).with_extension("pub");
     let engine = PublicKey::read_file(&public)

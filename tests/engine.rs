@@ -1574,6 +1574,15 @@ fn the_audit_log_holds_what_the_engine_saw_signed_and_a_changed_record_is_found(
         said.contains("intact") && !said.contains("not yet signed"),
         "{said}"
     );
+    // A mistyped data directory is named as such, not as a missing key file inside it.
+    let mistyped = dir.join("dat");
+    let out = chimera(&["audit", "verify", "--data-dir", mistyped.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("no data directory {}", mistyped.display())),
+        "{said}"
+    );
     let path = data.join("audit.log");
     let lines: Vec<String> = std::fs::read_to_string(&path)
         .unwrap()

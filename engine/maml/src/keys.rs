@@ -29,11 +29,18 @@ const CONTEXT: &[u8] = b"MAML";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     // Not `source`: the message already carries the I/O error, so a chain would repeat it.
-    #[error("{path}: {error}")]
-    Io {
+    #[error("cannot read {path}: {error}")]
+    Read {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("cannot write {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot write {path}: there is no directory {dir}; create it first (`mkdir -p {dir}`)")]
+    NoDirectory { path: PathBuf, dir: PathBuf },
     #[error("{path} already exists; choose another prefix or pass --force to replace the key pair")]
     Exists { path: PathBuf },
     #[error("{path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
@@ -231,7 +238,7 @@ impl SecretKey {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(path)
-                .map_err(|error| KeyError::Io {
+                .map_err(|error| KeyError::Read {
                     path: path.into(),
                     error,
                 })?
@@ -249,6 +256,7 @@ impl SecretKey {
 }
 
 /// The two files of a key pair made by [`write_key_pair`].
+#[derive(Debug)]
 pub struct KeyPairFiles {
     pub secret: PathBuf,
     pub public: PathBuf,
@@ -271,9 +279,21 @@ pub fn write_key_pair(
             }
         }
     }
+    // A bare "No such file or directory" would not say that it is the directory that is missing.
+    if let Some(dir) = files
+        .secret
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(KeyError::NoDirectory {
+            dir: dir.into(),
+            path: files.secret,
+        });
+    }
     let io = |path: &PathBuf| {
         let path = path.clone();
-        move |error| KeyError::Io { path, error }
+        move |error| KeyError::Write { path, error }
     };
     write_atomically(&files.secret, key.to_pem().as_bytes(), 0o600).map_err(io(&files.secret))?;
     write_atomically(&files.public, key.public_key().to_pem().as_bytes(), 0o644)
@@ -282,7 +302,7 @@ pub fn write_key_pair(
 }
 
 fn read_to_string(path: &Path) -> Result<String, KeyError> {
-    fs::read_to_string(path).map_err(|error| KeyError::Io {
+    fs::read_to_string(path).map_err(|error| KeyError::Read {
         path: path.into(),
         error,
     })

@@ -246,6 +246,14 @@ fn key_files_round_trip_and_protect_the_secret() {
         PublicKey::read_file(&files.secret),
         Err(chimera_maml::KeyError::SecretNotPublic { .. })
     ));
+    // A prefix in a directory that does not exist is refused by naming the directory.
+    let absent = dir.path().join("absent");
+    let refused = write_key_pair(&secret, &absent.join("k"), false).unwrap_err();
+    assert!(
+        matches!(&refused, chimera_maml::KeyError::NoDirectory { dir, .. } if *dir == absent),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("mkdir -p"), "{refused}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,6 @@
 //! BERT's encoder (the sentence encoders' model: MiniLM-L6 and the like) for inference, computing
-//! what candle-transformers' `BertModel` computes from the same weights and config, with the
+//! what candle-transformers' `BertModel` computes from the same weights and config (that crate is
+//! not a dependency: it compiles every model it has, for a struct of nine numbers), with the
 //! element-wise work on every thread. candle maps an element-wise op on one thread, and its exact
 //! GELU calls libm's `erf` per element: on the MiniLM benchmark's batch (64 sentences of about 30
 //! tokens, 2 threads) that was about 19 ms per layer, while the other thread waited; here it is a
@@ -8,8 +9,48 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
-use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
+use serde::Deserialize;
+
+/// What the encoder needs of a BERT `config.json`, as Hugging Face's transformers writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: HiddenAct,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    // Read only to refuse the relative kinds, which this encoder does not compute.
+    #[serde(rename = "position_embedding_type", default)]
+    _positions: AbsolutePositions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum HiddenAct {
+    /// The exact GELU, with erf.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// GELU's tanh approximation.
+    #[serde(
+        rename = "gelu_new",
+        alias = "gelu_pytorch_tanh",
+        alias = "geluapproximate"
+    )]
+    GeluApproximate,
+    #[serde(rename = "relu")]
+    Relu,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+enum AbsolutePositions {
+    #[default]
+    #[serde(rename = "absolute")]
+    Absolute,
+}
 
 pub struct Bert {
     words: Embedding,
@@ -192,6 +233,47 @@ fn exp_nonpositive(y: f32) -> f32 {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// MiniLM-L6's config.json as its package ships it.
+    const MINILM_CONFIG: &str = r#"{
+        "_name_or_path": "nreimers/MiniLM-L6-H384-uncased", "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1, "gradient_checkpointing": false, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "hidden_size": 384, "initializer_range": 0.02,
+        "intermediate_size": 1536, "layer_norm_eps": 1e-12, "max_position_embeddings": 512,
+        "model_type": "bert", "num_attention_heads": 12, "num_hidden_layers": 6, "pad_token_id": 0,
+        "position_embedding_type": "absolute", "transformers_version": "4.8.2",
+        "type_vocab_size": 2, "use_cache": true, "vocab_size": 30522}"#;
+
+    #[test]
+    fn a_bert_config_is_read_and_what_the_encoder_cannot_compute_is_refused() {
+        let config: Config = serde_json::from_str(MINILM_CONFIG).unwrap();
+        assert_eq!(
+            (
+                config.hidden_size,
+                config.num_hidden_layers,
+                config.num_attention_heads
+            ),
+            (384, 6, 12)
+        );
+        assert_eq!((config.intermediate_size, config.vocab_size), (1536, 30522));
+        assert_eq!(config.hidden_act, HiddenAct::Gelu);
+        assert_eq!(config.layer_norm_eps, 1e-12);
+
+        let with = |from: &str, to: &str| {
+            assert!(MINILM_CONFIG.contains(from));
+            serde_json::from_str::<Config>(&MINILM_CONFIG.replace(from, to))
+        };
+        for tanh in ["gelu_new", "gelu_pytorch_tanh"] {
+            let config = with("\"gelu\"", &format!("\"{tanh}\"")).unwrap();
+            assert_eq!(config.hidden_act, HiddenAct::GeluApproximate);
+        }
+        let refused = with("\"absolute\"", "\"relative_key\"").unwrap_err();
+        assert!(refused.to_string().contains("relative_key"), "{refused}");
+        let refused = with("\"gelu\"", "\"silu\"").unwrap_err();
+        assert!(refused.to_string().contains("silu"), "{refused}");
+        // Written by older transformers, which had no relative kinds.
+        assert!(with("\"position_embedding_type\": \"absolute\",", "").is_ok());
+    }
 
     #[test]
     fn exp_agrees_with_libm_over_its_range() {

@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::Config;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use crate::bert::Bert;
+use crate::bert::{Bert, Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
@@ -57,6 +56,19 @@ impl SentenceEncoder {
                 path: config_path.clone(),
                 detail: e.to_string(),
             })?;
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
+            return Err(EncoderError::Config {
+                path: config_path,
+                detail: format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}",
+                    config.hidden_size, config.num_attention_heads
+                ),
+            });
+        }
         let mut tokenizer = Tokenizer::from_bytes(read(FILES[1])?)
             .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         // The file pads every input to a fixed length; a batch needs only its longest.

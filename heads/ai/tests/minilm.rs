@@ -92,3 +92,21 @@ fn a_missing_model_directory_says_how_to_fetch_it() {
         "{message}"
     );
 }
+
+#[test]
+fn a_config_whose_heads_do_not_divide_the_hidden_size_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+        "num_attention_heads": 10, "intermediate_size": 1536, "hidden_act": "gelu",
+        "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12}"#;
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    let err = SentenceEncoder::open(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap();
+    let message = err.to_string();
+    assert!(
+        message.contains("config.json")
+            && message.contains("hidden_size 384 is not a multiple of num_attention_heads 10"),
+        "{message}"
+    );
+}

@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chimera_audit::{AuditLog, CheckpointSigner, Event, verify};
 use chimera_maml::{PublicKey, SecretKey};
 use chimera_server::receipt::EngineKey;
 use chimera_server::{audit_path, engine_key_prefix};
 use clap::Subcommand;
+
+use crate::serve::existing_data_dir;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -21,15 +23,9 @@ pub enum AuditCommand {
 
 pub fn run(command: AuditCommand) -> Result<bool> {
     let AuditCommand::Verify { data_dir } = command;
-    if !data_dir.is_dir() {
-        bail!(
-            "no data directory {}: give --data-dir the directory `chimera serve` was started with \
-             (default chimera-data)",
-            data_dir.display()
-        );
-    }
-    let path = audit_path(&data_dir);
-    let public = engine_key_prefix(&data_dir).with_extension("pub");
+    let data_dir = existing_data_dir(&data_dir)?;
+    let path = audit_path(data_dir);
+    let public = engine_key_prefix(data_dir).with_extension("pub");
     let engine = PublicKey::read_file(&public)
         .context("the engine's key, which signs the audit log's checkpoints")?;
     let engine_id = engine.id().to_string();

@@ -17,6 +17,8 @@ use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use crate::serve::existing_data_dir;
+
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 #[derive(Args)]
@@ -194,7 +196,16 @@ pub fn trust(command: TrustCommand) -> Result<()> {
     let now = jiff::Timestamp::now();
     match command {
         TrustCommand::List { data_dir } => {
-            let store = TrustStore::load(&trust_path(&data_dir))?;
+            let path = trust_path(existing_data_dir(&data_dir)?);
+            let store = TrustStore::load(&path)?;
+            if store.keys().is_empty() {
+                eprintln!(
+                    "no keys are trusted in {}; trust one with `chimera trust add KEY.pub --name \
+                     NAME --allow TYPES --data-dir {}`",
+                    path.display(),
+                    data_dir.display()
+                );
+            }
             for key in store.keys() {
                 let revoked = key
                     .revoked_at
@@ -235,7 +246,7 @@ pub fn trust(command: TrustCommand) -> Result<()> {
         TrustCommand::Revoke {
             name_or_id,
             data_dir,
-        } => edit_trust(&data_dir, |store| {
+        } => edit_trust(existing_data_dir(&data_dir)?, |store| {
             let revoked = store.revoke(&name_or_id, now)?;
             let said = format!("revoked `{}` ({})", revoked.name, revoked.key.id());
             let event = Event::KeyRevoked {

@@ -243,6 +243,19 @@ pub fn head_launcher(data_dir: &Path) -> Result<Launcher> {
     }))
 }
 
+/// `dir`, when it is a directory: for the commands that read an engine's data directory, so that a
+/// mistyped `--data-dir` is named as such rather than as a file missing inside it.
+pub fn existing_data_dir(dir: &Path) -> Result<&Path> {
+    if !dir.is_dir() {
+        bail!(
+            "no data directory {}: give --data-dir the directory `chimera serve` was started with \
+             (default chimera-data)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
 /// The default of `--keep-finished-days`.
 const KEEP_FINISHED_DAYS: f64 = 30.0;
 

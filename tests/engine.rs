@@ -1529,6 +1529,42 @@ fn a_result_outside_its_output_schema_or_a_gpu_job_without_a_gpu_fails_saying_wh
     });
 }
 
+/// The commands that read an engine's data directory name a mistyped one as such (not as a file
+/// missing inside it, nor as an empty list), and make nothing there.
+#[test]
+fn commands_on_a_mistyped_data_directory_say_so_and_make_nothing() {
+    let dir = work_dir("engine-mistyped-data-dir");
+    let mistyped = dir.join("dat");
+    let data_arg = mistyped.to_str().unwrap();
+    for args in [
+        &["audit", "verify"][..],
+        &["trust", "list"],
+        &["trust", "revoke", "lab"],
+    ] {
+        let out = chimera(&[args, &["--data-dir", data_arg]].concat());
+        assert!(!out.status.success(), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("no data directory {data_arg}")),
+            "{args:?}: {said}"
+        );
+        assert!(!mistyped.exists(), "{args:?} made {data_arg}");
+    }
+    // A data directory that trusts no key yet says so, and how to trust one.
+    let out = ok(chimera(&[
+        "trust",
+        "list",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(out.stdout.is_empty());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no keys are trusted") && said.contains("chimera trust add"),
+        "{said}"
+    );
+}
+
 #[test]
 fn the_audit_log_holds_what_the_engine_saw_signed_and_a_changed_record_is_found() {
     let dir = work_dir("engine-audit");
@@ -1572,15 +1608,6 @@ fn the_audit_log_holds_what_the_engine_saw_signed_and_a_changed_record_is_found(
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("intact") && !said.contains("not yet signed"),
-        "{said}"
-    );
-    // A mistyped data directory is named as such, not as a missing key file inside it.
-    let mistyped = dir.join("dat");
-    let out = chimera(&["audit", "verify", "--data-dir", mistyped.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains(&format!("no data directory {}", mistyped.display())),
         "{said}"
     );
     let path = data.join("audit.log");

@@ -9,14 +9,14 @@ use chimera_server::receipt::EngineKey;
 use chimera_server::{audit_path, engine_key_prefix};
 use clap::Subcommand;
 
-use crate::serve::existing_data_dir;
+use crate::serve::{DEFAULT_DATA_DIR, existing_data_dir};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check the engine's audit log: every record chained to the one before, every checkpoint
     /// signed by the engine's key. Exit 0 only when the log is intact.
     Verify {
-        #[arg(long, default_value = "chimera-data")]
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }

@@ -17,7 +17,7 @@ use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::serve::existing_data_dir;
+use crate::serve::{DEFAULT_DATA_DIR, existing_data_dir};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
@@ -170,18 +170,18 @@ pub enum TrustCommand {
         /// MAML job types it may run, comma-separated (`*` for every type).
         #[arg(long, value_delimiter = ',', required = true)]
         allow: Vec<String>,
-        #[arg(long, default_value = "chimera-data")]
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// List the trusted keys.
     List {
-        #[arg(long, default_value = "chimera-data")]
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// Revoke a key by name or id: its jobs are refused from the next submission on.
     Revoke {
         name_or_id: String,
-        #[arg(long, default_value = "chimera-data")]
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }

@@ -61,13 +61,14 @@ enum Command {
     /// Measure one gate pass on the GPU against the device's copy bandwidth, for every target qubit.
     Bandwidth(bandwidth::BandwidthArgs),
     /// The researchers' report: the standard circuits at growing qubit counts on each backend
-    /// here (and on qsim and Qiskit Aer when installed), as a Markdown table, raw JSON and SVG
-    /// plots in a directory.
+    /// here (and on qsim, Qiskit Aer and, with a GPU, cuStateVec when installed), as a Markdown
+    /// table, raw JSON and SVG plots in a directory.
     Bench(bench::BenchArgs),
     /// Train a model from a training spec (the YAML of a `chimera-train` block), on the CPU unless
     /// `--device cuda`.
     Train(train::TrainArgs),
-    /// Run a model stored by `chimera train` on inputs from a .npy or CSV file.
+    /// Run a model stored by `chimera train` on inputs from a .npy or CSV file, or a sentence
+    /// encoder (MiniLM-L6) on a text file of sentences.
     Infer(train::InferArgs),
     /// Make an ML-DSA-65 key pair for signing MAML jobs: PREFIX.key and PREFIX.pub.
     Keygen(maml::KeygenArgs),

@@ -23,7 +23,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:9090")]
     metrics_addr: String,
     /// The engine's data directory: journal, trust store, engine key, training runs and models.
-    #[arg(long, default_value = "chimera-data")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Seconds of silence after which a head is taken for dead and replaced.
     #[arg(long, default_value_t = 3.0)]
@@ -249,12 +249,15 @@ pub fn existing_data_dir(dir: &Path) -> Result<&Path> {
     if !dir.is_dir() {
         bail!(
             "no data directory {}: give --data-dir the directory `chimera serve` was started with \
-             (default chimera-data)",
+             (default {DEFAULT_DATA_DIR})",
             dir.display()
         );
     }
     Ok(dir)
 }
+
+/// The default of every command's `--data-dir`.
+pub const DEFAULT_DATA_DIR: &str = "chimera-data";
 
 /// The default of `--keep-finished-days`.
 const KEEP_FINISHED_DAYS: f64 = 30.0;

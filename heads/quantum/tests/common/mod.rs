@@ -6,33 +6,30 @@ use chimera_quantum::backend::Amplitudes;
 use chimera_quantum::backend::cpu::{CpuBackend, Isa, Tuning};
 use chimera_quantum::circuit::{C64, Gate};
 
-/// Every CPU configuration worth testing: the detected instruction set and the portable one, with
-/// the default plan and with tiny blocks that force the gather/scatter path on small circuits.
+/// Every CPU configuration worth testing: each instruction set this processor runs (AVX-512, AVX2,
+/// portable), with its measured plan and with tiny blocks that force the gather/scatter path on
+/// small circuits.
 pub fn cpu_backends() -> Vec<(String, CpuBackend)> {
-    let mut isas = vec![Isa::Portable];
-    if Isa::detect() != Isa::Portable {
-        isas.push(Isa::detect());
-    }
-    let tunings = [
-        Tuning::default(),
-        Tuning {
-            block_qubits: 5,
-            fuse_qubits: 2,
-            contiguous_qubits: 2,
-        },
-        Tuning {
-            block_qubits: 7,
-            fuse_qubits: 4,
-            contiguous_qubits: 1,
-        },
-        Tuning {
-            block_qubits: 6,
-            fuse_qubits: 1,
-            contiguous_qubits: 3,
-        },
-    ];
     let mut out = Vec::new();
-    for &isa in &isas {
+    for isa in Isa::available() {
+        let tunings = [
+            Tuning::for_isa(isa),
+            Tuning {
+                block_qubits: 5,
+                fuse_qubits: 2,
+                contiguous_qubits: 2,
+            },
+            Tuning {
+                block_qubits: 7,
+                fuse_qubits: 4,
+                contiguous_qubits: 1,
+            },
+            Tuning {
+                block_qubits: 6,
+                fuse_qubits: 1,
+                contiguous_qubits: 3,
+            },
+        ];
         for t in tunings {
             let name = format!("{}/{:?}", isa.name(), t);
             out.push((name, CpuBackend::with(Some(2), isa, t).unwrap()));

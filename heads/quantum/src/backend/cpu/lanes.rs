@@ -1,8 +1,9 @@
 //! The vector types the CPU kernel is written over: a group of 2^LANE_BITS consecutive complex
 //! amplitudes, stored interleaved (re, im, re, im, ...) exactly as in the statevector.
 //!
-//! AVX2 holds 4 complex64 or 2 complex128 amplitudes in one 256-bit register; the portable scalar
-//! form holds one. The kernel in `kernel.rs` is written once over this trait.
+//! AVX-512 holds 8 complex64 or 4 complex128 amplitudes in one 512-bit register, AVX2 4 or 2 in a
+//! 256-bit one; the portable scalar form holds one. The kernel in `kernel.rs` is written once over
+//! this trait.
 
 use num_complex::Complex;
 
@@ -112,6 +113,15 @@ unsafe impl<F: Real + std::ops::Mul<Output = F> + std::ops::Add<Output = F>> Lan
 
 #[cfg(target_arch = "x86_64")]
 pub use avx2::{Avx2F32, Avx2F64};
+#[cfg(target_arch = "x86_64")]
+pub use avx512::{Avx512F32, Avx512F64};
+
+/// The float index that float `i` of a permutation over complex128 takes, `src` being the same
+/// permutation over doubles: each double is a pair of 32-bit words, which the word permutes move.
+#[cfg(target_arch = "x86_64")]
+fn word_of_double(src: &[usize], i: usize) -> i32 {
+    (2 * src[i / 2] + i % 2) as i32
+}
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -214,7 +224,7 @@ mod avx2 {
         }
         /// A double permutation is a permutation of 32-bit word pairs, which `vpermps` does in one step.
         fn perm(src: &[usize]) -> WordPerm {
-            WordPerm(std::array::from_fn(|i| (2 * src[i / 2] + i % 2) as i32))
+            WordPerm(std::array::from_fn(|i| super::word_of_double(src, i)))
         }
         #[inline(always)]
         fn permute(x: __m256d, p: WordPerm) -> __m256d {
@@ -222,6 +232,121 @@ mod avx2 {
                 let idx = _mm256_loadu_si256(p.0.as_ptr() as *const __m256i);
                 _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(x), idx))
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::Lanes;
+    use num_complex::Complex;
+    use std::arch::x86_64::*;
+
+    /// 8 complex64 amplitudes in a __m512.
+    #[derive(Clone, Copy)]
+    pub struct Avx512F32;
+    /// 4 complex128 amplitudes in a __m512d.
+    #[derive(Clone, Copy)]
+    pub struct Avx512F64;
+
+    /// A float permutation as the 32-bit word indices `vpermps` takes (16 of them in 512 bits).
+    #[derive(Clone, Copy)]
+    pub struct WordPerm([i32; 16]);
+
+    impl WordPerm {
+        #[inline(always)]
+        fn indices(self) -> __m512i {
+            // SAFETY: 16 readable words; AVX-512F is present (the trait's contract).
+            unsafe { _mm512_loadu_si512(self.0.as_ptr() as *const __m512i) }
+        }
+    }
+
+    // SAFETY: every method uses AVX-512F only; the backend selects this type only after
+    // `is_x86_feature_detected!` confirmed it, and calls it from `#[target_feature]` functions.
+    unsafe impl Lanes for Avx512F32 {
+        type F = f32;
+        type V = __m512;
+        type Perm = WordPerm;
+        const LANE_BITS: usize = 3;
+
+        #[inline(always)]
+        unsafe fn load(p: *const Complex<f32>) -> __m512 {
+            unsafe { _mm512_loadu_ps(p as *const f32) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut Complex<f32>, v: __m512) {
+            unsafe { _mm512_storeu_ps(p as *mut f32, v) }
+        }
+        fn from_floats(f: &[f32]) -> __m512 {
+            // SAFETY: `f` holds 16 floats.
+            unsafe { _mm512_loadu_ps(f[..16].as_ptr()) }
+        }
+        #[inline(always)]
+        fn zero() -> __m512 {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn swap_re_im(x: __m512) -> __m512 {
+            unsafe { _mm512_permute_ps::<0b10_11_00_01>(x) }
+        }
+        fn perm(src: &[usize]) -> WordPerm {
+            WordPerm(std::array::from_fn(|i| src[i] as i32))
+        }
+        #[inline(always)]
+        fn permute(x: __m512, p: WordPerm) -> __m512 {
+            unsafe { _mm512_permutexvar_ps(p.indices(), x) }
+        }
+    }
+
+    // SAFETY: as for Avx512F32.
+    unsafe impl Lanes for Avx512F64 {
+        type F = f64;
+        type V = __m512d;
+        type Perm = WordPerm;
+        const LANE_BITS: usize = 2;
+
+        #[inline(always)]
+        unsafe fn load(p: *const Complex<f64>) -> __m512d {
+            unsafe { _mm512_loadu_pd(p as *const f64) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut Complex<f64>, v: __m512d) {
+            unsafe { _mm512_storeu_pd(p as *mut f64, v) }
+        }
+        fn from_floats(f: &[f64]) -> __m512d {
+            // SAFETY: `f` holds 8 doubles.
+            unsafe { _mm512_loadu_pd(f[..8].as_ptr()) }
+        }
+        #[inline(always)]
+        fn zero() -> __m512d {
+            unsafe { _mm512_setzero_pd() }
+        }
+        #[inline(always)]
+        fn fma(a: __m512d, b: __m512d, c: __m512d) -> __m512d {
+            unsafe { _mm512_fmadd_pd(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(a: __m512d, b: __m512d) -> __m512d {
+            unsafe { _mm512_add_pd(a, b) }
+        }
+        #[inline(always)]
+        fn swap_re_im(x: __m512d) -> __m512d {
+            unsafe { _mm512_permute_pd::<0b0101_0101>(x) }
+        }
+        fn perm(src: &[usize]) -> WordPerm {
+            WordPerm(std::array::from_fn(|i| super::word_of_double(src, i)))
+        }
+        #[inline(always)]
+        fn permute(x: __m512d, p: WordPerm) -> __m512d {
+            unsafe { _mm512_castps_pd(_mm512_permutexvar_ps(p.indices(), _mm512_castpd_ps(x))) }
         }
     }
 }

@@ -45,32 +45,60 @@ const DIAGONAL_FUSE_QUBITS: usize = 8;
 /// The instruction set the kernels use, chosen at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// 512-bit vectors (AVX-512F), twice the amplitudes per instruction of AVX2.
+    Avx512,
     Avx2Fma,
     Portable,
 }
 
 impl Isa {
+    /// The widest instruction set this processor runs.
     pub fn detect() -> Isa {
+        Isa::available()[0]
+    }
+
+    /// Every instruction set this processor runs, widest first (the portable one always).
+    pub fn available() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2Fma, Isa::Portable]
+            .into_iter()
+            .filter(|isa| isa.runs_here())
+            .collect()
+    }
+
+    fn runs_here(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Isa::Avx2Fma;
+        let (avx2, avx512) = {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            (avx2, avx2 && std::arch::is_x86_feature_detected!("avx512f"))
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (avx2, avx512) = (false, false);
+        match self {
+            Isa::Avx512 => avx512,
+            Isa::Avx2Fma => avx2,
+            Isa::Portable => true,
         }
-        Isa::Portable
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512 => "avx512f",
             Isa::Avx2Fma => "avx2+fma",
             Isa::Portable => "portable",
         }
     }
 }
 
-/// The knobs of the block plan. The defaults were measured on a 2-core Zen 3 (512 KiB of L2 per
-/// core, 32 MiB of L3) against qsim on the benchmark circuits (`benches/compare.py`): slices of
-/// 2 MiB (L3-resident) gathered in runs of 256 amplitudes beat L2-sized slices gathered in shorter
-/// runs, because scattered short runs cost more than the L3 traffic.
+/// The knobs of the block plan, measured against qsim on the benchmark circuits
+/// (`benches/compare.py`, 2 threads) for each instruction set, on the machine that had it
+/// (benches/RESULTS.md):
+/// - AVX2 on a 2-core Zen 3 (512 KiB of L2 per core, 32 MiB of L3): slices of 2 MiB (L3-resident)
+///   gathered in runs of 256 amplitudes beat L2-sized slices gathered in shorter runs, because
+///   scattered short runs cost more than the L3 traffic.
+/// - AVX-512 on a 2-core Intel Xeon (2 MiB of L2 per core): 1 MiB slices (L2-resident) in runs of
+///   1,024 amplitudes and gates fused to 3 qubits; the Zen 3's plan was up to 1.5 times slower
+///   there (random_22_d20: 298 ms against 197).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// Qubits per cache block in single precision (double uses one fewer: same bytes).
@@ -81,12 +109,20 @@ pub struct Tuning {
     pub contiguous_qubits: usize,
 }
 
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            block_qubits: 18,
-            fuse_qubits: 4,
-            contiguous_qubits: 8,
+impl Tuning {
+    /// The measured plan for `isa` (the portable kernels take AVX2's).
+    pub fn for_isa(isa: Isa) -> Tuning {
+        match isa {
+            Isa::Avx512 => Tuning {
+                block_qubits: 17,
+                fuse_qubits: 3,
+                contiguous_qubits: 10,
+            },
+            Isa::Avx2Fma | Isa::Portable => Tuning {
+                block_qubits: 18,
+                fuse_qubits: 4,
+                contiguous_qubits: 8,
+            },
         }
     }
 }
@@ -127,7 +163,8 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// `threads`: worker threads, all cores when `None`.
     pub fn new(threads: Option<usize>) -> Result<CpuBackend, BackendError> {
-        Self::with(threads, Isa::detect(), Tuning::default())
+        let isa = Isa::detect();
+        Self::with(threads, isa, Tuning::for_isa(isa))
     }
 
     pub fn with(
@@ -142,10 +179,10 @@ impl CpuBackend {
             .thread_name(|i| format!("chimera-cpu-{i}"))
             .build()
             .map_err(|e| BackendError::Threads(threads, e.to_string()))?;
-        if isa == Isa::Avx2Fma && Isa::detect() != Isa::Avx2Fma {
+        if !isa.runs_here() {
             return Err(BackendError::Unavailable(
-                "cpu avx2+fma".into(),
-                "this processor lacks AVX2 or FMA".into(),
+                format!("cpu {}", isa.name()),
+                "this processor lacks those instructions".into(),
             ));
         }
         Ok(CpuBackend {
@@ -222,43 +259,57 @@ impl Backend for CpuBackend {
     }
 }
 
-/// The float types the CPU backend simulates in, each with its kernels.
+/// The float types the CPU backend simulates in, each with its vectors under each instruction set.
 trait CpuReal: Real + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self>
 where
     Complex<Self>: std::ops::MulAssign<Self>,
 {
-    fn apply(amps: &mut [Complex<Self>], num_qubits: usize, gates: &[Gate], shared: &Shared);
+    #[cfg(target_arch = "x86_64")]
+    type Avx512: Lanes<F = Self>;
+    #[cfg(target_arch = "x86_64")]
+    type Avx2: Lanes<F = Self>;
+    /// Qubits fewer per cache block than in single precision, so that a block holds the same bytes.
+    const FEWER_BLOCK_QUBITS: usize;
+
     fn into_amplitudes(amps: Vec<Complex<Self>>) -> Amplitudes;
+
+    /// Applies `gates` with the widest vectors that the backend's instruction set and the state's
+    /// size allow.
+    fn apply(amps: &mut [Complex<Self>], n: usize, gates: &[Gate], shared: &Shared) {
+        let block = shared.tuning.block_qubits - Self::FEWER_BLOCK_QUBITS;
+        #[cfg(target_arch = "x86_64")]
+        match shared.isa {
+            Isa::Avx512 if n >= Self::Avx512::LANE_BITS => {
+                return apply_gates::<Self::Avx512>(amps, n, gates, shared, block);
+            }
+            Isa::Avx512 | Isa::Avx2Fma if n >= Self::Avx2::LANE_BITS => {
+                return apply_gates::<Self::Avx2>(amps, n, gates, shared, block);
+            }
+            _ => {}
+        }
+        apply_gates::<Scalar<Self>>(amps, n, gates, shared, block)
+    }
 }
 
 impl CpuReal for f32 {
-    fn apply(amps: &mut [Complex<f32>], n: usize, gates: &[Gate], shared: &Shared) {
-        #[cfg(target_arch = "x86_64")]
-        if shared.isa == Isa::Avx2Fma && n >= lanes::Avx2F32::LANE_BITS {
-            return apply_gates::<lanes::Avx2F32>(
-                amps,
-                n,
-                gates,
-                shared,
-                shared.tuning.block_qubits,
-            );
-        }
-        apply_gates::<Scalar<f32>>(amps, n, gates, shared, shared.tuning.block_qubits)
-    }
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = lanes::Avx512F32;
+    #[cfg(target_arch = "x86_64")]
+    type Avx2 = lanes::Avx2F32;
+    const FEWER_BLOCK_QUBITS: usize = 0;
+
     fn into_amplitudes(amps: Vec<Complex<f32>>) -> Amplitudes {
         Amplitudes::Single(amps)
     }
 }
 
 impl CpuReal for f64 {
-    fn apply(amps: &mut [Complex<f64>], n: usize, gates: &[Gate], shared: &Shared) {
-        let block = shared.tuning.block_qubits - 1;
-        #[cfg(target_arch = "x86_64")]
-        if shared.isa == Isa::Avx2Fma && n >= lanes::Avx2F64::LANE_BITS {
-            return apply_gates::<lanes::Avx2F64>(amps, n, gates, shared, block);
-        }
-        apply_gates::<Scalar<f64>>(amps, n, gates, shared, block)
-    }
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = lanes::Avx512F64;
+    #[cfg(target_arch = "x86_64")]
+    type Avx2 = lanes::Avx2F64;
+    const FEWER_BLOCK_QUBITS: usize = 1;
+
     fn into_amplitudes(amps: Vec<Complex<f64>>) -> Amplitudes {
         Amplitudes::Double(amps)
     }
@@ -482,9 +533,12 @@ unsafe fn apply_all<S: Lanes>(
     len: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2Fma {
+    match isa {
+        // SAFETY: AVX-512F was detected (the caller's contract).
+        Isa::Avx512 => return unsafe { apply_all_avx512(gates, buf, len) },
         // SAFETY: AVX2 and FMA were detected (the caller's contract).
-        return unsafe { apply_all_avx2(gates, buf, len) };
+        Isa::Avx2Fma => return unsafe { apply_all_avx2(gates, buf, len) },
+        Isa::Portable => {}
     }
     let _ = isa;
     // SAFETY: the caller's contract.
@@ -496,6 +550,14 @@ unsafe fn apply_all<S: Lanes>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn apply_all_avx2<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { apply_each(gates, buf, len) }
+}
+
+/// As [`apply_all_avx2`], for AVX-512F (which the processors that have it pair with AVX2 and FMA).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn apply_all_avx512<S: Lanes>(gates: &[Prepared<S>], buf: *mut Complex<S::F>, len: usize) {
     // SAFETY: the caller's contract.
     unsafe { apply_each(gates, buf, len) }
 }

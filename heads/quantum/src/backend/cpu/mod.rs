@@ -172,6 +172,12 @@ impl CpuBackend {
         isa: Isa,
         tuning: Tuning,
     ) -> Result<CpuBackend, BackendError> {
+        if !isa.runs_here() {
+            return Err(BackendError::Unavailable(
+                format!("cpu {}", isa.name()),
+                "this processor lacks those instructions".into(),
+            ));
+        }
         let threads =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new()
@@ -179,12 +185,6 @@ impl CpuBackend {
             .thread_name(|i| format!("chimera-cpu-{i}"))
             .build()
             .map_err(|e| BackendError::Threads(threads, e.to_string()))?;
-        if !isa.runs_here() {
-            return Err(BackendError::Unavailable(
-                format!("cpu {}", isa.name()),
-                "this processor lacks those instructions".into(),
-            ));
-        }
         Ok(CpuBackend {
             shared: Arc::new(Shared {
                 pool,

@@ -9,8 +9,9 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
-use rayon::prelude::*;
 use serde::Deserialize;
+
+use crate::parallel::for_each_parallel;
 
 /// What the encoder needs of a BERT `config.json`, as Hugging Face's transformers writes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -187,9 +188,9 @@ impl CustomOp1 for GeluErf {
         };
         let x = &data[start..end];
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(out, x)| out.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu_erf(x)));
+        for_each_parallel(out.chunks_mut(CHUNK).zip(x.chunks(CHUNK)), |(out, x)| {
+            out.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu_erf(x))
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

@@ -4,11 +4,12 @@
 //! benches/RESULTS.md), not in arithmetic. Other devices keep candle's ops (`model.rs`).
 //!
 //! Sums over the batch are taken in fixed chunks of samples and the chunks added in order, so a
-//! result does not depend on the number of threads or on how rayon schedules the work.
+//! result does not depend on the number of threads or on how the work is scheduled.
 
+use crate::parallel::{for_each_parallel, map_parallel};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor};
-use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Samples per chunk of a batch sum (see the module's note on determinism).
 const CHUNK: usize = 8;
@@ -245,22 +246,26 @@ impl CustomOp3 for Conv {
         );
         let bias = elements(bias, bias_layout, "conv bias")?;
         let mut out = vec![0f32; n * g.out_len()];
-        out.par_chunks_mut(g.out_len())
-            .zip(x.par_chunks(g.image_len()))
-            .for_each_init(
-                || vec![0f32; g.taps() * g.pixels()],
-                |columns, (out, image)| {
-                    g.unfold(image, columns);
-                    for (row, b) in out.chunks_mut(g.pixels()).zip(bias) {
-                        row.fill(*b);
-                    }
-                    let (w, cols) = (
-                        Matrix::rows(weight, g.taps()),
-                        Matrix::rows(columns, g.pixels()),
-                    );
-                    matmul(out, g.out_channels, g.pixels(), g.taps(), w, cols, true);
-                },
-            );
+        let batches = out
+            .chunks_mut(CHUNK * g.out_len())
+            .zip(x.chunks(CHUNK * g.image_len()));
+        for_each_parallel(batches, |(out, images)| {
+            let mut columns = vec![0f32; g.taps() * g.pixels()];
+            for (out, image) in out
+                .chunks_mut(g.out_len())
+                .zip(images.chunks(g.image_len()))
+            {
+                g.unfold(image, &mut columns);
+                for (row, b) in out.chunks_mut(g.pixels()).zip(bias) {
+                    row.fill(*b);
+                }
+                let (w, cols) = (
+                    Matrix::rows(weight, g.taps()),
+                    Matrix::rows(&columns, g.pixels()),
+                );
+                matmul(out, g.out_channels, g.pixels(), g.taps(), w, cols, true);
+            }
+        });
         let shape = Shape::from((n, g.out_channels, g.height, g.width));
         Ok((CpuStorage::F32(out), shape))
     }
@@ -302,45 +307,45 @@ fn conv_backward(
     let (p, taps) = (g.pixels(), g.taps());
     let mut gx = vec![0f32; n * g.image_len()];
     // Per chunk of samples: its share of the weight and bias gradients, [c_out * taps + c_out].
-    let partials: Vec<Vec<f32>> = gx
-        .par_chunks_mut(CHUNK * g.image_len())
-        .zip(x.par_chunks(CHUNK * g.image_len()))
-        .zip(grad.par_chunks(CHUNK * g.out_len()))
-        .map(|((gx, x), grad)| {
-            let mut partial = vec![0f32; g.out_channels * (taps + 1)];
-            let mut columns = vec![0f32; taps * p];
-            let mut grad_columns = vec![0f32; taps * p];
-            for ((gx, image), grad) in gx
-                .chunks_mut(g.image_len())
-                .zip(x.chunks(g.image_len()))
-                .zip(grad.chunks(g.out_len()))
-            {
-                let (gw, gb) = partial.split_at_mut(g.out_channels * taps);
-                g.unfold(image, &mut columns);
-                // d weight [c_out, taps] += grad [c_out, p] · columnsᵀ [p, taps]
-                let (grad_m, cols_t) = (Matrix::rows(grad, p), Matrix::transposed(&columns, p));
-                matmul(gw, g.out_channels, taps, p, grad_m, cols_t, true);
-                // d columns [taps, p] = weightᵀ [taps, c_out] · grad [c_out, p], folded back.
-                let w_t = Matrix::transposed(weight, taps);
-                matmul(
-                    &mut grad_columns,
-                    taps,
-                    p,
-                    g.out_channels,
-                    w_t,
-                    grad_m,
-                    false,
-                );
-                g.fold_add(&grad_columns, gx);
-                for (b, row) in gb.iter_mut().zip(grad.chunks(p)) {
-                    *b += lane_sum(row, row, |g, _| g);
-                }
+    let partial_len = g.out_channels * (taps + 1);
+    let mut partials = vec![0f32; n.div_ceil(CHUNK) * partial_len];
+    let batches = gx
+        .chunks_mut(CHUNK * g.image_len())
+        .zip(x.chunks(CHUNK * g.image_len()))
+        .zip(grad.chunks(CHUNK * g.out_len()))
+        .zip(partials.chunks_mut(partial_len));
+    for_each_parallel(batches, |(((gx, x), grad), partial)| {
+        let mut columns = vec![0f32; taps * p];
+        let mut grad_columns = vec![0f32; taps * p];
+        for ((gx, image), grad) in gx
+            .chunks_mut(g.image_len())
+            .zip(x.chunks(g.image_len()))
+            .zip(grad.chunks(g.out_len()))
+        {
+            let (gw, gb) = partial.split_at_mut(g.out_channels * taps);
+            g.unfold(image, &mut columns);
+            // d weight [c_out, taps] += grad [c_out, p] · columnsᵀ [p, taps]
+            let (grad_m, cols_t) = (Matrix::rows(grad, p), Matrix::transposed(&columns, p));
+            matmul(gw, g.out_channels, taps, p, grad_m, cols_t, true);
+            // d columns [taps, p] = weightᵀ [taps, c_out] · grad [c_out, p], folded back.
+            let w_t = Matrix::transposed(weight, taps);
+            matmul(
+                &mut grad_columns,
+                taps,
+                p,
+                g.out_channels,
+                w_t,
+                grad_m,
+                false,
+            );
+            g.fold_add(&grad_columns, gx);
+            for (b, row) in gb.iter_mut().zip(grad.chunks(p)) {
+                *b += lane_sum(row, row, |g, _| g);
             }
-            partial
-        })
-        .collect();
-    let mut total = vec![0f32; g.out_channels * (taps + 1)];
-    for partial in &partials {
+        }
+    });
+    let mut total = vec![0f32; partial_len];
+    for partial in partials.chunks(partial_len) {
         for (t, v) in total.iter_mut().zip(partial) {
             *t += v;
         }
@@ -367,15 +372,13 @@ pub fn channel_statistics(x: &Tensor) -> Result<(Vec<f32>, Vec<f32>)> {
                 .map(|i| f(channel_plane(data, i, channel, c, pixels)) as f64)
                 .sum()
         };
-        Ok((0..c)
-            .into_par_iter()
-            .map(|channel| {
-                let mean = (sum_planes(channel, &|p| lane_sum(p, p, |v, _| v)) / count) as f32;
-                let squares = |p: &[f32]| lane_sum(p, p, |v, _| (v - mean) * (v - mean));
-                let var = sum_planes(channel, &squares) / count;
-                (mean, var as f32)
-            })
-            .unzip())
+        let statistics = map_parallel(c, |channel| {
+            let mean = (sum_planes(channel, &|p| lane_sum(p, p, |v, _| v)) / count) as f32;
+            let squares = |p: &[f32]| lane_sum(p, p, |v, _| (v - mean) * (v - mean));
+            let var = sum_planes(channel, &squares) / count;
+            (mean, var as f32)
+        });
+        Ok(statistics.into_iter().unzip())
     })
 }
 
@@ -434,41 +437,36 @@ impl BatchNorm {
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let plane = |data, i, ch| channel_plane(data, i, ch, c, pixels);
         // Per channel: d bias = Σ grad, d weight = Σ grad · x̂.
-        let (gw, gb): (Vec<f32>, Vec<f32>) = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mut gw, mut gb) = (0f64, 0f64);
-                let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
-                for i in 0..n {
-                    let (x, grad) = (plane(x_data, i, ch), plane(grad_data, i, ch));
-                    gw += lane_sum(x, grad, |v, g| g * (v - mean) * inv_std) as f64;
-                    gb += lane_sum(grad, grad, |g, _| g) as f64;
-                }
-                (gw as f32, gb as f32)
-            })
-            .unzip();
+        let sums = map_parallel(c, |ch| {
+            let (mut gw, mut gb) = (0f64, 0f64);
+            let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
+            for i in 0..n {
+                let (x, grad) = (plane(x_data, i, ch), plane(grad_data, i, ch));
+                gw += lane_sum(x, grad, |v, g| g * (v - mean) * inv_std) as f64;
+                gb += lane_sum(grad, grad, |g, _| g) as f64;
+            }
+            (gw as f32, gb as f32)
+        });
+        let (gw, gb): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
         let count = (n * pixels) as f32;
         let mut gx = vec![0f32; x_data.len()];
-        gx.par_chunks_mut(c * pixels)
-            .zip(
-                x_data
-                    .par_chunks(c * pixels)
-                    .zip(grad_data.par_chunks(c * pixels)),
-            )
-            .for_each(|(gx, (x, grad))| {
-                let planes = gx
-                    .chunks_mut(pixels)
-                    .zip(x.chunks(pixels).zip(grad.chunks(pixels)));
-                for (ch, (gx, (x, grad))) in planes.enumerate() {
-                    let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
-                    let scale = w[ch] * inv_std;
-                    let (mean_grad, mean_grad_xhat) = (gb[ch] / count, gw[ch] / count);
-                    for (d, (&v, &g)) in gx.iter_mut().zip(x.iter().zip(grad)) {
-                        let xhat = (v - mean) * inv_std;
-                        *d = scale * (g - mean_grad - xhat * mean_grad_xhat);
-                    }
+        let samples = gx
+            .chunks_mut(c * pixels)
+            .zip(x_data.chunks(c * pixels).zip(grad_data.chunks(c * pixels)));
+        for_each_parallel(samples, |(gx, (x, grad))| {
+            let planes = gx
+                .chunks_mut(pixels)
+                .zip(x.chunks(pixels).zip(grad.chunks(pixels)));
+            for (ch, (gx, (x, grad))) in planes.enumerate() {
+                let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
+                let scale = w[ch] * inv_std;
+                let (mean_grad, mean_grad_xhat) = (gb[ch] / count, gw[ch] / count);
+                for (d, (&v, &g)) in gx.iter_mut().zip(x.iter().zip(grad)) {
+                    let xhat = (v - mean) * inv_std;
+                    *d = scale * (g - mean_grad - xhat * mean_grad_xhat);
                 }
-            });
+            }
+        });
         (gx, gw, gb)
     }
 }
@@ -492,17 +490,16 @@ impl CustomOp3 for BatchNorm {
         let weight = elements(weight, weight_layout, "batch-norm weight")?;
         let bias = elements(bias, bias_layout, "batch-norm bias")?;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(c * pixels)
-            .zip(x.par_chunks(c * pixels))
-            .for_each(|(out, x)| {
-                for (ch, (out, x)) in out.chunks_mut(pixels).zip(x.chunks(pixels)).enumerate() {
-                    let scale = self.inv_std[ch] * weight[ch];
-                    let shift = bias[ch] - self.mean[ch] * scale;
-                    for (o, v) in out.iter_mut().zip(x) {
-                        *o = v * scale + shift;
-                    }
+        let samples = out.chunks_mut(c * pixels).zip(x.chunks(c * pixels));
+        for_each_parallel(samples, |(out, x)| {
+            for (ch, (out, x)) in out.chunks_mut(pixels).zip(x.chunks(pixels)).enumerate() {
+                let scale = self.inv_std[ch] * weight[ch];
+                let shift = bias[ch] - self.mean[ch] * scale;
+                for (o, v) in out.iter_mut().zip(x) {
+                    *o = v * scale + shift;
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 
@@ -549,29 +546,35 @@ pub fn batch_norm(
 
 /// Max pooling of x [n, c, h, w] over `size` x `size` windows with stride `size` (a partial last
 /// row or column of windows dropped, as candle and PyTorch do). The gradient goes to the first
-/// largest element of each window.
+/// largest element of each window, which the forward pass records: the op is made anew for each
+/// output (`max_pool`), so the record is that output's, and the backward pass is a scatter.
 struct MaxPool {
     size: usize,
+    /// Per output element, the index of its window's first largest element in its plane.
+    argmax: OnceLock<Vec<u32>>,
 }
 
-impl MaxPool {
-    /// `f(window, i)` for each window of one plane [h, w], in order, with `i` the index of the
-    /// window's first largest element.
-    fn for_each_argmax(&self, plane: &[f32], h: usize, w: usize, mut f: impl FnMut(usize, usize)) {
-        let (s, ow) = (self.size, w / self.size);
-        for oy in 0..h / s {
-            let rows = &plane[oy * s * w..(oy + 1) * s * w];
-            for ox in 0..ow {
-                let (mut best, mut max) = (ox * s, rows[ox * s]);
-                for dy in 0..s {
-                    let row = &rows[dy * w + ox * s..dy * w + (ox + 1) * s];
-                    for (dx, &v) in row.iter().enumerate() {
-                        if v > max {
-                            (best, max) = (dy * w + ox * s + dx, v);
-                        }
-                    }
+/// Pools one plane [h, w] into `out` [h / size, w / size], the argmax of each window in `at`.
+/// Inlined into calls with a constant `size`, so that the window loops unroll and the row loop
+/// vectorises without branches: a per-window loop with a branch per element was 15% of a CNN
+/// training step (`perf`), most of it mispredicted comparisons.
+#[inline(always)]
+fn pool_plane(size: usize, plane: &[f32], w: usize, out: &mut [f32], at: &mut [u32]) {
+    let ow = w / size;
+    let rows = out.chunks_exact_mut(ow).zip(at.chunks_exact_mut(ow));
+    for (oy, (out, at)) in rows.enumerate() {
+        for dy in 0..size {
+            let start = (oy * size + dy) * w;
+            let windows = plane[start..start + ow * size].chunks_exact(size);
+            for (ox, (window, (max, best))) in windows.zip(out.iter_mut().zip(&mut *at)).enumerate()
+            {
+                for (dx, &v) in window.iter().enumerate() {
+                    // Window positions in row-major order, a later one taken only if larger.
+                    let take = (dy == 0 && dx == 0) || v > *max;
+                    *max = if take { v } else { *max };
+                    let i = (start + ox * size + dx) as u32;
+                    *best = if take { i } else { *best };
                 }
-                f(oy * ow + ox, oy * s * w + best);
             }
         }
     }
@@ -593,14 +596,25 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (h, w) = image_dims(layout.dims())?;
+        if u32::try_from(h * w).is_err() {
+            return Err(error(format!("max pooling of {h}x{w} images: too large")));
+        }
         let x = elements(x, layout, "max-pool input")?;
         let out_plane = (h / self.size) * (w / self.size);
         let mut out = vec![0f32; x.len() / (h * w) * out_plane];
-        out.par_chunks_mut(out_plane)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(out, plane)| {
-                self.for_each_argmax(plane, h, w, |window, i| out[window] = plane[i]);
-            });
+        let mut argmax = vec![0u32; out.len()];
+        let planes = out
+            .chunks_mut(out_plane)
+            .zip(argmax.chunks_mut(out_plane))
+            .zip(x.chunks(h * w));
+        for_each_parallel(planes, |((out, at), plane)| match self.size {
+            2 => pool_plane(2, plane, w, out, at),
+            3 => pool_plane(3, plane, w, out, at),
+            size => pool_plane(size, plane, w, out, at),
+        });
+        self.argmax
+            .set(argmax)
+            .map_err(|_| error("a max-pool op ran forward twice".into()))?;
         let d = layout.dims();
         Ok((
             CpuStorage::F32(out),
@@ -611,27 +625,32 @@ impl CustomOp1 for MaxPool {
     fn bwd(&self, x: &Tensor, _out: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (h, w) = image_dims(x.dims())?;
         let out_plane = (h / self.size) * (w / self.size);
-        with_elements(x, "max-pool input", |x_data| {
-            with_elements(grad, "max-pool gradient", |grad_data| {
-                let mut gx = vec![0f32; x_data.len()];
-                gx.par_chunks_mut(h * w)
-                    .zip(
-                        x_data
-                            .par_chunks(h * w)
-                            .zip(grad_data.par_chunks(out_plane)),
-                    )
-                    .for_each(|(gx, (plane, grad))| {
-                        self.for_each_argmax(plane, h, w, |window, i| gx[i] += grad[window]);
-                    });
-                Ok(Some(cpu_tensor(gx, x.dims())?))
-            })
+        let argmax = self
+            .argmax
+            .get()
+            .ok_or_else(|| error("max-pool gradient before its forward pass".into()))?;
+        with_elements(grad, "max-pool gradient", |grad| {
+            let mut gx = vec![0f32; x.elem_count()];
+            let planes = gx
+                .chunks_mut(h * w)
+                .zip(grad.chunks(out_plane).zip(argmax.chunks(out_plane)));
+            for_each_parallel(planes, |(gx, (grad, at))| {
+                for (&g, &i) in grad.iter().zip(at) {
+                    gx[i as usize] = g;
+                }
+            });
+            Ok(Some(cpu_tensor(gx, x.dims())?))
         })
     }
 }
 
 /// Max pooling of x [n, c, h, w] over `size` x `size` windows, stride `size`.
 pub fn max_pool(x: &Tensor, size: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool { size })
+    let op = MaxPool {
+        size,
+        argmax: OnceLock::new(),
+    };
+    x.contiguous()?.apply_op1(op)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod infer;
 pub mod model;
 pub mod optim;
+mod parallel;
 /// The job specs, in a crate of their own so that the engine can check them at submission.
 pub use chimera_ai_spec as spec;
 pub mod train;

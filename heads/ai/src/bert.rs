@@ -5,12 +5,14 @@
 //! GELU calls libm's `erf` per element: on the MiniLM benchmark's batch (64 sentences of about 30
 //! tokens, 2 threads) that was about 19 ms per layer, while the other thread waited; here it is a
 //! vectorised, parallel op (about 4 ms), agreeing with candle's within 1e-6 (benches/RESULTS.md).
+//! The linear layers' products, bias included, run on the same threads as that work (`CpuLinear`).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
 use serde::Deserialize;
 
+use crate::cpu_layers::{Matrix, elements, matmul};
 use crate::parallel::for_each_parallel;
 
 /// What the encoder needs of a BERT `config.json`, as Hugging Face's transformers writes it.
@@ -140,9 +142,9 @@ impl Bert {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let query = by_head((l.query.forward(x)? / (head_size as f64).sqrt())?)?;
-        let key = by_head(l.key.forward(x)?)?;
-        let value = by_head(l.value.forward(x)?)?;
+        let query = by_head((apply_linear(&l.query, x)? / (head_size as f64).sqrt())?)?;
+        let key = by_head(apply_linear(&l.key, x)?)?;
+        let value = by_head(apply_linear(&l.value, x)?)?;
         let scores = query.matmul(&key.t()?)?.broadcast_add(mask_bias)?;
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = weights
@@ -151,9 +153,9 @@ impl Bert {
             .reshape((batch, tokens, hidden))?;
         let x = l
             .attention_norm
-            .forward(&(l.attention_out.forward(&context)? + x)?)?;
-        let inner = self.activate(&l.intermediate.forward(&x)?)?;
-        l.out_norm.forward(&(l.out.forward(&inner)? + x)?)
+            .forward(&(apply_linear(&l.attention_out, &context)? + x)?)?;
+        let inner = self.activate(&apply_linear(&l.intermediate, &x)?)?;
+        l.out_norm.forward(&(apply_linear(&l.out, &inner)? + x)?)
     }
 
     fn activate(&self, x: &Tensor) -> Result<Tensor> {
@@ -165,6 +167,73 @@ impl Bert {
             HiddenAct::GeluApproximate => x.gelu(),
             HiddenAct::Relu => x.relu(),
         }
+    }
+}
+
+/// `l` applied to x [.., k]: on the CPU in f32 by [`CpuLinear`], elsewhere by candle.
+fn apply_linear(l: &Linear, x: &Tensor) -> Result<Tensor> {
+    match l.bias() {
+        Some(bias) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+            let weight = l.weight().contiguous()?;
+            x.contiguous()?
+                .apply_op3_no_bwd(&weight, &bias.contiguous()?, &CpuLinear)
+        }
+        _ => l.forward(x),
+    }
+}
+
+/// `x [.., k] · weightᵀ + bias`, weight [n, k], on the CPU: the rows of x in parts over candle's
+/// threads, each part one single-threaded product into rows that already hold the bias. candle's
+/// own Linear runs its product on rayon's threads while candle's barrier-pool worker spins after
+/// the element-wise op before it (two pools on the same cores), then adds the bias in a pass of
+/// its own.
+struct CpuLinear;
+
+impl CustomOp3 for CpuLinear {
+    fn name(&self) -> &'static str {
+        "chimera-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = weight_layout.shape().dims2()?;
+        let dims = x_layout.dims();
+        if k == 0 || n == 0 || dims.last() != Some(&k) || bias_layout.dims() != [n] {
+            candle_core::bail!(
+                "linear: input {dims:?}, weight {:?}, bias {:?} do not fit",
+                weight_layout.dims(),
+                bias_layout.dims()
+            );
+        }
+        let x = elements(x, x_layout, "linear input")?;
+        let weight = elements(weight, weight_layout, "linear weight")?;
+        let bias = elements(bias, bias_layout, "linear bias")?;
+        let rows = x.len() / k;
+        // Two parts per thread: enough to even out, few enough that the weight packing per
+        // product stays small beside its arithmetic.
+        let part = rows
+            .div_ceil(2 * candle_core::utils::get_num_threads())
+            .max(1);
+        let mut out = vec![0f32; rows * n];
+        for_each_parallel(
+            out.chunks_mut(part * n).zip(x.chunks(part * k)),
+            |(out, x)| {
+                for row in out.chunks_mut(n) {
+                    row.copy_from_slice(bias);
+                }
+                let (m, weight_t) = (x.len() / k, Matrix::transposed(weight, k));
+                matmul(out, m, n, k, Matrix::rows(x, k), weight_t, true);
+            },
+        );
+        let shape = [&dims[..dims.len() - 1], &[n]].concat();
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 }
 

@@ -19,7 +19,11 @@ fn error(message: String) -> candle_core::Error {
 }
 
 /// The f32 elements of a contiguous CPU storage.
-fn elements<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn elements<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| error(format!("{what}: the tensor must be contiguous")))?;
@@ -57,21 +61,21 @@ fn cpu_tensor(values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
 /// A row-major matrix view: element (i, j) at `data[i * row_stride + j * col_stride]`, so a
 /// transposed view is the same data with the strides swapped.
 #[derive(Clone, Copy)]
-struct Matrix<'a> {
+pub(crate) struct Matrix<'a> {
     data: &'a [f32],
     row_stride: usize,
     col_stride: usize,
 }
 
 impl<'a> Matrix<'a> {
-    fn rows(data: &'a [f32], columns: usize) -> Self {
+    pub(crate) fn rows(data: &'a [f32], columns: usize) -> Self {
         Self {
             data,
             row_stride: columns,
             col_stride: 1,
         }
     }
-    fn transposed(data: &'a [f32], columns: usize) -> Self {
+    pub(crate) fn transposed(data: &'a [f32], columns: usize) -> Self {
         Self {
             data,
             row_stride: 1,
@@ -87,7 +91,15 @@ impl<'a> Matrix<'a> {
 
 /// `out` (m x n, row-major) = a (m x k) · b (k x n), or `out += a · b` with `accumulate`, on this
 /// thread.
-fn matmul(out: &mut [f32], m: usize, n: usize, k: usize, a: Matrix, b: Matrix, accumulate: bool) {
+pub(crate) fn matmul(
+    out: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Matrix,
+    b: Matrix,
+    accumulate: bool,
+) {
     assert!(out.len() >= m * n);
     a.check(m, k);
     b.check(k, n);

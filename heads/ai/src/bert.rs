@@ -7,7 +7,6 @@
 //! vectorised, parallel op (about 4 ms), agreeing with candle's within 1e-6 (benches/RESULTS.md).
 //! The linear layers' products, bias included, run on the same threads as that work (`CpuLinear`).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
 use serde::Deserialize;
@@ -249,13 +248,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(data), Some((start, end))) = (x, layout.contiguous_offsets()) else {
-            candle_core::bail!(
-                "gelu: a contiguous f32 tensor was expected, got {:?}",
-                x.dtype()
-            );
-        };
-        let x = &data[start..end];
+        let x = elements(x, layout, "gelu input")?;
         let mut out = vec![0f32; x.len()];
         for_each_parallel(out.chunks_mut(CHUNK).zip(x.chunks(CHUNK)), |(out, x)| {
             out.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu_erf(x))

@@ -14,13 +14,14 @@ use chimera_ai::train::{RunOptions, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES};
 use clap::{Args, ValueEnum};
 
-/// Keeps memory that training frees in the process for its next step. Each step allocates and
-/// frees the same large tensors; by default glibc returns blocks of a few MB to the kernel and takes
-/// them back zero-filled, page fault by page fault. A Fashion-MNIST CNN epoch on 2 cores: 3.8
-/// million page faults and 1,100 samples/s without this, 0.2 million and 1,400 samples/s with it.
+/// Keeps memory that training or inference frees in the process for its next step. Each step
+/// allocates and frees the same large tensors; by default glibc returns blocks of a few MB to the
+/// kernel and takes them back zero-filled, page fault by page fault. A Fashion-MNIST CNN epoch on
+/// 2 cores: 3.8 million page faults and 1,100 samples/s without this, 0.2 million and 1,400
+/// samples/s with it. MiniLM embedding 64 sentences 16 times: 0.40 million and 0.04 million.
 pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before training allocates.
+    // SAFETY: mallopt only changes allocator thresholds; called before the model allocates.
     unsafe {
         // 32 MiB is the largest threshold glibc takes for 64-bit; larger blocks are still mapped.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
@@ -211,6 +212,7 @@ fn timed<T>(repeat: u32, mut compute: impl FnMut() -> Result<T>) -> Result<(T, V
 }
 
 pub fn infer(args: InferArgs) -> Result<()> {
+    keep_freed_memory();
     if is_encoder_dir(&args.model) {
         return embed(args);
     }

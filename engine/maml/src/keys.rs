@@ -238,10 +238,7 @@ impl SecretKey {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(path)
-                .map_err(|error| KeyError::Read {
-                    path: path.into(),
-                    error,
-                })?
+                .map_err(read_error(path))?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
@@ -302,8 +299,11 @@ pub fn write_key_pair(
 }
 
 fn read_to_string(path: &Path) -> Result<String, KeyError> {
-    fs::read_to_string(path).map_err(|error| KeyError::Read {
-        path: path.into(),
-        error,
-    })
+    fs::read_to_string(path).map_err(read_error(path))
+}
+
+/// What failing to read `path` (or its metadata) becomes.
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError {
+    let path = path.to_path_buf();
+    move |error| KeyError::Read { path, error }
 }

@@ -254,6 +254,19 @@ fn key_files_round_trip_and_protect_the_secret() {
         "{refused}"
     );
     assert!(refused.to_string().contains("mkdir -p"), "{refused}");
+    // A file that is not there is named, for either kind of key.
+    let missing = dir.path().join("missing.key");
+    for refused in [
+        SecretKey::read_file(&missing).map(|_| ()),
+        PublicKey::read_file(&missing).map(|_| ()),
+    ] {
+        let refused = refused.unwrap_err();
+        assert!(
+            matches!(&refused, chimera_maml::KeyError::Read { path, .. } if *path == missing),
+            "{refused}"
+        );
+        assert!(refused.to_string().starts_with("cannot read "), "{refused}");
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

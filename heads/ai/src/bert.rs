@@ -137,12 +137,11 @@ impl Bert {
 
     fn layer(&self, l: &Layer, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let query_key_value = apply_linear(&l.query_key_value, x)?;
-        let context = match x.device().is_cpu() && x.dtype() == DType::F32 {
-            true => {
-                query_key_value.apply_op2_no_bwd(mask_bias, &CpuAttention { heads: self.heads })
-            }
-            false => attention(&query_key_value, mask_bias, self.heads),
-        }?;
+        let context = if on_our_cpu_ops(x) {
+            query_key_value.apply_op2_no_bwd(mask_bias, &CpuAttention { heads: self.heads })?
+        } else {
+            attention(&query_key_value, mask_bias, self.heads)?
+        };
         let x = l
             .attention_norm
             .forward(&(apply_linear(&l.attention_out, &context)? + x)?)?;
@@ -152,14 +151,18 @@ impl Bert {
 
     fn activate(&self, x: &Tensor) -> Result<Tensor> {
         match self.activation {
-            HiddenAct::Gelu if x.device().is_cpu() && x.dtype() == DType::F32 => {
-                x.contiguous()?.apply_op1_no_bwd(&GeluErf)
-            }
+            HiddenAct::Gelu if on_our_cpu_ops(x) => x.contiguous()?.apply_op1_no_bwd(&GeluErf),
             HiddenAct::Gelu => x.gelu_erf(),
             HiddenAct::GeluApproximate => x.gelu(),
             HiddenAct::Relu => x.relu(),
         }
     }
+}
+
+/// Whether `x` goes through the ops written here (`CpuLinear`, `CpuAttention`, `GeluErf`): f32 on
+/// the CPU. Anything else goes through candle's.
+fn on_our_cpu_ops(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 /// The query, key and value layers under `vb` (`self.query`, `self.key`, `self.value`) as one
@@ -308,7 +311,7 @@ fn softmax_row(row: &mut [f32], scale: f32, mask_bias: &[f32]) {
 /// `l` applied to x [.., k]: on the CPU in f32 by [`CpuLinear`], elsewhere by candle.
 fn apply_linear(l: &Linear, x: &Tensor) -> Result<Tensor> {
     match l.bias() {
-        Some(bias) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+        Some(bias) if on_our_cpu_ops(x) => {
             let weight = l.weight().contiguous()?;
             x.contiguous()?
                 .apply_op3_no_bwd(&weight, &bias.contiguous()?, &CpuLinear)

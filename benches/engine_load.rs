@@ -14,13 +14,17 @@
 
 use std::time::{Duration, Instant};
 
-use chimera_maml::{DEFAULT_MAX_BYTES, sign_document};
+use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, JobState, SubmitRequest, batch_reply};
+use chimera_server::owners::JobCall;
 use rayon::prelude::*;
 use tonic::transport::Channel;
 
 // Shared with the engine's tests, which use more of them.
+#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[allow(dead_code)]
 #[path = "../tests/common/engine_client.rs"]
 mod engine_client;
@@ -84,14 +88,19 @@ fn cpu_seconds(pid: i32) -> (f64, f64) {
 }
 
 /// Waits for every job to end: each must have succeeded on its first and only attempt.
-async fn check_all_finished(client: &mut EngineClient<Channel>, ids: &[String]) {
+async fn check_all_finished(client: &mut EngineClient<Channel>, key: &SecretKey, ids: &[String]) {
     let started = Instant::now();
     let mut pending: Vec<&String> = ids.iter().collect();
     while !pending.is_empty() {
         let mut still = Vec::new();
         for id in pending {
             let job = client
-                .get(GetRequest { job_id: id.clone() })
+                .get(engine_client::proved(
+                    GetRequest { job_id: id.clone() },
+                    key,
+                    JobCall::Get,
+                    id,
+                ))
                 .await
                 .expect("every acknowledged job is known")
                 .into_inner();
@@ -223,7 +232,7 @@ fn main() {
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         );
         let ids: Vec<String> = unary_docs.iter().map(|(id, _)| id.clone()).collect();
-        check_all_finished(&mut client, &ids).await;
+        check_all_finished(&mut client, &key, &ids).await;
 
         // SubmitBatch: a few streams, each with many submissions in flight.
         let streams = 4;
@@ -271,7 +280,7 @@ fn main() {
             jobs as f64 / wall.as_secs_f64()
         );
         let ids: Vec<String> = batch_docs.iter().map(|(id, _)| id.clone()).collect();
-        check_all_finished(&mut client, &ids).await;
+        check_all_finished(&mut client, &key, &ids).await;
     });
     // The engine's own count agrees: every submission created a job, none was refused.
     let metrics = engine.scrape_metrics();

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 // Shared with the engine's tests, which use more of them.
 #[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[allow(dead_code)]
 #[path = "../tests/common/engine_client.rs"]
 mod engine_client;
 #[allow(dead_code)]

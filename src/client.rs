@@ -1,18 +1,20 @@
-//! `chimera submit`, `chimera watch`, `chimera heads` and `chimera trust`: a client of a running
-//! engine, and the operator's hand on its trust store.
+//! `chimera submit`, `watch`, `receipt`, `cancel`, `heads` and `trust`: a client of a running
+//! engine, and the operator's hand on its trust store. A job answers only its owner, so the calls
+//! about one job prove the key that signed it (`--key`) unless a client certificate does.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chimera_audit::Event;
-use chimera_maml::{PublicKey, TrustStore};
+use chimera_maml::{PublicKey, SecretKey, TrustStore};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
-    GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest, RotateKeysRequest,
-    SubmitRequest, WatchRequest, job_event,
+    CancelRequest, GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest,
+    RotateKeysRequest, SubmitRequest, WatchRequest, job_event,
 };
 use chimera_server::convert::{head_json, head_status, state_name};
+use chimera_server::owners::{JobCall, prove};
 use chimera_server::{receipt, refusal, trust_path};
 use clap::{Args, Subcommand};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -39,6 +41,11 @@ pub struct ServerArg {
 }
 
 impl ServerArg {
+    /// Whether calls go with a client certificate, which proves who asks about a job.
+    fn certified(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
     async fn connect(&self) -> Result<EngineClient<Channel>> {
         Ok(engine_client(self.channel().await?))
     }
@@ -95,6 +102,54 @@ async fn connect_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel
         .with_context(|| format!("cannot reach the engine at {url} (is `chimera serve` running?)"))
 }
 
+/// The key whose jobs a command asks about.
+#[derive(Args)]
+pub struct KeyArg {
+    /// The secret key that signed the job (PREFIX.key), which proves to the engine that the job
+    /// is this client's: the engine answers a job only to its owner (or an admin key). Not needed
+    /// with the client certificate (--tls-cert) that submitted it. Default: $CHIMERA_KEY.
+    #[arg(long, value_name = "KEY")]
+    key: Option<PathBuf>,
+}
+
+impl KeyArg {
+    pub fn load(&self) -> Result<Option<SecretKey>> {
+        let path = self
+            .key
+            .clone()
+            .or_else(|| std::env::var_os("CHIMERA_KEY").map(PathBuf::from));
+        Ok(path.map(|path| SecretKey::read_file(&path)).transpose()?)
+    }
+
+    /// The key, which `server`'s calls about a job need unless a client certificate proves who
+    /// asks.
+    fn for_calls_to(&self, server: &ServerArg, what: &str) -> Result<Option<SecretKey>> {
+        let key = self.load()?;
+        if key.is_none() && !server.certified() {
+            bail!(
+                "{what} asks about a job, which the engine answers only to its owner: give --key \
+                 with the key that signed it (or $CHIMERA_KEY), or call with the client \
+                 certificate that submitted it (--tls-cert, --tls-key)"
+            );
+        }
+        Ok(key)
+    }
+}
+
+/// `message` as a request about `job_id`, with `key`'s proof that it asks if there is a key.
+pub fn job_request<T>(
+    message: T,
+    key: Option<&SecretKey>,
+    call: JobCall,
+    job_id: &str,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        prove(&mut request, key, call, job_id);
+    }
+    request
+}
+
 #[derive(Args)]
 pub struct HealthArgs {
     #[command(flatten)]
@@ -124,9 +179,11 @@ pub struct SubmitArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     server: ServerArg,
-    /// Follow each job to its end and print its result.
+    /// Follow each job to its end and print its result (needs --key, or a client certificate).
     #[arg(long)]
     wait: bool,
+    #[command(flatten)]
+    key: KeyArg,
     /// One JSON object per job.
     #[arg(long)]
     json: bool,
@@ -137,6 +194,19 @@ pub struct WatchArgs {
     job_id: String,
     #[command(flatten)]
     server: ServerArg,
+    #[command(flatten)]
+    key: KeyArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct CancelArgs {
+    job_id: String,
+    #[command(flatten)]
+    server: ServerArg,
+    #[command(flatten)]
+    key: KeyArg,
     #[arg(long)]
     json: bool,
 }
@@ -146,6 +216,8 @@ pub struct ReceiptArgs {
     job_id: String,
     #[command(flatten)]
     server: ServerArg,
+    #[command(flatten)]
+    key: KeyArg,
     /// Write the document here instead of to standard output.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -167,7 +239,9 @@ pub enum TrustCommand {
         key: PathBuf,
         #[arg(long)]
         name: String,
-        /// MAML job types it may run, comma-separated (`*` for every type).
+        /// What its jobs may run, comma-separated: quantum_circuit, training, inference,
+        /// hybrid_workflow (`*` for all four), and admin to read, follow and cancel every
+        /// client's jobs. A job's blocks are what it runs, whatever its `type` says.
         #[arg(long, value_delimiter = ',', required = true)]
         allow: Vec<String>,
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
@@ -425,10 +499,15 @@ const ENGINE_RETURN_WAIT: Duration = Duration::from_secs(300);
 
 /// Follows a job to its end, printing its events; returns the finished job. While the engine
 /// stops and starts again it waits for it, saying so on standard error.
-pub async fn follow(client: &mut EngineClient<Channel>, job_id: &str, json: bool) -> Result<Job> {
+pub async fn follow(
+    client: &mut EngineClient<Channel>,
+    job_id: &str,
+    key: Option<&SecretKey>,
+    json: bool,
+) -> Result<Job> {
     let mut away_since: Option<Instant> = None;
     loop {
-        let status = match watch_to_end(client, job_id, json, &mut away_since).await {
+        let status = match watch_to_end(client, job_id, key, json, &mut away_since).await {
             Ok(job) => return Ok(job),
             Err(status) if status.code() == tonic::Code::Unavailable => status,
             Err(status) => return Err(status_error(status)),
@@ -459,12 +538,15 @@ pub async fn follow(client: &mut EngineClient<Channel>, job_id: &str, json: bool
 async fn watch_to_end(
     client: &mut EngineClient<Channel>,
     job_id: &str,
+    key: Option<&SecretKey>,
     json: bool,
     away_since: &mut Option<Instant>,
 ) -> Result<Job, tonic::Status> {
     let watch = WatchRequest {
         job_id: job_id.to_owned(),
     };
+    // A new proof for each watch: one made before the engine went away may be stale by now.
+    let watch = job_request(watch, key, JobCall::Watch, job_id);
     let mut events = client.watch(watch).await?.into_inner();
     while let Some(event) = events.message().await? {
         if away_since.take().is_some() {
@@ -500,6 +582,10 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
 }
 
 pub fn submit(args: SubmitArgs) -> Result<bool> {
+    let key = match args.wait {
+        true => args.key.for_calls_to(&args.server, "--wait")?,
+        false => None,
+    };
     runtime()?.block_on(async {
         let mut client = args.server.connect().await?;
         let mut all_ok = true;
@@ -533,7 +619,7 @@ pub fn submit(args: SubmitArgs) -> Result<bool> {
         }
         for job in accepted {
             let job = if args.wait {
-                follow(&mut client, &job.id, args.json).await?
+                follow(&mut client, &job.id, key.as_ref(), args.json).await?
             } else {
                 job
             };
@@ -551,9 +637,10 @@ pub fn submit(args: SubmitArgs) -> Result<bool> {
 }
 
 pub fn watch(args: WatchArgs) -> Result<bool> {
+    let key = args.key.for_calls_to(&args.server, "chimera watch")?;
     runtime()?.block_on(async {
         let mut client = args.server.connect().await?;
-        let job = follow(&mut client, &args.job_id, args.json).await?;
+        let job = follow(&mut client, &args.job_id, key.as_ref(), args.json).await?;
         if args.json {
             println!("{}", job_json(&job));
         } else {
@@ -563,12 +650,45 @@ pub fn watch(args: WatchArgs) -> Result<bool> {
     })
 }
 
+/// Asks the engine to cancel a job: a queued one is cancelled at once, a running one stopped on
+/// its head within a second. Prints the job as it stands then.
+pub fn cancel(args: CancelArgs) -> Result<()> {
+    let key = args.key.for_calls_to(&args.server, "chimera cancel")?;
+    runtime()?.block_on(async {
+        let mut client = args.server.connect().await?;
+        let request = CancelRequest {
+            job_id: args.job_id.clone(),
+        };
+        let request = job_request(request, key.as_ref(), JobCall::Cancel, &args.job_id);
+        let job = client
+            .cancel(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if args.json {
+            println!("{}", job_json(&job));
+        } else {
+            let state = state_name(job.state);
+            match job.state == JobState::Running as i32 {
+                true => println!(
+                    "{}: running; asked to stop (`chimera watch` follows it)",
+                    job.id
+                ),
+                false => println!("{}: {state}", job.id),
+            }
+        }
+        Ok(())
+    })
+}
+
 pub fn receipt(args: ReceiptArgs) -> Result<()> {
+    let key = args.key.for_calls_to(&args.server, "chimera receipt")?;
     let maml = runtime()?.block_on(async {
         let mut client = args.server.connect().await?;
         let request = GetRequest {
             job_id: args.job_id.clone(),
         };
+        let request = job_request(request, key.as_ref(), JobCall::Receipt, &args.job_id);
         let reply = client.get_receipt_document(request).await;
         Ok::<_, anyhow::Error>(reply.map_err(status_error)?.into_inner().maml)
     })?;

@@ -110,7 +110,7 @@ async fn drive(url: &str, client_key: &SecretKey) -> Result<()> {
     println!("== following the jobs");
     let mut failed = Vec::new();
     for id in &jobs {
-        let job = client::follow(&mut client, id, false).await?;
+        let job = client::follow(&mut client, id, Some(client_key), false).await?;
         println!("{}", describe_outcome(&job));
         if job.state != JobState::Succeeded as i32 || !receipt_valid(&job) {
             failed.push(id.clone());

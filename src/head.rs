@@ -19,9 +19,9 @@ use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::{InferSpec, TrainSpec};
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
+use chimera_job::CircuitSettings;
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Job};
-use chimera_quantum::backend::{Backend, Precision, Work};
-use chimera_quantum::pauli::PauliSum;
+use chimera_quantum::backend::{Backend, Work};
 use chimera_quantum::run::{RunOptions, run as run_circuit};
 use chimera_supervisor::{Executor, HeadKeys, JobOrder, JobReport, Outcome, StatevectorWork};
 use clap::{Args, ValueEnum};
@@ -69,20 +69,25 @@ pub fn run(args: HeadArgs) -> Result<()> {
     chimera_supervisor::lower_priority(chimera_supervisor::HEAD_NICENESS);
     only_the_engine_stops_this_head();
     let keys = HeadKeys::new(&args.id, &args.data_dir);
+    let data_dir = std::path::absolute(&args.data_dir)?;
     match args.role {
         Role::Quantum => {
             let (backend, _) = crate::sim::backend(crate::sim::BackendArg::Auto, None)?;
-            let executor = Blocks(QuantumHead { backend });
+            let executor = Blocks {
+                runner: QuantumHead { backend },
+                data_dir,
+            };
             chimera_supervisor::worker::serve(&args.id, &args.socket, keys, executor)?
         }
         Role::Ai => {
             crate::train::keep_freed_memory();
-            let executor = Blocks(AiHead {
-                data_dir: args.data_dir,
+            let runner = AiHead {
+                data_dir: data_dir.clone(),
                 keys: keys.clone(),
                 device: ai_device(),
                 encoder: None,
-            });
+            };
+            let executor = Blocks { runner, data_dir };
             chimera_supervisor::worker::serve(&args.id, &args.socket, keys, executor)?
         }
     }
@@ -109,7 +114,12 @@ trait BlockRunner: Send + 'static {
 }
 
 /// An executor that runs a job's blocks in order with a [`BlockRunner`].
-struct Blocks<R>(R);
+struct Blocks<R> {
+    runner: R,
+    /// The engine's data directory, absolute: what a client is told names files under it as the
+    /// job named them, relative to it.
+    data_dir: PathBuf,
+}
 
 impl<R: BlockRunner> Blocks<R> {
     fn run_job(
@@ -122,18 +132,18 @@ impl<R: BlockRunner> Blocks<R> {
             .context("the admitted document no longer parses")?;
         let job = &document.job;
         // MAML.md: `cuda` means run on a GPU or fail, never silently on the CPU.
-        if job.requires_cuda() && !self.0.on_gpu() {
+        if job.requires_cuda() && !self.runner.on_gpu() {
             bail!(
                 "the job requires `cuda` (front matter `requires: resources`), but this head runs \
                  on {}; it was not run on the CPU instead. Submit it to an engine with a GPU, or \
                  drop the requirement to let it run here",
-                self.0.backend()
+                self.runner.backend()
             );
         }
         let blocks: Vec<&CodeBlock> = job
             .code_blocks
             .iter()
-            .filter(|b| self.0.runs(b.kind))
+            .filter(|b| self.runner.runs(b.kind))
             .collect();
         let mut results = Vec::with_capacity(blocks.len());
         for (i, block) in blocks.iter().enumerate() {
@@ -141,7 +151,7 @@ impl<R: BlockRunner> Blocks<R> {
                 return Ok(None);
             }
             let result = self
-                .0
+                .runner
                 .run_block(job, block, progress, cancelled)
                 .with_context(|| format!("code block at line {}", block.line))?;
             let Some(result) = result else {
@@ -161,7 +171,7 @@ impl<R: BlockRunner> Blocks<R> {
 
 impl<R: BlockRunner> Executor for Blocks<R> {
     fn backend(&self) -> String {
-        self.0.backend()
+        self.runner.backend()
     }
 
     fn run(
@@ -170,13 +180,13 @@ impl<R: BlockRunner> Executor for Blocks<R> {
         progress: &mut dyn FnMut(Value),
         cancelled: &AtomicBool,
     ) -> JobReport {
-        let before = self.0.work();
+        let before = self.runner.work();
         let outcome = match self.run_job(order, progress, cancelled) {
             Ok(Some(result)) => Outcome::Succeeded(result.to_string()),
             Ok(None) => Outcome::Cancelled,
-            Err(e) => Outcome::Failed(crate::report::error_chain(&e)),
+            Err(e) => Outcome::Failed(relative_to(&self.data_dir, &crate::report::error_chain(&e))),
         };
-        let work = self.0.work() - before;
+        let work = self.runner.work() - before;
         JobReport {
             outcome,
             work: StatevectorWork {
@@ -195,16 +205,6 @@ struct QuantumHead {
 fn seed_of(job_id: &str) -> u64 {
     let digest = chimera_maml::digest(job_id.as_bytes());
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
-fn context_u64(job: &Job, key: &str) -> Result<Option<u64>> {
-    job.context
-        .get(key)
-        .map(|v| {
-            v.as_u64()
-                .ok_or_else(|| anyhow!("Context `{key}` must be a whole number, not {v}"))
-        })
-        .transpose()
 }
 
 impl BlockRunner for QuantumHead {
@@ -232,31 +232,17 @@ impl BlockRunner for QuantumHead {
         _: &AtomicBool,
     ) -> Result<Option<Value>> {
         let circuit = chimera_quantum::qasm::parse(&block.code)?;
-        let shots = context_u64(job, "shots")?.unwrap_or(1024) as usize;
-        let seed = context_u64(job, "seed")?.unwrap_or_else(|| seed_of(&job.id));
-        let precision = match job.context.get("precision").and_then(Value::as_str) {
-            None | Some("single") => Precision::Single,
-            Some("double") => Precision::Double,
-            Some(other) => bail!("Context `precision` is `single` or `double`, not `{other}`"),
-        };
-        let observable_texts: Vec<String> = match job.context.get("observables") {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| anyhow!("Context `observables` must be a list of strings"))
-                })
-                .collect::<Result<_>>()?,
-            Some(_) => {
-                bail!("Context `observables` must be a list of Pauli sums such as \"Z0 Z1\"")
-            }
-        };
-        let observables = observable_texts
+        // Checked at the door; read again here from the document.
+        let settings = CircuitSettings::from_context(&job.context)?;
+        let shots = usize::try_from(settings.shots)?;
+        let seed = settings.seed.unwrap_or_else(|| seed_of(&job.id));
+        let precision = settings.precision;
+        let observable_texts: Vec<String> = settings
+            .observables
             .iter()
-            .map(|o| PauliSum::parse(o))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|o| o.text.clone())
+            .collect();
+        let observables = settings.observables;
         let options = RunOptions {
             shots,
             seed,
@@ -306,6 +292,12 @@ impl checkpoint::Files for SealedFiles {
     fn remove_directory(&self, dir: &Path) -> std::io::Result<()> {
         Ok(self.0.remove(dir)?)
     }
+}
+
+/// `said` with the data directory's path left out of the paths under it, which a client sends
+/// relative to it and needs to hear no other way.
+fn relative_to(data_dir: &Path, said: &str) -> String {
+    said.replace(&format!("{}/", data_dir.display()), "")
 }
 
 /// DESIGN.md: an AI head computes on a GPU when chimera was built with `--features cuda` and one
@@ -365,14 +357,17 @@ impl AiHead {
             match self.keys.read(&dir.join("progress.json")) {
                 Ok(_) => Some(dir),
                 Err(e) => {
-                    progress(json!({"checkpoint_unreadable": dir.display().to_string(),
-                        "reason": e.to_string(), "training": "from the start"}));
+                    let dir = relative_to(&self.data_dir, &dir.display().to_string());
+                    let reason = relative_to(&self.data_dir, &e.to_string());
+                    progress(json!({"checkpoint_unreadable": dir, "reason": reason,
+                        "training": "from the start"}));
                     None
                 }
             }
         });
         if let Some(dir) = &resume_from {
-            progress(json!({"resumed_from": dir.display().to_string()}));
+            let dir = relative_to(&self.data_dir, &dir.display().to_string());
+            progress(json!({ "resumed_from": dir }));
         }
         let options = TrainOptions {
             run_dir: Some(run_dir.to_owned()),

@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod demo;
 mod head;
+mod journal;
 mod maml;
 mod report;
 mod serve;
@@ -36,6 +37,8 @@ enum Command {
     Submit(client::SubmitArgs),
     /// Follow a job to its end.
     Watch(client::WatchArgs),
+    /// Cancel a job: a queued one at once, a running one stopped on its head within a second.
+    Cancel(client::CancelArgs),
     /// A finished job's receipt as a MAML document signed by the engine: the job with History
     /// lines of what ran (check it with `chimera verify FILE --pub DATA_DIR/engine.pub`).
     Receipt(client::ReceiptArgs),
@@ -50,6 +53,9 @@ enum Command {
     /// trusted and revoked keys, hash-chained and signed.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The engine's job journal: check it, or repair a damaged one (with the engine stopped).
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// Operate a running engine: rotate the heads' keys.
     #[command(subcommand)]
     Admin(client::AdminCommand),
@@ -99,6 +105,21 @@ fn end_quietly_on_a_closed_pipe() {
     }
 }
 
+/// redb panics on some damaged pages; the journal turns each such panic into an error that says
+/// which file is damaged, so the default report of the panic (a backtrace's worth, in the
+/// engine's log) is left out.
+fn quiet_about_journal_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info
+            .location()
+            .is_some_and(|at| at.file().contains("/redb-"))
+        {
+            default(info);
+        }
+    }));
+}
+
 /// A command that answers whether everything it checked was good: exit non-zero when not, having
 /// said why itself.
 fn succeeded(outcome: anyhow::Result<bool>) -> anyhow::Result<()> {
@@ -110,6 +131,7 @@ fn succeeded(outcome: anyhow::Result<bool>) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    quiet_about_journal_panics();
     if cli.command.prints_and_ends() {
         end_quietly_on_a_closed_pipe();
     }
@@ -118,11 +140,13 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Submit(args) => succeeded(client::submit(args)),
         Command::Watch(args) => succeeded(client::watch(args)),
+        Command::Cancel(args) => client::cancel(args),
         Command::Receipt(args) => client::receipt(args),
         Command::Heads(args) => client::heads(args),
         Command::Health(args) => succeeded(client::health(args)),
         Command::Trust(command) => client::trust(command),
         Command::Audit(command) => succeeded(audit::run(command)),
+        Command::Journal(command) => succeeded(journal::run(command)),
         Command::Admin(command) => client::admin(command),
         Command::Head(args) => head::run(args),
         Command::Sim(args) => sim::run(args),

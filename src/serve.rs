@@ -143,6 +143,13 @@ pub struct LimitArgs {
     /// (available memory, or the largest GPU's) holds in single precision.
     #[arg(long)]
     max_qubits: Option<usize>,
+    /// Shots a job's circuits may ask for (Context `shots`); more is refused at submission.
+    #[arg(long, default_value_t = Limits::default().max_shots)]
+    max_shots: u64,
+    /// Epochs a training may ask for (`epochs` of a chimera-train block); more is refused at
+    /// submission.
+    #[arg(long, default_value_t = Limits::default().max_epochs)]
+    max_epochs: usize,
     /// Connections each door (gRPC, HTTP) holds at once, TLS handshakes included; more wait in
     /// the listen queue until one ends.
     #[arg(long, default_value_t = Limits::default().max_connections)]
@@ -181,6 +188,11 @@ impl LimitArgs {
             ("--max-jobs-per-client", self.max_jobs_per_client),
             ("--max-streams", self.max_streams),
             ("--max-streams-per-source", self.max_streams_per_source),
+            ("--max-epochs", self.max_epochs),
+            (
+                "--max-shots",
+                usize::try_from(self.max_shots).unwrap_or(usize::MAX),
+            ),
             ("--max-connections", self.max_connections),
             (
                 "--max-connections-per-source",
@@ -204,6 +216,8 @@ impl LimitArgs {
             max_streams: self.max_streams,
             max_streams_per_source: self.max_streams_per_source,
             max_qubits: self.max_qubits,
+            max_shots: self.max_shots,
+            max_epochs: self.max_epochs,
             ..Limits::default()
         })
     }

@@ -4,6 +4,8 @@
 mod common;
 #[path = "common/engine_client.rs"]
 mod engine_client;
+#[path = "common/http_client.rs"]
+mod http_client;
 #[path = "common/served.rs"]
 mod served;
 
@@ -19,8 +21,10 @@ use chimera_proto::v1::{
     GetRequest, Head, HeadStatus, Job, JobState, SubmitRequest, WatchRequest, batch_reply,
     job_event,
 };
+use chimera_server::owners::JobCall;
 use common::{chimera, failure, ok, repo, work_dir};
 use engine_client::*;
+use http_client::{exchange, http, http_door, json};
 use served::{Served, signal};
 use tonic::transport::Channel;
 
@@ -61,7 +65,7 @@ async fn infer(
 ) -> serde_json::Value {
     let job = document(id, "inference", "", "", &[("chimera-infer", spec)]);
     let id = submit(client, signed(&job, key)).await.id;
-    result(&finished(client, &id).await)
+    result(&finished(client, key, &id).await)
 }
 
 #[test]
@@ -86,7 +90,7 @@ fn the_example_jobs_return_correct_signed_results() {
         let digits = submit(&mut client, signed(&example("train-digits.maml.md"), &key)).await;
         let moons = submit(&mut client, signed(&example("hybrid-moons.maml.md"), &key)).await;
 
-        let bell_job = finished(&mut client, &submitted.job.unwrap().id).await;
+        let bell_job = finished(&mut client, &key, &submitted.job.unwrap().id).await;
         let counts = result(&bell_job)["counts"].clone();
         let counts: HashMap<String, u64> = serde_json::from_value(counts).unwrap();
         assert_eq!(counts.values().sum::<u64>(), 4096);
@@ -97,14 +101,14 @@ fn the_example_jobs_return_correct_signed_results() {
         assert_eq!(bell_job.submitted_by, "lab");
         assert_receipt(&bell_job, &engine_pub);
 
-        let qft_job = finished(&mut client, &qft.id).await;
+        let qft_job = finished(&mut client, &key, &qft.id).await;
         assert_eq!(
             result(&qft_job)["counts"],
             serde_json::json!({"10110": 1024})
         );
         assert_receipt(&qft_job, &engine_pub);
 
-        let digits_job = finished(&mut client, &digits.id).await;
+        let digits_job = finished(&mut client, &key, &digits.id).await;
         let trained = result(&digits_job);
         assert!(
             trained["val_accuracy"].as_f64().unwrap() >= 0.95,
@@ -130,7 +134,7 @@ fn the_example_jobs_return_correct_signed_results() {
         assert_eq!(inferred["classes"].as_array().unwrap().len(), 1);
 
         // The hybrid job trains on an AI head, its circuit the job's qasm3 block.
-        let moons_job = finished(&mut client, &moons.id).await;
+        let moons_job = finished(&mut client, &key, &moons.id).await;
         let trained = result(&moons_job);
         assert!(
             trained["val_accuracy"].as_f64().unwrap() >= 0.9,
@@ -155,10 +159,11 @@ fn the_example_jobs_return_correct_signed_results() {
         assert!(!again.created);
         assert_eq!(again.job.unwrap().result_json, bell_job.result_json);
 
+        let get = GetRequest {
+            job_id: qft.id.clone(),
+        };
         let got = client
-            .get(GetRequest {
-                job_id: qft.id.clone(),
-            })
+            .get(proved(get, &key, JobCall::Get, &qft.id))
             .await
             .unwrap()
             .into_inner();
@@ -180,11 +185,15 @@ fn the_example_jobs_return_correct_signed_results() {
     // The CLI is a client too.
     let bell_file = dir.join("bell.signed.md");
     std::fs::write(&bell_file, signed(&example("bell.maml.md"), &key)).unwrap();
+    let key_file = dir.join("lab.key");
+    let key_file = key_file.to_str().unwrap();
     let out = ok(chimera(&[
         "submit",
         "--server",
         &served.url,
         "--wait",
+        "--key",
+        key_file,
         "--json",
         bell_file.to_str().unwrap(),
     ]));
@@ -200,6 +209,8 @@ fn the_example_jobs_return_correct_signed_results() {
         bell_id,
         "--server",
         &served.url,
+        "--key",
+        key_file,
         "-o",
         receipt_file.to_str().unwrap(),
     ]));
@@ -372,12 +383,12 @@ fn every_refusal_comes_back_as_its_reason() {
                 signed(
                     &document(
                         "urn:uuid:r7",
-                        "quantum_circuit",
+                        "workflow",
                         "",
                         "",
                         &[("qasm", BELL), ("chimera-train", &long_training(1))],
                     ),
-                    &key,
+                    &doomed,
                 ),
                 Unimplemented,
                 "HYBRID_NOT_SUPPORTED",
@@ -480,7 +491,7 @@ fn every_refusal_comes_back_as_its_reason() {
                     ),
                     &key,
                 ),
-                ResourceExhausted,
+                OutOfRange,
                 "TOO_MANY_QUBITS",
             ),
         ];
@@ -562,10 +573,11 @@ fn every_refusal_comes_back_as_its_reason() {
         ]));
         assert!(said.contains("refused (UNSIGNED)"), "{said}");
 
+        let nope = GetRequest {
+            job_id: "urn:uuid:nope".into(),
+        };
         let missing = client
-            .get(GetRequest {
-                job_id: "urn:uuid:nope".into(),
-            })
+            .get(proved(nope, &key, JobCall::Get, "urn:uuid:nope"))
             .await
             .unwrap_err();
         assert_eq!(missing.code(), NotFound);
@@ -574,7 +586,7 @@ fn every_refusal_comes_back_as_its_reason() {
             Some("NO_SUCH_JOB")
         );
 
-        let fine = finished(&mut client, "urn:uuid:once").await;
+        let fine = finished(&mut client, &key, "urn:uuid:once").await;
         assert_eq!(fine.state, JobState::Succeeded as i32);
         assert!(heads(&mut client).await.iter().all(|h| h.restarts == 0));
     });
@@ -613,8 +625,8 @@ async fn circuit_running(
 }
 
 /// Waits until the training job `id` has reported epoch `epoch`.
-async fn trained_to(client: &mut EngineClient<Channel>, id: &str, epoch: u64) {
-    progress_until(client, id, &format!("epoch {epoch}"), |p| {
+async fn trained_to(client: &mut EngineClient<Channel>, key: &SecretKey, id: &str, epoch: u64) {
+    progress_until(client, key, id, &format!("epoch {epoch}"), |p| {
         p["epoch"].as_u64().is_some_and(|e| e >= epoch)
     })
     .await;
@@ -679,7 +691,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         // hold.
         let (victim, killed_circuit) = circuit_running(&mut client, &circuits).await;
         signal(victim.pid as i32, libc::SIGKILL);
-        trained_to(&mut client, &training, 20).await;
+        trained_to(&mut client, &key, &training, 20).await;
         let ai = head_running(&mut client, &training).await;
         let state = data.join("heads").join(&ai.id);
         signal(ai.pid as i32, libc::SIGSTOP);
@@ -688,7 +700,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
 
         // Resumed by the AI head's next life: every file of its state is sealed under its new
         // key (epoch 2), re-sealed or written since.
-        trained_to(&mut client, &training, 40).await;
+        trained_to(&mut client, &key, &training, 40).await;
         let files = sealed_files(&state);
         assert!(files.len() >= 4, "{files:?}");
         for (path, epoch) in files {
@@ -705,7 +717,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
 
         let mut by_id = HashMap::new();
         for id in circuits.iter().chain([&training]) {
-            by_id.insert(id.clone(), finished(&mut client, id).await);
+            by_id.insert(id.clone(), finished(&mut client, &key, id).await);
         }
         let reference = result(&by_id[&circuits[0]])["counts"].clone();
         for id in &circuits {
@@ -1001,7 +1013,7 @@ fn a_job_whose_head_dies_three_times_fails_instead_of_running_again() {
             signal(head.pid as i32, libc::SIGKILL);
             killed.push(head.pid);
         }
-        let job = finished(&mut client, &id).await;
+        let job = finished(&mut client, &key, &id).await;
         assert_eq!(job.state, JobState::Failed as i32, "{job:?}");
         assert!(
             job.error.contains("died 3 times") && job.error.contains("not run again"),
@@ -1017,7 +1029,7 @@ fn a_job_whose_head_dies_three_times_fails_instead_of_running_again() {
             &[("qasm", BELL)],
         );
         let after = submit(&mut client, signed(&bell, &key)).await;
-        let after = finished(&mut client, &after.id).await;
+        let after = finished(&mut client, &key, &after.id).await;
         assert_eq!(after.state, JobState::Succeeded as i32, "{after:?}");
     });
 }
@@ -1045,7 +1057,7 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
             );
             acknowledged.push(submit(&mut client, signed(&doc, &key)).await.id);
         }
-        trained_to(&mut client, &training, 10).await;
+        trained_to(&mut client, &key, &training, 10).await;
     });
     served.kill_hard();
 
@@ -1054,7 +1066,7 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
         let mut client = client(&served.url).await;
         let mut reference = None;
         for id in &acknowledged {
-            let job = finished(&mut client, id).await;
+            let job = finished(&mut client, &key, id).await;
             let result = result(&job);
             if id == &training {
                 // Its checkpoints are sealed under a key that lived only in the memory of the
@@ -1097,17 +1109,19 @@ fn a_stopping_engine_ends_its_watches_and_waits_at_once_and_keeps_the_job() {
     let stuck_watch = main_runtime.block_on(async {
         let mut client = client(&served.url).await;
         submit(&mut client, document.clone()).await;
-        trained_to(&mut client, id, 2).await;
+        trained_to(&mut client, &key, id, 2).await;
         // A client that stops reading: this runtime is not run while the engine stops.
-        let watch = WatchRequest { job_id: id.into() };
+        let watch = proved(WatchRequest { job_id: id.into() }, &key, JobCall::Watch, id);
         client.watch(watch).await.unwrap().into_inner()
     });
     // A client that reads its watch to the end, on a thread of its own.
     let (url, (watching, watch_open)) = (served.url.clone(), std::sync::mpsc::channel());
+    let reader_key = SecretKey::read_file(&dir.join("lab.key")).unwrap();
     let reader = std::thread::spawn(move || {
         runtime().block_on(async move {
             let mut client = client(&url).await;
             let watch = WatchRequest { job_id: id.into() };
+            let watch = proved(watch, &reader_key, JobCall::Watch, id);
             let mut events = client.watch(watch).await.unwrap().into_inner();
             watching.send(()).unwrap();
             loop {
@@ -1149,7 +1163,12 @@ fn a_stopping_engine_ends_its_watches_and_waits_at_once_and_keeps_the_job() {
     main_runtime.block_on(async {
         let mut client = client(&served.url).await;
         let job = client
-            .get(GetRequest { job_id: id.into() })
+            .get(proved(
+                GetRequest { job_id: id.into() },
+                &key,
+                JobCall::Get,
+                id,
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -1173,8 +1192,10 @@ fn submit_wait_follows_its_job_across_an_engine_restart() {
     let id = "urn:uuid:followed-across-a-restart";
     std::fs::write(&job, signed(&training_job(id, 200), &key)).unwrap();
     let url = format!("http://{listen}");
-    let follower = Command::new(env!("CARGO_BIN_EXE_chimera"))
+    let follower = Command::new(common::exe())
         .args(["submit", "--wait", "--server", &url, job.to_str().unwrap()])
+        .arg("--key")
+        .arg(dir.join("lab.key"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1182,10 +1203,11 @@ fn submit_wait_follows_its_job_across_an_engine_restart() {
     runtime().block_on(async {
         let mut client = client(&url).await;
         // Submitted by the follower, then trained a little.
-        while client.get(GetRequest { job_id: id.into() }).await.is_err() {
+        let get = || proved(GetRequest { job_id: id.into() }, &key, JobCall::Get, id);
+        while client.get(get()).await.is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        trained_to(&mut client, id, 2).await
+        trained_to(&mut client, &key, id, 2).await
     });
     served.stop();
     std::thread::sleep(Duration::from_secs(2));
@@ -1249,12 +1271,13 @@ fn finished_jobs_lose_their_bodies_after_the_days_kept_and_keep_their_ids() {
     runtime().block_on(async {
         let mut client = client(&served.url).await;
         let id = submit(&mut client, signed_bell.clone()).await.id;
-        let done = finished(&mut client, &id).await;
+        let done = finished(&mut client, &key, &id).await;
         assert!(!done.result_json.is_empty() && done.pruned_at.is_empty());
         let get = GetRequest { job_id: id.clone() };
         let deadline = Instant::now() + Duration::from_secs(20);
         let pruned = loop {
-            let job = client.get(get.clone()).await.unwrap().into_inner();
+            let request = proved(get.clone(), &key, JobCall::Get, &id);
+            let job = client.get(request).await.unwrap().into_inner();
             if !job.pruned_at.is_empty() {
                 break job;
             }
@@ -1263,7 +1286,8 @@ fn finished_jobs_lose_their_bodies_after_the_days_kept_and_keep_their_ids() {
         };
         assert_eq!(pruned.state(), JobState::Succeeded);
         assert!(pruned.result_json.is_empty() && pruned.receipt.is_none());
-        let refused = client.get_receipt_document(get).await.unwrap_err();
+        let request = proved(get, &key, JobCall::Receipt, &id);
+        let refused = client.get_receipt_document(request).await.unwrap_err();
         assert_eq!(
             chimera_server::refusal::reason_of(&refused).as_deref(),
             Some("PRUNED"),
@@ -1297,6 +1321,8 @@ fn a_queued_job_whose_key_is_revoked_does_not_run() {
     let data = dir.join("data");
     let lab = trusted_key(&data, &dir, "lab", "*");
     let intern = trusted_key(&data, &dir, "intern", "training");
+    // A revoked key proves nothing any more: an operator reads what became of its job.
+    let ops = trusted_key(&data, &dir, "ops", "admin");
     let served = Served::start(&data);
     runtime().block_on(async {
         let mut client = client(&served.url).await;
@@ -1320,12 +1346,9 @@ fn a_queued_job_whose_key_is_revoked_does_not_run() {
             data.to_str().unwrap(),
         ]));
         for id in &busy {
-            client
-                .cancel(chimera_proto::v1::CancelRequest { job_id: id.clone() })
-                .await
-                .unwrap();
+            cancel(&mut client, &lab, id).await.unwrap();
         }
-        let job = finished(&mut client, &waiting.id).await;
+        let job = finished(&mut client, &ops, &waiting.id).await;
         assert_eq!(job.state, JobState::Failed as i32, "{job:?}");
         assert!(
             job.error.contains("`intern`") && job.error.contains("revoked"),
@@ -1350,24 +1373,19 @@ fn jobs_are_cancelled_whether_queued_or_running() {
             let doc = training_job(&format!("urn:uuid:cancel-{i}"), 300);
             ids.push(submit(&mut client, signed(&doc, &key)).await.id);
         }
-        let queued = client
-            .cancel(chimera_proto::v1::CancelRequest {
-                job_id: ids[2].clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let queued = cancel(&mut client, &key, &ids[2]).await.unwrap();
         assert_eq!(
             queued.state,
             JobState::Cancelled as i32,
             "a queued job is cancelled at once"
         );
 
-        trained_to(&mut client, &ids[0], 2).await;
+        trained_to(&mut client, &key, &ids[0], 2).await;
+        let get = GetRequest {
+            job_id: ids[0].clone(),
+        };
         let early = client
-            .get_receipt_document(GetRequest {
-                job_id: ids[0].clone(),
-            })
+            .get_receipt_document(proved(get, &key, JobCall::Receipt, &ids[0]))
             .await
             .unwrap_err();
         assert_eq!(early.code(), tonic::Code::FailedPrecondition);
@@ -1375,22 +1393,14 @@ fn jobs_are_cancelled_whether_queued_or_running() {
             chimera_server::refusal::reason_of(&early).as_deref(),
             Some("NOT_FINISHED")
         );
-        client
-            .cancel(chimera_proto::v1::CancelRequest {
-                job_id: ids[0].clone(),
-            })
-            .await
-            .unwrap();
-        let stopped = finished(&mut client, &ids[0]).await;
+        cancel(&mut client, &key, &ids[0]).await.unwrap();
+        let stopped = finished(&mut client, &key, &ids[0]).await;
         assert_eq!(stopped.state, JobState::Cancelled as i32);
         assert!(stopped.result_json.is_empty());
         // The other ran on, and its head is free for more.
-        let other = finished(&mut client, &ids[1]).await;
+        let other = finished(&mut client, &key, &ids[1]).await;
         assert!(result(&other)["val_accuracy"].as_f64().unwrap() > 0.9);
-        let missing = client
-            .cancel(chimera_proto::v1::CancelRequest {
-                job_id: "urn:uuid:none".into(),
-            })
+        let missing = cancel(&mut client, &key, "urn:uuid:none")
             .await
             .unwrap_err();
         assert_eq!(missing.code(), tonic::Code::NotFound);
@@ -1435,14 +1445,14 @@ fn a_batch_stream_answers_each_submission_in_order_and_health_says_serving() {
                 other => panic!("unexpected answer {other:?}"),
             }
         }
-        let last = finished(&mut client, "urn:uuid:batch-39").await;
+        let last = finished(&mut client, &key, "urn:uuid:batch-39").await;
         assert_eq!(last.state, JobState::Succeeded as i32);
         // Jobs that end together share a signature (receipts are signed in batches): each
         // receipt still checks on its own, and the signer saw every one of the 38 jobs (17 was
         // refused, 30 is 3 again).
         let engine_pub = PublicKey::read_file(&data.join("engine.pub")).unwrap();
         for i in (0..40).filter(|&i| i != 17 && i != 30) {
-            let job = finished(&mut client, &format!("urn:uuid:batch-{i}")).await;
+            let job = finished(&mut client, &key, &format!("urn:uuid:batch-{i}")).await;
             assert_receipt(&job, &engine_pub);
         }
         let metrics = served.scrape_metrics();
@@ -1486,9 +1496,9 @@ fn a_result_outside_its_output_schema_or_a_gpu_job_without_a_gpu_fails_saying_wh
             ),
         )
         .await;
-        let fits = finished(&mut client, &fits.id).await;
+        let fits = finished(&mut client, &key, &fits.id).await;
         assert!(result(&fits)["gate_passes"].as_u64().unwrap() >= 1);
-        let misfit = finished(&mut client, &misfit.id).await;
+        let misfit = finished(&mut client, &key, &misfit.id).await;
         assert_eq!(misfit.state, JobState::Failed as i32);
         assert!(
             misfit
@@ -1514,7 +1524,7 @@ fn a_result_outside_its_output_schema_or_a_gpu_job_without_a_gpu_fails_saying_wh
             &[("qasm", bell)],
         );
         let gpu_job = submit(&mut client, signed(&gpu_job, &key)).await;
-        let gpu_job = finished(&mut client, &gpu_job.id).await;
+        let gpu_job = finished(&mut client, &key, &gpu_job.id).await;
         if on_gpu {
             result(&gpu_job);
         } else {
@@ -1583,7 +1593,7 @@ fn the_audit_log_holds_what_the_engine_saw_signed_and_a_changed_record_is_found(
     runtime().block_on(async {
         let mut client = client(&served.url).await;
         let job = submit(&mut client, signed(&bell, &lab)).await;
-        finished(&mut client, &job.id).await;
+        finished(&mut client, &lab, &job.id).await;
         // The same document again is the same job, not a new record.
         submit(&mut client, signed(&bell, &lab)).await;
         assert_eq!(refusal(&mut client, b"hello".to_vec()).await.1, "MALFORMED");
@@ -1697,7 +1707,7 @@ fn an_audit_log_past_its_size_goes_on_in_new_files_that_verify_as_one_chain() {
             let id = format!("urn:uuid:audited-{i}");
             let bell = document(&id, "quantum_circuit", "", "shots: 10", &[("qasm", BELL)]);
             submit(&mut client, signed(&bell, &key)).await;
-            finished(&mut client, &id).await;
+            finished(&mut client, &key, &id).await;
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
     });
@@ -1800,19 +1810,21 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
             (tonic::Code::ResourceExhausted, "TOO_MANY_JOBS")
         );
         // One ends: its place is free.
-        client
-            .cancel(chimera_proto::v1::CancelRequest {
-                job_id: ids[0].clone(),
-            })
-            .await
-            .unwrap();
-        finished(&mut client, &ids[0]).await;
+        cancel(&mut client, &busy, &ids[0]).await.unwrap();
+        finished(&mut client, &busy, &ids[0]).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         submit(&mut client, documents[4].clone()).await;
 
         // One stream open from a source, its most; two in all, the most; a third is refused until
         // one closes.
-        let watch = |id: &str| WatchRequest { job_id: id.into() };
+        let watch = |id: &str| {
+            proved(
+                WatchRequest { job_id: id.into() },
+                &busy,
+                JobCall::Watch,
+                id,
+            )
+        };
         let url = served.url.clone();
         let from = |last: u8| {
             let url = url.clone();
@@ -1845,7 +1857,13 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         drop(first);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match client.watch(watch(&theirs.id)).await {
+            let watch_theirs = WatchRequest {
+                job_id: theirs.id.clone(),
+            };
+            match client
+                .watch(proved(watch_theirs, &other, JobCall::Watch, &theirs.id))
+                .await
+            {
                 Ok(_) => break,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -2076,7 +2094,7 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             assert_eq!(reason, "MALFORMED");
         }
         let job = submit(&mut client, signed(&bell, &lab)).await;
-        let job = finished(&mut client, &job.id).await;
+        let job = finished(&mut client, &lab, &job.id).await;
         assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");
 
         let call = |mut client: EngineClient<Channel>| async move {
@@ -2243,54 +2261,6 @@ fn the_cuda_images_command_and_health_check_work_with_this_binary() {
     ok(out);
 }
 
-/// The address of the HTTP door that speaks `scheme` (`http`, `https`), from `chimera serve`'s
-/// first lines.
-fn http_door(served: &Served, scheme: &str) -> String {
-    let line = format!("chimera serve: HTTP door on {scheme}://");
-    served
-        .preamble
-        .iter()
-        .find_map(|l| l.strip_prefix(&line))
-        .unwrap_or_else(|| panic!("no HTTP door speaking {scheme}: {:?}", served.preamble))
-        .to_owned()
-}
-
-/// One HTTP/1.1 request to `addr`: the status code and the body.
-fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    exchange(&mut stream, addr, method, path, body).unwrap()
-}
-
-/// One HTTP/1.1 request over `stream`, which the server closes after answering: the status code
-/// and the body.
-fn exchange(
-    stream: &mut (impl std::io::Read + std::io::Write),
-    host: &str,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/markdown\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let code = answer
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {answer:?}")))?;
-    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
-    Ok((code, body))
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
 #[test]
 fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
     let dir = work_dir("engine-http");
@@ -2329,7 +2299,7 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
     // The same journal as gRPC: the job is there, and the same document again is that job.
     runtime().block_on(async {
         let mut client = client(&served.url).await;
-        let job = finished(&mut client, "urn:uuid:over-http").await;
+        let job = finished(&mut client, &lab, "urn:uuid:over-http").await;
         assert_eq!(job.state, JobState::Succeeded as i32);
     });
     let (code, body) = http(&door, "POST", "/maml/execute", &signed(&bell, &lab));

@@ -165,7 +165,7 @@ fn a_soak_with_random_head_kills_and_bad_inputs_loses_and_duplicates_nothing() {
         }
         // Every accepted job to its end: once, succeeded, a GHZ state's counts.
         for id in seen.iter().flat_map(|s| &s.accepted) {
-            let job = finished(&mut control, id).await;
+            let job = finished(&mut control, &key, id).await;
             let counts = result(&job)["counts"].as_object().unwrap().clone();
             let total: u64 = counts.values().map(|v| v.as_u64().unwrap()).sum();
             assert_eq!(total, 100, "{id}: {counts:?}");

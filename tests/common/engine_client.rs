@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document, write_key_pair};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
-    Head, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest, job_event,
+    CancelRequest, Head, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest, job_event,
 };
+use chimera_server::owners::{JobCall, prove};
 use tonic::transport::Channel;
 
 use crate::served::signal;
@@ -39,7 +40,7 @@ pub fn trusted_key(data_dir: &Path, dir: &Path, name: &str, allow: &str) -> Secr
     let prefix = dir.join(name);
     write_key_pair(&key, &prefix, false).unwrap();
     let public = prefix.with_extension("pub");
-    let out = Command::new(env!("CARGO_BIN_EXE_chimera"))
+    let out = Command::new(crate::common::exe())
         .args(["trust", "add"])
         .arg(&public)
         .args(["--name", name, "--allow", allow, "--data-dir"])
@@ -131,12 +132,30 @@ pub async fn submit(client: &mut EngineClient<Channel>, document: Vec<u8>) -> Jo
         .unwrap()
 }
 
-pub async fn finished(client: &mut EngineClient<Channel>, id: &str) -> Job {
-    let mut events = client
-        .watch(WatchRequest { job_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
+/// `message` as a call about job `id`, with `key`'s proof that it asks: a job answers only its
+/// owner (or an admin key).
+pub fn proved<T>(message: T, key: &SecretKey, call: JobCall, id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    prove(&mut request, key, call, id);
+    request
+}
+
+/// Asks the engine, as `key`, to cancel job `id`.
+pub async fn cancel(
+    client: &mut EngineClient<Channel>,
+    key: &SecretKey,
+    id: &str,
+) -> Result<Job, tonic::Status> {
+    let request = CancelRequest { job_id: id.into() };
+    let reply = client
+        .cancel(proved(request, key, JobCall::Cancel, id))
+        .await;
+    reply.map(tonic::Response::into_inner)
+}
+
+pub async fn finished(client: &mut EngineClient<Channel>, key: &SecretKey, id: &str) -> Job {
+    let watch = proved(WatchRequest { job_id: id.into() }, key, JobCall::Watch, id);
+    let mut events = client.watch(watch).await.unwrap().into_inner();
     while let Some(event) = tokio::time::timeout(Duration::from_secs(120), events.message())
         .await
         .expect("a job finishes within two minutes")
@@ -232,15 +251,13 @@ const KILL_ORDER: [&str; 4] = ["q0", "a0", "q1", "a1"];
 /// the job ends first or reports nothing for 30 s).
 pub async fn progress_until(
     client: &mut EngineClient<Channel>,
+    key: &SecretKey,
     id: &str,
     what: &str,
     reached: impl Fn(&serde_json::Value) -> bool,
 ) {
-    let mut events = client
-        .watch(WatchRequest { job_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let watch = proved(WatchRequest { job_id: id.into() }, key, JobCall::Watch, id);
+    let mut events = client.watch(watch).await.unwrap().into_inner();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(30), events.message())
             .await
@@ -305,7 +322,7 @@ pub async fn kill_heads_in_turn(
         })
         .await;
         if victim.starts_with('a') {
-            progress_until(client, &running[victim].job_id, "a checkpoint", |p| {
+            progress_until(client, key, &running[victim].job_id, "a checkpoint", |p| {
                 p["checkpoint"].is_object()
             })
             .await;
@@ -316,7 +333,7 @@ pub async fn kill_heads_in_turn(
     let mut reference = None;
     let mut circuits_run_again = 0;
     for id in &circuits {
-        let job = finished(client, id).await;
+        let job = finished(client, key, id).await;
         let counts = result(&job)["counts"].clone();
         assert_eq!(reference.get_or_insert(counts.clone()), &counts, "{id}");
         assert!(job.attempts >= 1, "{id}");
@@ -324,7 +341,7 @@ pub async fn kill_heads_in_turn(
     }
     let mut trained = Vec::new();
     for id in &trainings {
-        let job = finished(client, id).await;
+        let job = finished(client, key, id).await;
         trained.push((result(&job), job.attempts));
     }
     FaultRun {

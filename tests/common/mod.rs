@@ -44,8 +44,15 @@ impl Drop for WorkDir {
     }
 }
 
+/// The `chimera` binary the tests run: this build's, or `$CHIMERA_TEST_BINARY`, to run them
+/// against another build (as a fix's regression tests are run against the code before it, to see
+/// them fail there).
+pub fn exe() -> std::ffi::OsString {
+    std::env::var_os("CHIMERA_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_chimera").into())
+}
+
 pub fn chimera(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chimera"))
+    Command::new(exe())
         .args(args)
         .output()
         .expect("run chimera")

@@ -48,7 +48,7 @@ impl Served {
     /// Runs `chimera ARGS` (a `serve` command line given whole), whose metrics are at `metrics`,
     /// until it says where it listens.
     pub fn run(args: &[String], metrics: String) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chimera"))
+        let mut child = Command::new(crate::common::exe())
             .args(args)
             .stdout(Stdio::piped())
             .spawn()

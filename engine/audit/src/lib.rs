@@ -54,7 +54,11 @@ pub enum Event {
     /// A job accepted and journaled (a document submitted again is not a new record).
     Submitted {
         job: String,
+        /// The document's `type`, as it claims.
         job_type: String,
+        /// What its blocks run, as the trust store's allow lists name it (`training+inference`):
+        /// what its key was checked for.
+        runs: String,
         key: String,
         /// The signature block's SHA3-512 of the document, hex.
         digest: String,
@@ -102,6 +106,15 @@ pub enum Event {
     KeyRevoked {
         name: String,
         key_id: String,
+    },
+    /// A damaged journal replaced by one of every record that read whole (`chimera journal
+    /// repair`): how many were kept, the jobs (or tables) lost, and where the damaged file and
+    /// the list of what was lost went.
+    JournalRepaired {
+        kept: usize,
+        lost: Vec<String>,
+        damaged_copy: String,
+        lost_file: Option<String>,
     },
     /// The first record of a file begun when the one before it grew past its size: it chains
     /// from that file's last record, whose hash it repeats so that the file can be checked

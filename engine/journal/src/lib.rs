@@ -13,6 +13,14 @@
 //! [`Journal::prune`] finds the jobs finished before a time without reading every record. A
 //! pruned job keeps its record, without result and receipt, and loses its document: its id and
 //! digest still make a resubmission the same job or a refused replay, for ever.
+//!
+//! Opening checks the store: redb's checksums over every page, then every record read whole.
+//! A damaged file is reported as damage, naming the file (and the job, where one record is what
+//! does not read), never as a panic: redb panics on some damaged pages, and every read of the
+//! store here turns such a panic into an error. [`salvage`] reads what still reads of a damaged
+//! journal, and writes it into a new one.
+
+mod salvage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,10 +38,19 @@ const FINISHED: TableDefinition<(i64, u64), &str> = TableDefinition::new("finish
 /// How many waiting changes one transaction takes at most.
 const MAX_GROUP: usize = 1024;
 
+pub use salvage::{Lost, Repaired, Salvage, check, repair};
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    #[error(
+        "the journal {path} is in use: is another `chimera serve` using this data directory? \
+         each engine needs its own"
+    )]
+    InUse { path: String },
     #[error("the journal {path} cannot be opened: {detail}")]
     Open { path: String, detail: String },
+    #[error("the journal {path} is damaged: {detail}")]
+    Damaged { path: String, detail: String },
     #[error("the journal cannot be written: {0}")]
     Write(String),
     #[error("the journal cannot be read: {0}")]
@@ -83,10 +100,18 @@ pub struct JobRecord {
     /// Submission order, set by the journal.
     pub seq: u64,
     pub job_type: String,
+    /// What its blocks run, as the trust store's allow lists name it (`training+inference`);
+    /// empty in journals from before it was kept.
+    #[serde(default)]
+    pub runs: String,
     /// The role of head that runs it (`quantum`, `ai`).
     pub role: String,
-    /// The trust store name of the key that signed it.
+    /// The trust store name of the key that signed it: the job's owner.
     pub submitted_by: String,
+    /// The client certificate's name, when a client proved one (mutual TLS) submitting it: a
+    /// gateway that relays its users' jobs may follow them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relayed_by: Option<String>,
     /// The document as submitted. Stored in the `documents` table, not in the record's JSON
     /// (read from the JSON only to move it out of journals written before that; see `prepare`).
     #[serde(default, skip_serializing)]
@@ -109,6 +134,18 @@ pub struct JobRecord {
     /// When [`Journal::prune`] removed its document, result and receipt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_at: Option<Timestamp>,
+}
+
+impl JobRecord {
+    /// What the job runs, for metrics and logs: its `runs`, or for a record from before that
+    /// was kept, its type.
+    pub fn work(&self) -> &str {
+        if self.runs.is_empty() {
+            &self.job_type
+        } else {
+            &self.runs
+        }
+    }
 }
 
 /// What [`Journal::submit`] did.
@@ -140,30 +177,83 @@ enum Change {
     ),
 }
 
-/// The journal: cheap to clone, shared by every part of the engine.
+/// The journal: cheap to clone, shared by every part of the engine. When the last clone is
+/// dropped, the writer commits what is waiting and the file is closed cleanly before the drop
+/// returns: a journal closed cleanly is one `chimera journal repair` can read record by record
+/// even if it is damaged later (redb reads a file that was not closed cleanly only once it has
+/// repaired it, which damage can prevent).
 #[derive(Clone)]
 pub struct Journal {
+    // Dropped before `writer`, whose thread then holds the last handle on the database.
     db: Arc<Database>,
-    changes: mpsc::Sender<Change>,
+    writer: Arc<Writer>,
+    rolled_back: bool,
+}
+
+/// The writer thread and the way to it.
+struct Writer {
+    changes: Option<mpsc::Sender<Change>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn send(&self, change: Change) -> Result<(), mpsc::SendError<Change>> {
+        let changes = self.changes.as_ref().expect("taken only when dropped");
+        changes.send(change)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The writer's queue ends; it commits what is waiting and drops the database.
+        drop(self.changes.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Journal {
-    /// Opens (or creates) the journal file at `path` and starts its writer thread.
+    /// Opens (or creates) the journal file at `path`, checks it, and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let shown = path.display().to_string();
         let open_error = |detail: String| JournalError::Open {
-            path: path.display().to_string(),
+            path: shown.clone(),
             detail,
         };
-        let db = Database::create(path).map_err(|e| open_error(e.to_string()))?;
-        let next_seq = prepare(&db).map_err(open_error)? + 1;
+        let (db, next_seq, rolled_back) = guarded(&shown, || {
+            let db = Database::create(path).map_err(|e| opening(path, e))?;
+            // Every page against its checksum: a file changed behind redb's back is found now,
+            // not by a read that panics later.
+            let (db, whole) = checked(path, db)?;
+            let last = prepare(&db).map_err(|e| match e {
+                Prepare::Record(e) => e,
+                Prepare::Store(detail) => damaged(path, detail),
+            })?;
+            Ok((db, last + 1, !whole))
+        })?;
         let db = Arc::new(db);
         let (changes, queue) = mpsc::channel();
         let writer_db = Arc::clone(&db);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || write_changes(&writer_db, &queue, next_seq))
+            .spawn(move || write_changes(writer_db, &queue, next_seq))
             .map_err(|e| open_error(e.to_string()))?;
-        Ok(Self { db, changes })
+        let writer = Arc::new(Writer {
+            changes: Some(changes),
+            thread: Some(thread),
+        });
+        Ok(Self {
+            db,
+            writer,
+            rolled_back,
+        })
+    }
+
+    /// Whether opening found the last commit damaged, and redb went back to the one before it:
+    /// what that commit held (jobs acknowledged, or their changes) is lost.
+    pub fn rolled_back_at_open(&self) -> bool {
+        self.rolled_back
     }
 
     /// Records a new job (its `seq` is assigned here), unless its id is known. The change is
@@ -174,7 +264,7 @@ impl Journal {
         record: JobRecord,
     ) -> impl Future<Output = Result<Submitted, JournalError>> + Send + 'static {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let queued = self.changes.send(Change::Submit(Box::new(record), reply));
+        let queued = self.writer.send(Change::Submit(Box::new(record), reply));
         async move {
             queued.map_err(|_| JournalError::Stopped)?;
             answer.await.map_err(|_| JournalError::Stopped)?
@@ -192,7 +282,7 @@ impl Journal {
     ) -> impl Future<Output = Result<JobRecord, JournalError>> + Send + 'static {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queued = self
-            .changes
+            .writer
             .send(Change::Update(id.to_owned(), Box::new(change), reply));
         async move {
             queued.map_err(|_| JournalError::Stopped)?;
@@ -208,7 +298,7 @@ impl Journal {
         before: Timestamp,
     ) -> impl Future<Output = Result<usize, JournalError>> + Send + 'static {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let queued = self.changes.send(Change::Prune(before, reply));
+        let queued = self.writer.send(Change::Prune(before, reply));
         async move {
             queued.map_err(|_| JournalError::Stopped)?;
             answer.await.map_err(|_| JournalError::Stopped)?
@@ -216,15 +306,21 @@ impl Journal {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
-        let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
-        let txn = self.db.begin_read().map_err(|e| read(&e))?;
-        let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
-        let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
-        load(&jobs, &documents, id)
+        read_guarded(|| {
+            let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
+            let txn = self.db.begin_read().map_err(|e| read(&e))?;
+            let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
+            let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
+            load(&jobs, &documents, id)
+        })
     }
 
     /// Every job not yet finished, failed or cancelled, in submission order.
     pub fn unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
+        read_guarded(|| self.read_unfinished())
+    }
+
+    fn read_unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
         let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let unfinished = txn.open_table(UNFINISHED).map_err(|e| read(&e))?;
@@ -241,6 +337,79 @@ impl Journal {
             records.push(record);
         }
         Ok(records)
+    }
+}
+
+/// What a panic's payload says.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic that says nothing".to_owned())
+}
+
+/// Runs `read` of the store at `path`; a panic in it (redb's, on a damaged page) is damage.
+fn guarded<T>(
+    path: &str,
+    read: impl FnOnce() -> Result<T, JournalError>,
+) -> Result<T, JournalError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
+        Err(JournalError::Damaged {
+            path: path.to_owned(),
+            detail: format!("a page does not read (redb: {})", panic_message(&*payload)),
+        })
+    })
+}
+
+/// A read of the open journal, a panic in which is a read that failed.
+fn read_guarded<T>(read: impl FnOnce() -> Result<T, JournalError>) -> Result<T, JournalError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
+        Err(JournalError::Read(format!(
+            "the store failed reading it ({}): the file may be damaged",
+            panic_message(&*payload)
+        )))
+    })
+}
+
+/// `db` once redb has checked every page of it against its checksum, and whether they all
+/// checked (`false`: its last commit did not, and redb went back to the one before it).
+fn checked(path: &Path, mut db: Database) -> Result<(Database, bool), JournalError> {
+    match db.check_integrity() {
+        Ok(whole) => Ok((db, whole)),
+        Err(e) => {
+            abandon(db);
+            Err(opening(path, e))
+        }
+    }
+}
+
+/// Drops a database redb found damaged: its drop asserts that such a database was repaired, and
+/// that panic would hide why it was not.
+fn abandon(db: Database) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+}
+
+/// An error of redb opening or checking the journal at `path`, as this crate says it.
+fn opening(path: &Path, e: impl Into<redb::DatabaseError>) -> JournalError {
+    match e.into() {
+        redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse {
+            path: path.display().to_string(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+            damaged(path, detail)
+        }
+        other => JournalError::Open {
+            path: path.display().to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn damaged(path: &Path, detail: String) -> JournalError {
+    JournalError::Damaged {
+        path: path.display().to_string(),
+        detail,
     }
 }
 
@@ -275,11 +444,23 @@ fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
     })
 }
 
+/// Why the journal cannot be prepared: a record that does not read, or the store.
+enum Prepare {
+    Record(JournalError),
+    Store(String),
+}
+
+impl From<String> for Prepare {
+    fn from(detail: String) -> Self {
+        Self::Store(detail)
+    }
+}
+
 /// Makes the tables, then goes once over every job: finds the last sequence number given out,
 /// moves the document of each record written before the `documents` table out of its JSON, so
 /// that everything after opening finds documents in one place, and lists in `finished` the jobs
 /// that finished before that table.
-fn prepare(db: &Database) -> Result<u64, String> {
+fn prepare(db: &Database) -> Result<u64, Prepare> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let mut last = 0;
     {
@@ -290,7 +471,7 @@ fn prepare(db: &Database) -> Result<u64, String> {
         let mut inline = Vec::new();
         for entry in jobs.iter().map_err(|e| e.to_string())? {
             let (id, bytes) = entry.map_err(|e| e.to_string())?;
-            let record = decode(id.value(), bytes.value()).map_err(|e| e.to_string())?;
+            let record = decode(id.value(), bytes.value()).map_err(Prepare::Record)?;
             last = last.max(record.seq);
             list_if_finished(&mut finished, &record)?;
             if !record.document.is_empty() {
@@ -311,8 +492,9 @@ fn prepare(db: &Database) -> Result<u64, String> {
 }
 
 /// The writer thread: takes every change waiting, applies them in one transaction, commits, and
-/// only then answers each. Ends when every [`Journal`] is dropped.
-fn write_changes(db: &Database, queue: &mpsc::Receiver<Change>, mut next_seq: u64) {
+/// only then answers each. Ends when every [`Journal`] is dropped, dropping the database last:
+/// closing it cleanly.
+fn write_changes(db: Arc<Database>, queue: &mpsc::Receiver<Change>, mut next_seq: u64) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -322,7 +504,7 @@ fn write_changes(db: &Database, queue: &mpsc::Receiver<Change>, mut next_seq: u6
             }
         }
         let seq_before = next_seq;
-        match apply(db, &mut group, &mut next_seq) {
+        match apply(&db, &mut group, &mut next_seq) {
             Ok(outcomes) => {
                 for (change, outcome) in group.into_iter().zip(outcomes) {
                     match (change, outcome) {
@@ -514,8 +696,10 @@ mod tests {
             id: id.into(),
             seq: 0,
             job_type: "quantum_circuit".into(),
+            runs: "quantum_circuit".into(),
             role: "quantum".into(),
             submitted_by: "test".into(),
+            relayed_by: None,
             document: "---".into(),
             digest: digest.into(),
             state: JobState::Queued,
@@ -695,6 +879,156 @@ mod tests {
             stored.value().len() < 1000,
             "the record's JSON holds no document"
         );
+    }
+
+    /// A closed journal of `jobs` jobs with documents of a few kilobytes, some finished.
+    async fn written(path: &Path, jobs: usize) -> Vec<String> {
+        let journal = Journal::open(path).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..jobs {
+            let mut job = record(&format!("urn:uuid:{i}"), "d");
+            job.document = format!("---\nid: {i}\n---\n{}", "x".repeat(2000 + i));
+            journal.submit(job).await.unwrap();
+            if i % 3 == 0 {
+                finish(&journal, &format!("urn:uuid:{i}"), Timestamp::now()).await;
+            }
+            ids.push(format!("urn:uuid:{i}"));
+        }
+        // Closed cleanly as the last handle goes: `check` reads it without repairing it first.
+        drop(journal);
+        ids
+    }
+
+    fn flip(path: &Path, at: u64) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut byte = [0u8];
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.read_exact(&mut byte).unwrap();
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&[!byte[0]]).unwrap();
+    }
+
+    /// Issue 34: one flipped byte at 4096 made the engine panic inside redb; at 65536 it was
+    /// refused as if another engine held the file. A damaged journal is reported as damaged, and
+    /// a repair keeps every record that reads whole and says what it lost.
+    #[tokio::test]
+    async fn a_flipped_byte_is_damage_reported_and_repair_keeps_every_whole_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("written.redb");
+        let ids = written(&original, 40).await;
+        let size = std::fs::metadata(&original).unwrap().len();
+        let mut damaged_any = false;
+        for at in [4096, 65536, size / 2, size - 4096] {
+            let path = dir.path().join(format!("journal-{at}.redb"));
+            std::fs::copy(&original, &path).unwrap();
+            flip(&path, at);
+            let checked = check(&path).unwrap();
+            let opened = Journal::open(&path);
+            match opened {
+                Ok(journal) => {
+                    assert!(checked.is_whole(), "{at}: opens but {checked:?}");
+                    drop(journal);
+                    continue;
+                }
+                Err(e) => assert!(
+                    matches!(
+                        e,
+                        JournalError::Damaged { .. } | JournalError::Corrupt { .. }
+                    ),
+                    "{at}: {e}"
+                ),
+            }
+            damaged_any = true;
+            let repaired = repair(&path).unwrap();
+            let (damaged_copy, lost_file) = repaired.moved.clone().unwrap();
+            assert!(damaged_copy.exists(), "{at}");
+            let kept: Vec<&str> = repaired
+                .salvage
+                .kept
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect();
+            let lost: Vec<&str> = repaired
+                .salvage
+                .lost
+                .iter()
+                .map(|l| l.key.as_str())
+                .collect();
+            assert!(
+                kept.len() > ids.len() / 2,
+                "{at}: kept only {kept:?}, lost {lost:?}"
+            );
+            for id in &ids {
+                assert!(
+                    kept.contains(&id.as_str()) ^ lost.contains(&id.as_str())
+                        || lost.iter().any(|l| l.contains("table")),
+                    "{at}: {id} neither kept nor said lost"
+                );
+            }
+            assert_eq!(lost_file.is_some(), !lost.is_empty(), "{at}");
+            let journal = Journal::open(&path).unwrap();
+            for record in &repaired.salvage.kept {
+                let read = journal.get(&record.id).unwrap().unwrap();
+                assert_eq!(&read, record, "{at}");
+            }
+            let unfinished = journal.unfinished().unwrap().len();
+            assert_eq!(
+                unfinished,
+                repaired
+                    .salvage
+                    .kept
+                    .iter()
+                    .filter(|r| !r.state.is_final())
+                    .count()
+            );
+            drop(journal);
+            assert!(check(&path).unwrap().is_whole(), "{at}");
+        }
+        assert!(
+            damaged_any,
+            "no flip damaged anything: the test proves nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_read_is_named_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        written(&path, 5).await;
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(JOBS)
+                .unwrap()
+                .insert("urn:uuid:2", b"{\"id\": not json".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let refused = Journal::open(&path).err().unwrap();
+        assert!(
+            matches!(&refused, JournalError::Corrupt { id, .. } if id == "urn:uuid:2"),
+            "{refused}"
+        );
+        let repaired = repair(&path).unwrap();
+        assert_eq!(repaired.salvage.kept.len(), 4);
+        assert_eq!(repaired.salvage.lost.len(), 1);
+        let lost = &repaired.salvage.lost[0];
+        assert_eq!(lost.key, "urn:uuid:2");
+        assert_eq!(lost.record.as_deref(), Some("{\"id\": not json"));
+        let lost_file = repaired.moved.unwrap().1.unwrap();
+        let listed = std::fs::read_to_string(lost_file).unwrap();
+        assert!(
+            listed.contains("urn:uuid:2") && listed.lines().count() == 1,
+            "{listed}"
+        );
+        let journal = Journal::open(&path).unwrap();
+        assert!(journal.get("urn:uuid:2").unwrap().is_none());
+        assert!(journal.get("urn:uuid:3").unwrap().is_some());
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The checks the engine applies to a submitted document before it takes the job
 //! (MAML.md: "The engine refuses"). Replays of an id are the journal's to judge, not these.
 
+use std::collections::BTreeSet;
+
 use jiff::{SignedDuration, Timestamp};
 
 use crate::document::{BlockKind, DEFAULT_MAX_BYTES, Document, parse};
@@ -8,6 +10,7 @@ use crate::error::ParseError;
 use crate::keys::KeyId;
 use crate::signature::{self, SignatureError};
 use crate::trust::TrustStore;
+use crate::work::{Work, label, type_mismatch, work_of};
 
 /// Limits of admission.
 #[derive(Debug, Clone, Copy)]
@@ -26,12 +29,14 @@ impl Default for Policy {
     }
 }
 
-/// A document that passed every check, with the trusted key that signed it.
+/// A document that passed every check, with the trusted key that signed it and the work its
+/// blocks ask for (which that key is allowed).
 #[derive(Debug, Clone)]
 pub struct Admitted {
     pub document: Document,
     pub key_name: String,
     pub key_id: KeyId,
+    pub work: BTreeSet<Work>,
 }
 
 /// Why a document was refused. [`Refusal::reason`] is the stable code clients match on.
@@ -51,11 +56,22 @@ pub enum Refusal {
         name: String,
         revoked_at: Timestamp,
     },
-    #[error("key `{name}` may not run `{job_type}` jobs (it may run: {allowed})")]
+    #[error(
+        "key `{name}` may not run {work} (the {language} block at line {line} asks for it); it may \
+         run: {allowed}"
+    )]
     TypeNotAllowed {
         name: String,
-        job_type: String,
+        work: &'static str,
+        language: String,
+        line: usize,
         allowed: String,
+    },
+    #[error("the job's type is `{job_type}` but its blocks run {runs}: {why}")]
+    TypeMismatch {
+        job_type: String,
+        runs: String,
+        why: String,
     },
     #[error("created_at {created_at} is more than {skew} ahead of this engine's clock ({now})")]
     CreatedInFuture {
@@ -93,6 +109,7 @@ impl Refusal {
             Self::UnknownKey(_) => "UNKNOWN_KEY",
             Self::RevokedKey { .. } => "REVOKED_KEY",
             Self::TypeNotAllowed { .. } => "TYPE_NOT_ALLOWED",
+            Self::TypeMismatch { .. } => "TYPE_MISMATCH",
             Self::CreatedInFuture { .. } => "CREATED_IN_FUTURE",
             Self::Expired { .. } => "EXPIRED",
             Self::PythonBlock { .. } => "PYTHON_BLOCK",
@@ -126,10 +143,26 @@ pub fn admit(
     signature::verify(&document.signed_bytes, block, &trusted.key).map_err(Refusal::Signature)?;
 
     let job = &document.job;
-    if !trusted.allows(&job.job_type) {
+    let work = work_of(job);
+    if let Some(why) = type_mismatch(&job.job_type, &work) {
+        return Err(Refusal::TypeMismatch {
+            job_type: job.job_type.clone(),
+            runs: label(&work),
+            why,
+        });
+    }
+    // What the blocks run is what the key must be allowed, whatever the type says.
+    let refused = job.code_blocks.iter().find_map(|b| {
+        Work::of(b.kind)
+            .filter(|w| !trusted.allows(*w))
+            .map(|w| (b, w))
+    });
+    if let Some((block, work)) = refused {
         return Err(Refusal::TypeNotAllowed {
             name: trusted.name.clone(),
-            job_type: job.job_type.clone(),
+            work: work.name(),
+            language: block.language.clone(),
+            line: block.line,
             allowed: trusted.allow.join(", "),
         });
     }
@@ -172,5 +205,6 @@ pub fn admit(
         document,
         key_name,
         key_id,
+        work,
     })
 }

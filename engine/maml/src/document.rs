@@ -13,13 +13,20 @@ use crate::yaml::{self, Entry};
 
 /// Documents larger than this are refused unless the caller sets another limit.
 pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
+/// The longest `id`, in characters: an id travels in every answer, log line and trailer about its
+/// job (a `urn:uuid:` id is 45).
+pub const MAX_ID_CHARS: usize = 256;
+/// A UTF-8 byte-order mark. MAML.md signs the bytes as they are: a document that starts with one
+/// is read past it, and it stays part of the signed bytes.
+const BOM: char = '\u{feff}';
 
 /// A parsed MAML document: the job it describes, the bytes its signature covers, and the
 /// signature block if it has one.
 #[derive(Debug, Clone)]
 pub struct Document {
     pub job: Job,
-    /// The document up to its signature block, CRLF turned into LF.
+    /// The document up to its signature block, CRLF turned into LF (and a byte-order mark it
+    /// starts with kept).
     pub signed_bytes: Vec<u8>,
     pub signature: Option<SignatureBlock>,
 }
@@ -128,7 +135,6 @@ pub fn parse(bytes: &[u8], max_bytes: usize) -> Result<Document, ParseError> {
             offset: e.valid_up_to(),
         })
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text: Cow<str> = if text.contains('\r') {
         refuse_bare_carriage_returns(text)?;
         Cow::Owned(text.replace("\r\n", "\n"))
@@ -140,7 +146,7 @@ pub fn parse(bytes: &[u8], max_bytes: usize) -> Result<Document, ParseError> {
         .block
         .map(|(fields, line)| signature::parse_fields(fields, line))
         .transpose()?;
-    let (front_matter, body, body_line) = cut_front_matter(split.signed)?;
+    let (front_matter, body, body_line) = cut_front_matter(without_bom(split.signed))?;
     let mut job = front_matter_job(&yaml::mapping(front_matter, 2, "the front matter")?)?;
     read_sections(&mut job, body::sections(body, body_line)?)?;
     Ok(Document {
@@ -162,7 +168,7 @@ impl Document {
             })
         })?;
         let mut lines: String = entries.iter().map(|e| format!("- {e}\n")).collect();
-        let (_, body, body_line) = cut_front_matter(text)?;
+        let (_, body, body_line) = cut_front_matter(without_bom(text))?;
         let sections = body::sections(body, body_line)?;
         let Some(history) = sections.iter().find(|s| canonical(s.name) == "history") else {
             let separator = if text.ends_with('\n') { "\n" } else { "\n\n" };
@@ -199,6 +205,10 @@ fn refuse_bare_carriage_returns(text: &str) -> Result<(), ParseError> {
         )),
         None => Ok(()),
     }
+}
+
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix(BOM).unwrap_or(text)
 }
 
 /// (front matter YAML, body, first line of the body).
@@ -274,7 +284,7 @@ fn front_matter_job(entries: &[Entry]) -> Result<Job, ParseError> {
     ];
     Ok(Job {
         maml_version: version(required("maml_version"))?,
-        id: text(required("id"))?,
+        id: id(required("id"))?,
         job_type: text(required("type"))?,
         origin: text(required("origin"))?,
         resources: find("requires")
@@ -300,6 +310,22 @@ fn front_matter_job(entries: &[Entry]) -> Result<Job, ParseError> {
         history: Vec::new(),
         other_sections: Vec::new(),
     })
+}
+
+/// The id: a string of at most [`MAX_ID_CHARS`] characters, none of them a control character.
+fn id(entry: &Entry) -> Result<String, ParseError> {
+    let expected = "a string of at most 256 characters, none of them a control character, such \
+                    as urn:uuid:123e4567-e89b-12d3-a456-426614174000";
+    match &entry.value {
+        Value::String(s) if !s.trim().is_empty() => {
+            let id = s.trim();
+            if id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
+                return Err(wrong_type(entry, expected));
+            }
+            Ok(id.to_owned())
+        }
+        _ => Err(wrong_type(entry, expected)),
+    }
 }
 
 fn wrong_type(entry: &Entry, expected: &'static str) -> ParseError {

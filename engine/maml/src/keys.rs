@@ -25,6 +25,9 @@ pub const PUBLIC_KEY_BYTES: usize = 1952;
 /// FIPS 204 context string of every MAML signature: a signature made for a MAML document can
 /// never be replayed as a signature over anything else signed with the same key.
 const CONTEXT: &[u8] = b"MAML";
+/// The context string of a client's proof that it asks for a job (`crate::proof`), so that
+/// neither kind of signature can pass for the other.
+pub(crate) const REQUEST_CONTEXT: &[u8] = b"chimera-request";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -147,8 +150,12 @@ impl PublicKey {
 
     /// Checks `signature` over `message` (for MAML, the document's SHA3-512 digest).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verify_in(CONTEXT, message, signature)
+    }
+
+    pub(crate) fn verify_in(&self, context: &[u8], message: &[u8], signature: &[u8]) -> bool {
         Signature::<MlDsa65>::try_from(signature)
-            .is_ok_and(|s| self.key.verify_with_context(message, CONTEXT, &s))
+            .is_ok_and(|s| self.key.verify_with_context(message, context, &s))
     }
 
     /// ML-DSA.Verify_internal of FIPS 204 on a prepared message M′, for the NIST ACVP vectors,
@@ -202,10 +209,14 @@ impl SecretKey {
 
     /// Signs `message` deterministically (FIPS 204's deterministic variant with MAML's context).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.sign_in(CONTEXT, message)
+    }
+
+    pub(crate) fn sign_in(&self, context: &[u8], message: &[u8]) -> Vec<u8> {
         self.key
             .expanded_key()
-            .sign_deterministic(message, CONTEXT)
-            .expect("the MAML context is under 255 bytes")
+            .sign_deterministic(message, context)
+            .expect("the contexts are under 255 bytes")
             .encode()
             .to_vec()
     }

@@ -6,12 +6,13 @@
 //! ```json
 //! { "version": 1,
 //!   "keys": [ { "name": "lab-gateway", "key_id": "3f9a…", "public_key": "<base64 of 1952 bytes>",
-//!               "allow": ["quantum_circuit", "workflow"], "added_at": "2026-11-23T10:00:00Z",
+//!               "allow": ["quantum_circuit", "training"], "added_at": "2026-11-23T10:00:00Z",
 //!               "revoked_at": null } ] }
 //! ```
 //!
-//! `allow` lists MAML `type` values; `"*"` allows every type. A revoked key stays listed, so
-//! that it cannot be added again by mistake under the same name.
+//! `allow` lists kinds of work ([`Work`]: what a job's blocks run, named as MAML types name it);
+//! `"*"` allows every kind, and [`ADMIN`] lets the key read and cancel every client's jobs. A
+//! revoked key stays listed, so that it cannot be added again by mistake under the same name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyError, KeyId, PublicKey};
+use crate::work::{ADMIN, Work, allowable};
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -52,6 +54,11 @@ pub enum TrustError {
         "a key must be allowed at least one job type (for example quantum_circuit, or `*` for every type)"
     )]
     NothingAllowed,
+    #[error(
+        "`{0}` is nothing a key can be allowed: give quantum_circuit, training, inference, \
+         hybrid_workflow, `*` (all four) or admin (read and cancel every client's jobs)"
+    )]
+    UnknownPermission(String),
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -67,8 +74,13 @@ pub struct TrustedKey {
 }
 
 impl TrustedKey {
-    pub fn allows(&self, job_type: &str) -> bool {
-        self.allow.iter().any(|t| t == ANY_TYPE || t == job_type)
+    pub fn allows(&self, work: Work) -> bool {
+        self.allow.iter().any(|t| t == ANY_TYPE || t == work.name())
+    }
+
+    /// Whether it may read, follow and cancel every client's jobs. `*` does not grant it.
+    pub fn is_admin(&self) -> bool {
+        self.allow.iter().any(|t| t == ADMIN)
     }
 }
 
@@ -182,6 +194,15 @@ impl TrustStore {
         allow: Vec<String>,
         now: Timestamp,
     ) -> Result<&TrustedKey, TrustError> {
+        let allow: Vec<String> = allow
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        // A store written before these names were checked may hold others: they allow nothing.
+        if let Some(unknown) = allow.iter().find(|a| !allowable(a)) {
+            return Err(TrustError::UnknownPermission(unknown.clone()));
+        }
         self.insert(TrustedKey {
             name: name.to_owned(),
             key,

@@ -4,7 +4,7 @@
 mod common;
 
 use chimera_maml::{
-    ANY_TYPE, PublicKey, Refusal, SecretKey, TrustError, TrustStore, admit, write_key_pair,
+    ANY_TYPE, PublicKey, Refusal, SecretKey, TrustError, TrustStore, Work, admit, write_key_pair,
 };
 use common::*;
 use jiff::{SignedDuration, Timestamp};
@@ -53,11 +53,63 @@ fn each_check_refuses_with_its_reason() {
     let training = signed_with("", QASM_BODY).replace("type: quantum_circuit", "type: training");
     // (Changing the type after signing is caught by the signature, not the type check.)
     assert_eq!(reason(&training, &narrow, now()), "DIGEST_MISMATCH");
-    let training = signed(
-        &document("", QASM_BODY).replace("type: quantum_circuit", "type: training"),
+}
+
+const TRAIN_BODY: &str =
+    "## Code_Blocks\n```chimera-train\ndataset: digits\nmodel:\n  kind: mlp\n  hidden: [8]\n```\n";
+const INFER_BODY: &str =
+    "## Code_Blocks\n```chimera-infer\nmodel: someone-elses\ninputs: [[1]]\n```\n";
+
+/// Issue 34: a key allowed only circuits submitted `type: quantum_circuit` with a training (or
+/// inference) block, and it ran. What the blocks run is what the key must be allowed, and a type
+/// that disagrees with them is refused.
+#[test]
+fn the_allow_list_holds_what_the_blocks_run_whatever_the_type_says() {
+    let mut circuits_only = TrustStore::new();
+    let allow = vec!["quantum_circuit".into()];
+    circuits_only
+        .add("carol", key(1).public_key(), allow, now())
+        .unwrap();
+    for body in [TRAIN_BODY, INFER_BODY] {
+        let claimed = signed_with("", body);
+        assert_eq!(reason(&claimed, &circuits_only, now()), "TYPE_MISMATCH");
+        let refused = admit(claimed.as_bytes(), &circuits_only, &policy(), now()).unwrap_err();
+        assert!(refused.to_string().contains("its blocks run"), "{refused}");
+        let workflow = signed(
+            &document("", body).replace("quantum_circuit", "workflow"),
+            &key(1),
+        );
+        let refused = admit(workflow.as_bytes(), &circuits_only, &policy(), now()).unwrap_err();
+        assert_eq!(refused.reason(), "TYPE_NOT_ALLOWED", "{refused}");
+        assert!(refused.to_string().contains("block at line 9"), "{refused}");
+    }
+    // Its own circuits, under whatever type routes them, still run; what ran is recorded.
+    let workflow = signed(
+        &document("", QASM_BODY).replace("quantum_circuit", "workflow"),
         &key(1),
     );
-    assert_eq!(reason(&training, &narrow, now()), "ADMITTED");
+    let admitted = admit(workflow.as_bytes(), &circuits_only, &policy(), now()).unwrap();
+    assert_eq!(
+        admitted.work.into_iter().collect::<Vec<_>>(),
+        [Work::QuantumCircuit]
+    );
+    // A job that trains and infers needs both.
+    let mut trainer = TrustStore::new();
+    let allow = vec!["training".into()];
+    trainer.add("t", key(1).public_key(), allow, now()).unwrap();
+    let both = format!("{TRAIN_BODY}```chimera-infer\nmodel: m\ninputs: [[1]]\n```\n");
+    let both = signed(
+        &document("", &both).replace("quantum_circuit", "workflow"),
+        &key(1),
+    );
+    assert_eq!(reason(&both, &trainer, now()), "TYPE_NOT_ALLOWED");
+    // A qasm3 block runs only as a hybrid_workflow's layer.
+    let qasm3 = QASM_BODY.replace("```qasm", "```qasm3");
+    let alone = signed(
+        &document("", &qasm3).replace("quantum_circuit", "workflow"),
+        &key(1),
+    );
+    assert_eq!(reason(&alone, &trusting(&[1]), now()), "TYPE_MISMATCH");
 }
 
 #[test]
@@ -154,7 +206,8 @@ fn the_trust_store_survives_a_save_and_a_load() {
     let loaded = TrustStore::load(&path).unwrap();
     let alice = loaded.get(key(1).public_key().id()).unwrap();
     assert_eq!(alice.name, "alice");
-    assert!(alice.allows("quantum_circuit") && !alice.allows("training"));
+    assert!(alice.allows(Work::QuantumCircuit) && !alice.allows(Work::Training));
+    assert!(!alice.is_admin());
     assert_eq!(alice.revoked_at, None);
     let bob = loaded.get(key(2).public_key().id()).unwrap();
     assert_eq!(bob.revoked_at, Some(now()));
@@ -192,6 +245,17 @@ fn the_trust_store_refuses_ambiguity() {
         .add("c", key(3).public_key(), vec![], now())
         .unwrap_err();
     assert!(matches!(nothing, TrustError::NothingAllowed), "{nothing}");
+    let unknown = store
+        .add("c", key(3).public_key(), vec!["workflow".into()], now())
+        .unwrap_err();
+    assert!(
+        matches!(unknown, TrustError::UnknownPermission(_)),
+        "{unknown}"
+    );
+    let admin = store
+        .add("op", key(3).public_key(), vec!["admin".into()], now())
+        .unwrap();
+    assert!(admin.is_admin() && !admin.allows(Work::QuantumCircuit));
     let missing = store.revoke("nobody", now()).unwrap_err();
     assert!(matches!(missing, TrustError::NoSuchKey(_)), "{missing}");
     // Revocation by id works as by name.

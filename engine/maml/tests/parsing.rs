@@ -141,6 +141,24 @@ fn wrong_types_and_bad_times_name_the_key_and_line() {
     assert!(matches!(problem, Problem::WrongType { .. }), "{problem}");
 }
 
+/// Issue 34: a 10,000-character id, echoed in a stream's trailers, made gRPC drop the stream.
+#[test]
+fn an_id_is_at_most_256_characters_with_no_control_characters() {
+    let longest = "x".repeat(chimera_maml::MAX_ID_CHARS);
+    assert_eq!(
+        parsed(&document("", QASM_BODY).replace("urn:uuid:test", &longest)).id,
+        longest
+    );
+    for id in [format!("{longest}x"), "a\\u0007b".to_owned()] {
+        let (line, problem) = refused(&document("", QASM_BODY).replace("urn:uuid:test", &id));
+        assert_eq!(line, Some(3), "{id}");
+        assert!(
+            matches!(&problem, Problem::WrongType { key, expected } if key == "id" && expected.contains("256")),
+            "{problem}"
+        );
+    }
+}
+
 #[test]
 fn a_key_given_twice_is_refused() {
     let (line, problem) = refused(&document("type: training\n", QASM_BODY));
@@ -338,8 +356,19 @@ fn whole_file_faults() {
     // A CR must end a line: otherwise CRLF-to-LF would leave CRs that a second pass would change.
     let lone_cr = document("", QASM_BODY).replace("h q[0];\n", "h q[0];\r\r\n");
     assert_eq!(refused(&lone_cr), (Some(13), Problem::BareCarriageReturn));
-    // A byte-order mark is harmless and skipped.
-    parsed(&format!("\u{feff}{}", document("", QASM_BODY)));
+    // A byte-order mark is read past, and kept in the signed bytes (MAML.md signs the bytes as
+    // they are): what `chimera sign` signs is what another implementation hashes.
+    let with_bom = format!("\u{feff}{}", document("", QASM_BODY));
+    let read = parse(with_bom.as_bytes(), 1 << 20).unwrap();
+    assert_eq!(read.signed_bytes, with_bom.as_bytes());
+    let signed = signed(&with_bom, &key(1));
+    assert!(
+        signed.starts_with('\u{feff}'),
+        "the signed copy keeps its mark"
+    );
+    let read = parse(signed.as_bytes(), 1 << 20).unwrap();
+    let block = read.signature.unwrap();
+    assert_eq!(block.sha3_512, chimera_maml::digest(with_bom.as_bytes()));
 }
 
 /// Real documents with one edit: deleted, duplicated or swapped lines and bytes.

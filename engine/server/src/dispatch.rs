@@ -9,6 +9,14 @@
 //!
 //! A change that a client could act on (queued again, finished, cancelled) is committed to the
 //! journal before anyone is told of it; a job's start is recorded without waiting (see `assign`).
+//!
+//! A running job that is cancelled and has not stopped within [`CANCEL_GRACE`] (a circuit does not
+//! look at the cancel flag) has its head killed: it is replaced, and the job ends cancelled.
+//!
+//! A job the journal says is running when the engine starts was running when the engine died
+//! (a stop that is asked for puts its jobs back in the queue first, [`Request::Stop`]): that
+//! counts as a death of its head, so that a job that brings the whole engine down is not run
+//! again for ever either.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,6 +43,9 @@ pub enum Request {
     ),
     /// What each head is running and how many jobs it finished.
     Loads(oneshot::Sender<HashMap<String, HeadLoad>>),
+    /// The engine is stopping and its heads have stopped: the jobs they ran go back in the
+    /// queue, in the journal, without counting against them. Answered once committed.
+    Stop(oneshot::Sender<()>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,6 +68,11 @@ struct Slot {
 pub const RESERVED_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 /// A job whose head dies this many times while running it fails instead of running again.
 pub const MAX_HEAD_DEATHS: u32 = 3;
+/// How long a running job that was cancelled may take to stop before its head is killed.
+pub const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often the dispatcher looks at what has no event to say it is due: reservations that end,
+/// cancels past their grace.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A queued job kept for one head until a deadline.
 struct Reservation {
@@ -72,8 +88,8 @@ struct Running {
     attempt: u32,
     started_at: Timestamp,
     digest: String,
-    /// A client asked to cancel it.
-    cancelling: bool,
+    /// When a client asked to cancel it.
+    cancelling: Option<std::time::Instant>,
     /// The job's span (DESIGN.md: one per job) for this attempt.
     span: Span,
 }
@@ -91,6 +107,8 @@ pub struct Dispatcher {
     audit: Arc<Recorder>,
     gate: Arc<Gate>,
     slots: HashMap<String, Slot>,
+    /// Outcomes being signed and committed (`finished`), which a stop waits for.
+    finishing: tokio::task::JoinSet<()>,
 }
 
 impl Dispatcher {
@@ -128,6 +146,7 @@ impl Dispatcher {
             audit,
             gate,
             slots,
+            finishing: tokio::task::JoinSet::new(),
         })
     }
 
@@ -142,23 +161,17 @@ impl Dispatcher {
         match self.journal.unfinished() {
             Ok(records) => {
                 for record in records {
-                    if record.state == JobState::Running {
-                        let requeued = self.journal.update(&record.id, |r| {
-                            r.state = JobState::Queued;
-                            r.head = None;
-                        });
-                        if let Ok(record) = requeued.await {
-                            warn!(job = %record.id, "the engine restarted while it ran; queued again");
-                            self.note(&record, "the engine restarted while it ran; queued again");
-                        }
+                    if record.state != JobState::Running {
+                        self.enqueue(record.role, record.id, false);
+                    } else if let Some(record) = self.after_engine_died(&record.id).await {
+                        self.enqueue(record.role, record.id, false);
                     }
-                    self.enqueue(record.role, record.id, false);
                 }
             }
             Err(e) => error!("cannot read the unfinished jobs: {e}"),
         }
-        // Reservations end with no event to say so: look again now and then.
-        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(500));
+        // Reservations and cancels' graces end with no event to say so: look now and then.
+        let mut ticks = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 request = requests.recv() => match request {
@@ -166,9 +179,59 @@ impl Dispatcher {
                     None => return,
                 },
                 Some(event) = head_events.recv() => self.head_event(event).await,
-                _ = ticks.tick() => {}
+                _ = ticks.tick() => {
+                    while self.finishing.try_join_next().is_some() {}
+                    self.kill_the_overdue();
+                }
             }
             self.assign().await;
+        }
+    }
+
+    /// A job that was running when the engine died: its head's death, as one that died under
+    /// it would count. The record, if it is to run again.
+    async fn after_engine_died(&mut self, id: &str) -> Option<JobRecord> {
+        let died = "the engine stopped while it ran, without stopping cleanly (killed, or the \
+                    machine went down)";
+        let update = self.journal.update(id, move |r| {
+            r.head = None;
+            r.head_deaths += 1;
+            died_under(r, died);
+        });
+        match update.await {
+            Ok(record) if record.state == JobState::Queued => {
+                warn!(job = %record.id, "the engine restarted while it ran; queued again");
+                self.note(&record, "the engine restarted while it ran; queued again");
+                Some(record)
+            }
+            Ok(record) => {
+                warn!(job = %record.id, "its head died {} times; failed", record.head_deaths);
+                self.publish_final(&record);
+                None
+            }
+            Err(e) => {
+                error!(job = %id, "cannot be queued again: {e}");
+                None
+            }
+        }
+    }
+
+    /// Kills the head of each job cancelled longer than [`CANCEL_GRACE`] ago that runs on.
+    fn kill_the_overdue(&self) {
+        for (head, slot) in &self.slots {
+            let (Some(generation), Some(run)) = (slot.up, &slot.running) else {
+                continue;
+            };
+            if run
+                .cancelling
+                .is_some_and(|at| at.elapsed() >= CANCEL_GRACE)
+            {
+                let reason = format!(
+                    "killed: job {} was cancelled and had not stopped {CANCEL_GRACE:?} later",
+                    run.job
+                );
+                let _ = self.supervisor.kill(head, generation, reason);
+            }
         }
     }
 
@@ -177,6 +240,10 @@ impl Dispatcher {
             Request::Submitted { id, role } => self.enqueue(role, id, false),
             Request::Cancel(id, reply) => {
                 let _ = reply.send(self.cancel(&id).await);
+            }
+            Request::Stop(reply) => {
+                self.stop().await;
+                let _ = reply.send(());
             }
             Request::Loads(reply) => {
                 let loads = self
@@ -247,24 +314,13 @@ impl Dispatcher {
                     let role = slot.role.clone();
                     let died = format!("{head}: {reason}");
                     let update = self.journal.update(&job, move |r| {
-                        if cancelled {
+                        if cancelled.is_some() {
                             r.state = JobState::Cancelled;
                             r.finished_at = Some(Timestamp::now());
                             return;
                         }
                         r.head_deaths += 1;
-                        if r.head_deaths < MAX_HEAD_DEATHS {
-                            r.state = JobState::Queued;
-                        } else {
-                            r.state = JobState::Failed;
-                            r.finished_at = Some(Timestamp::now());
-                            r.error = Some(format!(
-                                "its head died {} times while running it (the last, {died}); \
-                                 not run again, so that a job that brings its head down (memory \
-                                 exhausted, say) cannot bring down every head in turn",
-                                r.head_deaths
-                            ));
-                        }
+                        died_under(r, &died);
                     });
                     match update.await {
                         Ok(record) if record.state == JobState::Queued => {
@@ -403,7 +459,7 @@ impl Dispatcher {
         let gate = Arc::clone(&self.gate);
         // Signing takes most of a millisecond: done off the dispatcher and off the journal's
         // writer, and the result committed with its receipt when it is ready.
-        tokio::spawn(async move {
+        self.finishing.spawn(async move {
             let finished_at = Timestamp::now();
             let (state, outcome_name, output) = match outcome {
                 Outcome::Succeeded(result) => (JobState::Succeeded, "succeeded", result),
@@ -505,9 +561,10 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let (attempt, document) = (record.attempts + 1, record.document);
+            let attempt = record.attempts + 1;
             let started_at = Timestamp::now();
-            let span = info_span!("job", id = %job, r#type = %record.job_type, %head, attempt);
+            let span = info_span!("job", id = %job, r#type = %record.work(), %head, attempt);
+            let document = record.document;
             debug!(parent: &span, "started");
             slot.running = Some(Running {
                 job: job.clone(),
@@ -515,7 +572,7 @@ impl Dispatcher {
                 attempt,
                 started_at,
                 digest: record.digest,
-                cancelling: false,
+                cancelling: None,
                 span: span.clone(),
             });
             // The start is queued in the journal before the order goes out (the journal commits
@@ -578,7 +635,7 @@ impl Dispatcher {
             Some((head, s.up, run))
         });
         if let Some((head, Some(generation), run)) = running_on {
-            run.cancelling = true;
+            run.cancelling.get_or_insert_with(std::time::Instant::now);
             debug!(parent: &run.span, "cancel asked");
             let _ = self.supervisor.send(
                 head,
@@ -591,6 +648,29 @@ impl Dispatcher {
         Ok(Some(record))
     }
 
+    /// Commits the outcomes being signed, and marks every job a head was running as queued again,
+    /// for the engine's next start.
+    async fn stop(&mut self) {
+        while self.finishing.join_next().await.is_some() {}
+        let running: Vec<String> = self
+            .slots
+            .values_mut()
+            .filter_map(|slot| slot.running.take())
+            .map(|run| run.job)
+            .collect();
+        for job in running {
+            let requeued = self.journal.update(&job, |r| {
+                if !r.state.is_final() {
+                    r.state = JobState::Queued;
+                    r.head = None;
+                }
+            });
+            if let Err(e) = requeued.await {
+                error!(%job, "not put back in the queue as the engine stops: {e}");
+            }
+        }
+    }
+
     fn note(&self, record: &JobRecord, note: &str) {
         let mut event = convert::snapshot(record, &[]);
         event.detail = Some(job_event::Detail::Note(note.to_owned()));
@@ -600,6 +680,24 @@ impl Dispatcher {
     fn publish_final(&self, record: &JobRecord) {
         publish_final(&self.events, record, self.key.public_key(), &self.gate);
     }
+}
+
+/// A job whose head died under it (its `head_deaths` counted, `died` saying how) is queued
+/// again, or after [`MAX_HEAD_DEATHS`] failed, so that a job that brings its head down (memory
+/// exhausted, say) cannot bring down every head in turn.
+fn died_under(r: &mut JobRecord, died: &str) {
+    if r.head_deaths < MAX_HEAD_DEATHS {
+        r.state = JobState::Queued;
+        return;
+    }
+    r.state = JobState::Failed;
+    r.finished_at = Some(Timestamp::now());
+    r.error = Some(format!(
+        "its head died {} times while running it (the last, {died}); not run again, so that a \
+         job that brings its head down (memory exhausted, say) cannot bring down every head in \
+         turn",
+        r.head_deaths
+    ));
 }
 
 /// Tells of a job that reached its final state, and frees its client's place in the limits.
@@ -615,7 +713,7 @@ fn publish_final(
         JobState::Failed => "failed",
         _ => "cancelled",
     };
-    metrics::counter!(m::JOBS, "type" => record.job_type.clone(), "outcome" => outcome)
+    metrics::counter!(m::JOBS, "type" => record.work().to_owned(), "outcome" => outcome)
         .increment(1);
     let total = Timestamp::now().duration_since(record.submitted_at);
     metrics::histogram!(m::JOB_SECONDS).record(total.as_secs_f64());

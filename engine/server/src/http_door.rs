@@ -1,6 +1,8 @@
 //! The HTTP door beside gRPC, for the curl users of the CHIMERA documents: `POST /execute` and
 //! `POST /maml/execute` take a signed MAML document (`text/markdown`) and answer
-//! `{"status": …, "result": …}`; `GET /health`; `GET /` the engine's status. A submission goes
+//! `{"status": …, "result": …}`; `GET /jobs/ID` answers the same of a job to its owner
+//! (`owners`: a request proof in the headers, or the client certificate); `GET /health`;
+//! `GET /` the engine's status. A submission goes
 //! through the same admission, limits, journal and audit log as gRPC's `Submit`. With TLS
 //! configured the door speaks it too, with the gRPC port's certificate, and when client
 //! certificates are required every request but `/health` must come with one that names a trusted
@@ -11,8 +13,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,6 +34,7 @@ use tower::ServiceExt;
 
 use crate::client_certificates::{self, Client};
 use crate::connections::BoundedListener;
+use crate::owners::{Asker, JobCall};
 use crate::request_budget::Hold;
 use crate::service::EngineService;
 use crate::tls::{Tls, TlsListener};
@@ -53,6 +56,7 @@ fn router(door: Door) -> axum::Router {
     axum::Router::new()
         .route("/execute", post(execute))
         .route("/maml/execute", post(execute))
+        .route("/jobs/{id}", get(job))
         .route("/", get(status))
         .route_layer(middleware::from_fn_with_state(door.clone(), trusted_client))
         .route("/health", get(health))
@@ -75,8 +79,8 @@ async fn unserved(http: StatusCode, reason: &str, method: Method, uri: Uri) -> R
         http,
         Some(reason),
         &format!(
-            "no {method} {}: this door serves POST /execute, POST /maml/execute, GET /health \
-             and GET /",
+            "no {method} {}: this door serves POST /execute, POST /maml/execute, GET /jobs/ID, \
+             GET /health and GET /",
             uri.path()
         ),
     )
@@ -110,41 +114,49 @@ async fn trusted_client(
 }
 
 #[derive(serde::Deserialize)]
-struct ExecuteQuery {
-    /// Seconds to wait for the job to end; 0 answers as soon as it is accepted. Taken as text, so
-    /// that a value that is not a number is refused as the door's other refusals are.
+struct WaitQuery {
+    /// Seconds to wait for the job to end; 0 answers at once. Taken as text, so that a value
+    /// that is not a number is refused as the door's other refusals are.
     wait: Option<String>,
+}
+
+/// How long to wait for a job: `?wait=SECONDS` (decimal digits, at most [`MAX_WAIT`]), else
+/// `default`; or the reason and message of a `400` for a wait that is not that.
+fn wait_of(
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    default: Duration,
+) -> Result<Duration, (&'static str, String)> {
+    let text = match query {
+        Ok(Query(WaitQuery { wait: None })) => return Ok(default),
+        Ok(Query(WaitQuery { wait: Some(text) })) => text,
+        Err(rejection) => {
+            let said = format!("{}: this door takes ?wait=SECONDS", rejection.body_text());
+            return Err(("BAD_QUERY", said));
+        }
+    };
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.');
+    match text.parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(wait)) if plain && wait <= MAX_WAIT => Ok(wait),
+        _ => Err((
+            "BAD_WAIT",
+            format!(
+                "?wait={text}: give seconds from 0 to {}, in decimal digits",
+                MAX_WAIT.as_secs()
+            ),
+        )),
+    }
 }
 
 async fn execute(
     State(Door { service, .. }): State<Door>,
     client: Option<Extension<Client>>,
     Extension(Source(source)): Extension<Source>,
-    query: Result<Query<ExecuteQuery>, QueryRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Body,
 ) -> Response {
-    let wait = match query.map(|Query(query)| query.wait) {
-        Ok(None) => DEFAULT_WAIT,
-        Ok(Some(text)) => match text.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
-            Ok(Ok(wait)) => wait.min(MAX_WAIT),
-            _ => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    Some("BAD_WAIT"),
-                    &format!(
-                        "?wait={text}: give seconds from 0 to {}",
-                        MAX_WAIT.as_secs()
-                    ),
-                );
-            }
-        },
-        Err(rejection) => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                Some("BAD_QUERY"),
-                &format!("{}: this door takes ?wait=SECONDS", rejection.body_text()),
-            );
-        }
+    let wait = match wait_of(query, DEFAULT_WAIT) {
+        Ok(wait) => wait,
+        Err((reason, said)) => return answer(StatusCode::BAD_REQUEST, Some(reason), &said),
     };
     let document = match read_body(&service, body).await {
         Ok(document) => document,
@@ -159,9 +171,36 @@ async fn execute(
         Err(status) => return refused(&status),
     };
     let id = reply.job.map(|job| job.id).unwrap_or_default();
-    match finished_within(&service, &id, wait).await {
-        Ok(record) if record.state.is_final() => (StatusCode::OK, Json(outcome(&service, &record))),
-        Ok(record) => (StatusCode::ACCEPTED, Json(outcome(&service, &record))),
+    answer_when_finished(&service, &id, wait).await
+}
+
+/// `GET /jobs/ID`: the job as `POST /execute` answers it, to its owner, at once or once it ends
+/// within `?wait=SECONDS`.
+async fn job(
+    State(Door { service, .. }): State<Door>,
+    client: Option<Extension<Client>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> Response {
+    let wait = match wait_of(query, Duration::ZERO) {
+        Ok(wait) => wait,
+        Err((reason, said)) => return answer(StatusCode::BAD_REQUEST, Some(reason), &said),
+    };
+    let client = client.map(|Extension(Client(name))| name);
+    let owned = Asker::of_http(&headers, client)
+        .and_then(|asker| service.owned_record(&asker, JobCall::Get, &id));
+    if let Err(status) = owned {
+        return refused(&status);
+    }
+    answer_when_finished(&service, &id, wait).await
+}
+
+/// `200` with the job once it has ended, `202` with where it stands when `wait` is over first.
+async fn answer_when_finished(service: &EngineService, id: &str, wait: Duration) -> Response {
+    match finished_within(service, id, wait).await {
+        Ok(record) if record.state.is_final() => (StatusCode::OK, Json(outcome(service, &record))),
+        Ok(record) => (StatusCode::ACCEPTED, Json(outcome(service, &record))),
         Err(status) => return refused(&status),
     }
     .into_response()
@@ -280,7 +319,9 @@ fn outcome(service: &EngineService, record: &JobRecord) -> Value {
 /// A refusal: the HTTP status nearest its gRPC code, and the same reason and message.
 fn refused(status: &Status) -> Response {
     let http = match status.code() {
-        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        // A number past this engine's limits: no retry makes it pass.
+        Code::OutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,

@@ -6,8 +6,6 @@
 //! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity), `audit.log`
 //! (`chimera_audit`) and `run/` (the heads' sockets).
 
-mod ai_specs;
-mod circuits;
 pub mod client_certificates;
 mod connections;
 pub mod convert;
@@ -17,6 +15,7 @@ mod http_door;
 pub mod limits;
 mod merkle;
 pub mod metrics_names;
+pub mod owners;
 pub mod receipt;
 pub mod refusal;
 mod request_budget;
@@ -51,9 +50,7 @@ const MAX_CALLS_PER_CONNECTION: u32 = 256;
 pub enum EngineError {
     #[error("cannot make the data directory {path}: {error}")]
     DataDir { path: String, error: std::io::Error },
-    #[error(
-        "{0} (is another `chimera serve` using this data directory? each engine needs its own)"
-    )]
+    #[error("{error}{hint}", error = .0, hint = repair_hint(.0))]
     Journal(#[from] chimera_journal::JournalError),
     #[error("the engine's key: {0}")]
     Key(#[from] KeyError),
@@ -69,6 +66,19 @@ pub enum EngineError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// What to do about a journal that does not read.
+fn repair_hint(error: &chimera_journal::JournalError) -> &'static str {
+    use chimera_journal::JournalError::{Corrupt, Damaged};
+    match error {
+        Damaged { .. } | Corrupt { .. } => {
+            "; `chimera journal check` lists what still reads, and `chimera journal repair` \
+             keeps every record that reads whole and moves the rest aside (give them this \
+             engine's --data-dir)"
+        }
+        _ => "",
+    }
 }
 
 pub struct EngineConfig {
@@ -131,6 +141,10 @@ fn engine_key(data_dir: &Path) -> Result<SecretKey, KeyError> {
 
 pub fn audit_path(data_dir: &Path) -> PathBuf {
     data_dir.join(chimera_audit::FILE_NAME)
+}
+
+pub fn journal_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal.redb")
 }
 
 /// Asks the heads to rotate their keys every `period`, for as long as the supervisor lives.
@@ -209,7 +223,13 @@ impl Engine {
         })?;
         metrics_names::describe();
         gpu_metrics::start();
-        let journal = Journal::open(&config.data_dir.join("journal.redb"))?;
+        let journal = Journal::open(&journal_path(&config.data_dir))?;
+        if journal.rolled_back_at_open() {
+            tracing::error!(
+                "the journal's last commit was damaged: redb went back to the commit before it, \
+                 and what the last one held (jobs acknowledged, or their outcomes) is lost"
+            );
+        }
         let unfinished = journal.unfinished()?.into_iter().map(|r| r.submitted_by);
         let gate = Arc::new(limits::Gate::new(config.limits, unfinished));
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
@@ -378,6 +398,16 @@ impl Engine {
             tracing::error!("the HTTP door failed: {e}");
         }
         self.supervisor.shutdown().await;
+        // Jobs the heads ran go back in the queue: stopped this way, not counted against them.
+        let (requeued, committed) = tokio::sync::oneshot::channel();
+        if self
+            .service
+            .dispatch
+            .send(dispatch::Request::Stop(requeued))
+            .is_ok()
+        {
+            let _ = committed.await;
+        }
         self.audit.record(Event::EngineStopped);
         // Writes what is left, with a last checkpoint.
         let audit = self.audit;

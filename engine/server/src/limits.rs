@@ -40,6 +40,10 @@ pub struct Limits {
     /// Qubits of the widest circuit taken; `None`: as many as this machine's largest device
     /// (its available memory, or its largest GPU's) holds in single precision, read at start.
     pub max_qubits: Option<usize>,
+    /// The most shots a job's circuits may ask for.
+    pub max_shots: u64,
+    /// The most epochs a training may ask for.
+    pub max_epochs: usize,
     /// Connections each door (gRPC, HTTP) holds at once, TLS handshakes included; more wait in
     /// the listen queue.
     pub max_connections: usize,
@@ -66,6 +70,8 @@ impl Default for Limits {
             max_streams: 1024,
             max_streams_per_source: 256,
             max_qubits: None,
+            max_shots: chimera_job::Limits::DEFAULT_MAX_SHOTS,
+            max_epochs: chimera_job::Limits::DEFAULT_MAX_EPOCHS,
             max_connections: 1024,
             max_connections_per_source: 128,
             read_timeout: Duration::from_secs(15),
@@ -100,6 +106,24 @@ impl Bucket {
     }
 }
 
+/// What a state needs beside its amplitudes (the CPU backend's per-thread buffers).
+fn with_room(bytes: u128) -> u128 {
+    bytes.saturating_add(bytes / 16)
+}
+
+/// The most qubits whose single-precision state fits the larger of this machine's available
+/// memory and its largest GPU's memory.
+pub fn device_max_qubits() -> usize {
+    use chimera_quantum::backend::Precision;
+    let cpu = chimera_quantum::backend::cpu::available_memory().unwrap_or(0);
+    let gpu = crate::gpu_metrics::largest_gpu_memory().map_or(0, u128::from);
+    let memory = cpu.max(gpu);
+    (0..64)
+        .take_while(|&n| with_room(Precision::Single.state_bytes(n)) <= memory)
+        .last()
+        .unwrap_or(0)
+}
+
 /// Sources whose refusal buckets are kept; beyond this, full ones are forgotten.
 const TRACKED_SOURCES: usize = 16_384;
 
@@ -111,7 +135,7 @@ pub struct Gate {
     unfinished: Mutex<HashMap<String, usize>>,
     streams: Arc<Semaphore>,
     streams_by_source: Arc<PerSource>,
-    max_qubits: usize,
+    jobs: chimera_job::Limits,
     arriving: Arc<Budget>,
 }
 
@@ -154,9 +178,11 @@ impl Gate {
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             streams_by_source: PerSource::new(limits.max_streams_per_source),
             arriving: Budget::new(limits.max_arriving_request_bytes),
-            max_qubits: limits
-                .max_qubits
-                .unwrap_or_else(crate::circuits::device_max_qubits),
+            jobs: chimera_job::Limits {
+                max_qubits: limits.max_qubits.unwrap_or_else(device_max_qubits),
+                max_shots: limits.max_shots,
+                max_epochs: limits.max_epochs,
+            },
             limits,
             buckets: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
@@ -173,9 +199,10 @@ impl Gate {
         &self.arriving
     }
 
-    /// The widest circuit taken: [`Limits::max_qubits`], or what this machine holds.
-    pub fn max_qubits(&self) -> usize {
-        self.max_qubits
+    /// The largest numbers a job may ask for: [`Limits::max_qubits`] (or what this machine
+    /// holds), shots and epochs.
+    pub fn job_limits(&self) -> &chimera_job::Limits {
+        &self.jobs
     }
 
     /// Takes a token from `client`'s bucket, or says when the next one comes.
@@ -328,6 +355,12 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_machine_holds_some_qubits_and_not_absurdly_many() {
+        let n = device_max_qubits();
+        assert!((10..50).contains(&n), "{n}");
+    }
 
     fn gate(limits: Limits) -> Gate {
         Gate::new(limits, ["busy".to_owned(), "busy".to_owned()])

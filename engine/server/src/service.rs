@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use chimera_audit::Event;
 use chimera_journal::{JobRecord, JobState, Journal, Submitted};
-use chimera_maml::{BlockKind, Policy, TrustStore, TrustedKey, admit};
+use chimera_maml::{Policy, TrustStore, TrustedKey, admit};
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
@@ -24,6 +24,7 @@ use crate::client_certificates::Client;
 use crate::dispatch::Request as Dispatch;
 use crate::limits::Gate;
 use crate::metrics_names as m;
+use crate::owners::{Asker, JobCall, no_such_job};
 use crate::receipt::{self, EngineKey};
 use crate::{convert, refusal};
 
@@ -109,34 +110,6 @@ impl TrustFile {
     }
 }
 
-/// The role of head a job needs, from its type and code blocks. A `hybrid_workflow` whose
-/// circuits are all `qasm3` trains on an AI head: they are its hybrid models' layers.
-fn role_of(job_type: &str, blocks: &[chimera_maml::CodeBlock]) -> Result<&'static str, Status> {
-    let circuit = |b: &&chimera_maml::CodeBlock| {
-        matches!(b.kind, BlockKind::OpenQasm2 | BlockKind::OpenQasm3)
-    };
-    let quantum = blocks.iter().any(|b| circuit(&b));
-    let ai = blocks
-        .iter()
-        .any(|b| matches!(b.kind, BlockKind::Train | BlockKind::Infer));
-    let layers_only = blocks
-        .iter()
-        .filter(circuit)
-        .all(|b| b.kind == BlockKind::OpenQasm3);
-    match (quantum, ai) {
-        (true, false) => Ok("quantum"),
-        (false, true) => Ok("ai"),
-        _ if job_type == "hybrid_workflow" && layers_only => Ok("ai"),
-        _ => Err(refusal::status(
-            Code::Unimplemented,
-            "HYBRID_NOT_SUPPORTED",
-            "the job holds both circuit and model blocks; this engine runs them together only as \
-             a `hybrid_workflow` whose circuits are `qasm3` layers of a `kind: hybrid` model; \
-             otherwise submit the circuit and the model as separate jobs",
-        )),
-    }
-}
-
 impl Core {
     /// Admits and journals one document; a refusal goes to the audit log with its reason.
     /// `client` is the name a client certificate gave, if one did; else the signing key's.
@@ -187,12 +160,9 @@ impl Core {
         };
         metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
         let job = &admitted.document.job;
-        let role = role_of(&job.job_type, &job.code_blocks)?;
-        if role == "quantum" {
-            crate::circuits::check(&job.code_blocks, self.gate.max_qubits())?;
-        } else {
-            crate::ai_specs::check(job)?;
-        }
+        let checked =
+            chimera_job::check(job, self.gate.job_limits()).map_err(|e| refusal::job(&e))?;
+        let relayed_by = client.map(str::to_owned);
         let client = client.unwrap_or(&admitted.key_name);
         self.gate.submission(client)?;
         let place = self.gate.place(client)?;
@@ -200,8 +170,10 @@ impl Core {
             id: job.id.clone(),
             seq: 0,
             job_type: job.job_type.clone(),
-            role: role.to_owned(),
+            runs: chimera_maml::work_label(&checked.work),
+            role: checked.role.name().to_owned(),
             submitted_by: admitted.key_name.clone(),
+            relayed_by,
             // Admission read it as UTF-8.
             document: String::from_utf8(document.to_vec()).expect("admitted documents are UTF-8"),
             // Admission checked that the signature block's digest is the document's.
@@ -236,6 +208,7 @@ impl Core {
                 self.audit.record(Event::Submitted {
                     job: record.id.clone(),
                     job_type: record.job_type.clone(),
+                    runs: record.runs.clone(),
                     key: record.submitted_by.clone(),
                     digest: record.digest.clone(),
                 });
@@ -260,13 +233,19 @@ impl Core {
             }
             Submitted::Conflict(existing) => {
                 metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
+                // When, only to the key that submitted it: a stranger learns no more than that
+                // the id is taken.
+                let when = if existing.submitted_by == admitted.key_name {
+                    format!(" at {} with other content", existing.submitted_at)
+                } else {
+                    String::new()
+                };
                 return Err(refusal::status(
                     Code::AlreadyExists,
                     "REPLAYED_ID",
                     format!(
-                        "job id {} was already submitted at {} with other content; a new job \
-                         needs a new id",
-                        existing.id, existing.submitted_at
+                        "job id {} was already submitted{when}; a new job needs a new id",
+                        existing.id
                     ),
                 ));
             }
@@ -276,10 +255,28 @@ impl Core {
     }
 
     pub(crate) fn record(&self, id: &str) -> Result<JobRecord, Status> {
+        self.stored(id)?.ok_or_else(|| no_such_job(id))
+    }
+
+    fn stored(&self, id: &str) -> Result<Option<JobRecord>, Status> {
         self.journal
             .get(id)
-            .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))?
-            .ok_or_else(|| no_such_job(id))
+            .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))
+    }
+
+    /// Job `id`, if `asker` may see it (`owners`); else `NO_SUCH_JOB`, as if it did not exist.
+    pub(crate) fn owned_record(
+        &self,
+        asker: &Asker,
+        call: JobCall,
+        id: &str,
+    ) -> Result<JobRecord, Status> {
+        let trust = self.trust.current()?;
+        let record = self.stored(id)?;
+        match asker.may_see(record.as_ref(), &trust, call, id, Timestamp::now())? {
+            true => record.ok_or_else(|| no_such_job(id)),
+            false => Err(no_such_job(id)),
+        }
     }
 
     /// Resolves once the engine has begun to stop (at once if it has).
@@ -310,14 +307,6 @@ impl Core {
             }
         }))
     }
-}
-
-fn no_such_job(id: &str) -> Status {
-    refusal::status(
-        Code::NotFound,
-        "NO_SUCH_JOB",
-        format!("no job has the id `{id}`"),
-    )
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -396,7 +385,8 @@ impl Engine for EngineService {
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Job>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Get").increment(1);
-        let record = self.record(&request.into_inner().job_id)?;
+        let asker = Asker::of_call(&request)?;
+        let record = self.owned_record(&asker, JobCall::Get, &request.into_inner().job_id)?;
         Ok(Response::new(convert::job(&record, self.key.public_key())))
     }
 
@@ -405,7 +395,9 @@ impl Engine for EngineService {
         request: Request<GetRequest>,
     ) -> Result<Response<ReceiptDocument>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "GetReceiptDocument").increment(1);
-        let record = self.record(&request.into_inner().job_id)?;
+        let asker = Asker::of_call(&request)?;
+        let id = request.into_inner().job_id;
+        let record = self.owned_record(&asker, JobCall::Receipt, &id)?;
         if !record.state.is_final() {
             return Err(refusal::status(
                 Code::FailedPrecondition,
@@ -453,11 +445,12 @@ impl Engine for EngineService {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Watch").increment(1);
+        let asker = Asker::of_call(&request)?;
         let stream = self.gate.stream(request.remote_addr().map(|a| a.ip()))?;
         let id = request.into_inner().job_id;
         // Subscribed before reading the state, so that no event falls between the two.
         let mut events = self.events.subscribe();
-        let record = self.record(&id)?;
+        let record = self.owned_record(&asker, JobCall::Watch, &id)?;
         let what = format!("job {id}");
         let (tx, rx) = mpsc::channel(64);
         let service = Arc::clone(&self.0);
@@ -503,7 +496,9 @@ impl Engine for EngineService {
 
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Job>, Status> {
         metrics::counter!(m::REQUESTS, "method" => "Cancel").increment(1);
+        let asker = Asker::of_call(&request)?;
         let id = request.into_inner().job_id;
+        self.owned_record(&asker, JobCall::Cancel, &id)?;
         let (reply, answer) = oneshot::channel();
         let stopped =
             || refusal::status(Code::Unavailable, "SHUTTING_DOWN", "the engine is stopping");

@@ -125,8 +125,13 @@ pub enum SupervisorError {
     NoSuchHead(String),
 }
 
-/// An order for one generation of a head, or (`None`) for whichever is alive.
-type Order = (Option<u64>, ToHead);
+/// What a head's watcher is told.
+enum Order {
+    /// A line for one generation of the head, or (`None`) for whichever is alive.
+    Send(Option<u64>, ToHead),
+    /// End that generation now (it is replaced as if it had died), saying why.
+    Kill(u64, String),
+}
 
 /// A head as its watcher and its peers' watchers share it.
 #[derive(Debug, Clone)]
@@ -250,19 +255,29 @@ impl Supervisor {
     /// Asks every head that is alive to rotate to a new key.
     pub fn rotate_keys(&self) {
         for orders in self.orders.iter() {
-            let _ = orders.send((None, ToHead::Rotate));
+            let _ = orders.send(Order::Send(None, ToHead::Rotate));
         }
     }
 
     /// Sends `order` to the head's generation `generation`; dropped if that one is gone.
     pub fn send(&self, head: &str, generation: u64, order: ToHead) -> Result<(), SupervisorError> {
+        self.order(head, Order::Send(Some(generation), order))
+    }
+
+    /// Kills the head's generation `generation`, if it is still alive: it is replaced as a head
+    /// that died is, and `reason` is the death's.
+    pub fn kill(&self, head: &str, generation: u64, reason: String) -> Result<(), SupervisorError> {
+        self.order(head, Order::Kill(generation, reason))
+    }
+
+    fn order(&self, head: &str, order: Order) -> Result<(), SupervisorError> {
         let slot = self
             .ids
             .iter()
             .position(|id| id == head)
             .ok_or_else(|| SupervisorError::NoSuchHead(head.to_owned()))?;
         // A closed channel means shutdown; the order is dropped like any to a dead head.
-        let _ = self.orders[slot].send((Some(generation), order));
+        let _ = self.orders[slot].send(order);
         Ok(())
     }
 
@@ -319,7 +334,7 @@ impl HeadWatcher {
 
     /// Sends `order` to whichever life of the head at `slot` is alive.
     fn relay(&self, slot: usize, order: ToHead) {
-        let _ = self.orders[slot].send((None, order));
+        let _ = self.orders[slot].send(Order::Send(None, order));
     }
 
     /// A new life said hello with `mailbox`: what to tell it of its keys and its peers (peers are
@@ -517,12 +532,17 @@ impl HeadWatcher {
                     }
                     self.report_key_shares();
                 }
-                Some((for_generation, order)) = orders.recv() => {
-                    if for_generation.is_some_and(|g| g != generation) {
-                        continue;
+                Some(order) = orders.recv() => match order {
+                    Order::Send(for_generation, order) => {
+                        if for_generation.is_none_or(|g| g == generation) {
+                            let _ = to_head.send(encode(&order));
+                        }
                     }
-                    let _ = to_head.send(encode(&order));
-                }
+                    Order::Kill(for_generation, reason) if for_generation == generation => {
+                        return self.end(child, reason).await;
+                    }
+                    Order::Kill(..) => {}
+                },
                 written = &mut writer.0 => {
                     let reason = match written {
                         Ok(Err(e)) => format!("cannot be written to: {e}"),

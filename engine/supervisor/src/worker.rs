@@ -1,10 +1,17 @@
 //! The head's side: connect to the supervisor, say hello, send heartbeats, run the jobs it is
 //! sent one at a time through an [`Executor`], and report their progress and outcome. The
 //! supervisor's key orders go to the head's [`HeadKeys`].
+//!
+//! An executor that panics fails its job, saying so, and ends the head (its state may be half
+//! changed): [`serve`] returns [`WorkerError::Panicked`] and the supervisor starts a new head. A
+//! panic never ends only the executor's thread, which would leave a head that says it is alive
+//! and a job that runs for ever.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -30,6 +37,8 @@ pub enum WorkerError {
     Io(#[from] std::io::Error),
     #[error("the supervisor sent a line this head does not understand: {0}")]
     Protocol(serde_json::Error),
+    #[error("the head's executor panicked running job {job_id}: {message}")]
+    Panicked { job_id: String, message: String },
 }
 
 /// A job as a head receives it.
@@ -103,9 +112,13 @@ pub fn serve(
     let cancels: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>> = Arc::default();
     let (orders, queue) = mpsc::channel::<(JobOrder, Arc<AtomicBool>)>();
     let report = send.clone();
+    let panicked: Arc<Mutex<Option<WorkerError>>> = Arc::default();
+    // Shut down to end the head when the executor panics: the reader below then sees the end.
+    let connection = stream.try_clone()?;
     std::thread::Builder::new().name("executor".into()).spawn({
         let cancels = Arc::clone(&cancels);
         let keys = keys.clone();
+        let panicked = Arc::clone(&panicked);
         move || {
             for (order, cancelled) in queue {
                 keys.wait_keyed(KEYED_WAIT);
@@ -116,17 +129,25 @@ pub fn serve(
                         progress,
                     });
                 };
-                let JobReport { outcome, work } = executor.run(&order, &mut progress, &cancelled);
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    executor.run(&order, &mut progress, &cancelled)
+                }));
                 cancels
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&job_id);
+                let (JobReport { outcome, work }, panic) = match ran {
+                    Ok(report) => (report, None),
+                    Err(payload) => panic_report(&job_id, payload.as_ref()),
+                };
                 let finished = FromHead::Finished {
                     job_id,
                     outcome,
                     work,
                 };
-                if report(&finished).is_err() {
+                if report(&finished).is_err() || panic.is_some() {
+                    *panicked.lock().unwrap_or_else(|p| p.into_inner()) = panic;
+                    let _ = connection.shutdown(Shutdown::Both);
                     return;
                 }
             }
@@ -172,7 +193,34 @@ pub fn serve(
             key_order => keys.handle(key_order, &key_send)?,
         }
     }
-    Ok(())
+    match panicked.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(panic) => Err(panic),
+        None => Ok(()),
+    }
+}
+
+/// The report of a job whose executor panicked, and the error that ends the head.
+fn panic_report(
+    job_id: &str,
+    payload: &(dyn std::any::Any + Send),
+) -> (JobReport, Option<WorkerError>) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic that says nothing".to_owned());
+    let report = JobReport {
+        outcome: Outcome::Failed(format!(
+            "the head panicked running it ({message}): a fault in the engine, not in the job's \
+             document; the head was replaced, and the engine's log has the panic's place"
+        )),
+        work: StatevectorWork::default(),
+    };
+    let panic = WorkerError::Panicked {
+        job_id: job_id.to_owned(),
+        message,
+    };
+    (report, Some(panic))
 }
 
 #[cfg(test)]
@@ -181,10 +229,11 @@ mod tests {
 
     use super::*;
 
-    /// An executor that is never sent a job.
-    struct Idle;
+    /// An executor that panics on every job, as one did on `shots: 9223372036854775807` (issue
+    /// 34). Most tests send it none.
+    struct Panics;
 
-    impl Executor for Idle {
+    impl Executor for Panics {
         fn backend(&self) -> String {
             "test".into()
         }
@@ -195,27 +244,74 @@ mod tests {
             _: &mut dyn FnMut(serde_json::Value),
             _: &AtomicBool,
         ) -> JobReport {
-            unreachable!("no job is sent")
+            panic!("capacity overflow")
         }
     }
 
-    /// Serves a head whose supervisor takes its hello, waits `linger`, sends `sent` and closes
-    /// the connection. A linger longer than a heartbeat leaves heartbeats unread, so the close
-    /// is a reset.
-    fn head_served(sent: &'static [u8], linger: Duration) -> Result<(), WorkerError> {
+    /// Serves a head whose supervisor, once it has the head's hello, is `supervise`: how
+    /// serving ended, and what `supervise` returned.
+    fn head_served<T: Send + 'static>(
+        supervise: impl FnOnce(UnixStream) -> T + Send + 'static,
+    ) -> (Result<(), WorkerError>, T) {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("head.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let supervisor = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
+            let (stream, _) = listener.accept().unwrap();
             let mut hello = String::new();
             BufReader::new(&stream).read_line(&mut hello).unwrap();
+            supervise(stream)
+        });
+        let served = serve("q0", &socket, HeadKeys::new("q0", dir.path()), Panics);
+        (served, supervisor.join().unwrap())
+    }
+
+    /// A head whose supervisor waits `linger` after its hello, sends `sent` and closes the
+    /// connection. A linger longer than a heartbeat leaves heartbeats unread, so the close is a
+    /// reset.
+    fn closed_after(sent: &'static [u8], linger: Duration) -> Result<(), WorkerError> {
+        head_served(move |mut stream| {
             std::thread::sleep(linger);
             stream.write_all(sent).unwrap();
+        })
+        .0
+    }
+
+    #[test]
+    fn an_executor_that_panics_fails_its_job_and_ends_the_head() {
+        let (served, finished) = head_served(|mut stream| {
+            let keys = ToHead::Keys {
+                restore_epoch: None,
+                restore_shares: 0,
+                peers: Vec::new(),
+            };
+            let run = ToHead::Run {
+                job_id: "urn:uuid:poison".into(),
+                document: String::new(),
+            };
+            stream.write_all(&encode(&keys)).unwrap();
+            stream.write_all(&encode(&run)).unwrap();
+            // Every line up to the end of the connection, which the head closes.
+            let lines = BufReader::new(stream).lines().map_while(Result::ok);
+            lines
+                .filter_map(|line| match serde_json::from_str(&line) {
+                    Ok(FromHead::Finished { outcome, .. }) => Some(outcome),
+                    _ => None,
+                })
+                .last()
         });
-        let served = serve("q0", &socket, HeadKeys::new("q0", dir.path()), Idle);
-        supervisor.join().unwrap();
-        served
+        assert!(
+            matches!(&served, Err(WorkerError::Panicked { job_id, message })
+                if job_id == "urn:uuid:poison" && message == "capacity overflow"),
+            "{served:?}"
+        );
+        let Some(Outcome::Failed(said)) = finished else {
+            panic!("the job was not failed: {finished:?}");
+        };
+        assert!(
+            said.contains("panicked") && said.contains("capacity overflow"),
+            "{said}"
+        );
     }
 
     #[test]
@@ -223,13 +319,13 @@ mod tests {
         let cut_line: &[u8] = b"{\"cancel\":{\"job_id\":\"urn:uuid:1\"";
         let unread_heartbeats = HEARTBEAT_INTERVAL * 2;
         for linger in [Duration::ZERO, unread_heartbeats] {
-            let stopped = head_served(b"", linger);
+            let stopped = closed_after(b"", linger);
             assert!(stopped.is_ok(), "{linger:?}: {stopped:?}");
-            let cut = head_served(cut_line, linger);
+            let cut = closed_after(cut_line, linger);
             assert!(cut.is_ok(), "{linger:?}: {cut:?}");
         }
         // A whole line that is not an order is still an error, saying so.
-        let garbled = head_served(b"not an order\n", unread_heartbeats);
+        let garbled = closed_after(b"not an order\n", unread_heartbeats);
         assert!(
             matches!(garbled, Err(WorkerError::Protocol(_))),
             "{garbled:?}"

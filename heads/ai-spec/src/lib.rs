@@ -56,6 +56,8 @@ fn yaml_error(spec: &'static str, text: &str, e: serde_saphyr::Error) -> SpecErr
     let message = at
         .and_then(|at| message.strip_prefix(&place(&Some(at))))
         .unwrap_or(message);
+    let message = in_our_words(message);
+    let message = message.as_str();
     // The tagged settings' own refusals (`train::settings`) start with the key they are about.
     let key = at
         .and_then(|(line, _)| text.lines().nth(line.checked_sub(1)?))
@@ -71,6 +73,18 @@ fn yaml_error(spec: &'static str, text: &str, e: serde_saphyr::Error) -> SpecErr
         None => message,
     };
     SpecError::Yaml { spec, at, message }
+}
+
+/// serde-saphyr's message in words that name the spec's setting, not the library's options: it
+/// answers a key given twice with how to accept that ("set DuplicateKeyPolicy in Options").
+fn in_our_words(message: &str) -> String {
+    let twice = message
+        .strip_prefix("duplicate mapping key: ")
+        .and_then(|rest| rest.split_once(','));
+    match twice {
+        Some((key, _)) => format!("`{key}` is given twice: a setting is given once"),
+        None => message.to_owned(),
+    }
 }
 
 /// For serde's "unknown field `X`, expected one of a, b, …": the expected key closest to `X`, when
@@ -94,6 +108,18 @@ fn likely_meant(message: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::likely_meant;
+
+    #[test]
+    fn a_key_given_twice_is_said_so_without_the_yaml_librarys_options() {
+        let said = crate::TrainSpec::from_yaml("dataset: digits\ndataset: moons\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("line 2 column 1: `dataset` is given twice"),
+            "{said}"
+        );
+        assert!(!said.contains("Options"), "{said}");
+    }
 
     #[test]
     fn a_misspelt_key_is_matched_to_the_one_meant() {

@@ -36,6 +36,10 @@ use crate::{SpecError, invalid, yaml_error};
 
 const TRAINING: &str = "training";
 
+/// Most trained parameters a model may have: 400 MB of weights, and as much again for each of
+/// their gradients and AdamW's two moments. A spec past it would take the head down.
+pub const MAX_PARAMETERS: usize = 100_000_000;
+
 mod settings;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -236,6 +240,34 @@ impl ModelSpec {
     pub fn is_hybrid(&self) -> bool {
         matches!(self, Self::Hybrid { .. })
     }
+
+    /// The trained parameters between the layers the spec itself sizes, which the model has at
+    /// least whatever its data (saturating): the products of consecutive hidden widths, and a
+    /// CNN's convolutions between its channels.
+    fn parameters_at_least(&self) -> usize {
+        let between = |widths: &[usize], per_pair: usize| {
+            widths.windows(2).fold(0usize, |sum, pair| {
+                sum.saturating_add(pair[0].saturating_mul(pair[1]).saturating_mul(per_pair))
+            })
+        };
+        match self {
+            Self::Mlp { hidden, .. } => between(hidden, 1),
+            Self::Cnn {
+                channels,
+                kernel_size,
+                hidden,
+                ..
+            } => {
+                let window = kernel_size.saturating_mul(*kernel_size);
+                // Each image channel in feeds the first convolution: at least one.
+                let first = channels.first().map_or(0, |c| c.saturating_mul(window));
+                first
+                    .saturating_add(between(channels, window))
+                    .saturating_add(between(hidden, 1))
+            }
+            Self::Hybrid { .. } => 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -400,6 +432,15 @@ impl TrainSpec {
         }
         if !(0.0..1.0).contains(&self.model.dropout()) {
             return Err(invalid("model.dropout", "must be at least 0 and below 1"));
+        }
+        if self.model.parameters_at_least() > MAX_PARAMETERS {
+            return Err(invalid(
+                "model",
+                format!(
+                    "would have more than {MAX_PARAMETERS} trained parameters: use fewer or \
+                     narrower layers (model.hidden, model.channels, model.kernel_size)"
+                ),
+            ));
         }
         if let ModelSpec::Cnn {
             channels,

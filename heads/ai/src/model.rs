@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
 use crate::cpu_layers;
-use crate::spec::{Activation, ModelSpec};
+use crate::spec::{Activation, MAX_PARAMETERS, ModelSpec};
 
 enum Layer {
     Linear(Linear),
@@ -47,9 +47,6 @@ fn unit(rng: &mut ChaCha8Rng) -> f32 {
     (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }
 
-/// Most trained parameters a model may have: 400 MB of weights, and as much again for each of
-/// their gradients and AdamW's two moments. A spec past it would take the head down.
-pub const MAX_PARAMETERS: usize = 100_000_000;
 /// Most values one layer's output may hold for a whole training batch (1 GiB of f32; training
 /// keeps several such outputs for the backward pass).
 pub const MAX_BATCH_ACTIVATIONS: usize = 1 << 28;

@@ -1,19 +1,26 @@
-"""Sign and verify MAML jobs from Python, interoperable with `chimera sign` and `chimera verify`.
+r"""Sign and verify MAML jobs from Python, interoperable with `chimera sign` and `chimera verify`.
 
 A gateway written in Python needs only `pip install dilithium-py` (a pure-Python FIPS 204 ML-DSA)
 and the key files that `chimera keygen` writes:
 
     python examples/maml_gateway.py sign JOB.md --key PREFIX.key -o SIGNED.md
     python examples/maml_gateway.py verify SIGNED.md --pub PREFIX.pub
+    python examples/maml_gateway.py proof Get JOB_ID --key PREFIX.key   # headers for GET /jobs/ID
 
-The construction (README, "Signed MAML jobs"): the signed bytes are the document up to the
-`<!-- MAML:SIGNATURE:BEGIN -->` line with CRLF turned into LF; the block holds their SHA3-512 and an
-ML-DSA-65 signature over that 64-byte digest with the FIPS 204 context string b"MAML"; the key id
-is the SHA3-256 of the raw 1,952-byte public key.
+The construction (README, "Signed MAML jobs"): the signed bytes are the document as it is (a
+byte-order mark it starts with included) up to the `<!-- MAML:SIGNATURE:BEGIN -->` line with CRLF
+turned into LF; the block holds their SHA3-512 and an ML-DSA-65 signature over that 64-byte digest
+with the FIPS 204 context string b"MAML"; the key id is the SHA3-256 of the raw 1,952-byte public
+key.
+
+A job answers only the key that signed it: `proof` prints the three headers that prove a request
+about a job comes from that key (README, "Whose jobs"), an ML-DSA-65 signature with the context
+b"chimera-request" over "chimera-request-v1\n{call}\n{job id}\n{time}\n".
 """
 
 import argparse
 import base64
+import datetime
 import hashlib
 import sys
 
@@ -22,6 +29,7 @@ from dilithium_py.ml_dsa import ML_DSA_65
 BEGIN = "<!-- MAML:SIGNATURE:BEGIN -->\n"
 END = "<!-- MAML:SIGNATURE:END -->\n"
 CONTEXT = b"MAML"
+REQUEST_CONTEXT = b"chimera-request"
 PUBLIC_KEY_BYTES = 1952
 SEED_BYTES = 32
 
@@ -43,10 +51,13 @@ def split(text):
     return body, fields
 
 
-def sign(document, secret_key_file):
+def key_pair(secret_key_file):
     # `chimera keygen` writes PKCS#8 in the seed form: the DER ends with the 32-byte seed.
-    seed = pem_der(secret_key_file)[-SEED_BYTES:]
-    public_key, secret_key = ML_DSA_65.key_derive(seed)
+    return ML_DSA_65.key_derive(pem_der(secret_key_file)[-SEED_BYTES:])
+
+
+def sign(document, secret_key_file):
+    public_key, secret_key = key_pair(secret_key_file)
     body, _ = split(document)
     if body and not body.endswith("\n"):
         body += "\n"
@@ -76,6 +87,20 @@ def verify(document, public_key_file):
     return None
 
 
+def proof(call, job_id, secret_key_file):
+    """The headers that prove `call` (Get, Watch, Cancel, GetReceiptDocument) about `job_id`
+    comes from the key."""
+    public_key, secret_key = key_pair(secret_key_file)
+    time = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    message = f"chimera-request-v1\n{call}\n{job_id}\n{time}\n".encode()
+    signature = ML_DSA_65.sign(secret_key, message, ctx=REQUEST_CONTEXT)
+    return (
+        f"chimera-key-id: {hashlib.sha3_256(public_key).hexdigest()}\n"
+        f"chimera-request-time: {time}\n"
+        f"chimera-request-signature: {base64.b64encode(signature).decode()}\n"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,7 +111,14 @@ def main():
     verify_command = commands.add_parser("verify")
     verify_command.add_argument("file")
     verify_command.add_argument("--pub", required=True)
+    proof_command = commands.add_parser("proof")
+    proof_command.add_argument("call", choices=["Get", "Watch", "Cancel", "GetReceiptDocument"])
+    proof_command.add_argument("job_id")
+    proof_command.add_argument("--key", required=True)
     args = parser.parse_args()
+    if args.command == "proof":
+        sys.stdout.write(proof(args.call, args.job_id, args.key))
+        return
     document = open(args.file, encoding="utf-8", newline="").read()
     if args.command == "sign":
         signed = sign(document, args.key)

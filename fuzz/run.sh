@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(qasm_parse maml_parse proto_decode ai_spec)
+[ ${#targets[@]} -gt 0 ] || targets=(qasm_parse maml_parse proto_decode ai_spec submission)
 timeout_s=${TIMEOUT:-10}
 rss_mb=${RSS_MB:-2048}
 
@@ -32,7 +32,7 @@ cargo build --release --locked --target "$host" --bins
 seeds_of() {
     case $1 in
         qasm_parse) echo seeds ;;
-        maml_parse) echo seeds-maml ;;
+        maml_parse | submission) echo seeds-maml ;;
         ai_spec) echo seeds-ai-spec ;;
         *) ;;
     esac

@@ -206,4 +206,61 @@ fn a_python_gateway_and_chimera_accept_each_others_signatures() {
             .status
             .success()
     );
+
+    // Issue 34: a document that starts with a byte-order mark is signed as it is, by both: each
+    // accepts the other's signature, and the mark stays in the signed copy.
+    let with_mark = dir.join("qft.bom.md");
+    let source_text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&with_mark, format!("\u{feff}{source_text}")).unwrap();
+    let (bom_python, bom_chimera) = (dir.join("bom.python.md"), dir.join("bom.chimera.md"));
+    ok(run_python(&[
+        "sign",
+        s(&with_mark),
+        "--key",
+        s(&secret),
+        "-o",
+        s(&bom_python),
+    ]));
+    ok(sign(s(&with_mark), &secret, &bom_chimera));
+    for signed in [&bom_python, &bom_chimera] {
+        assert!(
+            std::fs::read(signed).unwrap().starts_with(b"\xef\xbb\xbf"),
+            "{signed:?}"
+        );
+        ok(chimera(&["verify", s(signed), "--pub", s(&public)]));
+        ok(run_python(&["verify", s(signed), "--pub", s(&public)]));
+    }
+
+    // A request proof made in Python proves the request to the engine's check.
+    let out = ok(run_python(&[
+        "proof",
+        "Get",
+        "urn:uuid:theirs",
+        "--key",
+        s(&secret),
+    ]));
+    let said = String::from_utf8(out.stdout).unwrap();
+    let header = |name: &str| {
+        said.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+    };
+    let values = chimera_maml::PROOF_HEADERS.map(header);
+    let proof =
+        chimera_maml::RequestProof::from_header_values(values.each_ref().map(Option::as_deref))
+            .unwrap()
+            .expect("three headers");
+    let mut trust = chimera_maml::TrustStore::new();
+    let key = chimera_maml::PublicKey::read_file(&public).unwrap();
+    trust
+        .add("alice", key, vec!["*".into()], jiff::Timestamp::now())
+        .unwrap();
+    let now = jiff::Timestamp::now();
+    let proved = proof.check(&trust, "Get", "urn:uuid:theirs", now).unwrap();
+    assert_eq!(proved.name, "alice");
+    assert!(
+        proof
+            .check(&trust, "Cancel", "urn:uuid:theirs", now)
+            .is_err()
+    );
 }

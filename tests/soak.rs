@@ -1,5 +1,5 @@
-//! The soak test (issue 9): clients submitting at once, good jobs, bad ones and resubmissions
-//! mixed, while heads are SIGKILLed at random, bounded in time and count. Every accepted job
+//! The soak test (issue 9): clients submitting at once, good jobs, bad ones (issue 34's hostile
+//! ones among them) and resubmissions mixed, while heads are SIGKILLed at random, bounded in time and count. Every accepted job
 //! finishes once with a right result, every bad one is refused with its reason, a resubmission
 //! is the job already accepted, the audit log records each job once, and the engine's memory
 //! stays flat.
@@ -22,7 +22,8 @@ use chimera_maml::SecretKey;
 use chimera_proto::v1::SubmitRequest;
 use common::work_dir;
 use engine_client::{
-    client, document, finished, kill_and_rebuild, result, runtime, signed, trusted_key,
+    client, document, finished, kill_and_rebuild, long_training, result, runtime, signed,
+    signed_as_is, trusted_key,
 };
 use served::Served;
 
@@ -79,14 +80,42 @@ async fn submit_all(
                 Some((_, bytes)) => (bytes.clone(), None),
                 None => continue,
             },
-            4 => match (i / 6) % 4 {
+            4 => match (i / 6) % 8 {
                 0 => (b"not a MAML document".to_vec(), Some("MALFORMED")),
                 1 => (good().into_bytes(), Some("UNSIGNED")),
                 2 => (signed(&good(), &stranger), Some("UNKNOWN_KEY")),
-                _ => {
+                3 => {
                     let broken = GHZ.replace("h q[0];", "hh q[0];");
                     let doc = document(&id, "quantum_circuit", "", &context, &[("qasm", &broken)]);
                     (signed(&doc, &key), Some("BAD_CIRCUIT"))
+                }
+                // Issue 34's: a model under a circuit's type, a number no head can run, an
+                // observable on a qubit the circuit lacks, an id too long to echo.
+                4 => {
+                    let training = long_training(1);
+                    let doc = document(
+                        &id,
+                        "quantum_circuit",
+                        "",
+                        "",
+                        &[("chimera-train", &training)],
+                    );
+                    (signed(&doc, &key), Some("TYPE_MISMATCH"))
+                }
+                5 => {
+                    let poison = format!("shots: 9223372036854775807\nseed: {i}");
+                    let doc = document(&id, "quantum_circuit", "", &poison, &[("qasm", GHZ)]);
+                    (signed(&doc, &key), Some("OVER_LIMIT"))
+                }
+                6 => {
+                    let elsewhere = format!("{context}\nobservables: [\"Z12\"]");
+                    let doc = document(&id, "quantum_circuit", "", &elsewhere, &[("qasm", GHZ)]);
+                    (signed(&doc, &key), Some("BAD_CONTEXT"))
+                }
+                _ => {
+                    let long_id = format!("{id}-{}", "x".repeat(10_000));
+                    let doc = document(&long_id, "quantum_circuit", "", &context, &[("qasm", GHZ)]);
+                    (signed_as_is(&doc, &key), Some("MALFORMED"))
                 }
             },
             _ => continue,
@@ -202,7 +231,7 @@ fn a_soak_with_random_head_kills_and_bad_inputs_loses_and_duplicates_nothing() {
     assert!(kills.len() >= 4, "too few kills: {kills:?}");
     assert_eq!(
         refused.len(),
-        4,
+        7,
         "every kind of bad document was sent: {refused:?}"
     );
     // The audit log holds each accepted job once: a resubmission made no second job.

@@ -2,16 +2,12 @@
 //! Whatever parses, signed, must parse to the same job and pass the signature check.
 #![no_main]
 
-use chimera_maml::{ANY_TYPE, Policy, Refusal, SecretKey, TrustStore, admit, parse, sign_document};
+use chimera_maml::{Policy, Refusal, admit, parse, sign_document};
 use libfuzzer_sys::fuzz_target;
-use std::sync::LazyLock;
 
-static KEY: LazyLock<SecretKey> = LazyLock::new(|| SecretKey::from_seed(&[1; 32]));
-static TRUST: LazyLock<TrustStore> = LazyLock::new(|| {
-    let mut trust = TrustStore::new();
-    trust.add("fuzz", KEY.public_key(), vec![ANY_TYPE.into()], jiff::Timestamp::UNIX_EPOCH).unwrap();
-    trust
-});
+#[path = "trusted.rs"]
+mod trusted;
+use trusted::{KEY, TRUST};
 
 fuzz_target!(|data: &[u8]| {
     let policy = Policy::default();
@@ -25,7 +21,13 @@ fuzz_target!(|data: &[u8]| {
     let again = parse(signed.text.as_bytes(), usize::MAX).expect("a signed document parses");
     assert_eq!(again.job, document.job);
     match admit(signed.text.as_bytes(), &TRUST, &Policy { max_bytes: usize::MAX, ..policy }, now) {
-        Ok(_) | Err(Refusal::CreatedInFuture { .. } | Refusal::PythonBlock { .. } | Refusal::NothingToRun { .. }) => {}
+        Ok(_)
+        | Err(
+            Refusal::CreatedInFuture { .. }
+            | Refusal::PythonBlock { .. }
+            | Refusal::NothingToRun { .. }
+            | Refusal::TypeMismatch { .. },
+        ) => {}
         Err(other) => panic!("a freshly signed document was refused: {other}"),
     }
 });

@@ -62,6 +62,18 @@ pub fn signed(text: &str, key: &SecretKey) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `text` signed as a client that checks nothing it signs would sign it (`signed` parses first).
+pub fn signed_as_is(text: &str, key: &SecretKey) -> Vec<u8> {
+    let digest = chimera_maml::digest(text.as_bytes());
+    let block = chimera_maml::SignatureBlock {
+        key_id: key.public_key().id(),
+        sha3_512: digest,
+        signature: key.sign(&digest),
+        line: 0,
+    };
+    (text.to_owned() + &block.render()).into_bytes()
+}
+
 /// A MAML document with the given front matter additions, Context and code blocks.
 pub fn document(
     id: &str,
@@ -214,6 +226,14 @@ pub async fn heads_until(
 /// (A head says it has a key before its shares reach the peers that came up after it: killed at
 /// once, it could not be rebuilt with its key.)
 pub async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&str]) -> Duration {
+    killed_and_rebuilt(client, victims).await.0
+}
+
+/// [`kill_and_rebuild`], and when the SIGKILLs had been sent, by the clock jobs' times use.
+async fn killed_and_rebuilt(
+    client: &mut EngineClient<Channel>,
+    victims: &[&str],
+) -> (Duration, jiff::Timestamp) {
     let before = heads_until(
         client,
         "every head's key shared with its three peers",
@@ -224,13 +244,14 @@ pub async fn kill_and_rebuild(client: &mut EngineClient<Channel>, victims: &[&st
     for id in victims {
         signal(before[*id].pid as i32, libc::SIGKILL);
     }
+    let sent = jiff::Timestamp::now();
     heads_until(client, "killed heads keyed again", |now| {
         victims
             .iter()
             .all(|id| now[*id].pid != before[*id].pid && now[*id].key_epoch > before[*id].key_epoch)
     })
     .await;
-    killed.elapsed()
+    (killed.elapsed(), sent)
 }
 
 /// What [`kill_heads_in_turn`] saw.
@@ -242,6 +263,9 @@ pub struct FaultRun {
     /// Circuits run, and how many of them ran more than once.
     pub circuits: usize,
     pub circuits_run_again: usize,
+    /// Per kill of a quantum head: the circuit it was running when it was last seen, and whether
+    /// that circuit ran again (else it had finished before the SIGKILL).
+    pub circuits_killed: Vec<(String, bool)>,
 }
 
 /// The order in which heads are killed: a quantum head, then an AI head, and so on.
@@ -295,6 +319,7 @@ pub async fn kill_heads_in_turn(
     let mut circuits = Vec::new();
     let mut trainings = Vec::new();
     let mut rebuilds = Vec::new();
+    let mut killed_running = Vec::new();
     for round in 0..rounds {
         tokio::time::sleep(pause).await;
         let victim = KILL_ORDER[round % KILL_ORDER.len()];
@@ -317,6 +342,11 @@ pub async fn kill_heads_in_turn(
                 trainings.push(id);
             }
         }
+        // Shares first, so that the kill comes as soon after the job is seen as it can.
+        heads_until(client, "every key shared", |h| {
+            h.values().all(|h| h.key_shares == 3)
+        })
+        .await;
         let running = heads_until(client, "the victim running a job", |h| {
             !h[victim].job_id.is_empty()
         })
@@ -327,8 +357,11 @@ pub async fn kill_heads_in_turn(
             })
             .await;
         }
-        let took = kill_and_rebuild(client, &[victim]).await;
+        let (took, sent) = killed_and_rebuilt(client, &[victim]).await;
         rebuilds.push((victim.to_owned(), took));
+        if victim.starts_with('q') {
+            killed_running.push((running[victim].job_id.clone(), sent));
+        }
     }
     let mut reference = None;
     let mut circuits_run_again = 0;
@@ -344,10 +377,25 @@ pub async fn kill_heads_in_turn(
         let job = finished(client, key, id).await;
         trained.push((result(&job), job.attempts));
     }
+    // A circuit its head was killed under ran again; one that did not had finished before the
+    // SIGKILL. Which it was is the race between the kill and the circuit's end, told apart here
+    // rather than guessed.
+    let mut circuits_killed = Vec::new();
+    for (id, sent) in killed_running {
+        let job = finished(client, key, &id).await;
+        let ran_again = job.attempts > 1;
+        let finished_at: jiff::Timestamp = job.finished_at.parse().unwrap();
+        assert!(
+            ran_again || finished_at <= sent,
+            "{id} was running when its head was killed, yet it ran once and finished after"
+        );
+        circuits_killed.push((id, ran_again));
+    }
     FaultRun {
         rebuilds,
         trainings: trained,
         circuits: circuits.len(),
         circuits_run_again,
+        circuits_killed,
     }
 }

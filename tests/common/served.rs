@@ -116,6 +116,8 @@ impl Served {
 }
 
 impl Drop for Served {
+    /// Stops it with SIGTERM; one that does not stop within 10 s is killed, and fails the test
+    /// (unless the test has failed already).
     fn drop(&mut self) {
         signal(self.pid(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -127,6 +129,9 @@ impl Drop for Served {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            panic!("chimera serve did not stop within 10 s of SIGTERM; it was killed");
+        }
     }
 }
 

@@ -634,6 +634,7 @@ impl Dispatcher {
             let run = s.running.as_mut().filter(|r| r.job == id)?;
             Some((head, s.up, run))
         });
+        let mut record = record;
         if let Some((head, Some(generation), run)) = running_on {
             run.cancelling.get_or_insert_with(std::time::Instant::now);
             debug!(parent: &run.span, "cancel asked");
@@ -644,6 +645,8 @@ impl Dispatcher {
                     job_id: id.to_owned(),
                 },
             );
+            // As it stands, though its start may not be committed yet (`assign` does not wait).
+            (record.state, record.head) = (JobState::Running, Some(head.clone()));
         }
         Ok(Some(record))
     }

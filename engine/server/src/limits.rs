@@ -127,9 +127,13 @@ pub fn device_max_qubits() -> usize {
 /// Sources whose refusal buckets are kept; beyond this, full ones are forgotten.
 const TRACKED_SOURCES: usize = 16_384;
 
+/// Where the gate reads the time: the system's clock, or in tests one they move by hand.
+type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+
 /// The counters behind [`Limits`], shared by the front door and the dispatcher.
 pub struct Gate {
     limits: Limits,
+    clock: Clock,
     buckets: Mutex<HashMap<String, Bucket>>,
     refusals: Mutex<HashMap<IpAddr, Bucket>>,
     unfinished: Mutex<HashMap<String, usize>>,
@@ -170,6 +174,14 @@ impl Drop for Place<'_> {
 impl Gate {
     /// `unfinished`: the client of every job the journal holds unfinished.
     pub fn new(limits: Limits, unfinished: impl IntoIterator<Item = String>) -> Self {
+        Self::with_clock(limits, unfinished, Box::new(Instant::now))
+    }
+
+    fn with_clock(
+        limits: Limits,
+        unfinished: impl IntoIterator<Item = String>,
+        clock: Clock,
+    ) -> Self {
         let mut counts = HashMap::new();
         for client in unfinished {
             *counts.entry(client).or_insert(0) += 1;
@@ -184,6 +196,7 @@ impl Gate {
                 max_epochs: limits.max_epochs,
             },
             limits,
+            clock,
             buckets: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
             unfinished: Mutex::new(counts),
@@ -211,7 +224,7 @@ impl Gate {
         if rate <= 0.0 {
             return Ok(());
         }
-        let (now, burst) = (Instant::now(), self.limits.burst);
+        let (now, burst) = ((self.clock)(), self.limits.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets
             .entry(client.to_owned())
@@ -244,7 +257,7 @@ impl Gate {
         let Some(bucket) = refusals.get_mut(&source) else {
             return Ok(());
         };
-        bucket.refill(rate, size, Instant::now());
+        bucket.refill(rate, size, (self.clock)());
         match bucket.empty_for_ms(rate) {
             None => Ok(()),
             Some(wait_ms) => Err(refusal::status(
@@ -272,7 +285,7 @@ impl Gate {
         let Some((rate, size)) = self.refusal_bucket() else {
             return;
         };
-        let (source, now) = (source_of(source), Instant::now());
+        let (source, now) = (source_of(source), (self.clock)());
         let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         if refusals.len() >= TRACKED_SOURCES && !refusals.contains_key(&source) {
             // Many sources: forget those whose buckets have refilled (they would start full).
@@ -362,8 +375,27 @@ mod tests {
         assert!((10..50).contains(&n), "{n}");
     }
 
+    /// A clock the test moves by hand, so that no test depends on how fast the machine runs it.
+    #[derive(Clone, Default)]
+    struct Hands(Arc<Mutex<std::time::Duration>>);
+
+    impl Hands {
+        fn forward(&self, by: std::time::Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    /// A gate on a clock that stands still until the test moves it.
+    fn gate_and_clock(limits: Limits) -> (Gate, Hands) {
+        let (start, hands) = (Instant::now(), Hands::default());
+        let read = hands.clone();
+        let clock = Box::new(move || start + *read.0.lock().unwrap());
+        let gate = Gate::with_clock(limits, ["busy".to_owned(), "busy".to_owned()], clock);
+        (gate, hands)
+    }
+
     fn gate(limits: Limits) -> Gate {
-        Gate::new(limits, ["busy".to_owned(), "busy".to_owned()])
+        gate_and_clock(limits).0
     }
 
     #[test]
@@ -386,20 +418,22 @@ mod tests {
 
     #[test]
     fn a_bucket_refills_at_its_rate() {
-        let gate = gate(Limits {
+        let (gate, clock) = gate_and_clock(Limits {
             submissions_per_second: 200.0,
             burst: 1.0,
             ..Limits::default()
         });
         gate.submission("a").unwrap();
         assert!(gate.submission("a").is_err());
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        clock.forward(std::time::Duration::from_millis(4));
+        assert!(gate.submission("a").is_err(), "refilled before its 5 ms");
+        clock.forward(std::time::Duration::from_millis(1));
         gate.submission("a").unwrap();
     }
 
     #[test]
     fn a_source_whose_documents_are_refused_too_fast_is_refused_unread_for_a_while() {
-        let gate = gate(Limits {
+        let (gate, clock) = gate_and_clock(Limits {
             refusals_per_source_per_second: 100.0,
             ..Limits::default()
         });
@@ -411,7 +445,7 @@ mod tests {
             taken += 1;
             assert!(taken < 2_000, "never throttled");
         }
-        assert!(taken >= 500, "throttled after {taken}");
+        assert_eq!(taken, 500, "throttled after {taken}");
         let throttled = gate.source_may_submit(source).unwrap_err();
         assert_eq!(throttled.code(), Code::ResourceExhausted);
         assert_eq!(refusal::reason_of(&throttled).unwrap(), "TOO_MANY_REFUSED");
@@ -426,7 +460,8 @@ mod tests {
         }
         assert!(gate.source_may_submit(v6("2001:db8:0:1::2")).is_err());
         gate.source_may_submit(v6("2001:db8:0:2::1")).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // One refusal's worth of time later (10 ms at 100 a second), it is read again.
+        clock.forward(std::time::Duration::from_millis(10));
         gate.source_may_submit(source).unwrap();
     }
 

@@ -221,6 +221,12 @@ fn a_cnn_is_refused_for_data_that_are_not_images_or_are_pooled_away() {
 #[test]
 fn fashion_mnist_loads_from_debians_package() {
     if !Path::new(FASHION_MNIST_DIR).exists() {
+        // CI installs the package and sets this, so that there the test runs or fails.
+        assert!(
+            std::env::var_os("CHIMERA_REQUIRE_FASHION_MNIST").is_none(),
+            "CHIMERA_REQUIRE_FASHION_MNIST is set but {FASHION_MNIST_DIR} is absent \
+             (apt-get install dataset-fashion-mnist)"
+        );
         eprintln!(
             "SKIPPED fashion_mnist_loads_from_debians_package: {FASHION_MNIST_DIR} is absent \
              (Debian package dataset-fashion-mnist)"

@@ -291,6 +291,16 @@ pub fn trust(command: TrustCommand) -> Result<()> {
                     key.key.id(),
                     key.allow.join(",")
                 );
+                // Names an older engine took (a MAML type such as `workflow`) allow nothing now:
+                // a key is allowed what a job's blocks run.
+                for stale in key.allow.iter().filter(|a| !chimera_maml::allowable(a)) {
+                    eprintln!(
+                        "{}: `{stale}` allows nothing: a key is allowed quantum_circuit, training, \
+                         inference, hybrid_workflow, `*` or admin (edit its `allow` in {})",
+                        key.name,
+                        path.display()
+                    );
+                }
             }
             Ok(())
         }

@@ -115,6 +115,23 @@ fn a_key_allowed_circuits_runs_no_model_whatever_its_job_claims_to_be() {
             (&"workflow".into(), &"quantum_circuit".into()),
             "{record}"
         );
+        // A MAML type that names no work is nothing a key can be allowed.
+        let public = dir.join("carol.pub");
+        let said = failure(&chimera(&[
+            "trust",
+            "add",
+            public.to_str().unwrap(),
+            "--name",
+            "other",
+            "--allow",
+            "workflow",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]));
+        assert!(
+            said.contains("`workflow` is nothing a key can be allowed"),
+            "{said}"
+        );
         let metrics = served.scrape_metrics();
         assert!(
             metrics.lines().any(|l| l.starts_with("chimera_jobs_total")

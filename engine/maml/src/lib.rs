@@ -35,4 +35,4 @@ pub use signature::{
     verify,
 };
 pub use trust::{ANY_TYPE, TrustError, TrustStore, TrustedKey};
-pub use work::{ADMIN, Work, label as work_label, work_of};
+pub use work::{ADMIN, Work, allowable, label as work_label, work_of};

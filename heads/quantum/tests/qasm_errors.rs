@@ -27,7 +27,6 @@ fn cases() -> Vec<(String, usize, usize, &'static str)> {
         (p("qreg q[1];\nh q[0] @;"), 4, 8, "unexpected character '@'"),
         (p("qreg q[99999999999999999999999];"), 3, 8, "too large"),
         // The header.
-        ("qreg q[1];".into(), 1, 1, "expected 'OPENQASM 2.0;'"),
         (
             "OPENQASM 3.0;\nqubit q;".into(),
             1,

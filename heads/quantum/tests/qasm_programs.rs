@@ -155,3 +155,18 @@ fn measure_reset_and_if_are_kept_in_order() {
     assert!(matches!(op.as_ref(), Op::Gate(g) if g.qubits == vec![1]));
     assert!(!c.measurements_are_terminal());
 }
+
+/// Issue 35: published benchmark files leave the `OPENQASM 2.0;` line out, and Qiskit reads them
+/// as OpenQASM 2.0; so does this front end, with errors at the file's own lines.
+#[test]
+fn a_program_without_its_version_line_is_openqasm_2() {
+    let body = "include \"qelib1.inc\";\nqreg q[3];\nx q[0];\ncx q[0], q[2];\n";
+    let with = qasm::parse(&format!("OPENQASM 2.0;\n{body}")).unwrap();
+    let without = qasm::parse(body).unwrap();
+    assert_eq!(without.num_qubits, 3);
+    assert_eq!(format!("{:?}", without.ops), format!("{:?}", with.ops));
+    assert_basis(&state_of(body), 0b101);
+    let error = qasm::parse(&format!("{body}foo q[0];")).unwrap_err();
+    assert_eq!((error.line, error.column), (5, 1), "{error}");
+    assert_eq!(qasm::check(body).unwrap().num_qubits, 3);
+}

@@ -167,9 +167,13 @@ impl Parser {
         }
     }
 
-    /// The version header, then statements to the end of the file.
+    /// The version header, then statements to the end of the file. A program without the header
+    /// is OpenQASM 2.0, as Qiskit reads it: published benchmark files leave it out.
     pub fn program(&mut self) -> Result<Vec<Stmt>, QasmError> {
-        let (version, pos) = self.header("2.0")?;
+        let (version, pos) = match &self.peek().tok {
+            Tok::Ident(kw) if kw == "OPENQASM" => self.header("2.0")?,
+            _ => (2.0, self.peek().pos),
+        };
         if (3.0..4.0).contains(&version) {
             return Err(pos.error(format!(
                 "OpenQASM {version} is not supported by this front end: it reads OpenQASM 2.0 \

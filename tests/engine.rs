@@ -2058,6 +2058,35 @@ fn https(
     exchange(&mut stream, "localhost", method, path, body)
 }
 
+/// What a server that requires a client certificate says to a TLS client that has none: the
+/// handshake is read to its end and nothing is written, so the server's alert is read rather than
+/// lost to a write into the connection it has closed.
+fn alert_without_a_certificate(addr: &str, dir: &Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    loop {
+        match connection.complete_io(&mut tcp) {
+            Err(error) => return error.to_string(),
+            Ok((0, 0)) => return "the connection ended with no alert".into(),
+            Ok(_) => {}
+        }
+    }
+}
+
 #[test]
 fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
     let dir = work_dir("engine-tls");
@@ -2144,8 +2173,8 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             call(anonymous).await.unwrap_err();
         }
         let grpc_port = served.url.trim_start_matches("http://");
-        let alert = https(grpc_port, &dir, None, "GET", "/", b"").unwrap_err();
-        assert!(alert.to_string().contains("CertificateRequired"), "{alert}");
+        let alert = alert_without_a_certificate(grpc_port, &dir);
+        assert!(alert.contains("CertificateRequired"), "{alert}");
         let plain = Channel::from_shared(served.url.clone())
             .unwrap()
             .connect()
@@ -2154,10 +2183,12 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
             Ok(channel) => call(EngineClient::new(channel)).await.unwrap_err(),
             Err(e) => tonic::Status::from_error(Box::new(e)),
         };
-        // What reaches the client is the TLS alert read as HTTP/2: no answer of the engine's.
+        // The connection fails under the call: the TLS alert read as HTTP/2, or the port closing
+        // it first. No answer of the engine's.
+        let failed = ["h2 protocol error", "transport error"];
         assert!(
             chimera_server::refusal::reason_of(&plain).is_none()
-                && plain.message().contains("h2 protocol error"),
+                && failed.iter().any(|f| plain.message().contains(f)),
             "a plaintext call was answered: {plain:?}"
         );
         // The CLI, with the client's certificate.
@@ -2205,8 +2236,9 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         let (code, _) = door_call(Some("stranger"), "GET", "/health", b"").unwrap();
         assert_eq!(code, 200);
         // No certificate: the handshake fails, so no request is read. Plaintext: no HTTP answer.
-        let alert = door_call(None, "GET", "/health", b"").unwrap_err();
-        assert!(alert.to_string().contains("CertificateRequired"), "{alert}");
+        door_call(None, "GET", "/health", b"").unwrap_err();
+        let alert = alert_without_a_certificate(&door, &dir);
+        assert!(alert.contains("CertificateRequired"), "{alert}");
         let mut plain = std::net::TcpStream::connect(&door).unwrap();
         std::io::Write::write_all(&mut plain, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut answer = Vec::new();

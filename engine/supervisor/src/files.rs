@@ -16,27 +16,19 @@ fn is_temporary(path: &Path) -> bool {
     path.to_string_lossy().ends_with(TEMPORARY_SUFFIX)
 }
 
-/// Writes `bytes` to `path` (and its missing parents) through a sibling renamed over it.
+/// Writes `bytes` to `path` (and its missing parents) through a sibling renamed over it. Sealed,
+/// but the engine's user's alone all the same.
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temporary = temporary(path);
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
+    chimera_files::write_via(&temporary(path), path, bytes, 0o600)
 }
 
 /// Makes `dir` a directory holding exactly `files` (name, bytes), through a sibling directory
 /// renamed over it.
 pub(crate) fn replace_directory(dir: &Path, files: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
-    let temporary = temporary(dir);
-    let _ = std::fs::remove_dir_all(&temporary);
-    std::fs::create_dir_all(&temporary)?;
-    for (name, bytes) in files {
-        std::fs::write(temporary.join(name), bytes)?;
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&temporary, dir)
+    chimera_files::replace_directory_via(&temporary(dir), dir, files)
 }
 
 /// Removes the file or directory at `path`; one already gone is not an error.

@@ -52,14 +52,7 @@ pub struct PlainFiles;
 
 impl Files for PlainFiles {
     fn write_directory(&self, dir: &Path, contents: &[(&str, Vec<u8>)]) -> std::io::Result<()> {
-        let temporary = dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&temporary);
-        std::fs::create_dir_all(&temporary)?;
-        for (name, bytes) in contents {
-            std::fs::write(temporary.join(name), bytes)?;
-        }
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::rename(&temporary, dir)
+        chimera_files::replace_directory_via(&dir.with_extension("partial"), dir, contents)
     }
 
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {

@@ -16,9 +16,8 @@ use clap::{Args, ValueEnum};
 
 /// Keeps memory that training or inference frees in the process for its next step. Each step
 /// allocates and frees the same large tensors; by default glibc returns blocks of a few MB to the
-/// kernel and takes them back zero-filled, page fault by page fault. A Fashion-MNIST CNN epoch on
-/// 2 cores: 3.8 million page faults and 1,100 samples/s without this, 0.2 million and 1,400
-/// samples/s with it. MiniLM embedding 64 sentences 16 times: 0.40 million and 0.04 million.
+/// kernel and takes them back zero-filled, page fault by page fault: with this, a CNN epoch or a
+/// MiniLM batch takes a tenth of the page faults or fewer, and runs faster (benches/RESULTS.md).
 pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator thresholds; called before the model allocates.

@@ -16,8 +16,8 @@
 //! engine_key_id: <hex>
 //! ```
 //!
-//! Statements are signed in batches: a signature costs about 1.6 ms here, more than everything
-//! else a trivial job costs, so under load the signer takes every statement waiting,
+//! Statements are signed in batches: an ML-DSA-65 signature costs more than everything else a
+//! trivial job costs (benches/RESULTS.md), so under load the signer takes every statement waiting,
 //! builds a Merkle tree over them ([`crate::merkle`]) and signs one batch statement naming its
 //! root:
 //!
@@ -44,8 +44,8 @@ use jiff::Timestamp;
 use crate::merkle;
 use crate::metrics_names as m;
 
-/// The engine's ML-DSA-65 identity: its secret key, with the public key and key id derived once.
-/// Deriving them costs about 0.17 ms here, and every reply that carries a receipt needs them.
+/// The engine's ML-DSA-65 identity: its secret key, with the public key and key id derived once:
+/// deriving them expands the key's matrix, and every reply that carries a receipt needs them.
 pub struct EngineKey {
     secret: SecretKey,
     public_key: Vec<u8>,
@@ -235,8 +235,9 @@ const SIGNER_NICENESS: i32 = 10;
 /// The most receipts under one signature: a path then has at most 10 steps.
 pub const MAX_BATCH: usize = 1024;
 
-/// How many times as long as a batch took to sign the signer waits before the next one. A
-/// signature takes about 1.6 ms here: under load a job ends up to 15 ms later than it would.
+/// How many times as long as a batch took to sign the signer waits before the next one: under
+/// load a job ends up to ten signatures' time later than it would, and signing takes a tenth of a
+/// core.
 pub const REST_PER_SIGNING: u32 = 9;
 
 impl Signer {

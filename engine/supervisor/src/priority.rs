@@ -1,10 +1,8 @@
 //! Scheduling priority for the engine's batch work. On a busy machine, admitting and
 //! acknowledging submissions is what clients wait on; running jobs and signing receipts can
-//! yield to it. With spare CPU, a lower priority costs nothing.
-//!
-//! Measured on the 2-core development VM (engine_load, 5,000 jobs from 12 clients, two runs
-//! each): heads at niceness 0 gave 1,186 and 1,174 accepted/s with p99 acknowledgement 24 and 29 ms;
-//! at niceness 10, 1,394 and 1,702/s with 21 and 18 ms.
+//! yield to it. With spare CPU, a lower priority costs nothing. (Measured with `engine_load` on 2
+//! cores: more submissions accepted per second, and sooner, with the heads at niceness 10 than
+//! at 0; the numbers are in benches/RESULTS.md.)
 
 /// The niceness a head runs at (0 is normal, 19 the lowest priority).
 pub const HEAD_NICENESS: i32 = 10;

@@ -2,9 +2,8 @@
 //! what candle-transformers' `BertModel` computes from the same weights and config (that crate is
 //! not a dependency: it compiles every model it has, for a struct of nine numbers), with the
 //! element-wise work on every thread. candle maps an element-wise op on one thread, and its exact
-//! GELU calls libm's `erf` per element: on the MiniLM benchmark's batch (64 sentences of about 30
-//! tokens, 2 threads) that was about 19 ms per layer, while the other thread waited; here it is a
-//! vectorised, parallel op (about 4 ms), agreeing with candle's within 1e-6 (benches/RESULTS.md).
+//! GELU calls libm's `erf` per element, while the other threads wait; here it is a vectorised,
+//! parallel op, agreeing with candle's within 1e-6 (the times are in benches/RESULTS.md).
 //! The linear layers' products, bias included, run on the same threads as that work (`CpuLinear`),
 //! the query, key and value layers as one product, and the attention over all heads is one op
 //! (`CpuAttention`) that reads that product where it lies: candle's way, a transposed copy of each

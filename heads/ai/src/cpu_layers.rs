@@ -568,8 +568,8 @@ struct MaxPool {
 
 /// Pools one plane [h, w] into `out` [h / size, w / size], the argmax of each window in `at`.
 /// Inlined into calls with a constant `size`, so that the window loops unroll and the row loop
-/// vectorises without branches: a per-window loop with a branch per element was 15% of a CNN
-/// training step (`perf`), most of it mispredicted comparisons.
+/// vectorises without branches: a per-window loop with a branch per element was a large part of
+/// a CNN training step (`perf`), most of it mispredicted comparisons.
 #[inline(always)]
 fn pool_plane(size: usize, plane: &[f32], w: usize, out: &mut [f32], at: &mut [u32]) {
     let ow = w / size;

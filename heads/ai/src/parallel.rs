@@ -5,7 +5,7 @@ use std::sync::Mutex;
 /// Runs `f` on each item, spread over candle's CPU threads: the barrier pool that candle-core 0.11
 /// runs its own elementwise ops on, its workers spinning for a while after each. On rayon's pool
 /// instead, the two pools had twice as many busy threads as cores between them, and candle's
-/// spinning took a core from ours (`perf`: 13% of a CNN training step on 2 cores).
+/// spinning took a core from ours (`perf`, a CNN training step on 2 cores).
 ///
 /// The pool runs one loop at a time: `f` must not start parallel work itself (a candle op on a
 /// large tensor included), or the calling thread waits on itself.

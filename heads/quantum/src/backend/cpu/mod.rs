@@ -97,8 +97,7 @@ impl Isa {
 ///   gathered in runs of 256 amplitudes beat L2-sized slices gathered in shorter runs, because
 ///   scattered short runs cost more than the L3 traffic.
 /// - AVX-512 on a 2-core Intel Xeon (2 MiB of L2 per core): 1 MiB slices (L2-resident) in runs of
-///   1,024 amplitudes and gates fused to 3 qubits; the Zen 3's plan was up to 1.5 times slower
-///   there (random_22_d20: 298 ms against 197).
+///   1,024 amplitudes and gates fused to 3 qubits; the Zen 3's plan was slower there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// Qubits per cache block in single precision (double uses one fewer: same bytes).

@@ -34,8 +34,8 @@ mod layer;
 const DENSE_FUSE_QUBITS: usize = 4;
 /// Widest fused diagonal gate. The kernel takes up to `DIAGONAL_MAX_QUBITS`, but a fused gate is
 /// built and checked on the host as a dense 2^k x 2^k matrix: at 10 qubits 16 MiB each, which made
-/// a QFT spend more time in fusion than on the GPU (`chimera bench` on an H100: 93 ms at 16
-/// qubits, against 6 ms on the CPU). At 8, 1 MiB, as the CPU backend fuses.
+/// a QFT spend more time in fusion than on the GPU (`chimera bench` on an H100, slower than the
+/// CPU at 16 qubits: benches/RESULTS.md). At 8, 1 MiB, as the CPU backend fuses.
 const DIAGONAL_FUSE_QUBITS: usize = 8;
 const THREADS: u32 = 256;
 /// Blocks of the reductions that stride over the whole state.
@@ -260,8 +260,8 @@ fn plan_launch<R: GpuReal>(
     let Controlled { controls, gate } = g.split_controls();
     let k = gate.qubits.len();
     // When the targets include qubits 0, 1 and 2, a `dense` thread's amplitudes span 64 bytes or
-    // more and a warp's loads stride that far (73 ms where the floor is 23 for qubits 0-3 of 32 on
-    // an H100); the shuffle kernel keeps them coalesced. It needs the state to hold a whole warp's
+    // more and a warp's loads stride that far (about three times the copy floor on an H100:
+    // benches/RESULTS.md); the shuffle kernel keeps them coalesced. It needs the state to hold a whole warp's
     // rows.
     let low_run = gate
         .qubits

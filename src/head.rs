@@ -237,17 +237,11 @@ impl BlockRunner for QuantumHead {
         let shots = usize::try_from(settings.shots)?;
         let seed = settings.seed.unwrap_or_else(|| seed_of(&job.id));
         let precision = settings.precision;
-        let observable_texts: Vec<String> = settings
-            .observables
-            .iter()
-            .map(|o| o.text.clone())
-            .collect();
-        let observables = settings.observables;
         let options = RunOptions {
             shots,
             seed,
             precision,
-            observables,
+            observables: settings.observables,
             keep_state: false,
         };
         let out = run_circuit(&circuit, self.backend.as_ref(), &options)?;
@@ -259,8 +253,8 @@ impl BlockRunner for QuantumHead {
             "precision": precision.name(),
             "backend": self.backend.describe(),
             "counts": out.counts,
-            "expectation_values": observable_texts.iter().zip(&out.expectations)
-                .map(|(o, v)| json!({"observable": o, "value": v})).collect::<Vec<_>>(),
+            "expectation_values": options.observables.iter().zip(&out.expectations)
+                .map(|(o, v)| json!({"observable": o.text, "value": v})).collect::<Vec<_>>(),
             "simulate_ms": out.timings.simulate.as_secs_f64() * 1e3,
             "gate_passes": out.work.gate_passes,
         })))

@@ -2344,7 +2344,7 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
         "urn:uuid:over-http",
         "quantum_circuit",
         "",
-        "shots: 64\nseed: 3",
+        "shots: 64\nseed: 3\nobservables: [\"Z0 Z1\"]",
         &[("qasm", BELL)],
     );
     let (code, body) = http(&door, "POST", "/execute", &signed(&bell, &lab));
@@ -2360,6 +2360,13 @@ fn the_http_door_executes_signed_jobs_through_the_same_checks_and_journal() {
         64
     );
     assert!(counts.keys().all(|k| k == "00" || k == "11"), "{body}");
+    // Each observable the Context names, by its text, with its value in the state.
+    let expectation = &answer["result"]["expectation_values"][0];
+    assert_eq!(expectation["observable"], "Z0 Z1", "{body}");
+    assert!(
+        (expectation["value"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+        "{body}"
+    );
     assert!(
         answer["receipt"]["statement"]
             .as_str()

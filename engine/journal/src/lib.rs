@@ -216,12 +216,7 @@ impl Drop for Writer {
 impl Journal {
     /// Opens (or creates) the journal file at `path`, checks it, and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let shown = path.display().to_string();
-        let open_error = |detail: String| JournalError::Open {
-            path: shown.clone(),
-            detail,
-        };
-        let (db, next_seq, rolled_back) = guarded(&shown, || {
+        let (db, next_seq, rolled_back) = guarded(path, || {
             let db = Database::create(path).map_err(|e| opening(path, e))?;
             // Every page against its checksum: a file changed behind redb's back is found now,
             // not by a read that panics later.
@@ -238,7 +233,10 @@ impl Journal {
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || write_changes(writer_db, &queue, next_seq))
-            .map_err(|e| open_error(e.to_string()))?;
+            .map_err(|e| JournalError::Open {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
         let writer = Arc::new(Writer {
             changes: Some(changes),
             thread: Some(thread),
@@ -306,18 +304,20 @@ impl Journal {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
-        read_guarded(|| {
-            let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
-            let txn = self.db.begin_read().map_err(|e| read(&e))?;
-            let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
-            let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
-            load(&jobs, &documents, id)
-        })
+        caught(|| self.read_job(id), unreadable)
     }
 
     /// Every job not yet finished, failed or cancelled, in submission order.
     pub fn unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
-        read_guarded(|| self.read_unfinished())
+        caught(|| self.read_unfinished(), unreadable)
+    }
+
+    fn read_job(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
+        let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
+        let txn = self.db.begin_read().map_err(|e| read(&e))?;
+        let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
+        let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
+        load(&jobs, &documents, id)
     }
 
     fn read_unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
@@ -349,27 +349,29 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic that says nothing".to_owned())
 }
 
-/// Runs `read` of the store at `path`; a panic in it (redb's, on a damaged page) is damage.
-fn guarded<T>(
-    path: &str,
-    read: impl FnOnce() -> Result<T, JournalError>,
-) -> Result<T, JournalError> {
+/// Runs `read` of the store. redb panics on some damaged pages: such a panic becomes the error
+/// that `error` makes of what it said.
+fn caught<T, E>(
+    read: impl FnOnce() -> Result<T, E>,
+    error: impl FnOnce(String) -> E,
+) -> Result<T, E> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
-        Err(JournalError::Damaged {
-            path: path.to_owned(),
-            detail: format!("a page does not read (redb: {})", panic_message(&*payload)),
-        })
+        let said = panic_message(&*payload);
+        Err(error(format!("a page does not read (redb: {said})")))
     })
 }
 
-/// A read of the open journal, a panic in which is a read that failed.
-fn read_guarded<T>(read: impl FnOnce() -> Result<T, JournalError>) -> Result<T, JournalError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
-        Err(JournalError::Read(format!(
-            "the store failed reading it ({}): the file may be damaged",
-            panic_message(&*payload)
-        )))
-    })
+/// A read of the open journal that redb's panic ended.
+fn unreadable(said: String) -> JournalError {
+    JournalError::Read(format!("{said}: the file may be damaged"))
+}
+
+/// Runs `read` of the store at `path`, a panic in which is damage.
+fn guarded<T>(
+    path: &Path,
+    read: impl FnOnce() -> Result<T, JournalError>,
+) -> Result<T, JournalError> {
+    caught(read, |detail| damaged(path, detail))
 }
 
 /// `db` once redb has checked every page of it against its checksum, and whether they all

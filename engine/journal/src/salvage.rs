@@ -14,8 +14,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
 use crate::{
-    DOCUMENTS, FINISHED, JOBS, JobRecord, JournalError, UNFINISHED, checked, decode, guarded,
-    opening, put,
+    DOCUMENTS, FINISHED, JOBS, JobRecord, JournalError, UNFINISHED, caught, checked, decode,
+    guarded, opening, put,
 };
 
 /// A job, or a table's list of them, that did not read whole.
@@ -131,7 +131,7 @@ fn store_check(path: &Path) -> Result<Result<(), String>, JournalError> {
     // Not open elsewhere: a copy of a journal being written would not be the journal.
     drop(read_only(path)?);
     let copy = Copy::of(path)?;
-    let checked = guarded(&path.display().to_string(), || {
+    let checked = guarded(path, || {
         let db = Database::create(&copy.0).map_err(|e| opening(path, e))?;
         match checked(path, db)? {
             (_, true) => Ok(()),
@@ -151,8 +151,7 @@ fn store_check(path: &Path) -> Result<Result<(), String>, JournalError> {
 /// The journal opened to read: `Ok(None)` when it was not closed cleanly, which redb opens only
 /// to write, after a repair.
 fn read_only(path: &Path) -> Result<Option<redb::ReadOnlyDatabase>, JournalError> {
-    let shown = path.display().to_string();
-    guarded(&shown, || match redb::Builder::new().open_read_only(path) {
+    guarded(path, || match redb::Builder::new().open_read_only(path) {
         Ok(db) => Ok(Some(db)),
         Err(redb::DatabaseError::RepairAborted) => Ok(None),
         Err(e) => Err(opening(path, e)),
@@ -160,13 +159,14 @@ fn read_only(path: &Path) -> Result<Option<redb::ReadOnlyDatabase>, JournalError
 }
 
 /// Every job that reads whole, and what does not: from the file itself, or when it was not
-/// closed cleanly, from a copy that redb has repaired.
+/// closed cleanly, from a copy that redb has repaired. (Not `store_check`'s copy: a copy whose
+/// check failed is no longer open, while the repair alone can still leave much of it readable.)
 fn read_what_reads(path: &Path) -> Result<(Vec<JobRecord>, Vec<Lost>), JournalError> {
     if let Some(db) = read_only(path)? {
         return Ok(read_all(&db));
     }
     let copy = Copy::of(path)?;
-    let db = guarded(&path.display().to_string(), || {
+    let db = guarded(path, || {
         Database::create(&copy.0).map_err(|e| opening(path, e))
     })
     .map_err(|e| JournalError::Damaged {
@@ -196,14 +196,9 @@ fn read_all(db: &impl ReadableDatabase) -> (Vec<JobRecord>, Vec<Lost>) {
     (kept, lost)
 }
 
-/// A panic of redb's reading `what`, as words.
-fn caught<T>(read: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
-        Err(format!(
-            "a page does not read (redb: {})",
-            crate::panic_message(&*payload)
-        ))
-    })
+/// A read of the salvaged store, whose failure (a panic of redb's too) is said in words.
+fn read_or_say<T>(read: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    caught(read, |said| said)
 }
 
 /// Every job id any table names, and each table whose list broke off.
@@ -247,7 +242,7 @@ fn list_ids<K: redb::Key + 'static, V: redb::Value + 'static>(
     ids: &mut BTreeSet<String>,
     id_of: impl Fn(redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) -> String,
 ) -> Result<(), String> {
-    caught(|| {
+    read_or_say(|| {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let table = txn.open_table(table).map_err(|e| e.to_string())?;
         for entry in table.iter().map_err(|e| e.to_string())? {
@@ -260,7 +255,7 @@ fn list_ids<K: redb::Key + 'static, V: redb::Value + 'static>(
 
 /// Job `id`, record and document; or why not, with the record as stored if it read.
 fn read_job(db: &impl ReadableDatabase, id: &str) -> Result<JobRecord, (String, Option<String>)> {
-    let stored = caught(|| {
+    let stored = read_or_say(|| {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
         let bytes = jobs.get(id).map_err(|e| e.to_string())?;
@@ -275,7 +270,7 @@ fn read_job(db: &impl ReadableDatabase, id: &str) -> Result<JobRecord, (String, 
     };
     let as_stored = Some(String::from_utf8_lossy(&bytes).into_owned());
     let mut record = decode(id, &bytes).map_err(|e| (e.to_string(), as_stored.clone()))?;
-    let document = caught(|| {
+    let document = read_or_say(|| {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
         let document = documents.get(id).map_err(|e| e.to_string())?;

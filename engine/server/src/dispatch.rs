@@ -195,7 +195,6 @@ impl Dispatcher {
                     machine went down)";
         let update = self.journal.update(id, move |r| {
             r.head = None;
-            r.head_deaths += 1;
             died_under(r, died);
         });
         match update.await {
@@ -319,7 +318,6 @@ impl Dispatcher {
                             r.finished_at = Some(Timestamp::now());
                             return;
                         }
-                        r.head_deaths += 1;
                         died_under(r, &died);
                     });
                     match update.await {
@@ -608,7 +606,7 @@ impl Dispatcher {
     }
 
     async fn cancel(&mut self, id: &str) -> Result<Option<JobRecord>, JournalError> {
-        let Some(record) = self.journal.get(id)? else {
+        let Some(mut record) = self.journal.get(id)? else {
             return Ok(None);
         };
         if record.state.is_final() {
@@ -634,7 +632,6 @@ impl Dispatcher {
             let run = s.running.as_mut().filter(|r| r.job == id)?;
             Some((head, s.up, run))
         });
-        let mut record = record;
         if let Some((head, Some(generation), run)) = running_on {
             run.cancelling.get_or_insert_with(std::time::Instant::now);
             debug!(parent: &run.span, "cancel asked");
@@ -685,10 +682,11 @@ impl Dispatcher {
     }
 }
 
-/// A job whose head died under it (its `head_deaths` counted, `died` saying how) is queued
-/// again, or after [`MAX_HEAD_DEATHS`] failed, so that a job that brings its head down (memory
-/// exhausted, say) cannot bring down every head in turn.
+/// Counts a death of the head running the job (`died` says how): it is queued again, or after
+/// [`MAX_HEAD_DEATHS`] failed, so that a job that brings its head down (memory exhausted, say)
+/// cannot bring down every head in turn.
 fn died_under(r: &mut JobRecord, died: &str) {
+    r.head_deaths += 1;
     if r.head_deaths < MAX_HEAD_DEATHS {
         r.state = JobState::Queued;
         return;

@@ -45,16 +45,21 @@ impl Asker {
     /// The asker of a gRPC call.
     pub fn of_call<T>(request: &tonic::Request<T>) -> Result<Self, Status> {
         let metadata = request.metadata();
-        let values = PROOF_HEADERS.map(|name| metadata.get(name).and_then(|v| v.to_str().ok()));
-        Ok(Self {
-            client: request.extensions().get::<Client>().map(|c| c.0.clone()),
-            proof: RequestProof::from_header_values(values).map_err(|e| bad_proof(&e))?,
-        })
+        let client = request.extensions().get::<Client>().map(|c| c.0.clone());
+        Self::with_proof(client, |name| metadata.get(name)?.to_str().ok())
     }
 
     /// The asker of an HTTP request.
     pub fn of_http(headers: &http::HeaderMap, client: Option<String>) -> Result<Self, Status> {
-        let values = PROOF_HEADERS.map(|name| headers.get(name).and_then(|v| v.to_str().ok()));
+        Self::with_proof(client, |name| headers.get(name)?.to_str().ok())
+    }
+
+    /// `client`, and the proof in the headers that `header` reads, if they carry one.
+    fn with_proof<'a>(
+        client: Option<String>,
+        header: impl FnMut(&'static str) -> Option<&'a str>,
+    ) -> Result<Self, Status> {
+        let values = PROOF_HEADERS.map(header);
         Ok(Self {
             client,
             proof: RequestProof::from_header_values(values).map_err(|e| bad_proof(&e))?,

@@ -273,10 +273,8 @@ impl Core {
     ) -> Result<JobRecord, Status> {
         let trust = self.trust.current()?;
         let record = self.stored(id)?;
-        match asker.may_see(record.as_ref(), &trust, call, id, Timestamp::now())? {
-            true => record.ok_or_else(|| no_such_job(id)),
-            false => Err(no_such_job(id)),
-        }
+        let may_see = asker.may_see(record.as_ref(), &trust, call, id, Timestamp::now())?;
+        record.filter(|_| may_see).ok_or_else(|| no_such_job(id))
     }
 
     /// Resolves once the engine has begun to stop (at once if it has).

@@ -2141,17 +2141,25 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         let get = GetRequest {
             job_id: job.id.clone(),
         };
+        let watch = WatchRequest {
+            job_id: job.id.clone(),
+        };
         client.get(get.clone()).await.unwrap();
+        client.watch(watch.clone()).await.unwrap();
+        client.get_receipt_document(get.clone()).await.unwrap();
         let mut carol = tls_client(&url, &dir, Some("carol")).await.unwrap();
-        let refused = carol.get(get).await.unwrap_err();
-        assert_eq!(
-            chimera_server::refusal::reason_of(&refused).as_deref(),
-            Some("NO_SUCH_JOB"),
-            "{refused:?}"
-        );
+        let no_such_job = |refused: tonic::Status| {
+            assert_eq!(
+                chimera_server::refusal::reason_of(&refused).as_deref(),
+                Some("NO_SUCH_JOB"),
+                "{refused:?}"
+            );
+        };
+        no_such_job(carol.get(get.clone()).await.unwrap_err());
+        no_such_job(carol.watch(watch).await.unwrap_err());
+        no_such_job(carol.get_receipt_document(get).await.unwrap_err());
         let cancel = chimera_proto::v1::CancelRequest { job_id: job.id };
-        let refused = carol.cancel(cancel).await.unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+        no_such_job(carol.cancel(cancel).await.unwrap_err());
 
         let call = |mut client: EngineClient<Channel>| async move {
             client

@@ -5,19 +5,8 @@
 /// anyhow's chain would say it twice ("cannot read dataset `x.csv` (data/x.csv): No such file or
 /// directory (os error 2): No such file or directory (os error 2)").
 pub fn error_chain(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    let mut before = String::new();
-    for cause in error.chain() {
-        let message = cause.to_string();
-        if !before.contains(&message) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&message);
-        }
-        before = message;
-    }
-    text
+    // The words a head reports a job's failure in: one way of saying an error, everywhere.
+    chimera_head::error_chain(error.as_ref())
 }
 
 #[cfg(test)]

@@ -14,20 +14,6 @@ use chimera_ai::train::{RunOptions, TrainEvent, train};
 use chimera_maml::{BlockKind, CodeBlock, DEFAULT_MAX_BYTES};
 use clap::{Args, ValueEnum};
 
-/// Keeps memory that training or inference frees in the process for its next step. Each step
-/// allocates and frees the same large tensors; by default glibc returns blocks of a few MB to the
-/// kernel and takes them back zero-filled, page fault by page fault: with this, a CNN epoch or a
-/// MiniLM batch takes a tenth of the page faults or fewer, and runs faster (benches/RESULTS.md).
-pub(crate) fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before the model allocates.
-    unsafe {
-        // 32 MiB is the largest threshold glibc takes for 64-bit; larger blocks are still mapped.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 /// Where a model trains or runs.
 #[derive(Clone, Copy, Default, ValueEnum)]
 pub enum DeviceArg {
@@ -75,7 +61,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    keep_freed_memory();
+    chimera_ai::keep_freed_memory();
     let text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("cannot read {}", args.spec.display()))?;
     let spec = if args.spec.extension().is_some_and(|e| e == "md") {
@@ -211,7 +197,7 @@ fn timed<T>(repeat: u32, mut compute: impl FnMut() -> Result<T>) -> Result<(T, V
 }
 
 pub fn infer(args: InferArgs) -> Result<()> {
-    keep_freed_memory();
+    chimera_ai::keep_freed_memory();
     if is_encoder_dir(&args.model) {
         return embed(args);
     }

@@ -4,7 +4,7 @@
 //! same way.
 #![no_main]
 
-use chimera_job::{CircuitSettings, Limits, Role, check};
+use chimera_job::{CircuitSettings, Limits, Role, check_admitted};
 use chimera_maml::{Policy, Work, admit, parse, sign_document};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,21 +25,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let job = &admitted.document.job;
-    let Ok(checked) = check(job, &LIMITS) else { return };
+    let Ok(checked) = check_admitted(&admitted, &LIMITS) else { return };
     assert_eq!(checked.work, admitted.work);
     assert_eq!(checked.role == Role::Quantum, checked.work.contains(&Work::QuantumCircuit));
-    for circuit in &checked.circuits {
+    for circuit in checked.circuits() {
         assert!(circuit.num_qubits <= LIMITS.max_qubits, "{circuit:?}");
     }
     if let Some(settings) = &checked.settings {
         assert!(settings.shots <= LIMITS.max_shots, "{settings:?}");
         for qubit in settings.observables.iter().filter_map(|o| o.max_qubit()) {
-            assert!(checked.circuits.iter().all(|c| qubit < c.num_qubits), "{settings:?}");
+            assert!(checked.circuits().all(|c| qubit < c.num_qubits), "{settings:?}");
         }
-        let read_on_a_head = CircuitSettings::from_context(&job.context).expect("checked at the door");
+        let read_on_a_head = CircuitSettings::from_context(&job.context, &job.id).expect("checked at the door");
         assert_eq!(&read_on_a_head, settings);
     }
-    for training in &checked.trainings {
+    for training in checked.trainings() {
         assert!((1..=LIMITS.max_epochs).contains(&training.epochs), "{}", training.epochs);
     }
 });

@@ -12,13 +12,16 @@ mod models;
 
 use std::collections::BTreeSet;
 
-use chimera_ai_spec::TrainSpec;
+use chimera_ai_spec::{InferSpec, TrainSpec};
 use chimera_maml::{Job, Work, work_of};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub use circuits::{CheckedCircuit, CircuitSettings};
 
 /// The role of head that runs a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     Quantum,
     Ai,
@@ -30,6 +33,18 @@ impl Role {
             Self::Quantum => "quantum",
             Self::Ai => "ai",
         }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// The role a name gives (`quantum`, `ai`), as journal records and the head's flag say it.
+    fn from_str(name: &str) -> Result<Self, String> {
+        [Self::Quantum, Self::Ai]
+            .into_iter()
+            .find(|role| role.name() == name)
+            .ok_or_else(|| format!("`{name}` is no role of head: `quantum` or `ai`"))
     }
 }
 
@@ -50,17 +65,105 @@ impl Limits {
     pub const DEFAULT_MAX_EPOCHS: usize = 10_000;
 }
 
-/// A job as the door checked it.
-#[derive(Debug, Clone)]
+/// Who vouches for a job: the digest of its signed bytes and the key that signed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// SHA3-512 of the signed bytes, hex: what a receipt names.
+    pub digest: String,
+    /// The trust store name of the key that signed it: the job's owner.
+    pub signer: String,
+}
+
+/// A job as the door checked it: everything a head needs to run it, read once. The journal
+/// keeps it beside the document and a head is sent it; nothing after the door reads the MAML
+/// document again but the receipt, which is that document with History lines added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckedJob {
+    /// The MAML `id`.
+    pub id: String,
+    pub signed: Signed,
     pub role: Role,
     /// What its blocks run.
     pub work: BTreeSet<Work>,
-    /// Its OpenQASM 2 circuits, and the settings they run with (a quantum job's).
-    pub circuits: Vec<CheckedCircuit>,
+    /// MAML.md: `requires: resources` naming `cuda` means run on a GPU or fail, never
+    /// silently on the CPU.
+    pub requires_cuda: bool,
+    /// How its circuits run (a quantum job's).
     pub settings: Option<CircuitSettings>,
-    /// Its `chimera-train` blocks' specs.
-    pub trainings: Vec<TrainSpec>,
+    /// The blocks a head runs, in the document's order.
+    pub blocks: Vec<CheckedBlock>,
+    /// The Output_Schema its result must match, if it has one.
+    pub output_schema: Option<Value>,
+}
+
+/// One code block a head runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckedBlock {
+    /// Its place among the document's code blocks, from 1, as a receipt's History numbers it.
+    pub number: usize,
+    /// The line of its opening fence in the document.
+    pub line: usize,
+    pub run: BlockRun,
+}
+
+/// What a block runs, read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockRun {
+    /// An OpenQASM 2 circuit.
+    Circuit(CheckedCircuit),
+    /// A `chimera-train` block's spec, a hybrid model's circuit resolved into it.
+    Train(#[serde(with = "spec_with_source")] TrainSpec),
+    /// A `chimera-infer` block's spec.
+    Infer(InferSpec),
+}
+
+/// A training spec carried with the YAML it was read from, which checkpoints and stored models
+/// keep: the spec's own serde form leaves that out, as a client's spec may not set it.
+mod spec_with_source {
+    use chimera_ai_spec::TrainSpec;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Carried<'a> {
+        spec: &'a TrainSpec,
+        source: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    struct Read {
+        spec: TrainSpec,
+        source: String,
+    }
+
+    pub fn serialize<S: Serializer>(spec: &TrainSpec, to: S) -> Result<S::Ok, S::Error> {
+        let source = &spec.source;
+        Carried { spec, source }.serialize(to)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<TrainSpec, D::Error> {
+        let Read { mut spec, source } = Read::deserialize(from)?;
+        spec.source = source;
+        Ok(spec)
+    }
+}
+
+impl CheckedJob {
+    /// Its circuits, in order.
+    pub fn circuits(&self) -> impl Iterator<Item = &CheckedCircuit> {
+        self.blocks.iter().filter_map(|block| match &block.run {
+            BlockRun::Circuit(circuit) => Some(circuit),
+            _ => None,
+        })
+    }
+
+    /// Its training specs, in order.
+    pub fn trainings(&self) -> impl Iterator<Item = &TrainSpec> {
+        self.blocks.iter().filter_map(|block| match &block.run {
+            BlockRun::Train(spec) => Some(spec),
+            _ => None,
+        })
+    }
 }
 
 /// Why a job is refused at the door. [`JobError::reason`] is the stable code clients match on.
@@ -152,27 +255,48 @@ pub fn role_of(work: &BTreeSet<Work>) -> Result<Role, JobError> {
 }
 
 /// Checks an admitted job against `limits`: its circuits parse and fit, its Context settings
-/// are what they must be, its specs read and stay within bounds.
-pub fn check(job: &Job, limits: &Limits) -> Result<CheckedJob, JobError> {
+/// are what they must be, its specs read and stay within bounds. `signed` says who vouches for
+/// it.
+pub fn check(job: &Job, signed: Signed, limits: &Limits) -> Result<CheckedJob, JobError> {
     let work = work_of(job);
     let role = role_of(&work)?;
-    let (circuits, settings) = match role {
+    let mut blocks = circuits::check(&job.code_blocks, limits.max_qubits)?;
+    circuits::check_layers(&job.code_blocks)?;
+    let settings = match role {
         Role::Quantum => {
-            let circuits = circuits::check(&job.code_blocks, limits.max_qubits)?;
-            let settings = CircuitSettings::from_context(&job.context)?;
-            settings.within(limits, &circuits)?;
-            (circuits, Some(settings))
+            let settings = CircuitSettings::from_context(&job.context, &job.id)?;
+            settings.within(limits, &blocks)?;
+            Some(settings)
         }
-        Role::Ai => (Vec::new(), None),
+        Role::Ai => None,
     };
-    let trainings = models::check(job, limits)?;
+    blocks.extend(models::check(job, limits)?);
+    blocks.sort_by_key(|block| block.number);
     Ok(CheckedJob {
+        id: job.id.clone(),
+        signed,
         role,
         work,
-        circuits,
+        requires_cuda: job.requires_cuda(),
         settings,
-        trainings,
+        blocks,
+        output_schema: job.output_schema.clone(),
     })
+}
+
+/// [`check`] for a document admission passed: signed, by the key it names.
+pub fn check_admitted(
+    admitted: &chimera_maml::Admitted,
+    limits: &Limits,
+) -> Result<CheckedJob, JobError> {
+    let signature = admitted.document.signature.as_ref();
+    let signature = signature.expect("admission passes only signed documents");
+    let digest = hex::encode(signature.sha3_512);
+    let signed = Signed {
+        digest,
+        signer: admitted.key_name.clone(),
+    };
+    check(&admitted.document.job, signed, limits)
 }
 
 #[cfg(test)]
@@ -193,6 +317,15 @@ mod tests {
             .job
     }
 
+    /// [`check`] within [`LIMITS`], vouched for by a test key.
+    fn checked(job: &Job) -> Result<CheckedJob, JobError> {
+        let signed = Signed {
+            digest: "d1".into(),
+            signer: "lab".into(),
+        };
+        check(job, signed, &LIMITS)
+    }
+
     pub(crate) const BELL: &str =
         "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nh q[0];\ncx q[0],q[1];";
     const LIMITS: Limits = Limits {
@@ -203,37 +336,28 @@ mod tests {
 
     #[test]
     fn circuits_run_on_a_quantum_head_and_models_on_an_ai_head() {
-        let circuit = check(
-            &job("quantum_circuit", "shots: 10", &[("qasm", BELL)]),
-            &LIMITS,
-        );
+        let circuit = checked(&job("quantum_circuit", "shots: 10", &[("qasm", BELL)]));
         let circuit = circuit.unwrap();
         assert_eq!(circuit.role, Role::Quantum);
-        assert_eq!(circuit.circuits[0].num_qubits, 2);
+        assert_eq!(circuit.circuits().next().unwrap().num_qubits, 2);
         assert_eq!(circuit.settings.unwrap().shots, 10);
         let spec = "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [8]\nepochs: 3";
-        let training = check(&job("training", "", &[("chimera-train", spec)]), &LIMITS).unwrap();
+        let training = checked(&job("training", "", &[("chimera-train", spec)])).unwrap();
         assert_eq!(training.role, Role::Ai);
-        assert_eq!(training.trainings[0].epochs, 3);
+        assert_eq!(training.trainings().next().unwrap().epochs, 3);
         let both = job("workflow", "", &[("qasm", BELL), ("chimera-train", spec)]);
-        assert_eq!(
-            check(&both, &LIMITS).unwrap_err().reason(),
-            "HYBRID_NOT_SUPPORTED"
-        );
+        assert_eq!(checked(&both).unwrap_err().reason(), "HYBRID_NOT_SUPPORTED");
     }
 
     /// Issue 34: `shots: 9223372036854775807` panicked a head's executor; 4294967297 aborted it.
     #[test]
     fn shots_and_epochs_past_the_limits_are_refused_naming_the_limit_and_its_flag() {
         for shots in ["2001", "4294967297", "9223372036854775807"] {
-            let refused = check(
-                &job(
-                    "quantum_circuit",
-                    &format!("shots: {shots}"),
-                    &[("qasm", BELL)],
-                ),
-                &LIMITS,
-            )
+            let refused = checked(&job(
+                "quantum_circuit",
+                &format!("shots: {shots}"),
+                &[("qasm", BELL)],
+            ))
             .unwrap_err();
             assert_eq!(refused.reason(), "OVER_LIMIT");
             let said = refused.to_string();
@@ -245,7 +369,7 @@ mod tests {
             );
         }
         let spec = "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [8]\nepochs: 51";
-        let refused = check(&job("training", "", &[("chimera-train", spec)]), &LIMITS);
+        let refused = checked(&job("training", "", &[("chimera-train", spec)]));
         let said = refused.unwrap_err().to_string();
         assert!(
             said.contains("`epochs` of the chimera-train block at line 12 is 51")
@@ -257,7 +381,7 @@ mod tests {
     #[test]
     fn an_observable_on_a_qubit_the_circuit_lacks_is_refused_at_the_door() {
         let context = "observables: [\"Z0 Z1\", \"X5\"]";
-        let refused = check(&job("quantum_circuit", context, &[("qasm", BELL)]), &LIMITS);
+        let refused = checked(&job("quantum_circuit", context, &[("qasm", BELL)]));
         let refused = refused.unwrap_err();
         assert_eq!(refused.reason(), "BAD_CONTEXT");
         let said = refused.to_string();
@@ -265,14 +389,61 @@ mod tests {
             said.contains("\"X5\" names qubit 5") && said.contains("2 qubits"),
             "{said}"
         );
-        let garbled = check(
-            &job(
-                "quantum_circuit",
-                "observables: [\"Q9\"]",
-                &[("qasm", BELL)],
-            ),
-            &LIMITS,
-        );
+        let garbled = checked(&job(
+            "quantum_circuit",
+            "observables: [\"Q9\"]",
+            &[("qasm", BELL)],
+        ));
         assert_eq!(garbled.unwrap_err().reason(), "BAD_CONTEXT");
+    }
+
+    /// What a head is sent and the journal keeps: the job reads back as it was checked, with
+    /// its seed fixed at the door (the same on every attempt) and its blocks numbered as the
+    /// document numbers them.
+    #[test]
+    fn a_checked_job_reads_back_from_its_json_as_it_was() {
+        let context = "shots: 10\nprecision: double\nobservables: [\"Z0 Z1\"]";
+        let circuit = job(
+            "quantum_circuit",
+            context,
+            &[("text", "a note"), ("qasm", BELL)],
+        );
+        let spec = "dataset: digits\nmodel:\n  kind: mlp\n  hidden: [8]\nepochs: 3";
+        let infer = "model: m\ninputs: [[1.0]]";
+        let models = job(
+            "workflow",
+            "",
+            &[("chimera-train", spec), ("chimera-infer", infer)],
+        );
+        for job in [circuit, models] {
+            let checked = checked(&job).unwrap();
+            let json = serde_json::to_string(&checked).unwrap();
+            let read: CheckedJob = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, checked, "{json}");
+        }
+        let circuit = checked(&job(
+            "quantum_circuit",
+            "",
+            &[("text", "a note"), ("qasm", BELL)],
+        ));
+        let circuit = circuit.unwrap();
+        assert_eq!(circuit.blocks[0].number, 2);
+        let seed = circuit.settings.unwrap().seed;
+        let again = checked(&job("quantum_circuit", "", &[("qasm", BELL)])).unwrap();
+        assert_eq!(again.settings.unwrap().seed, seed);
+    }
+
+    /// A hybrid model's circuit layer that does not parse was found only when a head trained
+    /// the model; it is refused at the door, at its line.
+    #[test]
+    fn a_qasm3_layer_that_does_not_parse_is_refused_at_the_door_with_its_line() {
+        let layer = "OPENQASM 3.0;\nqubit[2] q;\ninput angle x;\nry(x) q[0];\nfrobnicate q[1];";
+        let refused = checked(&job("hybrid_workflow", "", &[("qasm3", layer)])).unwrap_err();
+        assert_eq!(refused.reason(), "BAD_CIRCUIT");
+        let said = refused.to_string();
+        assert!(
+            said.contains("circuit at line 12") && said.contains("line 5 column 1"),
+            "{said}"
+        );
     }
 }

@@ -6,13 +6,13 @@
 use chimera_ai_spec::{InferSpec, SpecError, TrainSpec};
 use chimera_maml::{BlockKind, CodeBlock, Job};
 
-use crate::{JobError, Limits};
+use crate::{BlockRun, CheckedBlock, JobError, Limits};
 
-/// The job's training specs, once every AI block reads as its spec within `limits`.
-pub(crate) fn check(job: &Job, limits: &Limits) -> Result<Vec<TrainSpec>, JobError> {
-    let mut trainings = Vec::new();
-    for block in &job.code_blocks {
-        match block.kind {
+/// The job's AI blocks, once each reads as its spec within `limits`.
+pub(crate) fn check(job: &Job, limits: &Limits) -> Result<Vec<CheckedBlock>, JobError> {
+    let mut checked = Vec::new();
+    for (index, block) in job.code_blocks.iter().enumerate() {
+        let run = match block.kind {
             BlockKind::Train => {
                 let spec = TrainSpec::of_block(job, block).map_err(|e| refused(block, &e))?;
                 if spec.epochs > limits.max_epochs {
@@ -26,15 +26,20 @@ pub(crate) fn check(job: &Job, limits: &Limits) -> Result<Vec<TrainSpec>, JobErr
                         flag: "--max-epochs",
                     });
                 }
-                trainings.push(spec);
+                BlockRun::Train(spec)
             }
             BlockKind::Infer => {
-                InferSpec::from_yaml(&block.code).map_err(|e| refused(block, &e))?;
+                BlockRun::Infer(InferSpec::from_yaml(&block.code).map_err(|e| refused(block, &e))?)
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        checked.push(CheckedBlock {
+            number: index + 1,
+            line: block.line,
+            run,
+        });
     }
-    Ok(trainings)
+    Ok(checked)
 }
 
 fn refused(block: &CodeBlock, e: &SpecError) -> JobError {

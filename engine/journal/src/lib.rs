@@ -7,7 +7,8 @@
 //!
 //! Tables: `jobs` (id → the job record as JSON, without its document), `documents` (id → the MAML
 //! document, written once: a job's record changes two or three times more, and rewriting a
-//! document of kilobytes with each change made every commit several times larger) and
+//! document of kilobytes with each change made every commit several times larger), `checked`
+//! (id → the job as the door checked it, JSON, written once beside its document) and
 //! `unfinished` (submission sequence → id), so that a restarted engine finds the jobs it still
 //! owes in the order they came, and `finished` ((second it finished, sequence) → id), so that
 //! [`Journal::prune`] finds the jobs finished before a time without reading every record. A
@@ -26,12 +27,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use chimera_job::CheckedJob;
 use jiff::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const DOCUMENTS: TableDefinition<&str, &str> = TableDefinition::new("documents");
+const CHECKED: TableDefinition<&str, &[u8]> = TableDefinition::new("checked");
 const UNFINISHED: TableDefinition<u64, &str> = TableDefinition::new("unfinished");
 const FINISHED: TableDefinition<(i64, u64), &str> = TableDefinition::new("finished");
 
@@ -116,6 +119,11 @@ pub struct JobRecord {
     /// (read from the JSON only to move it out of journals written before that; see `prepare`).
     #[serde(default, skip_serializing)]
     pub document: String,
+    /// The job as the door checked it: what a head is sent. Stored in the `checked` table, once,
+    /// by the submission or by an update that sets it (an engine converting a job that an
+    /// earlier release admitted). `None` for such a job not yet converted, and once pruned.
+    #[serde(default, skip_serializing)]
+    pub checked: Option<CheckedJob>,
     /// SHA3-512 of the signed bytes, hex: what makes a resubmission the same job.
     pub digest: String,
     pub state: JobState,
@@ -317,7 +325,8 @@ impl Journal {
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
         let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
-        load(&jobs, &documents, id)
+        let checked = txn.open_table(CHECKED).map_err(|e| read(&e))?;
+        load(&jobs, &documents, &checked, id)
     }
 
     fn read_unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
@@ -326,14 +335,16 @@ impl Journal {
         let unfinished = txn.open_table(UNFINISHED).map_err(|e| read(&e))?;
         let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
         let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
+        let checked = txn.open_table(CHECKED).map_err(|e| read(&e))?;
         let mut records = Vec::new();
         for entry in unfinished.iter().map_err(|e| read(&e))? {
             let (_, id) = entry.map_err(|e| read(&e))?;
-            let record =
-                load(&jobs, &documents, id.value())?.ok_or_else(|| JournalError::Corrupt {
+            let record = load(&jobs, &documents, &checked, id.value())?.ok_or_else(|| {
+                JournalError::Corrupt {
                     id: id.value().to_owned(),
                     detail: "listed as unfinished but not stored".into(),
-                })?;
+                }
+            })?;
             records.push(record);
         }
         Ok(records)
@@ -415,10 +426,12 @@ fn damaged(path: &Path, detail: String) -> JournalError {
     }
 }
 
-/// The record of job `id` with its document, from the tables of a read or a write transaction.
+/// The record of job `id` with its document and checked job, from the tables of a read or a
+/// write transaction.
 fn load(
     jobs: &impl ReadableTable<&'static str, &'static [u8]>,
     documents: &impl ReadableTable<&'static str, &'static str>,
+    checked: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<JobRecord>, JournalError> {
     let read = |e: redb::StorageError| JournalError::Read(e.to_string());
@@ -436,7 +449,29 @@ fn load(
             });
         }
     }
+    if let Some(job) = checked.get(id).map_err(read)? {
+        record.checked = Some(decode_checked(id, job.value())?);
+    }
     Ok(Some(record))
+}
+
+fn decode_checked(id: &str, bytes: &[u8]) -> Result<CheckedJob, JournalError> {
+    serde_json::from_slice(bytes).map_err(|e| JournalError::Corrupt {
+        id: id.to_owned(),
+        detail: format!("its checked job: {e}"),
+    })
+}
+
+/// Stores the checked job a record carries, if it carries one.
+fn put_checked(checked: &mut redb::Table<&str, &[u8]>, record: &JobRecord) -> Result<(), String> {
+    let Some(job) = &record.checked else {
+        return Ok(());
+    };
+    let bytes = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    checked
+        .insert(record.id.as_str(), bytes.as_slice())
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
@@ -468,6 +503,7 @@ fn prepare(db: &Database) -> Result<u64, Prepare> {
     {
         let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
         let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
+        txn.open_table(CHECKED).map_err(|e| e.to_string())?;
         txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
         let mut finished = txn.open_table(FINISHED).map_err(|e| e.to_string())?;
         let mut inline = Vec::new();
@@ -559,12 +595,13 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
     {
         let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
         let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
+        let mut checked = txn.open_table(CHECKED).map_err(|e| e.to_string())?;
         let mut unfinished = txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
         let mut finished = txn.open_table(FINISHED).map_err(|e| e.to_string())?;
         for change in group.iter_mut() {
             match change {
                 Change::Submit(record, _) => {
-                    let outcome = match load(&jobs, &documents, &record.id) {
+                    let outcome = match load(&jobs, &documents, &checked, &record.id) {
                         Ok(Some(existing)) if existing.digest == record.digest => {
                             Ok(Submitted::Existing(existing))
                         }
@@ -577,6 +614,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                             documents
                                 .insert(record.id.as_str(), record.document.as_str())
                                 .map_err(|e| e.to_string())?;
+                            put_checked(&mut checked, &record)?;
                             put(&mut jobs, &mut unfinished, &mut finished, &record)?;
                             Ok(Submitted::Created(record))
                         }
@@ -591,6 +629,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                         Err(e) => Err(e),
                         Ok(Some(mut record)) => {
                             mutation(&mut record);
+                            put_checked(&mut checked, &record)?;
                             put(&mut jobs, &mut unfinished, &mut finished, &record)?;
                             Ok(record)
                         }
@@ -601,6 +640,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                     let pruned = prune(
                         &mut jobs,
                         &mut documents,
+                        &mut checked,
                         &mut unfinished,
                         &mut finished,
                         *before,
@@ -659,6 +699,7 @@ pub const PRUNE_BATCH: usize = 1000;
 fn prune(
     jobs: &mut redb::Table<&str, &[u8]>,
     documents: &mut redb::Table<&str, &str>,
+    checked: &mut redb::Table<&str, &[u8]>,
     unfinished: &mut redb::Table<u64, &str>,
     finished: &mut redb::Table<(i64, u64), &str>,
     before: Timestamp,
@@ -674,6 +715,7 @@ fn prune(
     for (key, id) in &due {
         finished.remove(key).map_err(|e| e.to_string())?;
         documents.remove(id.as_str()).map_err(|e| e.to_string())?;
+        checked.remove(id.as_str()).map_err(|e| e.to_string())?;
         let stored = jobs.get(id.as_str()).map_err(|e| e.to_string())?;
         let Some(mut record) = stored
             .map(|bytes| decode(id, bytes.value()))
@@ -703,6 +745,7 @@ mod tests {
             submitted_by: "test".into(),
             relayed_by: None,
             document: "---".into(),
+            checked: None,
             digest: digest.into(),
             state: JobState::Queued,
             head: None,
@@ -857,6 +900,58 @@ mod tests {
             panic!("a new id is created");
         };
         assert_eq!(next.seq, 51, "sequence numbers go on after a restart");
+    }
+
+    /// A job as the door checked one, a circuit on a quantum head.
+    fn checked_job(id: &str) -> CheckedJob {
+        CheckedJob {
+            id: id.into(),
+            signed: chimera_job::Signed {
+                digest: "d".into(),
+                signer: "test".into(),
+            },
+            role: chimera_job::Role::Quantum,
+            work: [chimera_maml::Work::QuantumCircuit].into(),
+            requires_cuda: false,
+            settings: None,
+            blocks: Vec::new(),
+            output_schema: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checked_job_is_kept_beside_its_document_set_by_submission_or_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        let journal = Journal::open(&path).unwrap();
+        let mut submitted = record("new", "d");
+        submitted.checked = Some(checked_job("new"));
+        journal.submit(submitted).await.unwrap();
+        // As a job an earlier release admitted: none, until the engine converts it.
+        journal.submit(record("old", "d")).await.unwrap();
+        assert_eq!(journal.get("old").unwrap().unwrap().checked, None);
+        journal
+            .update("old", |r| r.checked = Some(checked_job("old")))
+            .await
+            .unwrap();
+        journal.update("new", |r| r.attempts = 1).await.unwrap();
+        drop(journal);
+        let journal = Journal::open(&path).unwrap();
+        for id in ["new", "old"] {
+            let read = journal.get(id).unwrap().unwrap().checked;
+            assert_eq!(read, Some(checked_job(id)), "{id}");
+        }
+        let unfinished = journal.unfinished().unwrap();
+        assert!(unfinished.iter().all(|r| r.checked.is_some()));
+        journal
+            .update("new", |r| {
+                r.state = JobState::Succeeded;
+                r.finished_at = Some(Timestamp::UNIX_EPOCH);
+            })
+            .await
+            .unwrap();
+        journal.prune(Timestamp::now()).await.unwrap();
+        assert_eq!(journal.get("new").unwrap().unwrap().checked, None);
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ pub use keys::{
     write_key_pair,
 };
 pub use proof::{HEADERS as PROOF_HEADERS, PROOF_SKEW, ProofError, RequestProof};
-pub use schema::OutputMismatch;
+pub use schema::{OutputMismatch, check_output};
 pub use signature::{
     ALGORITHM, BEGIN, END, SignatureBlock, SignatureError, SignedDocument, digest, sign_document,
     verify,

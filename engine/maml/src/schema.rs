@@ -30,22 +30,27 @@ pub struct OutputMismatch {
 impl Job {
     /// Checks a result against the job's Output_Schema; any result passes when it has none.
     pub fn check_output(&self, result: &Value) -> Result<(), OutputMismatch> {
-        let Some(schema) = &self.output_schema else {
-            return Ok(());
-        };
-        // Parsing compiled this schema once already, so it compiles.
-        let validator = compile(schema).map_err(|e| OutputMismatch { problems: vec![e] })?;
-        let problems: Vec<String> = validator
-            .iter_errors(result)
-            .take(PROBLEMS_NAMED)
-            .map(|e| match e.instance_path().as_str() {
-                "" => format!("{e}"),
-                at => format!("{e} (at {at})"),
-            })
-            .collect();
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(OutputMismatch { problems }),
-        }
+        check_output(self.output_schema.as_ref(), result)
+    }
+}
+
+/// Checks a result against an Output_Schema that admission compiled once already; any result
+/// passes `None`.
+pub fn check_output(schema: Option<&Value>, result: &Value) -> Result<(), OutputMismatch> {
+    let Some(schema) = schema else {
+        return Ok(());
+    };
+    let validator = compile(schema).map_err(|e| OutputMismatch { problems: vec![e] })?;
+    let problems: Vec<String> = validator
+        .iter_errors(result)
+        .take(PROBLEMS_NAMED)
+        .map(|e| match e.instance_path().as_str() {
+            "" => format!("{e}"),
+            at => format!("{e} (at {at})"),
+        })
+        .collect();
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(OutputMismatch { problems }),
     }
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use crate::document::{BlockKind, Job};
 
 /// One kind of work a code block asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Work {
     /// OpenQASM 2 circuits: `qasm`, `qasm2` and `openqasm` blocks.
     QuantumCircuit,

@@ -22,6 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chimera_audit::{Event, Recorder};
+use chimera_job::Signed;
 use chimera_journal::{JobRecord, JobState, Journal, JournalError};
 use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
@@ -161,6 +162,9 @@ impl Dispatcher {
         match self.journal.unfinished() {
             Ok(records) => {
                 for record in records {
+                    let Some(record) = self.converted(record).await else {
+                        continue;
+                    };
                     if record.state != JobState::Running {
                         self.enqueue(record.role, record.id, false);
                     } else if let Some(record) = self.after_engine_died(&record.id).await {
@@ -185,6 +189,49 @@ impl Dispatcher {
                 }
             }
             self.assign().await;
+        }
+    }
+
+    /// The record with its checked job: a job an earlier release admitted has none, and is
+    /// checked now from its document as the door checks one, within this engine's limits. One
+    /// that no longer passes fails, saying why; `None` then.
+    async fn converted(&mut self, record: JobRecord) -> Option<JobRecord> {
+        if record.checked.is_some() {
+            return Some(record);
+        }
+        let signed = Signed {
+            digest: record.digest.clone(),
+            signer: record.submitted_by.clone(),
+        };
+        let checked = chimera_maml::parse(record.document.as_bytes(), usize::MAX)
+            .map_err(|e| e.to_string())
+            .and_then(|document| {
+                chimera_job::check(&document.job, signed, self.gate.job_limits())
+                    .map_err(|e| e.to_string())
+            });
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(refused) => {
+                let error = format!(
+                    "not run: an earlier release of the engine accepted it, and this one \
+                     refuses it: {refused}"
+                );
+                self.fail_unrun(&record.id, error).await;
+                return None;
+            }
+        };
+        let update = self
+            .journal
+            .update(&record.id, move |r| r.checked = Some(checked));
+        match update.await {
+            Ok(updated) => Some(JobRecord {
+                document: record.document,
+                ..updated
+            }),
+            Err(e) => {
+                error!(job = %record.id, "cannot be converted: {e}");
+                None
+            }
         }
     }
 
@@ -533,7 +580,7 @@ impl Dispatcher {
             metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
             // Every change to a queued job was committed before it was queued, so this read
             // sees the job as it stands.
-            let record = match self.journal.get(&job) {
+            let mut record = match self.journal.get(&job) {
                 Ok(Some(record)) if !record.state.is_final() => record,
                 Ok(_) => continue,
                 Err(e) => {
@@ -547,22 +594,18 @@ impl Dispatcher {
                      job was accepted",
                     record.submitted_by
                 );
-                warn!(%job, "{error}");
-                let failed = self.journal.update(&job, move |r| {
-                    r.state = JobState::Failed;
-                    r.error = Some(error);
-                    r.finished_at = Some(Timestamp::now());
-                });
-                match failed.await {
-                    Ok(record) => self.publish_final(&record),
-                    Err(e) => error!(%job, "its failure was not recorded: {e}"),
-                }
+                self.fail_unrun(&job, error).await;
                 continue;
             }
+            let Some(checked) = record.checked.take() else {
+                // Every job is checked at its submission or converted when the engine starts.
+                let error = "not run: the journal holds no checked job for it".to_owned();
+                self.fail_unrun(&job, error).await;
+                continue;
+            };
             let attempt = record.attempts + 1;
             let started_at = Timestamp::now();
             let span = info_span!("job", id = %job, r#type = %record.work(), %head, attempt);
-            let document = record.document;
             debug!(parent: &span, "started");
             slot.running = Some(Running {
                 job: job.clone(),
@@ -598,10 +641,23 @@ impl Dispatcher {
                 detail: None,
             });
             let order = ToHead::Run {
-                job_id: job,
-                document,
+                job: Box::new(checked),
             };
             let _ = self.supervisor.send(&head, generation, order);
+        }
+    }
+
+    /// Fails a job that was not run, saying why.
+    async fn fail_unrun(&self, job: &str, error: String) {
+        warn!(%job, "{error}");
+        let failed = self.journal.update(job, move |r| {
+            r.state = JobState::Failed;
+            r.error = Some(error);
+            r.finished_at = Some(Timestamp::now());
+        });
+        match failed.await {
+            Ok(record) => self.publish_final(&record),
+            Err(e) => error!(%job, "its failure was not recorded: {e}"),
         }
     }
 

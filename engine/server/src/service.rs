@@ -159,9 +159,9 @@ impl Core {
             }
         };
         metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
+        let checked = chimera_job::check_admitted(&admitted, self.gate.job_limits())
+            .map_err(|e| refusal::job(&e))?;
         let job = &admitted.document.job;
-        let checked =
-            chimera_job::check(job, self.gate.job_limits()).map_err(|e| refusal::job(&e))?;
         let relayed_by = client.map(str::to_owned);
         let client = client.unwrap_or(&admitted.key_name);
         self.gate.submission(client)?;
@@ -176,15 +176,8 @@ impl Core {
             relayed_by,
             // Admission read it as UTF-8.
             document: String::from_utf8(document.to_vec()).expect("admitted documents are UTF-8"),
-            // Admission checked that the signature block's digest is the document's.
-            digest: hex::encode(
-                admitted
-                    .document
-                    .signature
-                    .as_ref()
-                    .expect("admitted documents are signed")
-                    .sha3_512,
-            ),
+            digest: checked.signed.digest.clone(),
+            checked: Some(checked),
             state: JobState::Queued,
             head: None,
             attempts: 0,

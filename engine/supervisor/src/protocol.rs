@@ -4,14 +4,15 @@
 //! Key custody (`chimera_keys::custody`) travels here too: mailbox addresses and envelopes are
 //! base64 of bytes the supervisor relays but cannot read.
 
+use chimera_job::CheckedJob;
 use serde::{Deserialize, Serialize};
 
 /// The supervisor to a head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToHead {
-    /// Run a job: the MAML document as admitted.
-    Run { job_id: String, document: String },
+    /// Run a job, as the door checked it.
+    Run { job: Box<CheckedJob> },
     /// Stop the job at its next safe point.
     Cancel { job_id: String },
     /// The answer to `Hello`: make a first key, or (a head born again after dying with a key of

@@ -9,11 +9,11 @@
 
 use std::path::{Component, Path};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{SpecError, invalid, yaml_error};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferSpec {
     /// A model id from a training job, or a model directory relative to the data directory.

@@ -25,7 +25,9 @@ impl PauliString {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Carried (in a checked job) as the text it was read from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct PauliSum {
     pub terms: Vec<(f64, PauliString)>,
     /// The text it was read from, for reports.
@@ -38,6 +40,20 @@ pub struct PauliError {
     pub text: String,
     pub at: usize,
     pub message: String,
+}
+
+impl From<PauliSum> for String {
+    fn from(sum: PauliSum) -> String {
+        sum.text
+    }
+}
+
+impl TryFrom<String> for PauliSum {
+    type Error = PauliError;
+
+    fn try_from(text: String) -> Result<Self, PauliError> {
+        Self::parse(&text)
+    }
 }
 
 impl PauliSum {

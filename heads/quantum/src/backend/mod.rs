@@ -8,7 +8,8 @@ use crate::pauli::PauliString;
 use num_complex::Complex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// complex64: 8 bytes per amplitude.
     Single,

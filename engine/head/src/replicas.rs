@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::files;
-use crate::protocol::{Replica, SealedFile};
+use chimera_supervisor::protocol::{Replica, SealedFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {

@@ -16,8 +16,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use chimera_job::CheckedJob;
+
 use crate::head_keys::{HeadKeys, Sender};
-use crate::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
+use chimera_supervisor::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
 
 /// How often a head says it is alive; the supervisor's deadline is several of these.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -41,14 +43,6 @@ pub enum WorkerError {
     Panicked { job_id: String, message: String },
 }
 
-/// A job as a head receives it.
-#[derive(Debug, Clone)]
-pub struct JobOrder {
-    pub job_id: String,
-    /// The MAML document, already admitted by the engine.
-    pub document: String,
-}
-
 /// How a job ended on a head, and the work it took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobReport {
@@ -64,7 +58,7 @@ pub trait Executor: Send + 'static {
     /// [`Outcome::Cancelled`]) once `cancelled` is set.
     fn run(
         &mut self,
-        job: &JobOrder,
+        job: &CheckedJob,
         progress: &mut dyn FnMut(serde_json::Value),
         cancelled: &AtomicBool,
     ) -> JobReport;
@@ -110,7 +104,7 @@ pub fn serve(
         })?;
 
     let cancels: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>> = Arc::default();
-    let (orders, queue) = mpsc::channel::<(JobOrder, Arc<AtomicBool>)>();
+    let (orders, queue) = mpsc::channel::<(Box<CheckedJob>, Arc<AtomicBool>)>();
     let report = send.clone();
     let panicked: Arc<Mutex<Option<WorkerError>>> = Arc::default();
     // Shut down to end the head when the executor panics: the reader below then sees the end.
@@ -120,9 +114,9 @@ pub fn serve(
         let keys = keys.clone();
         let panicked = Arc::clone(&panicked);
         move || {
-            for (order, cancelled) in queue {
+            for (job, cancelled) in queue {
                 keys.wait_keyed(KEYED_WAIT);
-                let job_id = order.job_id.clone();
+                let job_id = job.id.clone();
                 let mut progress = |progress: serde_json::Value| {
                     let _ = report(&FromHead::Progress {
                         job_id: job_id.clone(),
@@ -130,7 +124,7 @@ pub fn serve(
                     });
                 };
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    executor.run(&order, &mut progress, &cancelled)
+                    executor.run(&job, &mut progress, &cancelled)
                 }));
                 cancels
                     .lock()
@@ -170,14 +164,13 @@ pub fn serve(
             break;
         }
         match serde_json::from_str(&line).map_err(WorkerError::Protocol)? {
-            ToHead::Run { job_id, document } => {
+            ToHead::Run { job } => {
                 let cancelled = Arc::new(AtomicBool::new(false));
                 cancels
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(job_id.clone(), Arc::clone(&cancelled));
-                let order = JobOrder { job_id, document };
-                if orders.send((order, cancelled)).is_err() {
+                    .insert(job.id.clone(), Arc::clone(&cancelled));
+                if orders.send((job, cancelled)).is_err() {
                     break;
                 }
             }
@@ -240,7 +233,7 @@ mod tests {
 
         fn run(
             &mut self,
-            _: &JobOrder,
+            _: &CheckedJob,
             _: &mut dyn FnMut(serde_json::Value),
             _: &AtomicBool,
         ) -> JobReport {
@@ -285,10 +278,20 @@ mod tests {
                 restore_shares: 0,
                 peers: Vec::new(),
             };
-            let run = ToHead::Run {
-                job_id: "urn:uuid:poison".into(),
-                document: String::new(),
+            let job = CheckedJob {
+                id: "urn:uuid:poison".into(),
+                signed: chimera_job::Signed {
+                    digest: String::new(),
+                    signer: "test".into(),
+                },
+                role: chimera_job::Role::Ai,
+                work: Default::default(),
+                requires_cuda: false,
+                settings: None,
+                blocks: Vec::new(),
+                output_schema: None,
             };
+            let run = ToHead::Run { job: Box::new(job) };
             stream.write_all(&encode(&keys)).unwrap();
             stream.write_all(&encode(&run)).unwrap();
             // Every line up to the end of the connection, which the head closes.

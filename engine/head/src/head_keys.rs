@@ -23,8 +23,8 @@ use chimera_keys::shares::THRESHOLD;
 use chimera_keys::{Binding, Custody, Mailbox, MailboxAddress, Outgoing, SealError, Taken};
 
 use crate::files;
-use crate::protocol::{FromHead, Replica, SealedFile, ToHead};
 use crate::replicas::{self, ReplicaStore};
+use chimera_supervisor::protocol::{FromHead, Replica, SealedFile, ToHead};
 
 /// How a head sends to the supervisor.
 pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chimera_audit::Event;
+use chimera_job::{BlockResult, JobResult, Progress};
 use chimera_maml::{PublicKey, SecretKey, TrustStore};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
@@ -409,8 +410,8 @@ pub fn describe_outcome(job: &Job) -> String {
             job.pruned_at
         );
     }
-    if let Ok(result) = serde_json::from_str::<serde_json::Value>(&job.result_json) {
-        text += &format!("\n  result: {}", summarise(&result));
+    if !job.result_json.is_empty() {
+        text += &format!("\n  result: {}", summarise(&job.result_json));
     }
     if let Some(receipt) = &job.receipt {
         let check = if receipt_valid(job) {
@@ -428,66 +429,66 @@ pub fn describe_outcome(job: &Job) -> String {
 }
 
 /// The interesting part of a result: the most frequent counts, a model's accuracy.
-fn summarise(result: &serde_json::Value) -> String {
-    if let Some(blocks) = result.get("blocks").and_then(|b| b.as_array()) {
-        return blocks.iter().map(summarise).collect::<Vec<_>>().join("; ");
+fn summarise(result: &str) -> String {
+    match serde_json::from_str::<JobResult>(result) {
+        Ok(JobResult::Blocks { blocks }) => {
+            let each: Vec<String> = blocks.iter().map(summarise_block).collect();
+            each.join("; ")
+        }
+        Ok(JobResult::Block(block)) => summarise_block(&block),
+        Err(_) => cut(result),
     }
-    if let Some(counts) = result.get("counts").and_then(|c| c.as_object()) {
-        let mut counts: Vec<(&String, u64)> = counts
-            .iter()
-            .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
-            .collect();
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let top: Vec<String> = counts
-            .iter()
-            .take(4)
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect();
-        let more = counts.len().saturating_sub(4);
-        let more = if more > 0 {
-            format!(" (+{more} more)")
-        } else {
-            String::new()
-        };
-        return format!("counts {{{}}}{more}", top.join(", "));
+}
+
+fn summarise_block(result: &BlockResult) -> String {
+    match result {
+        BlockResult::Circuit(circuit) => {
+            let mut counts: Vec<(&String, u64)> =
+                circuit.counts.iter().map(|(k, &n)| (k, n)).collect();
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let top: Vec<String> = counts
+                .iter()
+                .take(4)
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            let more = counts.len().saturating_sub(4);
+            let more = if more > 0 {
+                format!(" (+{more} more)")
+            } else {
+                String::new()
+            };
+            format!("counts {{{}}}{more}", top.join(", "))
+        }
+        BlockResult::Training(trained) => {
+            let id = &trained.model_id;
+            format!(
+                "val_accuracy {:.4}, model {}",
+                trained.val_accuracy,
+                &id[..id.len().min(16)]
+            )
+        }
+        other => cut(&serde_json::to_string(other).unwrap_or_default()),
     }
-    if let Some(accuracy) = result.get("val_accuracy").and_then(|a| a.as_f64()) {
-        let id = result
-            .get("model_id")
-            .and_then(|i| i.as_str())
-            .unwrap_or("");
-        return format!(
-            "val_accuracy {accuracy:.4}, model {}",
-            &id[..id.len().min(16)]
-        );
-    }
-    let text = result.to_string();
-    if text.len() > 200 {
-        format!("{}…", &text[..200])
-    } else {
-        text
+}
+
+/// `text`, cut after 200 bytes.
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
 /// A progress event in one line.
 pub fn describe_event(event: &JobEvent) -> Option<String> {
     match &event.detail {
-        Some(job_event::Detail::ProgressJson(p)) => {
-            let p: serde_json::Value = serde_json::from_str(p).ok()?;
-            if let Some(epoch) = p.get("epoch") {
-                Some(format!(
-                    "{} epoch {}/{}  loss {:.4}  val acc {:.3}  {:.0} samples/s",
-                    event.job_id,
-                    epoch,
-                    p["epochs"],
-                    p["loss"].as_f64().unwrap_or(f64::NAN),
-                    p["val_accuracy"].as_f64().unwrap_or(f64::NAN),
-                    p["samples_per_second"].as_f64().unwrap_or(f64::NAN),
-                ))
-            } else {
-                Some(format!("{} progress {p}", event.job_id))
-            }
-        }
+        Some(job_event::Detail::ProgressJson(p)) => match serde_json::from_str(p) {
+            Ok(Progress::Epoch(e)) => Some(format!(
+                "{} epoch {}/{}  loss {:.4}  val acc {:.3}  {:.0} samples/s",
+                event.job_id, e.epoch, e.epochs, e.loss, e.val_accuracy, e.samples_per_second,
+            )),
+            _ => Some(format!("{} progress {p}", event.job_id)),
+        },
         Some(job_event::Detail::Note(note)) => Some(format!("{} {note}", event.job_id)),
         Some(job_event::Detail::Finished(_)) => None,
         None => Some(format!(

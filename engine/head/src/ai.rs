@@ -12,8 +12,10 @@ use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::{InferSpec, TrainSpec};
 use chimera_ai::train::{RunOptions as TrainOptions, TrainError, TrainEvent, train};
-use chimera_job::{BlockRun, CheckedBlock, CheckedJob};
-use serde_json::{Value, json};
+use chimera_job::{
+    BlockResult, BlockRun, CheckedBlock, CheckedJob, Checkpointed, Embeddings, InferenceResult,
+    Progress, TrainingResult,
+};
 
 use crate::blocks::{BlockFailure, BlockRunner, kind_of, relative_to};
 use crate::head_keys::HeadKeys;
@@ -71,9 +73,9 @@ impl AiHead {
         job: &CheckedJob,
         line: usize,
         spec: &TrainSpec,
-        progress: &mut dyn FnMut(Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
-    ) -> Result<Option<Value>, BlockFailure> {
+    ) -> Result<Option<BlockResult>, BlockFailure> {
         let run_dir = self
             .keys
             .state_dir()
@@ -89,19 +91,20 @@ impl AiHead {
 
     /// The checkpoint a job run again after its head died continues from: the last one, which
     /// this head (the dead one's rebuild, holding its key) can open.
-    fn resume_from(&self, run_dir: &Path, progress: &mut dyn FnMut(Value)) -> Option<PathBuf> {
+    fn resume_from(&self, run_dir: &Path, progress: &mut dyn FnMut(Progress)) -> Option<PathBuf> {
         let dir = checkpoint::latest(run_dir)?;
         match self.keys.read(&dir.join("progress.json")) {
             Ok(_) => {
-                let named = relative_to(&self.data_dir, &dir.display().to_string());
-                progress(json!({ "resumed_from": named }));
+                let resumed_from = relative_to(&self.data_dir, &dir.display().to_string());
+                progress(Progress::Resumed { resumed_from });
                 Some(dir)
             }
             Err(e) => {
-                let named = relative_to(&self.data_dir, &dir.display().to_string());
-                let reason = relative_to(&self.data_dir, &e.to_string());
-                progress(json!({"checkpoint_unreadable": named, "reason": reason,
-                    "training": "from the start"}));
+                progress(Progress::CheckpointUnreadable {
+                    checkpoint_unreadable: relative_to(&self.data_dir, &dir.display().to_string()),
+                    reason: relative_to(&self.data_dir, &e.to_string()),
+                    training: "from the start".into(),
+                });
                 None
             }
         }
@@ -111,9 +114,9 @@ impl AiHead {
         &self,
         spec: &TrainSpec,
         run_dir: &Path,
-        progress: &mut dyn FnMut(Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
-    ) -> Result<Option<Value>, BlockFailure> {
+    ) -> Result<Option<BlockResult>, BlockFailure> {
         let resume_from = self.resume_from(run_dir, progress);
         let options = TrainOptions {
             run_dir: Some(run_dir.to_owned()),
@@ -124,11 +127,11 @@ impl AiHead {
         // Asked at every step, so that a cancelled job stops within one batch.
         let trained = train(spec, &self.device, &options, |event| {
             match event {
-                TrainEvent::Epoch(p) => progress(serde_json::to_value(p).unwrap_or_default()),
+                TrainEvent::Epoch(epoch) => progress(Progress::Epoch(epoch.clone())),
                 // The engine keeps the job for this head's rebuild if it dies now.
-                TrainEvent::Checkpoint { step, .. } => {
-                    progress(json!({"checkpoint": {"step": step}}))
-                }
+                TrainEvent::Checkpoint { step, .. } => progress(Progress::Checkpoint {
+                    checkpoint: Checkpointed { step },
+                }),
                 _ => {}
             }
             if cancelled.load(Ordering::Relaxed) {
@@ -144,15 +147,15 @@ impl AiHead {
             return Err(BlockFailure::Model("training stored no model".into()));
         };
         self.store_model(&model_dir, &info.id)?;
-        Ok(Some(json!({
-            "model_id": info.id,
-            "val_accuracy": report.val_accuracy(),
-            "epochs": report.epochs.len(),
-            "train_samples": report.train_samples,
-            "val_samples": report.val_samples,
-            "parameters": report.parameters,
-            "seconds": report.seconds,
-            "resumed_from_checkpoint": resume_from.is_some(),
+        Ok(Some(BlockResult::Training(TrainingResult {
+            model_id: info.id,
+            val_accuracy: report.val_accuracy(),
+            epochs: report.epochs.len(),
+            train_samples: report.train_samples,
+            val_samples: report.val_samples,
+            parameters: report.parameters,
+            seconds: report.seconds,
+            resumed_from_checkpoint: resume_from.is_some(),
         })))
     }
 
@@ -181,10 +184,11 @@ impl AiHead {
         self.data_dir.join(model)
     }
 
-    fn infer_block(&mut self, spec: &InferSpec) -> Result<Option<Value>, BlockFailure> {
+    fn infer_block(&mut self, spec: &InferSpec) -> Result<Option<BlockResult>, BlockFailure> {
         let dir = self.model_dir(&spec.model);
         if is_encoder_dir(&dir) {
-            return self.embed(dir, &spec.sentences).map(Some);
+            let embeddings = self.embed(dir, &spec.sentences)?;
+            return Ok(Some(BlockResult::Embeddings(embeddings)));
         }
         if !dir.is_dir() {
             return Err(BlockFailure::Model(format!(
@@ -200,15 +204,15 @@ impl AiHead {
         let model = StoredModel::open(&dir, &self.device)?;
         let probabilities = model.predict(spec.inputs.concat())?;
         let classes = most_likely(&probabilities);
-        Ok(Some(json!({
-            "model_id": model.info.id,
-            "classes": classes,
-            "probabilities": probabilities,
+        Ok(Some(BlockResult::Inference(InferenceResult {
+            model_id: model.info.id,
+            classes,
+            probabilities,
         })))
     }
 
     /// The embeddings of `sentences` by the sentence encoder in `dir`.
-    fn embed(&mut self, dir: PathBuf, sentences: &[String]) -> Result<Value, BlockFailure> {
+    fn embed(&mut self, dir: PathBuf, sentences: &[String]) -> Result<Embeddings, BlockFailure> {
         if sentences.is_empty() {
             let needs = "a sentence encoder needs `sentences:`, a list of texts";
             return Err(BlockFailure::Model(needs.into()));
@@ -221,7 +225,11 @@ impl AiHead {
         let (_, encoder) = self.encoder.as_ref().expect("opened above");
         let sentences: Vec<&str> = sentences.iter().map(String::as_str).collect();
         let embeddings = encoder.embed(&sentences)?;
-        Ok(json!({"dimension": encoder.dimension, "embeddings": embeddings}))
+        let dimension = encoder.dimension;
+        Ok(Embeddings {
+            dimension,
+            embeddings,
+        })
     }
 }
 
@@ -241,9 +249,9 @@ impl BlockRunner for AiHead {
         &mut self,
         job: &CheckedJob,
         block: &CheckedBlock,
-        progress: &mut dyn FnMut(Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
-    ) -> Result<Option<Value>, BlockFailure> {
+    ) -> Result<Option<BlockResult>, BlockFailure> {
         match &block.run {
             BlockRun::Train(spec) => self.train_block(job, block.line, spec, progress, cancelled),
             BlockRun::Infer(spec) => self.infer_block(spec),

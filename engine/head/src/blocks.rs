@@ -3,11 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use chimera_job::{BlockRun, CheckedBlock, CheckedJob};
+use chimera_job::{BlockResult, BlockRun, CheckedBlock, CheckedJob, JobResult, Progress};
 use chimera_maml::OutputMismatch;
 use chimera_quantum::backend::Work;
 use chimera_supervisor::{Outcome, StatevectorWork};
-use serde_json::{Value, json};
 
 use crate::worker::{Executor, JobReport};
 
@@ -99,9 +98,9 @@ pub(crate) trait BlockRunner: Send + 'static {
         &mut self,
         job: &CheckedJob,
         block: &CheckedBlock,
-        progress: &mut dyn FnMut(Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
-    ) -> Result<Option<Value>, BlockFailure>;
+    ) -> Result<Option<BlockResult>, BlockFailure>;
 }
 
 /// The name of what a block runs, for a head that was sent one it does not run.
@@ -125,9 +124,9 @@ impl<R: BlockRunner> Blocks<R> {
     fn run_job(
         &mut self,
         job: &CheckedJob,
-        progress: &mut dyn FnMut(Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
-    ) -> Result<Option<Value>, JobFailure> {
+    ) -> Result<Option<JobResult>, JobFailure> {
         if job.requires_cuda && !self.runner.on_gpu() {
             let backend = self.runner.backend();
             return Err(JobFailure::NeedsCuda { backend });
@@ -147,15 +146,16 @@ impl<R: BlockRunner> Blocks<R> {
             let Some(result) = result else {
                 return Ok(None);
             };
-            let (of, line) = (job.blocks.len(), block.line);
-            progress(json!({"block": i + 1, "of": of, "line": line, "done": true}));
+            progress(Progress::BlockDone {
+                block: i + 1,
+                of: job.blocks.len(),
+                line: block.line,
+                done: true,
+            });
             results.push(result);
         }
-        let result = match results.len() {
-            1 => results.pop().expect("one"),
-            _ => json!({ "blocks": results }),
-        };
-        chimera_maml::check_output(job.output_schema.as_ref(), &result)?;
+        let result = JobResult::of_blocks(results);
+        chimera_maml::check_output(job.output_schema.as_ref(), &result.to_value())?;
         Ok(Some(result))
     }
 }
@@ -168,12 +168,12 @@ impl<R: BlockRunner> Executor for Blocks<R> {
     fn run(
         &mut self,
         job: &CheckedJob,
-        progress: &mut dyn FnMut(Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
     ) -> JobReport {
         let before = self.runner.work();
         let outcome = match self.run_job(job, progress, cancelled) {
-            Ok(Some(result)) => Outcome::Succeeded(result.to_string()),
+            Ok(Some(result)) => Outcome::Succeeded(result.to_json()),
             Ok(None) => Outcome::Cancelled,
             Err(failure) => Outcome::Failed(relative_to(&self.data_dir, &error_chain(&failure))),
         };

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use chimera_job::CheckedJob;
+use chimera_job::{CheckedJob, Progress};
 
 use crate::head_keys::{HeadKeys, Sender};
 use chimera_supervisor::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
@@ -59,7 +59,7 @@ pub trait Executor: Send + 'static {
     fn run(
         &mut self,
         job: &CheckedJob,
-        progress: &mut dyn FnMut(serde_json::Value),
+        progress: &mut dyn FnMut(Progress),
         cancelled: &AtomicBool,
     ) -> JobReport;
 }
@@ -117,10 +117,10 @@ pub fn serve(
             for (job, cancelled) in queue {
                 keys.wait_keyed(KEYED_WAIT);
                 let job_id = job.id.clone();
-                let mut progress = |progress: serde_json::Value| {
+                let mut progress = |progress: Progress| {
                     let _ = report(&FromHead::Progress {
                         job_id: job_id.clone(),
-                        progress,
+                        progress: progress.to_value(),
                     });
                 };
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -234,7 +234,7 @@ mod tests {
         fn run(
             &mut self,
             _: &CheckedJob,
-            _: &mut dyn FnMut(serde_json::Value),
+            _: &mut dyn FnMut(Progress),
             _: &AtomicBool,
         ) -> JobReport {
             panic!("capacity overflow")

@@ -9,6 +9,7 @@
 
 mod circuits;
 mod models;
+mod reports;
 
 use std::collections::BTreeSet;
 
@@ -18,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use circuits::{CheckedCircuit, CircuitSettings};
+pub use reports::{
+    BlockResult, Checkpointed, CircuitResult, Embeddings, Expectation, InferenceResult, JobResult,
+    Progress, TrainingResult,
+};
 
 /// The role of head that runs a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chimera_audit::{Event, Recorder};
-use chimera_job::Signed;
+use chimera_job::{Progress, Signed};
 use chimera_journal::{JobRecord, JobState, Journal, JournalError};
 use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
@@ -446,7 +446,11 @@ impl Dispatcher {
                 progress,
                 ..
             } => {
-                if progress.get("checkpoint").is_some()
+                let checkpointed = matches!(
+                    serde_json::from_value(progress.clone()),
+                    Ok(Progress::Checkpoint { .. })
+                );
+                if checkpointed
                     && let Some(running) = self
                         .slots
                         .get_mut(&head)

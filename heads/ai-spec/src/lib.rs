@@ -3,9 +3,11 @@
 //! setting. The engine checks both when a job is submitted; the heads read them to run it.
 
 mod infer;
+mod progress;
 mod train;
 
 pub use infer::InferSpec;
+pub use progress::EpochProgress;
 pub use train::*;
 
 #[derive(Debug, thiserror::Error)]

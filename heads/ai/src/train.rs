@@ -9,7 +9,6 @@ use std::time::Instant;
 use candle_core::{D, DType, Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, ModelInfo, Progress};
 use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
@@ -36,21 +35,7 @@ pub enum TrainError {
     Cancelled { step: usize },
 }
 
-/// What one epoch achieved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochProgress {
-    /// 1-based.
-    pub epoch: usize,
-    pub epochs: usize,
-    pub learning_rate: f64,
-    /// Mean training loss over the epoch's batches.
-    pub loss: f32,
-    pub train_accuracy: f64,
-    pub val_loss: f32,
-    pub val_accuracy: f64,
-    /// Training samples per second in this epoch (forward, backward and update).
-    pub samples_per_second: f64,
-}
+pub use chimera_ai_spec::EpochProgress;
 
 /// What a run reports as it goes. Answering `Break` to any of them cancels the run.
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 //! 20-qubit circuits (and in an AI head's turn two digits training jobs of 500 epochs, one for
 //! each AI head) and SIGKILLs the next head in turn (q0, a0, q1, a1) once it has work under way:
 //! a circuit running, or a training that has saved a checkpoint. Reports the time from each kill
-//! to the head's next life serving with its key (restored from two peers, state re-sealed), as
+//! to the head's rebuild serving with its key (restored from two peers, state re-sealed), as
 //! `chimera heads` sees it. Then follows every job to its end and checks that each finished once
 //! with the right result and that each training killed under way went on from its checkpoint.
 //!

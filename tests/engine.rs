@@ -691,7 +691,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         // SIGKILL a quantum head in the middle of a circuit (whichever runs first: on a fast
         // machine they are all done before the training is far along), and the AI head in the
         // middle of training. The AI head's directory is lost with it (stopped first, so that
-        // it writes no more): its next life takes its state back from the replicas its peers
+        // it writes no more): its rebuild takes its state back from the replicas its peers
         // hold.
         let (victim, killed_circuit) = circuit_running(&mut client, &circuits).await;
         signal(victim.pid as i32, libc::SIGKILL);
@@ -702,7 +702,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         std::fs::remove_dir_all(&state).unwrap();
         signal(ai.pid as i32, libc::SIGKILL);
 
-        // Resumed by the AI head's next life: every file of its state is sealed under its new
+        // Resumed by the AI head's rebuild: every file of its state is sealed under its new
         // key (epoch 2), re-sealed or written since.
         trained_to(&mut client, &key, &training, 40).await;
         let files = sealed_files(&state);
@@ -742,7 +742,7 @@ fn heads_killed_while_running_jobs_are_replaced_and_every_job_finishes_once() {
         // The whole job in the message: this failed once in a parallel run, unexplained.
         assert_eq!(trained.attempts, 2, "{trained:?}");
         // Its checkpoint is sealed under the dead head's key: the job waited for that head's
-        // next life, which restored the key from two peers and went on from the checkpoint.
+        // rebuild, which restored the key from two peers and went on from the checkpoint.
         assert_eq!(trained.head, ai.id);
         let report = result(trained);
         assert_eq!(report["resumed_from_checkpoint"], true, "{report}");
@@ -846,7 +846,7 @@ fn a_killed_head_restores_its_key_from_two_peers_and_one_peer_alone_is_not_enoug
         );
 
         // Three at once: each has one live peer left, and one share opens nothing. They give up
-        // on their predecessors' keys and go on with new ones.
+        // on their dead heads' keys and go on with new ones.
         kill_and_rebuild(&mut client, &["q0", "q1", "a0"]).await;
         let metrics = served.scrape_metrics();
         for head in ["q0", "q1", "a0"] {

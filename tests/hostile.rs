@@ -263,7 +263,7 @@ fn a_cancelled_job_stops_on_its_head_and_stays_cancelled() {
         eprintln!("the circuit stopped {took:?} after its cancel");
         // It would have run for minutes; the head was killed after half a second.
         assert!(took < Duration::from_secs(20), "{took:?}");
-        // Its head, or its next life, takes the next circuit.
+        // Its head, or its rebuild, takes the next circuit.
         let next = submit(
             &mut client,
             signed(&bell("urn:uuid:next", "shots: 8"), &lab),
@@ -288,7 +288,7 @@ fn a_cancelled_job_stops_on_its_head_and_stays_cancelled() {
         cancel(&mut client, &lab, &id).await.unwrap();
         let job = finished(&mut client, &lab, &id).await;
         assert_eq!(job.state, JobState::Cancelled as i32, "{job:?}");
-        // And it does not run again on the head's next life.
+        // And it does not run again on the head's rebuild.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let now = heads(&mut client).await;
         assert!(now.iter().all(|h| h.job_id != id), "{now:?}");

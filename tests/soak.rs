@@ -31,7 +31,7 @@ use served::Served;
 const SOAK: Duration = Duration::from_secs(40);
 const CLIENTS: usize = 4;
 const MAX_DOCUMENTS: usize = 120;
-/// Between head kills (each waits for the head's next life first).
+/// Between head kills (each waits for the head's rebuild first).
 const KILL_EVERY: Duration = Duration::from_secs(2);
 const HEADS: [&str; 4] = ["q0", "q1", "a0", "a1"];
 

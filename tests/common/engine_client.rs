@@ -256,7 +256,7 @@ async fn killed_and_rebuilt(
 
 /// What [`kill_heads_in_turn`] saw.
 pub struct FaultRun {
-    /// Per kill: the head, and the time from its SIGKILL to its next life serving with its key.
+    /// Per kill: the head, and the time from its SIGKILL to its rebuild serving with its key.
     pub rebuilds: Vec<(String, Duration)>,
     /// Each training job's result, and how many times it was started.
     pub trainings: Vec<(serde_json::Value, u32)>,
@@ -304,7 +304,7 @@ pub async fn progress_until(
 /// each with work in flight: three circuits are submitted each round, and in an AI head's round
 /// two training jobs of `training_epochs` (one for each AI head); a quantum head is killed once
 /// it runs a circuit, an AI head once its training has saved a checkpoint. Each time it waits
-/// for the head's next life to serve with its key. Then follows every job to its end and checks
+/// for the head's rebuild to serve with its key. Then follows every job to its end and checks
 /// that each finished once with the right result (a circuit's counts are those of the same circuit
 /// and seed on any head). A training job is killed once at most (a job whose head dies three
 /// times fails), so `training_epochs` must outlast a kill, not the run.

@@ -81,7 +81,7 @@ pub enum Event {
         head: String,
         reason: String,
     },
-    /// A head born again, its key restored from its peers' shares (`restored`) or not.
+    /// A rebuilt head, its key restored from its peers' shares (`restored`) or not.
     HeadRebuilt {
         head: String,
         epoch: u32,

@@ -4,11 +4,11 @@
 //! A file under the state directory is sealed bound to the head, the key epoch and the file's
 //! place under that directory (which names the job and, for a checkpoint, its step): a sealed file
 //! moved to another place, another job or another head does not open. Whenever the head's key
-//! changes (a rotation, or the rotation after restoring its predecessor's key from two peers),
+//! changes (a rotation, or the rotation after restoring the dead head's key from two peers),
 //! every file sealed under an older key is re-sealed under the new one before the head says so.
 //!
 //! Every change to the state directory is replicated to the three peers, which hold the sealed
-//! files without being able to open them ([`crate::replicas`]). A head born again takes back what
+//! files without being able to open them ([`crate::replicas`]). A rebuilt head takes back what
 //! its peers hold before it re-seals: a file its directory lost, or that does not open there, is
 //! recovered from a peer's replica that opens under the restored key.
 
@@ -29,15 +29,15 @@ use chimera_supervisor::protocol::{FromHead, Replica, SealedFile, ToHead};
 /// How a head sends to the supervisor.
 pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;
 
-/// How long a head born again waits for two peers' shares of its predecessor's key before it
-/// gives up on its predecessor's sealed state and makes a new key. Restores take about 0.1 s,
+/// How long a rebuilt head waits for two peers' shares of the dead head's key before it
+/// gives up on the dead head's sealed state and makes a new key. Restores take about 0.1 s,
 /// up to 1.5 s seen with 24 engines on 2 cores; giving up loses that state, so the wait is
 /// generous (and shorter than a job's wait for its head's key, `worker::KEYED_WAIT`).
 const RESTORE_DEADLINE: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{0}: this head has no key yet (it is restoring its predecessor's)")]
+    #[error("{0}: this head has no key yet (it is restoring the dead head's)")]
     NoKey(PathBuf),
     #[error("{0} is outside the head's state directory")]
     Outside(PathBuf),
@@ -79,7 +79,7 @@ struct Shared {
     replicas: ReplicaStore,
     /// How it reaches the supervisor, from the first key order on.
     send: OnceLock<Arc<Sender>>,
-    /// A head born again: its state as its peers gave it back, by place, until it has a key.
+    /// A rebuilt head: its state as its peers gave it back, by place, until it has a key.
     given_back: Mutex<HashMap<String, Vec<Vec<u8>>>>,
     /// This life's mailbox, until `Keys` makes the custody that keeps it.
     mailbox: Mutex<Option<Mailbox>>,
@@ -92,7 +92,7 @@ struct Shared {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Resealed {
     files: u64,
-    /// Files sealed under a key this head no longer has (a predecessor whose key could not be
+    /// Files sealed under a key this head no longer has (a dead head whose key could not be
     /// restored): they stay as they are, and stay closed.
     unreadable: u64,
 }
@@ -281,7 +281,7 @@ impl HeadKeys {
         done
     }
 
-    /// A head born again, holding its predecessor's key: takes back from what its peers gave
+    /// A rebuilt head, holding the dead head's key: takes back from what its peers gave
     /// every file its state directory lacks or cannot open; how many.
     fn recover(&self, custody: &Custody) -> u64 {
         let given_back = std::mem::take(&mut *lock(&self.0.given_back));
@@ -365,7 +365,7 @@ impl HeadKeys {
         match order {
             ToHead::Peer { id, mailbox } => match address(&mailbox) {
                 Ok(address) => {
-                    // A peer born again may hold nothing of this head's state; one restoring its
+                    // A rebuilt peer may hold nothing of this head's state; one restoring its
                     // key gets all of it with the rest once it has one.
                     let epoch = custody.epoch();
                     if epoch.is_some() {
@@ -507,7 +507,7 @@ impl HeadKeys {
         );
     }
 
-    /// Gives up the restore under way, if any (`why`): what the predecessor's key sealed stays
+    /// Gives up the restore under way, if any (`why`): what the dead head's key sealed stays
     /// closed, and the head goes on with a new key.
     fn give_up_restore(&self, custody: &mut Custody, why: &str, send: &Arc<Sender>) {
         if let Some(dealt) = custody.abandon_restore() {
@@ -964,7 +964,7 @@ mod tests {
         assert!(lock(&a0.0.given_back).is_empty());
     }
 
-    /// With one peer alive holding a share, the key cannot come back: the head born again says
+    /// With one peer alive holding a share, the key cannot come back: the rebuilt head says
     /// so at once, with a new key, rather than wait out the restore deadline.
     #[test]
     fn a_head_with_one_share_alive_gives_up_its_key_at_once() {

@@ -1,7 +1,7 @@
 //! The replicas a head holds of its peers' sealed state (`../shared/DESIGN.md`: "Each head's
 //! sealed state is replicated to its peers"), one directory per owner under the holder's own
 //! replica directory. The holder cannot open them: it keeps what each owner sends as the owner
-//! sends it, and gives it back to the owner's next life.
+//! sends it, and gives it back to the owner's rebuild.
 
 use std::path::{Component, Path, PathBuf};
 

@@ -24,8 +24,8 @@ use chimera_supervisor::protocol::{FromHead, Outcome, StatevectorWork, ToHead, e
 /// How often a head says it is alive; the supervisor's deadline is several of these.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// How long a job waits for its head to have a key (a head born again is restoring its
-/// predecessor's) before it runs without one, and fails if it must seal anything.
+/// How long a job waits for its head to have a key (a rebuilt head is restoring the
+/// dead head's) before it runs without one, and fails if it must seal anything.
 const KEYED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]

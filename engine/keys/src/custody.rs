@@ -5,8 +5,8 @@
 //!   peers, share *i* to the *i*-th peer in id order, each sealed to that peer's mailbox.
 //! - It keeps its own three shares so that a peer that comes back (with a new mailbox and
 //!   nothing it held) gets its share again, and it holds the latest share of each peer's key.
-//! - A head reborn after dying asks its peers (through the supervisor) for the shares of its
-//!   predecessor's key; with two it restores that key, open-only, and rotates: a new key of the
+//! - A rebuilt head asks its peers (through the supervisor) for the shares of the
+//!   dead head's key; with two it restores that key, open-only, and rotates: a new key of the
 //!   next epoch, new shares to every peer. The key before the current one (restored, or replaced
 //!   by a rotation) still opens what it sealed, so that the head can re-seal its state under the
 //!   new key; the next rotation drops it. Shares of an old key open nothing sealed after it.
@@ -41,9 +41,9 @@ pub struct Outgoing {
 pub enum Taken {
     /// A share of a peer's key, now held for it.
     Held { owner: String, epoch: u32 },
-    /// A share of this head's predecessor's key; `have` of the two needed so far.
+    /// A share of the dead head's key, for this head's rebuild; `have` of the two needed so far.
     Collecting { have: usize },
-    /// The predecessor's key is restored: [`Custody::previous`] opens its state.
+    /// The dead head's key is restored: [`Custody::previous`] opens its state.
     Restored { epoch: u32 },
     /// A share of a key this head already restored or replaced (a third peer answering after
     /// two did): nothing to do.
@@ -59,7 +59,7 @@ pub struct Custody {
     key: Option<SealingKey>,
     dealt: Vec<KeyShare>,
     held: BTreeMap<String, KeyShare>,
-    /// The predecessor's key epoch while its shares are being collected.
+    /// The dead head's key epoch while its shares are being collected.
     restoring: Option<(u32, Vec<KeyShare>)>,
     /// The key before the current one: restored from shares, or replaced by the last rotation.
     previous: Option<HeadKey>,
@@ -109,7 +109,7 @@ impl Custody {
         self.key.as_mut()
     }
 
-    /// The key before the current one (the predecessor's, restored from shares, or the one the
+    /// The key before the current one (the dead head's, restored from shares, or the one the
     /// last rotation replaced): it opens what it sealed and seals nothing.
     pub fn previous(&self) -> Option<&HeadKey> {
         self.previous.as_ref()
@@ -148,7 +148,7 @@ impl Custody {
             .collect()
     }
 
-    /// A peer's mailbox is known (it was born, or born again): it gets its share of this head's
+    /// A peer's mailbox is known (it was born, or rebuilt): it gets its share of this head's
     /// key, if this head has one and that peer is owed one.
     pub fn peer_address(&mut self, peer: &str, address: MailboxAddress) -> Option<Outgoing> {
         self.addresses.insert(peer.to_owned(), address);
@@ -191,13 +191,13 @@ impl Custody {
         })
     }
 
-    /// This head is born again after dying with a key of `epoch`: collect the shares of it.
+    /// This head is a rebuild of one that died with a key of `epoch`: collect the shares of it.
     pub fn expect_restore(&mut self, epoch: u32) {
         self.restoring = Some((epoch, Vec::new()));
     }
 
     /// Gives up a restore that did not complete (too few peers answered): a new key of the next
-    /// epoch, whose shares are returned to deal. What the predecessor sealed stays closed. `None`
+    /// epoch, whose shares are returned to deal. What the dead head sealed stays closed. `None`
     /// when no restore was under way.
     pub fn abandon_restore(&mut self) -> Option<Vec<Outgoing>> {
         let (epoch, _) = self.restoring.take()?;
@@ -345,7 +345,7 @@ mod tests {
         }
 
         /// `id` dies and a new life of it starts, expecting to restore `epoch`.
-        fn reborn(&mut self, id: &str, epoch: u32) {
+        fn rebuilt(&mut self, id: &str, epoch: u32) {
             let mut new = custody(id);
             new.expect_restore(epoch);
             let address = new.address();
@@ -386,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reborn_head_restores_its_key_from_two_peers_then_rotates() {
+    fn a_rebuilt_head_restores_its_key_from_two_peers_then_rotates() {
         let mut engine = Engine::start();
         let sealed = engine
             .head("a0")
@@ -400,7 +400,7 @@ mod tests {
                 b"checkpoint",
             )
             .unwrap();
-        engine.reborn("a0", 1);
+        engine.rebuilt("a0", 1);
         let to = engine.head("a0").address();
         let first = engine.head("q0").give_share("a0", &to).unwrap();
         assert_eq!(
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn a_share_relayed_to_the_wrong_head_or_from_a_lying_sender_does_not_open() {
         let mut engine = Engine::start();
-        engine.reborn("q1", 1);
+        engine.rebuilt("q1", 1);
         let to = engine.head("q1").address();
         let share = engine.head("a0").give_share("q1", &to).unwrap();
         // The relay claims it came from a1.
@@ -480,7 +480,7 @@ mod tests {
     #[test]
     fn a_restore_that_gets_too_few_shares_gives_up_for_a_new_key() {
         let mut engine = Engine::start();
-        engine.reborn("q0", 1);
+        engine.rebuilt("q0", 1);
         let to = engine.head("q0").address();
         let one = engine.head("q1").give_share("q0", &to).unwrap();
         engine.relay("q1", vec![one]);

@@ -4,7 +4,7 @@
 //!
 //! A job whose head said it keeps a checkpoint of it (a progress object with a `checkpoint`
 //! member) is sealed under that head's key: if the head dies, the job waits up to
-//! [`RESERVED_FOR`] for the head's next life, which restores the key and resumes it, before any
+//! [`RESERVED_FOR`] for the head's rebuild, which restores the key and resumes it, before any
 //! other head may take it (and start it over).
 //!
 //! A change that a client could act on (queued again, finished, cancelled) is committed to the
@@ -57,13 +57,13 @@ pub struct HeadLoad {
 
 struct Slot {
     role: String,
-    /// The generation that is up, if one is.
+    /// The rebuild that is up, if one is.
     up: Option<u64>,
     running: Option<Running>,
     jobs_done: u64,
 }
 
-/// How long a job with a checkpoint waits for its dead head's next life: the supervisor's
+/// How long a job with a checkpoint waits for its dead head's rebuild: the supervisor's
 /// longest restart back-off (5 s), a start, and a restore of the head's key (at most 3 s), with
 /// room to spare.
 pub const RESERVED_FOR: std::time::Duration = std::time::Duration::from_secs(15);
@@ -265,7 +265,7 @@ impl Dispatcher {
     /// Kills the head of each job cancelled longer than [`CANCEL_GRACE`] ago that runs on.
     fn kill_the_overdue(&self) {
         for (head, slot) in &self.slots {
-            let (Some(generation), Some(run)) = (slot.up, &slot.running) else {
+            let (Some(rebuild), Some(run)) = (slot.up, &slot.running) else {
                 continue;
             };
             if run
@@ -276,7 +276,7 @@ impl Dispatcher {
                     "killed: job {} was cancelled and had not stopped {CANCEL_GRACE:?} later",
                     run.job
                 );
-                let _ = self.supervisor.kill(head, generation, reason);
+                let _ = self.supervisor.kill(head, rebuild, reason);
             }
         }
     }
@@ -320,9 +320,9 @@ impl Dispatcher {
 
     async fn head_event(&mut self, event: HeadEvent) {
         match event {
-            HeadEvent::Up { head, generation } => {
+            HeadEvent::Up { head, rebuild } => {
                 if let Some(slot) = self.slots.get_mut(&head) {
-                    slot.up = Some(generation);
+                    slot.up = Some(rebuild);
                     metrics::gauge!(m::HEAD_STATUS, "head" => head, "role" => slot.role.clone())
                         .set(1.0);
                 }
@@ -332,7 +332,7 @@ impl Dispatcher {
             }
             HeadEvent::Down {
                 head,
-                generation,
+                rebuild,
                 reason,
             } => {
                 let Some(slot) = self.slots.get_mut(&head) else {
@@ -346,7 +346,7 @@ impl Dispatcher {
                 metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
                     .set(0.0);
                 metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
-                if slot.up == Some(generation) {
+                if slot.up == Some(rebuild) {
                     slot.up = None;
                 }
                 if let Some(Running {
@@ -379,7 +379,7 @@ impl Dispatcher {
                                     },
                                 );
                                 format!(
-                                    ", kept {RESERVED_FOR:?} for {head}'s next life, which can \
+                                    ", kept {RESERVED_FOR:?} for {head}'s rebuild, which can \
                                      open its checkpoint"
                                 )
                             } else {
@@ -405,7 +405,7 @@ impl Dispatcher {
                 head,
                 epoch,
                 restored,
-                rebuild,
+                rebuilt_in,
                 resealed,
                 unreadable,
                 recovered,
@@ -415,7 +415,7 @@ impl Dispatcher {
                 if unreadable > 0 {
                     warn!(%head, epoch, unreadable, "files of the head's state are sealed under a key it no longer has; they stay closed");
                 }
-                let Some(rebuild) = rebuild else {
+                let Some(rebuilt_in) = rebuilt_in else {
                     debug!(%head, epoch, resealed, "head keyed");
                     self.audit.record(Event::HeadKeyed { head, epoch });
                     return;
@@ -424,21 +424,21 @@ impl Dispatcher {
                     head: head.clone(),
                     epoch,
                     restored,
-                    seconds: rebuild.as_secs_f64(),
+                    seconds: rebuilt_in.as_secs_f64(),
                     recovered_files: recovered,
                 });
                 let outcome = if restored { "restored" } else { "new_key" };
                 if restored {
-                    info!(%head, epoch, resealed, recovered, seconds = rebuild.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key (`recovered`: files taken back from its peers' replicas)");
+                    info!(%head, epoch, resealed, recovered, seconds = rebuilt_in.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key (`recovered`: files taken back from its peers' replicas)");
                 } else {
-                    warn!(%head, epoch, "head born again without its predecessor's key: too few peers gave shares; what that key sealed stays closed");
+                    warn!(%head, epoch, "head rebuilt without the dead head's key: too few peers gave shares; what that key sealed stays closed");
                 }
                 metrics::counter!(m::HEAD_REBUILDS, "head" => head.clone(), "outcome" => outcome)
                     .increment(1);
                 metrics::counter!(m::HEAD_RECOVERED_FILES, "head" => head.clone())
                     .increment(recovered);
                 metrics::histogram!(m::HEAD_REBUILD_SECONDS, "outcome" => outcome)
-                    .record(rebuild.as_secs_f64());
+                    .record(rebuilt_in.as_secs_f64());
             }
             HeadEvent::Progress {
                 head,
@@ -469,7 +469,7 @@ impl Dispatcher {
             }
             HeadEvent::Finished {
                 head,
-                generation,
+                rebuild,
                 job_id,
                 outcome,
                 work,
@@ -480,17 +480,17 @@ impl Dispatcher {
                     metrics::counter!(m::BYTES_MOVED, "head" => head.clone())
                         .increment(work.bytes_moved);
                 }
-                self.finished(head, generation, job_id, outcome).await
+                self.finished(head, rebuild, job_id, outcome).await
             }
         }
     }
 
-    async fn finished(&mut self, head: String, generation: u64, job_id: String, outcome: Outcome) {
+    async fn finished(&mut self, head: String, rebuild: u64, job_id: String, outcome: Outcome) {
         let Some(slot) = self.slots.get_mut(&head) else {
             return;
         };
         let runs_it = slot.running.as_ref().is_some_and(|r| r.job == job_id);
-        if slot.up != Some(generation) || !runs_it {
+        if slot.up != Some(rebuild) || !runs_it {
             return;
         }
         let Running {
@@ -576,7 +576,7 @@ impl Dispatcher {
             };
             let (head, index) = ((*head).clone(), *index);
             let slot = self.slots.get_mut(&head).expect("listed above");
-            let generation = slot.up.expect("filtered on up");
+            let rebuild = slot.up.expect("filtered on up");
             let role = slot.role.clone();
             let queue = self.queues.get_mut(&role).expect("filtered on a queue");
             let job = queue.remove(index).expect("found in the queue above");
@@ -647,7 +647,7 @@ impl Dispatcher {
             let order = ToHead::Run {
                 job: Box::new(checked),
             };
-            let _ = self.supervisor.send(&head, generation, order);
+            let _ = self.supervisor.send(&head, rebuild, order);
         }
     }
 
@@ -692,12 +692,12 @@ impl Dispatcher {
             let run = s.running.as_mut().filter(|r| r.job == id)?;
             Some((head, s.up, run))
         });
-        if let Some((head, Some(generation), run)) = running_on {
+        if let Some((head, Some(rebuild), run)) = running_on {
             run.cancelling.get_or_insert_with(std::time::Instant::now);
             debug!(parent: &run.span, "cancel asked");
             let _ = self.supervisor.send(
                 head,
-                generation,
+                rebuild,
                 ToHead::Cancel {
                     job_id: id.to_owned(),
                 },

@@ -53,13 +53,13 @@ pub fn describe() {
     describe_counter!(HEAD_RESTARTS, "heads started again after dying");
     describe_counter!(
         HEAD_REBUILDS,
-        "heads born again that have a key: outcome `restored` (their predecessor's key from two \
-         peers' shares, then rotated) or `new_key` (too few shares; the predecessor's sealed \
+        "rebuilt heads that have a key: outcome `restored` (their dead head's key from two \
+         peers' shares, then rotated) or `new_key` (too few shares; the dead head's sealed \
          state stays closed)"
     );
     describe_histogram!(
         HEAD_REBUILD_SECONDS,
-        "seconds from a head's death to its next life sealing with a key, by outcome"
+        "seconds from a head's death to its rebuild sealing with a key, by outcome"
     );
     describe_gauge!(HEAD_KEY_EPOCH, "the epoch of the key each head seals with");
     describe_gauge!(
@@ -91,7 +91,7 @@ pub fn describe() {
     );
     describe_counter!(
         HEAD_RECOVERED_FILES,
-        "files of a head's sealed state that its next life took back from its peers' replicas \
+        "files of a head's sealed state that its rebuild took back from its peers' replicas \
          (lost or damaged in its own directory)"
     );
     describe_counter!(JOBS, "finished jobs by MAML type and outcome");

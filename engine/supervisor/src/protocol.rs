@@ -15,8 +15,8 @@ pub enum ToHead {
     Run { job: Box<CheckedJob> },
     /// Stop the job at its next safe point.
     Cancel { job_id: String },
-    /// The answer to `Hello`: make a first key, or (a head born again after dying with a key of
-    /// that epoch) collect the shares of the predecessor's key.
+    /// The answer to `Hello`: make a first key, or (a rebuild of a head that died with a key
+    /// of that epoch) collect the shares of the dead head's key.
     Keys {
         restore_epoch: Option<u32>,
         /// How many live peers hold a share of the key of `restore_epoch`. With fewer than
@@ -26,7 +26,7 @@ pub enum ToHead {
         /// The other heads' ids.
         peers: Vec<String>,
     },
-    /// A peer's mailbox, on its birth or rebirth.
+    /// A peer's mailbox, on its birth or rebuild.
     Peer { id: String, mailbox: String },
     /// Seal the share held of `owner`'s key to `owner`'s new mailbox.
     GiveShare { owner: String, mailbox: String },
@@ -67,7 +67,7 @@ pub enum FromHead {
         replica: Replica,
     },
     /// The head seals with a key of `epoch` now: a first key, a rotation, or (`restored`) the
-    /// rotation after restoring its predecessor's key from its peers' shares.
+    /// rotation after restoring the dead head's key from its peers' shares.
     Keyed {
         epoch: u32,
         restored: bool,

@@ -1,13 +1,14 @@
 //! The engine's side: start each head as its own process, talk to it over its Unix socket, watch
 //! its heartbeats, and start a new one when it dies.
 //!
-//! Each start of a head is a *generation*. Orders carry the generation they were meant for and a
-//! head's task drops orders for an earlier one, so a job sent to a head that has just died is never
-//! delivered to its successor behind the engine's back: the engine hears `Down` and requeues it.
+//! Each process of a head is numbered, its *rebuild* (0 for the first). Orders carry the rebuild
+//! they were meant for and a head's task drops orders for an earlier one, so a job sent to a
+//! head that has just died is never delivered to its rebuild behind the engine's back: the
+//! engine hears `Down` and requeues it.
 //!
 //! The supervisor also relays the heads' key custody (`chimera_keys::custody`): it tells each new
-//! life its peers' mailboxes, asks the peers of a head born again for their shares of its
-//! predecessor's key, and passes envelopes between heads, and the sealed files each head
+//! head process its peers' mailboxes, asks the peers of a rebuilt head for their shares of the
+//! dead head's key, and passes envelopes between heads, and the sealed files each head
 //! replicates to its peers. It reads none of them.
 
 use std::collections::BTreeSet;
@@ -73,22 +74,22 @@ pub struct HeadInfo {
 pub enum HeadEvent {
     Up {
         head: String,
-        generation: u64,
+        rebuild: u64,
     },
     Down {
         head: String,
-        generation: u64,
+        rebuild: u64,
         reason: String,
     },
     Progress {
         head: String,
-        generation: u64,
+        rebuild: u64,
         job_id: String,
         progress: serde_json::Value,
     },
     Finished {
         head: String,
-        generation: u64,
+        rebuild: u64,
         job_id: String,
         outcome: Outcome,
         work: StatevectorWork,
@@ -96,12 +97,12 @@ pub enum HeadEvent {
     /// The head seals with a key of `epoch` now.
     Keyed {
         head: String,
-        generation: u64,
+        rebuild: u64,
         epoch: u32,
-        /// It restored its predecessor's key from two peers' shares before rotating.
+        /// It restored the dead head's key from two peers' shares before rotating.
         restored: bool,
-        /// For a head born again: the time from its predecessor's death to this.
-        rebuild: Option<Duration>,
+        /// For a rebuilt head: the time from the dead head's death to this.
+        rebuilt_in: Option<Duration>,
         /// Files of its state re-sealed under the new key, and files left closed.
         resealed: u64,
         unreadable: u64,
@@ -127,9 +128,9 @@ pub enum SupervisorError {
 
 /// What a head's watcher is told.
 enum Order {
-    /// A line for one generation of the head, or (`None`) for whichever is alive.
+    /// A line for one rebuild of the head, or (`None`) for whichever is alive.
     Send(Option<u64>, ToHead),
-    /// End that generation now (it is replaced as if it had died), saying why.
+    /// End that rebuild now (it is replaced as if it had died), saying why.
     Kill(u64, String),
 }
 
@@ -259,15 +260,15 @@ impl Supervisor {
         }
     }
 
-    /// Sends `order` to the head's generation `generation`; dropped if that one is gone.
-    pub fn send(&self, head: &str, generation: u64, order: ToHead) -> Result<(), SupervisorError> {
-        self.order(head, Order::Send(Some(generation), order))
+    /// Sends `order` to the head's rebuild `rebuild`; dropped if that one is gone.
+    pub fn send(&self, head: &str, rebuild: u64, order: ToHead) -> Result<(), SupervisorError> {
+        self.order(head, Order::Send(Some(rebuild), order))
     }
 
-    /// Kills the head's generation `generation`, if it is still alive: it is replaced as a head
+    /// Kills the head's rebuild `rebuild`, if it is still alive: it is replaced as a head
     /// that died is, and `reason` is the death's.
-    pub fn kill(&self, head: &str, generation: u64, reason: String) -> Result<(), SupervisorError> {
-        self.order(head, Order::Kill(generation, reason))
+    pub fn kill(&self, head: &str, rebuild: u64, reason: String) -> Result<(), SupervisorError> {
+        self.order(head, Order::Kill(rebuild, reason))
     }
 
     fn order(&self, head: &str, order: Order) -> Result<(), SupervisorError> {
@@ -388,13 +389,13 @@ impl HeadWatcher {
 
     async fn run(mut self, mut orders: mpsc::UnboundedReceiver<Order>) {
         let mut backoff = Duration::ZERO;
-        for generation in 1.. {
+        for rebuild in 0.. {
             self.update(|w| {
                 w.info.status = HeadStatus::Starting;
                 w.info.pid = None;
             });
             let started = Instant::now();
-            let reason = match self.incarnation(generation, &mut orders).await {
+            let reason = match self.process(rebuild, &mut orders).await {
                 Ended::Shutdown => return,
                 Ended::Died(reason) => reason,
             };
@@ -414,7 +415,7 @@ impl HeadWatcher {
             self.report_key_shares();
             let _ = self.events.send(HeadEvent::Down {
                 head: self.head().id.clone(),
-                generation,
+                rebuild,
                 reason,
             });
             backoff = if started.elapsed() > STABLE_AFTER {
@@ -429,10 +430,10 @@ impl HeadWatcher {
         }
     }
 
-    /// One life of the head: start it, serve it, and say how it ended.
-    async fn incarnation(
+    /// One process of the head: start it, serve it, and say how it ended.
+    async fn process(
         &mut self,
-        generation: u64,
+        rebuild: u64,
         orders: &mut mpsc::UnboundedReceiver<Order>,
     ) -> Ended {
         let head = self.head().clone();
@@ -494,7 +495,7 @@ impl HeadWatcher {
                             for order in self.welcome(&mailbox) {
                                 let _ = to_head.send(encode(&order));
                             }
-                            Some(HeadEvent::Up { head: head.id.clone(), generation })
+                            Some(HeadEvent::Up { head: head.id.clone(), rebuild })
                         }
                         FromHead::Share { to, envelope, epoch } => {
                             if let Some(slot) = self.config.heads.iter().position(|h| h.id == to) {
@@ -512,19 +513,19 @@ impl HeadWatcher {
                             None
                         }
                         FromHead::Keyed { epoch, restored, resealed, unreadable, recovered } => Some(HeadEvent::Keyed {
-                            head: head.id.clone(), generation, epoch, restored,
-                            // For a head born again: the time since its predecessor died.
-                            rebuild: self.update(|w| {
+                            head: head.id.clone(), rebuild, epoch, restored,
+                            // For a rebuilt head: the time since the dead head died.
+                            rebuilt_in: self.update(|w| {
                                 w.info.key_epoch = Some(epoch);
                                 w.down_since.take().map(|since| since.elapsed())
                             }),
                             resealed, unreadable, recovered,
                         }),
                         FromHead::Progress { job_id, progress } => Some(HeadEvent::Progress {
-                            head: head.id.clone(), generation, job_id, progress,
+                            head: head.id.clone(), rebuild, job_id, progress,
                         }),
                         FromHead::Finished { job_id, outcome, work } => Some(HeadEvent::Finished {
-                            head: head.id.clone(), generation, job_id, outcome, work,
+                            head: head.id.clone(), rebuild, job_id, outcome, work,
                         }),
                     };
                     if let Some(event) = event {
@@ -533,12 +534,12 @@ impl HeadWatcher {
                     self.report_key_shares();
                 }
                 Some(order) = orders.recv() => match order {
-                    Order::Send(for_generation, order) => {
-                        if for_generation.is_none_or(|g| g == generation) {
+                    Order::Send(for_rebuild, order) => {
+                        if for_rebuild.is_none_or(|g| g == rebuild) {
                             let _ = to_head.send(encode(&order));
                         }
                     }
-                    Order::Kill(for_generation, reason) if for_generation == generation => {
+                    Order::Kill(for_rebuild, reason) if for_rebuild == rebuild => {
                         return self.end(child, reason).await;
                     }
                     Order::Kill(..) => {}

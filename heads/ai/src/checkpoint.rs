@@ -10,7 +10,7 @@
 //!
 //! A checkpoint's files go through [`Files`]: as they are by default, sealed with its head's key in
 //! the engine (`chimera head`), so that what a head leaves on disk mid-run is readable by that
-//! head and its rebuilt successor only. A trained model is the job's product, read by any AI head
+//! head and its rebuilt rebuild only. A trained model is the job's product, read by any AI head
 //! and by `chimera infer`: it is written as it is.
 
 use std::collections::HashMap;

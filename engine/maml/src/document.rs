@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::body::{self, RawSection};
 use crate::error::{ParseError, Problem};
-use crate::signature::{self, SignatureBlock};
+use crate::keys::{KeyId, SecretKey};
+use crate::schema::{self, OutputMismatch};
+use crate::signature::{self, SignatureBlock, digest};
 use crate::yaml::{self, Entry};
 
 /// Documents larger than this are refused unless the caller sets another limit.
@@ -507,7 +509,7 @@ fn schema(section: &RawSection, name: &'static str) -> Result<Value, ParseError>
         )
     })?;
     // Refused here rather than when the result is checked, after the job has run.
-    crate::schema::compile(&schema).map_err(|detail| {
+    schema::compile(&schema).map_err(|detail| {
         ParseError::at(
             line,
             Problem::BadSchema {
@@ -517,4 +519,44 @@ fn schema(section: &RawSection, name: &'static str) -> Result<Value, ParseError>
         )
     })?;
     Ok(schema)
+}
+
+impl Job {
+    /// Checks a result against the job's Output_Schema; any result passes when it has none.
+    pub fn check_output(&self, result: &Value) -> Result<(), OutputMismatch> {
+        schema::check_output(self.output_schema.as_ref(), result)
+    }
+}
+
+/// A document signed by [`sign_document`].
+pub struct SignedDocument {
+    pub text: String,
+    /// The key of the signature this one replaced, if the document was signed before.
+    pub replaced: Option<KeyId>,
+}
+
+/// Signs a MAML document: checks that it parses, drops any old signature block, ends the signed
+/// text with a newline and appends a block signed by `key`. The output's lines end in LF.
+pub fn sign_document(
+    bytes: &[u8],
+    key: &SecretKey,
+    max_bytes: usize,
+) -> Result<SignedDocument, ParseError> {
+    let document = parse(bytes, max_bytes)?;
+    let mut text = String::from_utf8(document.signed_bytes).expect("parsed from UTF-8");
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let sha3_512 = digest(text.as_bytes());
+    let block = SignatureBlock {
+        key_id: key.public_key().id(),
+        signature: key.sign(&sha3_512),
+        sha3_512,
+        line: text.lines().count() + 1,
+    };
+    text.push_str(&block.render());
+    Ok(SignedDocument {
+        text,
+        replaced: document.signature.map(|s| s.key_id),
+    })
 }

@@ -91,14 +91,14 @@ pub enum Problem {
     },
     #[error(
         "the signature block opened here is never closed by `{}`",
-        crate::signature::END
+        crate::markers::END
     )]
     UnclosedSignature,
-    #[error("`{}` without a signature block before it", crate::signature::END)]
+    #[error("`{}` without a signature block before it", crate::markers::END)]
     StraySignatureEnd,
     #[error(
         "text after the signature block; nothing may follow `{}`, since it would not be signed",
-        crate::signature::END
+        crate::markers::END
     )]
     TrailerAfterSignature,
     #[error("the signature block has no `{field}` line")]

@@ -11,6 +11,7 @@ mod document;
 mod error;
 mod files;
 mod keys;
+mod markers;
 mod proof;
 mod schema;
 mod signature;
@@ -21,7 +22,7 @@ mod yaml;
 pub use admission::{Admitted, Policy, Refusal, admit};
 pub use document::{
     BlockKind, CodeBlock, DEFAULT_MAX_BYTES, Document, Job, MAX_ID_CHARS, MamlVersion, Section,
-    parse,
+    SignedDocument, parse, sign_document,
 };
 pub use error::{ParseError, Problem};
 pub use keys::{
@@ -30,9 +31,6 @@ pub use keys::{
 };
 pub use proof::{HEADERS as PROOF_HEADERS, PROOF_SKEW, ProofError, RequestProof};
 pub use schema::{OutputMismatch, check_output};
-pub use signature::{
-    ALGORITHM, BEGIN, END, SignatureBlock, SignatureError, SignedDocument, digest, sign_document,
-    verify,
-};
-pub use trust::{ANY_TYPE, TrustError, TrustStore, TrustedKey};
-pub use work::{ADMIN, Work, allowable, label as work_label, work_of};
+pub use signature::{ALGORITHM, BEGIN, END, SignatureBlock, SignatureError, digest, verify};
+pub use trust::{TrustError, TrustStore, TrustedKey};
+pub use work::{ADMIN, ANY_TYPE, Work, allowable, label as work_label, work_of};

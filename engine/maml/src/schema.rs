@@ -4,8 +4,6 @@
 use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
-use crate::Job;
-
 /// How many of a result's schema violations a mismatch names.
 const PROBLEMS_NAMED: usize = 5;
 
@@ -25,13 +23,6 @@ pub(crate) fn compile(schema: &Value) -> Result<Validator, String> {
 pub struct OutputMismatch {
     /// What is wrong, and where in the result (a JSON pointer), for the first few violations.
     pub problems: Vec<String>,
-}
-
-impl Job {
-    /// Checks a result against the job's Output_Schema; any result passes when it has none.
-    pub fn check_output(&self, result: &Value) -> Result<(), OutputMismatch> {
-        check_output(self.output_schema.as_ref(), result)
-    }
 }
 
 /// Checks a result against an Output_Schema that admission compiled once already; any result

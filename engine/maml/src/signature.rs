@@ -9,10 +9,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha3::{Digest, Sha3_512};
 
 use crate::error::{ParseError, Problem};
-use crate::keys::{KeyId, PublicKey, SIGNATURE_BYTES, SecretKey};
+use crate::keys::{KeyId, PublicKey, SIGNATURE_BYTES};
 
-pub const BEGIN: &str = "<!-- MAML:SIGNATURE:BEGIN -->";
-pub const END: &str = "<!-- MAML:SIGNATURE:END -->";
+pub use crate::markers::{BEGIN, END};
 pub const ALGORITHM: &str = "ML-DSA-65";
 
 /// The fields of a signature block, checked for form (not yet for truth).
@@ -80,39 +79,6 @@ pub fn verify(
         return Err(SignatureError::BadSignature { key_id: key.id() });
     }
     Ok(())
-}
-
-/// A document signed by [`sign_document`].
-pub struct SignedDocument {
-    pub text: String,
-    /// The key of the signature this one replaced, if the document was signed before.
-    pub replaced: Option<KeyId>,
-}
-
-/// Signs a MAML document: checks that it parses, drops any old signature block, ends the signed
-/// text with a newline and appends a block signed by `key`. The output's lines end in LF.
-pub fn sign_document(
-    bytes: &[u8],
-    key: &SecretKey,
-    max_bytes: usize,
-) -> Result<SignedDocument, ParseError> {
-    let document = crate::document::parse(bytes, max_bytes)?;
-    let mut text = String::from_utf8(document.signed_bytes).expect("parsed from UTF-8");
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    let sha3_512 = digest(text.as_bytes());
-    let block = SignatureBlock {
-        key_id: key.public_key().id(),
-        signature: key.sign(&sha3_512),
-        sha3_512,
-        line: text.lines().count() + 1,
-    };
-    text.push_str(&block.render());
-    Ok(SignedDocument {
-        text,
-        replaced: document.signature.map(|s| s.key_id),
-    })
 }
 
 /// A document cut at its signature block.

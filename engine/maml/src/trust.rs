@@ -23,12 +23,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyError, KeyId, PublicKey};
-use crate::work::{ADMIN, Work, allowable};
+use crate::work::{ADMIN, ANY_TYPE, Work, allowable};
 
 const FORMAT_VERSION: u32 = 1;
-
-/// The wildcard in `allow`.
-pub const ANY_TYPE: &str = "*";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {

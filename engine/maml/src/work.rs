@@ -22,6 +22,9 @@ pub enum Work {
     HybridWorkflow,
 }
 
+/// The wildcard in a trust store's `allow`: every kind of work.
+pub const ANY_TYPE: &str = "*";
+
 /// The permission that lets a key read, follow and cancel every client's jobs (an operator's).
 pub const ADMIN: &str = "admin";
 
@@ -117,7 +120,7 @@ fn blocks_of(work: Work) -> &'static str {
 /// Whether `name` is something a trust store's `allow` may list: a kind of work, `*` (every
 /// kind) or [`ADMIN`].
 pub fn allowable(name: &str) -> bool {
-    name == crate::trust::ANY_TYPE || name == ADMIN || Work::named(name).is_some()
+    name == ANY_TYPE || name == ADMIN || Work::named(name).is_some()
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::refusal;
-use crate::service::TrustFile;
+use crate::refusal::Reason;
+use crate::trust_file::TrustFile;
 
 /// The client a verified certificate named, in a request's extensions.
 #[derive(Debug, Clone)]
@@ -63,30 +63,20 @@ pub fn require_trusted(
 /// The client that a verified certificate (DER, the first of the chain the client sent) names,
 /// when that is a trusted key that is not revoked; else the refusal. Both doors ask this.
 pub fn trusted_client(trust: &TrustFile, certificate: Option<&[u8]>) -> Result<Client, Status> {
-    let refused = |code, reason, message: String| Err(refusal::status(code, reason, message));
     let Some(name) = certificate.and_then(certificate_name) else {
-        return refused(
-            Code::Unauthenticated,
-            "CLIENT_CERTIFICATE_REQUIRED",
+        return Err(Reason::ClientCertificateRequired.status(
             "this engine takes calls only with a client certificate that names a trusted key \
-             (its first DNS name, or its common name)"
-                .into(),
-        );
+             (its first DNS name, or its common name)",
+        ));
     };
     match trust.read_key(&name, |key| key.revoked_at.is_some())? {
         Some(false) => Ok(Client(name)),
-        Some(true) => refused(
-            Code::PermissionDenied,
-            "REVOKED_CLIENT",
-            format!("the client certificate names `{name}`, whose key is revoked"),
-        ),
-        None => refused(
-            Code::PermissionDenied,
-            "UNKNOWN_CLIENT",
-            format!(
-                "the client certificate names `{name}`, which is no key in the engine's \
+        Some(true) => Err(Reason::RevokedClient.status(format!(
+            "the client certificate names `{name}`, whose key is revoked"
+        ))),
+        None => Err(Reason::UnknownClient.status(format!(
+            "the client certificate names `{name}`, which is no key in the engine's \
                  trust store (`chimera trust add KEY.pub --name {name}` trusts one)"
-            ),
-        ),
+        ))),
     }
 }

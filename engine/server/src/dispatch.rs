@@ -32,7 +32,7 @@ use tracing::{Span, debug, error, info, info_span, warn};
 
 use crate::limits::Gate;
 use crate::metrics_names as m;
-use crate::service::TrustFile;
+use crate::trust_file::TrustFile;
 use crate::{convert, receipt};
 
 pub enum Request {
@@ -110,6 +110,15 @@ pub struct Dispatcher {
     slots: HashMap<String, Slot>,
     /// Outcomes being signed and committed (`finished`), which a stop waits for.
     finishing: tokio::task::JoinSet<()>,
+}
+
+/// What a rebuilt head said once it served with a key.
+struct Rebuilt {
+    epoch: u32,
+    restored: bool,
+    rebuilt_in: std::time::Duration,
+    resealed: u64,
+    recovered: u64,
 }
 
 impl Dispatcher {
@@ -334,73 +343,7 @@ impl Dispatcher {
                 head,
                 rebuild,
                 reason,
-            } => {
-                let Some(slot) = self.slots.get_mut(&head) else {
-                    return;
-                };
-                warn!(%head, %reason, "head down; starting a new one");
-                self.audit.record(Event::HeadDown {
-                    head: head.clone(),
-                    reason: reason.clone(),
-                });
-                metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
-                    .set(0.0);
-                metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
-                if slot.up == Some(rebuild) {
-                    slot.up = None;
-                }
-                if let Some(Running {
-                    job,
-                    cancelling: cancelled,
-                    span,
-                    checkpointed,
-                    ..
-                }) = slot.running.take()
-                {
-                    let role = slot.role.clone();
-                    let died = format!("{head}: {reason}");
-                    let update = self.journal.update(&job, move |r| {
-                        if cancelled.is_some() {
-                            r.state = JobState::Cancelled;
-                            r.finished_at = Some(Timestamp::now());
-                            return;
-                        }
-                        died_under(r, &died);
-                    });
-                    match update.await {
-                        Ok(record) if record.state == JobState::Queued => {
-                            warn!(parent: &span, "its head died; queued again");
-                            let kept = if checkpointed {
-                                self.reserved.insert(
-                                    job.clone(),
-                                    Reservation {
-                                        head: head.clone(),
-                                        until: std::time::Instant::now() + RESERVED_FOR,
-                                    },
-                                );
-                                format!(
-                                    ", kept {RESERVED_FOR:?} for {head}'s rebuild, which can \
-                                     open its checkpoint"
-                                )
-                            } else {
-                                String::new()
-                            };
-                            self.note(
-                                &record,
-                                &format!("head {head} died ({reason}); queued again{kept}"),
-                            );
-                            self.enqueue(role, job, true);
-                        }
-                        Ok(record) => {
-                            if record.state == JobState::Failed {
-                                warn!(parent: &span, "its head died {} times; failed", record.head_deaths);
-                            }
-                            self.publish_final(&record)
-                        }
-                        Err(e) => error!(parent: &span, "{e}"),
-                    }
-                }
-            }
+            } => self.head_down(head, rebuild, reason).await,
             HeadEvent::Keyed {
                 head,
                 epoch,
@@ -420,53 +363,21 @@ impl Dispatcher {
                     self.audit.record(Event::HeadKeyed { head, epoch });
                     return;
                 };
-                self.audit.record(Event::HeadRebuilt {
-                    head: head.clone(),
+                let rebuilt = Rebuilt {
                     epoch,
                     restored,
-                    seconds: rebuilt_in.as_secs_f64(),
-                    recovered_files: recovered,
-                });
-                let outcome = if restored { "restored" } else { "new_key" };
-                if restored {
-                    info!(%head, epoch, resealed, recovered, seconds = rebuilt_in.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key (`recovered`: files taken back from its peers' replicas)");
-                } else {
-                    warn!(%head, epoch, "head rebuilt without the dead head's key: too few peers gave shares; what that key sealed stays closed");
-                }
-                metrics::counter!(m::HEAD_REBUILDS, "head" => head.clone(), "outcome" => outcome)
-                    .increment(1);
-                metrics::counter!(m::HEAD_RECOVERED_FILES, "head" => head.clone())
-                    .increment(recovered);
-                metrics::histogram!(m::HEAD_REBUILD_SECONDS, "outcome" => outcome)
-                    .record(rebuilt_in.as_secs_f64());
+                    rebuilt_in,
+                    resealed,
+                    recovered,
+                };
+                self.head_rebuilt(head, rebuilt);
             }
             HeadEvent::Progress {
                 head,
                 job_id,
                 progress,
                 ..
-            } => {
-                let checkpointed = matches!(
-                    serde_json::from_value(progress.clone()),
-                    Ok(Progress::Checkpoint { .. })
-                );
-                if checkpointed
-                    && let Some(running) = self
-                        .slots
-                        .get_mut(&head)
-                        .and_then(|s| s.running.as_mut())
-                        .filter(|r| r.job == job_id)
-                {
-                    running.checkpointed = true;
-                }
-                let _ = self.events.send(JobEvent {
-                    job_id,
-                    state: chimera_proto::v1::JobState::Running as i32,
-                    head,
-                    at: Timestamp::now().to_string(),
-                    detail: Some(job_event::Detail::ProgressJson(progress.to_string())),
-                });
-            }
+            } => self.progress(head, job_id, progress),
             HeadEvent::Finished {
                 head,
                 rebuild,
@@ -483,6 +394,136 @@ impl Dispatcher {
                 self.finished(head, rebuild, job_id, outcome).await
             }
         }
+    }
+
+    /// A head died: said and counted, and the job it ran queued again (first in its queue, and
+    /// kept for the head's rebuild if it has a checkpoint there), or ended.
+    async fn head_down(&mut self, head: String, rebuild: u64, reason: String) {
+        let Some(slot) = self.slots.get_mut(&head) else {
+            return;
+        };
+        warn!(%head, %reason, "head down; starting a new one");
+        self.audit.record(Event::HeadDown {
+            head: head.clone(),
+            reason: reason.clone(),
+        });
+        metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
+            .set(0.0);
+        metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
+        if slot.up == Some(rebuild) {
+            slot.up = None;
+        }
+        let role = slot.role.clone();
+        if let Some(running) = slot.running.take() {
+            self.died_under_its_job(head, reason, role, running).await;
+        }
+    }
+
+    async fn died_under_its_job(
+        &mut self,
+        head: String,
+        reason: String,
+        role: String,
+        run: Running,
+    ) {
+        let Running {
+            job,
+            cancelling,
+            span,
+            checkpointed,
+            ..
+        } = run;
+        let died = format!("{head}: {reason}");
+        let update = self.journal.update(&job, move |r| {
+            if cancelling.is_some() {
+                r.state = JobState::Cancelled;
+                r.finished_at = Some(Timestamp::now());
+                return;
+            }
+            died_under(r, &died);
+        });
+        match update.await {
+            Ok(record) if record.state == JobState::Queued => {
+                warn!(parent: &span, "its head died; queued again");
+                let kept = if checkpointed {
+                    let until = std::time::Instant::now() + RESERVED_FOR;
+                    let reservation = Reservation {
+                        head: head.clone(),
+                        until,
+                    };
+                    self.reserved.insert(job.clone(), reservation);
+                    format!(
+                        ", kept {RESERVED_FOR:?} for {head}'s rebuild, which can open its checkpoint"
+                    )
+                } else {
+                    String::new()
+                };
+                let note = format!("head {head} died ({reason}); queued again{kept}");
+                self.note(&record, &note);
+                self.enqueue(role, job, true);
+            }
+            Ok(record) => {
+                if record.state == JobState::Failed {
+                    warn!(parent: &span, "its head died {} times; failed", record.head_deaths);
+                }
+                self.publish_final(&record)
+            }
+            Err(e) => error!(parent: &span, "{e}"),
+        }
+    }
+
+    /// A rebuilt head serves with a key: audited, said and counted.
+    fn head_rebuilt(&self, head: String, rebuilt: Rebuilt) {
+        let Rebuilt {
+            epoch,
+            restored,
+            rebuilt_in,
+            resealed,
+            recovered,
+        } = rebuilt;
+        self.audit.record(Event::HeadRebuilt {
+            head: head.clone(),
+            epoch,
+            restored,
+            seconds: rebuilt_in.as_secs_f64(),
+            recovered_files: recovered,
+        });
+        let outcome = if restored { "restored" } else { "new_key" };
+        if restored {
+            info!(%head, epoch, resealed, recovered, seconds = rebuilt_in.as_secs_f64(), "head rebuilt: its key restored from two peers, its state re-sealed under a new key (`recovered`: files taken back from its peers' replicas)");
+        } else {
+            warn!(%head, epoch, "head rebuilt without the dead head's key: too few peers gave shares; what that key sealed stays closed");
+        }
+        metrics::counter!(m::HEAD_REBUILDS, "head" => head.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::counter!(m::HEAD_RECOVERED_FILES, "head" => head.clone()).increment(recovered);
+        metrics::histogram!(m::HEAD_REBUILD_SECONDS, "outcome" => outcome)
+            .record(rebuilt_in.as_secs_f64());
+    }
+
+    /// A head's progress on its job: passed on to whoever watches; a checkpoint is noted, as it
+    /// keeps the job for the head's rebuild if the head dies.
+    fn progress(&mut self, head: String, job_id: String, progress: serde_json::Value) {
+        let checkpointed = matches!(
+            serde_json::from_value(progress.clone()),
+            Ok(Progress::Checkpoint { .. })
+        );
+        if checkpointed
+            && let Some(running) = self
+                .slots
+                .get_mut(&head)
+                .and_then(|s| s.running.as_mut())
+                .filter(|r| r.job == job_id)
+        {
+            running.checkpointed = true;
+        }
+        let _ = self.events.send(JobEvent {
+            job_id,
+            state: chimera_proto::v1::JobState::Running as i32,
+            head,
+            at: Timestamp::now().to_string(),
+            detail: Some(job_event::Detail::ProgressJson(progress.to_string())),
+        });
     }
 
     async fn finished(&mut self, head: String, rebuild: u64, job_id: String, outcome: Outcome) {

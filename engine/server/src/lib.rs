@@ -22,6 +22,7 @@ mod request_budget;
 pub mod service;
 mod sources;
 mod tls;
+pub mod trust_file;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -257,7 +258,7 @@ impl Engine {
         )?);
         let (events, _) = broadcast::channel(4096);
         let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
-        let trust = Arc::new(service::TrustFile::new(trust_path(&config.data_dir)));
+        let trust = Arc::new(trust_file::TrustFile::new(trust_path(&config.data_dir)));
         let dispatcher = dispatch::Dispatcher::new(
             journal.clone(),
             Arc::clone(&supervisor),

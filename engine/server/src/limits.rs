@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::refusal;
+use crate::refusal::Reason;
 use crate::request_budget::Budget;
 use crate::sources::{PerSource, Place as SourcePlace, source_of};
 
@@ -234,15 +234,11 @@ impl Gate {
             bucket.tokens -= 1.0;
             return Ok(());
         };
-        Err(refusal::status(
-            Code::ResourceExhausted,
-            "RATE_LIMITED",
-            format!(
-                "`{client}` submits faster than the {rate} jobs per second (bursts of {}) this \
+        Err(Reason::RateLimited.status(format!(
+            "`{client}` submits faster than the {rate} jobs per second (bursts of {}) this \
                  engine allows one client; retry in {wait_ms} ms",
-                self.limits.burst
-            ),
-        ))
+            self.limits.burst
+        )))
     }
 
     /// Whether `source` may submit: not if its documents were refused faster than
@@ -260,16 +256,12 @@ impl Gate {
         bucket.refill(rate, size, (self.clock)());
         match bucket.empty_for_ms(rate) {
             None => Ok(()),
-            Some(wait_ms) => Err(refusal::status(
-                Code::ResourceExhausted,
-                "TOO_MANY_REFUSED",
-                format!(
-                    "{source} sends documents that are refused faster than the {rate} per second \
+            Some(wait_ms) => Err(Reason::TooManyRefused.status(format!(
+                "{source} sends documents that are refused faster than the {rate} per second \
                      this engine reads from one source; its submissions are refused unread for \
                      {wait_ms} ms. Fix what the earlier refusals said (their reasons are in the \
                      engine's audit log)"
-                ),
-            )),
+            ))),
         }
     }
 
@@ -311,14 +303,10 @@ impl Gate {
         let mut counts = self.unfinished.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(client.to_owned()).or_insert(0);
         if *count >= max {
-            return Err(refusal::status(
-                Code::ResourceExhausted,
-                "TOO_MANY_JOBS",
-                format!(
-                    "`{client}` has {count} jobs queued or running, the most this engine holds \
+            return Err(Reason::TooManyJobs.status(format!(
+                "`{client}` has {count} jobs queued or running, the most this engine holds \
                      for one client; submit more when some have finished (Watch them)"
-                ),
-            ));
+            )));
         }
         *count += 1;
         Ok(Place {
@@ -338,8 +326,7 @@ impl Gate {
 
     /// A place for one more open stream from `source`, held for as long as the stream lives.
     pub fn stream(&self, source: Option<IpAddr>) -> Result<StreamPlace, Status> {
-        let too_many =
-            |message: String| refusal::status(Code::ResourceExhausted, "TOO_MANY_STREAMS", message);
+        let too_many = |message: String| Reason::TooManyStreams.status(message);
         let of_source = match source.map(|source| self.streams_by_source.take(source)) {
             None => None,
             Some(Ok(place)) => Some(place),
@@ -368,6 +355,8 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refusal;
+    use tonic::Code;
 
     #[test]
     fn this_machine_holds_some_qubits_and_not_absurdly_many() {

@@ -8,11 +8,11 @@
 use chimera_journal::JobRecord;
 use chimera_maml::{PROOF_HEADERS, ProofError, RequestProof, SecretKey, TrustStore};
 use jiff::Timestamp;
+use tonic::Status;
 use tonic::metadata::MetadataValue;
-use tonic::{Code, Status};
 
 use crate::client_certificates::Client;
-use crate::refusal;
+use crate::refusal::Reason;
 
 /// The calls about one job, named as request proofs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,32 +105,24 @@ impl Asker {
 
 /// The answer to a job the asker may not see, and to an id no job has: the same.
 pub fn no_such_job(id: &str) -> Status {
-    refusal::status(
-        Code::NotFound,
-        "NO_SUCH_JOB",
-        format!(
-            "no job `{id}` that this client may see: a job answers only the key that signed it, \
+    Reason::NoSuchJob.status(format!(
+        "no job `{id}` that this client may see: a job answers only the key that signed it, \
              the client certificate that submitted it, or an admin key"
-        ),
-    )
+    ))
 }
 
 fn proof_required(call: JobCall) -> Status {
-    refusal::status(
-        Code::Unauthenticated,
-        "PROOF_REQUIRED",
-        format!(
-            "{} of a job answers only its owner: prove the key that signed it (`chimera watch`, \
+    Reason::ProofRequired.status(format!(
+        "{} of a job answers only its owner: prove the key that signed it (`chimera watch`, \
              `receipt` and `cancel` do with --key; the {} metadata), or call with a client \
              certificate",
-            call.name(),
-            PROOF_HEADERS.join(", ")
-        ),
-    )
+        call.name(),
+        PROOF_HEADERS.join(", ")
+    ))
 }
 
 fn bad_proof(e: &ProofError) -> Status {
-    refusal::status(Code::Unauthenticated, "BAD_PROOF", e.to_string())
+    Reason::BadProof.status(e.to_string())
 }
 
 /// Adds `key`'s proof that it asks `call` about `job_id` to a gRPC request: what a client does.
@@ -145,6 +137,7 @@ pub fn prove<T>(request: &mut tonic::Request<T>, key: &SecretKey, call: JobCall,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refusal;
 
     fn record(owner: &str, relay: Option<&str>) -> JobRecord {
         let json = serde_json::json!({

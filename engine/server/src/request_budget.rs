@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::refusal;
+use crate::refusal::Reason;
 
 /// Bytes held by messages still arriving, at most `max`.
 pub(crate) struct Budget {
@@ -46,14 +46,10 @@ impl Budget {
 
     /// The refusal of bytes the budget cannot take.
     pub(crate) fn full(&self) -> Status {
-        refusal::status(
-            Code::ResourceExhausted,
-            "ENGINE_BUSY",
-            format!(
-                "the engine holds {} MiB of requests still arriving, its most; retry shortly",
-                self.max >> 20
-            ),
-        )
+        Reason::EngineBusy.status(format!(
+            "the engine holds {} MiB of requests still arriving, its most; retry shortly",
+            self.max >> 20
+        ))
     }
 }
 
@@ -194,15 +190,11 @@ where
                 if !late {
                     return Poll::Pending;
                 }
-                Poll::Ready(Some(Err(refusal::status(
-                    Code::DeadlineExceeded,
-                    "REQUEST_TIMEOUT",
-                    format!(
-                        "a message of this request did not arrive whole within {} s \
+                Poll::Ready(Some(Err(Reason::RequestTimeout.status(format!(
+                    "a message of this request did not arrive whole within {} s \
                          (--read-timeout)",
-                        within.as_secs_f64()
-                    ),
-                ))))
+                    within.as_secs_f64()
+                )))))
             }
         }
     }
@@ -219,8 +211,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refusal;
     use futures_util::StreamExt;
     use http_body_util::{BodyExt, StreamBody};
+    use tonic::Code;
 
     /// A body of `chunks`, then silence.
     fn body(

@@ -2,12 +2,12 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Instant;
 
 use chimera_audit::Event;
 use chimera_journal::{JobRecord, JobState, Journal, Submitted};
-use chimera_maml::{Policy, TrustStore, TrustedKey, admit};
+use chimera_maml::{Policy, admit};
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
@@ -18,7 +18,7 @@ use chimera_supervisor::{HeadStatus as Status_, Supervisor};
 use futures_util::{Stream, StreamExt};
 use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::client_certificates::Client;
 use crate::dispatch::Request as Dispatch;
@@ -26,6 +26,8 @@ use crate::limits::Gate;
 use crate::metrics_names as m;
 use crate::owners::{Asker, JobCall, no_such_job};
 use crate::receipt::{self, EngineKey};
+use crate::refusal::Reason;
+use crate::trust_file::TrustFile;
 use crate::{convert, refusal};
 
 /// How many submissions of one `SubmitBatch` stream are checked and committed at once.
@@ -55,59 +57,6 @@ pub struct Core {
     /// Set when the engine begins to stop: open streams and the HTTP door's waits end then,
     /// rather than hold the stop up for as long as their jobs run.
     pub(crate) stopping: watch::Sender<bool>,
-}
-
-/// The trust store, read again whenever its file changes, so that `chimera trust add` and a
-/// revocation take effect with the next submission.
-pub struct TrustFile {
-    path: std::path::PathBuf,
-    cached: Mutex<(Option<SystemTime>, Arc<TrustStore>)>,
-}
-
-impl TrustFile {
-    pub fn new(path: std::path::PathBuf) -> Self {
-        Self {
-            path,
-            cached: Mutex::new((None, Arc::new(TrustStore::new()))),
-        }
-    }
-
-    /// When the key named `name` was revoked, if it was. An unreadable store answers `None`
-    /// (a submission then says why).
-    pub fn revoked(&self, name: &str) -> Option<jiff::Timestamp> {
-        self.read_key(name, |k| k.revoked_at)
-            .ok()
-            .flatten()
-            .flatten()
-    }
-
-    /// `read` of the key trusted under `name`, revoked or not; `None` if no key has that name.
-    pub fn read_key<T>(
-        &self,
-        name: &str,
-        read: impl FnOnce(&TrustedKey) -> T,
-    ) -> Result<Option<T>, Status> {
-        let store = self.current()?;
-        Ok(store.keys().iter().find(|k| k.name == name).map(read))
-    }
-
-    fn current(&self) -> Result<Arc<TrustStore>, Status> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.0 != modified || modified.is_none() {
-            let store = TrustStore::load(&self.path).map_err(|e| {
-                refusal::status(
-                    Code::Internal,
-                    "TRUST_STORE_UNREADABLE",
-                    format!("the engine cannot read its trust store: {e}"),
-                )
-            })?;
-            *cached = (modified, Arc::new(store));
-        }
-        Ok(Arc::clone(&cached.1))
-    }
 }
 
 impl Core {
@@ -190,9 +139,11 @@ impl Core {
             receipt: None,
             pruned_at: None,
         };
-        let outcome = self.journal.submit(record).await.map_err(|e| {
-            refusal::status(Code::Unavailable, "JOURNAL_UNAVAILABLE", e.to_string())
-        })?;
+        let outcome = self
+            .journal
+            .submit(record)
+            .await
+            .map_err(|e| Reason::JournalUnavailable.status(e.to_string()))?;
         let public_key = self.key.public_key();
         let reply = match outcome {
             Submitted::Created(record) => {
@@ -233,14 +184,10 @@ impl Core {
                 } else {
                     String::new()
                 };
-                return Err(refusal::status(
-                    Code::AlreadyExists,
-                    "REPLAYED_ID",
-                    format!(
-                        "job id {} was already submitted{when}; a new job needs a new id",
-                        existing.id
-                    ),
-                ));
+                return Err(Reason::ReplayedId.status(format!(
+                    "job id {} was already submitted{when}; a new job needs a new id",
+                    existing.id
+                )));
             }
         };
         metrics::histogram!(m::ACK_SECONDS).record(received.elapsed().as_secs_f64());
@@ -254,7 +201,7 @@ impl Core {
     fn stored(&self, id: &str) -> Result<Option<JobRecord>, Status> {
         self.journal
             .get(id)
-            .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNREADABLE", e.to_string()))
+            .map_err(|e| Reason::JournalUnreadable.status(e.to_string()))
     }
 
     /// Job `id`, if `asker` may see it (`owners`); else `NO_SUCH_JOB`, as if it did not exist.
@@ -304,14 +251,10 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The engine is stopping; `what` is in its journal and goes on when it is started again.
 pub(crate) fn engine_stopping(what: &str) -> Status {
-    refusal::status(
-        Code::Unavailable,
-        "ENGINE_STOPPING",
-        format!(
-            "the engine is stopping; {what} is kept in its journal and goes on when the engine is \
+    Reason::EngineStopping.status(format!(
+        "the engine is stopping; {what} is kept in its journal and goes on when the engine is \
              started again: ask then"
-        ),
-    )
+    ))
 }
 
 #[tonic::async_trait]
@@ -390,29 +333,21 @@ impl Engine for EngineService {
         let id = request.into_inner().job_id;
         let record = self.owned_record(&asker, JobCall::Receipt, &id)?;
         if !record.state.is_final() {
-            return Err(refusal::status(
-                Code::FailedPrecondition,
-                "NOT_FINISHED",
-                format!(
-                    "job {} has not finished; its receipt exists once it has (Watch it)",
-                    record.id
-                ),
-            ));
+            return Err(Reason::NotFinished.status(format!(
+                "job {} has not finished; its receipt exists once it has (Watch it)",
+                record.id
+            )));
         }
         if let Some(pruned_at) = record.pruned_at {
-            return Err(refusal::status(
-                Code::FailedPrecondition,
-                "PRUNED",
-                format!(
-                    "job {} finished at {}; its document, result and receipt were removed at \
+            return Err(Reason::Pruned.status(format!(
+                "job {} finished at {}; its document, result and receipt were removed at \
                      {pruned_at}, as the engine keeps finished jobs for --keep-finished-days",
-                    record.id,
-                    record
-                        .finished_at
-                        .map(|t| t.to_string())
-                        .unwrap_or_default()
-                ),
-            ));
+                record.id,
+                record
+                    .finished_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            )));
         }
         let key = Arc::clone(&self.key);
         // Signing takes about a millisecond: off the async workers.
@@ -420,11 +355,8 @@ impl Engine for EngineService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| {
-                refusal::status(
-                    Code::Internal,
-                    "RECEIPT_UNRENDERABLE",
-                    format!("the job's stored document no longer parses: {e}"),
-                )
+                Reason::ReceiptUnrenderable
+                    .status(format!("the job's stored document no longer parses: {e}"))
             })?;
         Ok(Response::new(ReceiptDocument { maml: rendered }))
     }
@@ -491,15 +423,14 @@ impl Engine for EngineService {
         let id = request.into_inner().job_id;
         self.owned_record(&asker, JobCall::Cancel, &id)?;
         let (reply, answer) = oneshot::channel();
-        let stopped =
-            || refusal::status(Code::Unavailable, "SHUTTING_DOWN", "the engine is stopping");
+        let stopped = || Reason::EngineStopping.status("the engine is stopping");
         self.dispatch
             .send(Dispatch::Cancel(id.clone(), reply))
             .map_err(|_| stopped())?;
         let record = answer
             .await
             .map_err(|_| stopped())?
-            .map_err(|e| refusal::status(Code::Internal, "JOURNAL_UNAVAILABLE", e.to_string()))?;
+            .map_err(|e| Reason::JournalUnavailable.status(e.to_string()))?;
         match record {
             Some(record) => Ok(Response::new(convert::job(&record, self.key.public_key()))),
             None => Err(no_such_job(&id)),

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
 
-use crate::train::EpochProgress;
+use crate::spec::EpochProgress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -81,6 +81,23 @@ pub struct Progress {
     pub correct: usize,
     pub seconds: f64,
     pub history: Vec<EpochProgress>,
+}
+
+impl Progress {
+    /// A run's progress before its first step: the first epoch's sample order.
+    pub fn start(order: Vec<usize>) -> Self {
+        Self {
+            step: 0,
+            epoch: 0,
+            batch: 0,
+            order,
+            rng_word_pos: 0,
+            loss_sum: 0.0,
+            correct: 0,
+            seconds: 0.0,
+            history: Vec::new(),
+        }
+    }
 }
 
 pub struct Checkpoint {

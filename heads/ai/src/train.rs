@@ -15,6 +15,7 @@ use crate::dataset::{Dataset, DatasetError, default_data_dir, shuffled};
 use crate::model::{Classifier, MAX_BATCH_ACTIVATIONS, device_for, predictions, simulator_for};
 use crate::optim::Optimizer;
 use crate::spec::{Loss, SpecError, TrainSpec};
+use chimera_hybrid::Simulator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -234,26 +235,7 @@ pub fn train(
         // The device's generator draws the dropout masks there (model::drop).
         device.set_seed(spec.seed)?;
     }
-    let model = Classifier::new(
-        &spec.model,
-        &dataset.sample_shape,
-        dataset.classes,
-        &mut rng,
-        device,
-        &simulator,
-    )
-    .map_err(|e| match e {
-        candle_core::Error::Msg(message) => TrainError::Model(message),
-        other => TrainError::Candle(other),
-    })?;
-    let batch = spec.batch_size.min(training.len());
-    if model.widest_layer().saturating_mul(batch) > MAX_BATCH_ACTIVATIONS {
-        return Err(TrainError::Model(format!(
-            "a batch of {batch} would hold {} values in the model's widest layer output, more \
-             than {MAX_BATCH_ACTIVATIONS}: use a smaller batch_size or narrower layers",
-            model.widest_layer() as u128 * batch as u128
-        )));
-    }
+    let model = new_model(spec, &dataset, training.len(), &mut rng, device, &simulator)?;
     let mut optimizer = Optimizer::new(&spec.optimizer, model.vars());
     let mut progress = match &options.resume_from {
         Some(dir) => {
@@ -263,17 +245,7 @@ pub fn train(
             rng.set_word_pos(saved.progress.rng_word_pos);
             saved.progress
         }
-        None => Progress {
-            step: 0,
-            epoch: 0,
-            batch: 0,
-            order: shuffled(training.len(), &mut rng),
-            rng_word_pos: 0,
-            loss_sum: 0.0,
-            correct: 0,
-            seconds: 0.0,
-            history: Vec::new(),
-        },
+        None => Progress::start(shuffled(training.len(), &mut rng)),
     };
     let cancelled = |step| TrainError::Cancelled { step };
     let source = Batches::new(&training, device)?;
@@ -346,19 +318,7 @@ pub fn train(
         }
     }
     let stored = match &options.run_dir {
-        Some(run_dir) => Some(checkpoint::save_model(
-            run_dir,
-            &spec.source,
-            &model.named_tensors()?,
-            ModelInfo {
-                id: String::new(),
-                dataset: spec.dataset.clone(),
-                sample_shape: dataset.sample_shape.clone(),
-                feature_len: dataset.feature_len,
-                classes: dataset.classes,
-                val_accuracy: progress.history.last().map_or(0.0, |e| e.val_accuracy),
-            },
-        )?),
+        Some(run_dir) => Some(store(run_dir, spec, &dataset, &model, &progress.history)?),
         None => None,
     };
     Ok(TrainReport {
@@ -369,6 +329,63 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         model: stored,
     })
+}
+
+/// The spec's model for `dataset`, refused if a batch of it would be too large to hold.
+fn new_model(
+    spec: &TrainSpec,
+    dataset: &Dataset,
+    training_samples: usize,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+    simulator: &Simulator,
+) -> Result<Classifier, TrainError> {
+    let model = Classifier::new(
+        &spec.model,
+        &dataset.sample_shape,
+        dataset.classes,
+        rng,
+        device,
+        simulator,
+    )
+    .map_err(|e| match e {
+        candle_core::Error::Msg(message) => TrainError::Model(message),
+        other => TrainError::Candle(other),
+    })?;
+    let batch = spec.batch_size.min(training_samples);
+    if model.widest_layer().saturating_mul(batch) > MAX_BATCH_ACTIVATIONS {
+        return Err(TrainError::Model(format!(
+            "a batch of {batch} would hold {} values in the model's widest layer output, more \
+             than {MAX_BATCH_ACTIVATIONS}: use a smaller batch_size or narrower layers",
+            model.widest_layer() as u128 * batch as u128
+        )));
+    }
+    Ok(model)
+}
+
+/// Stores the trained model under `run_dir`: its directory and what it is.
+fn store(
+    run_dir: &Path,
+    spec: &TrainSpec,
+    dataset: &Dataset,
+    model: &Classifier,
+    history: &[EpochProgress],
+) -> Result<(PathBuf, ModelInfo), TrainError> {
+    let info = ModelInfo {
+        id: String::new(),
+        dataset: spec.dataset.clone(),
+        sample_shape: dataset.sample_shape.clone(),
+        feature_len: dataset.feature_len,
+        classes: dataset.classes,
+        val_accuracy: history.last().map_or(0.0, |e| e.val_accuracy),
+    };
+    let tensors = model.named_tensors()?;
+    Ok(checkpoint::save_model(
+        run_dir,
+        &spec.source,
+        &tensors,
+        info,
+    )?)
 }
 
 #[cfg(test)]

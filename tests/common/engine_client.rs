@@ -399,3 +399,36 @@ pub async fn kill_heads_in_turn(
         circuits_killed,
     }
 }
+
+pub const BELL: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;";
+
+/// The reason a refused submission carries.
+pub async fn refusal(
+    client: &mut EngineClient<Channel>,
+    document: Vec<u8>,
+) -> (tonic::Code, String) {
+    let status = client
+        .submit(SubmitRequest { document })
+        .await
+        .expect_err("the document is refused");
+    let reason = chimera_server::refusal::reason_of(&status)
+        .unwrap_or_else(|| panic!("no reason in {status:?}"));
+    (status.code(), reason)
+}
+
+/// Waits until the training job `id` has reported epoch `epoch`.
+pub async fn trained_to(client: &mut EngineClient<Channel>, key: &SecretKey, id: &str, epoch: u64) {
+    progress_until(client, key, id, &format!("epoch {epoch}"), |p| {
+        p["epoch"].as_u64().is_some_and(|e| e >= epoch)
+    })
+    .await;
+}
+
+/// The value of the series of `name` whose labels include every one of `labels`.
+pub fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}

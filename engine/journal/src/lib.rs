@@ -312,7 +312,13 @@ impl Journal {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
-        caught(|| self.read_job(id), unreadable)
+        caught(|| self.read_job(id, true), unreadable)
+    }
+
+    /// Job `id` as a head is sent it: its record and checked job, without the document, which
+    /// no head reads (a signed document is kilobytes, read for every job started).
+    pub fn get_to_run(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
+        caught(|| self.read_job(id, false), unreadable)
     }
 
     /// Every job not yet finished, failed or cancelled, in submission order.
@@ -320,13 +326,13 @@ impl Journal {
         caught(|| self.read_unfinished(), unreadable)
     }
 
-    fn read_job(&self, id: &str) -> Result<Option<JobRecord>, JournalError> {
+    fn read_job(&self, id: &str, with_document: bool) -> Result<Option<JobRecord>, JournalError> {
         let read = |e: &dyn std::fmt::Display| JournalError::Read(e.to_string());
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
         let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
         let checked = txn.open_table(CHECKED).map_err(|e| read(&e))?;
-        load(&jobs, &documents, &checked, id)
+        load(&jobs, with_document.then_some(&documents), &checked, id)
     }
 
     fn read_unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
@@ -339,7 +345,7 @@ impl Journal {
         let mut records = Vec::new();
         for entry in unfinished.iter().map_err(|e| read(&e))? {
             let (_, id) = entry.map_err(|e| read(&e))?;
-            let record = load(&jobs, &documents, &checked, id.value())?.ok_or_else(|| {
+            let record = load(&jobs, Some(&documents), &checked, id.value())?.ok_or_else(|| {
                 JournalError::Corrupt {
                     id: id.value().to_owned(),
                     detail: "listed as unfinished but not stored".into(),
@@ -426,11 +432,11 @@ fn damaged(path: &Path, detail: String) -> JournalError {
     }
 }
 
-/// The record of job `id` with its document and checked job, from the tables of a read or a
-/// write transaction.
+/// The record of job `id` with its checked job and (given `documents`) its document, from the
+/// tables of a read or a write transaction.
 fn load(
     jobs: &impl ReadableTable<&'static str, &'static [u8]>,
-    documents: &impl ReadableTable<&'static str, &'static str>,
+    documents: Option<&impl ReadableTable<&'static str, &'static str>>,
     checked: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<JobRecord>, JournalError> {
@@ -439,10 +445,12 @@ fn load(
         return Ok(None);
     };
     let mut record = decode(id, bytes.value())?;
-    match documents.get(id).map_err(read)? {
-        Some(document) => record.document = document.value().to_owned(),
-        None if record.pruned_at.is_some() => {}
-        None => {
+    let document = documents.map(|d| d.get(id)).transpose().map_err(read)?;
+    match document {
+        None => {}
+        Some(Some(document)) => record.document = document.value().to_owned(),
+        Some(None) if record.pruned_at.is_some() => {}
+        Some(None) => {
             return Err(JournalError::Corrupt {
                 id: id.to_owned(),
                 detail: "its document is not stored".into(),
@@ -601,7 +609,7 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
         for change in group.iter_mut() {
             match change {
                 Change::Submit(record, _) => {
-                    let outcome = match load(&jobs, &documents, &checked, &record.id) {
+                    let outcome = match load(&jobs, Some(&documents), &checked, &record.id) {
                         Ok(Some(existing)) if existing.digest == record.digest => {
                             Ok(Submitted::Existing(existing))
                         }
@@ -943,6 +951,12 @@ mod tests {
         }
         let unfinished = journal.unfinished().unwrap();
         assert!(unfinished.iter().all(|r| r.checked.is_some()));
+        // What the dispatcher reads to start a job: the checked job, not the document.
+        let to_run = journal.get_to_run("new").unwrap().unwrap();
+        assert_eq!(
+            (to_run.checked.is_some(), to_run.document.as_str()),
+            (true, "")
+        );
         journal
             .update("new", |r| {
                 r.state = JobState::Succeeded;

@@ -625,7 +625,7 @@ impl Dispatcher {
             metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
             // Every change to a queued job was committed before it was queued, so this read
             // sees the job as it stands.
-            let mut record = match self.journal.get(&job) {
+            let mut record = match self.journal.get_to_run(&job) {
                 Ok(Some(record)) if !record.state.is_final() => record,
                 Ok(_) => continue,
                 Err(e) => {

@@ -160,28 +160,24 @@ impl Dispatcher {
         })
     }
 
-    /// Puts back in the queue every job the journal holds unfinished (a job that was running
-    /// when the engine stopped runs again), then serves requests and the heads' events until
-    /// every request sender is gone.
+    /// Puts back in the queue the jobs the journal held `unfinished` when the engine started (a
+    /// job that was running when the engine stopped runs again), then serves requests and the
+    /// heads' events until every request sender is gone.
     pub async fn run(
         mut self,
+        unfinished: Vec<JobRecord>,
         mut requests: mpsc::UnboundedReceiver<Request>,
         mut head_events: mpsc::UnboundedReceiver<HeadEvent>,
     ) {
-        match self.journal.unfinished() {
-            Ok(records) => {
-                for record in records {
-                    let Some(record) = self.converted(record).await else {
-                        continue;
-                    };
-                    if record.state != JobState::Running {
-                        self.enqueue(record.role, record.id, false);
-                    } else if let Some(record) = self.after_engine_died(&record.id).await {
-                        self.enqueue(record.role, record.id, false);
-                    }
-                }
+        for record in unfinished {
+            let Some(record) = self.converted(record).await else {
+                continue;
+            };
+            if record.state != JobState::Running {
+                self.enqueue(record.role, record.id, false);
+            } else if let Some(record) = self.after_engine_died(&record.id).await {
+                self.enqueue(record.role, record.id, false);
             }
-            Err(e) => error!("cannot read the unfinished jobs: {e}"),
         }
         // Reservations and cancels' graces end with no event to say so: look now and then.
         let mut ticks = tokio::time::interval(TICK);
@@ -616,13 +612,17 @@ impl Dispatcher {
                 return;
             };
             let (head, index) = ((*head).clone(), *index);
-            let slot = self.slots.get_mut(&head).expect("listed above");
-            let rebuild = slot.up.expect("filtered on up");
-            let role = slot.role.clone();
+            let slot = &self.slots[&head];
+            let (rebuild, role) = (slot.up.expect("filtered on up"), slot.role.clone());
             let queue = self.queues.get_mut(&role).expect("filtered on a queue");
             let job = queue.remove(index).expect("found in the queue above");
             self.reserved.remove(&job);
             metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
+            // One head at a time runs a job, however often it was queued.
+            let running = |s: &Slot| s.running.as_ref().is_some_and(|r| r.job == job);
+            if self.slots.values().any(running) {
+                continue;
+            }
             // Every change to a queued job was committed before it was queued, so this read
             // sees the job as it stands.
             let mut record = match self.journal.get_to_run(&job) {
@@ -652,6 +652,7 @@ impl Dispatcher {
             let started_at = Timestamp::now();
             let span = info_span!("job", id = %job, r#type = %record.work(), %head, attempt);
             debug!(parent: &span, "started");
+            let slot = self.slots.get_mut(&head).expect("listed above");
             slot.running = Some(Running {
                 job: job.clone(),
                 checkpointed: false,

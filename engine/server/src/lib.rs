@@ -231,8 +231,11 @@ impl Engine {
                  and what the last one held (jobs acknowledged, or their outcomes) is lost"
             );
         }
-        let unfinished = journal.unfinished()?.into_iter().map(|r| r.submitted_by);
-        let gate = Arc::new(limits::Gate::new(config.limits, unfinished));
+        // Read before the doors open: a job submitted from then on is the dispatcher's to hear
+        // of, and must not be found here as well (it would be queued twice, and run twice).
+        let unfinished = journal.unfinished()?;
+        let owners = unfinished.iter().map(|r| r.submitted_by.clone());
+        let gate = Arc::new(limits::Gate::new(config.limits, owners));
         let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
         let audit = Arc::new(
             Recorder::start(
@@ -269,7 +272,7 @@ impl Engine {
             Arc::clone(&gate),
         )
         .map_err(EngineError::Signer)?;
-        tokio::spawn(dispatcher.run(dispatch_rx, head_event_rx));
+        tokio::spawn(dispatcher.run(unfinished, dispatch_rx, head_event_rx));
         tokio::spawn(rotate_keys(
             Arc::downgrade(&supervisor),
             Arc::clone(&audit),

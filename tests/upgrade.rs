@@ -12,6 +12,7 @@ mod engine_client;
 #[path = "common/served.rs"]
 mod served;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use chimera_maml::SecretKey;
@@ -32,6 +33,11 @@ fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
+        }
+        // Git keeps no file's mode but its executable bit: secret keys are refused unless they
+        // are their owner's alone.
+        if target.extension().is_some_and(|e| e == "key") {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
     }
 }

@@ -244,7 +244,7 @@ pub fn head_launcher(data_dir: &Path) -> Result<Launcher> {
         let mut command = tokio::process::Command::new(&exe);
         command
             .arg("head")
-            .args(["--id", &head.id, "--role", &head.role])
+            .args(["--id", &head.id, "--role", head.role.name()])
             .arg("--socket")
             .arg(socket)
             .arg("--data-dir")

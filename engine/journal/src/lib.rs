@@ -107,8 +107,8 @@ pub struct JobRecord {
     /// empty in journals from before it was kept.
     #[serde(default)]
     pub runs: String,
-    /// The role of head that runs it (`quantum`, `ai`).
-    pub role: String,
+    /// The role of head that runs it.
+    pub role: chimera_job::Role,
     /// The trust store name of the key that signed it: the job's owner.
     pub submitted_by: String,
     /// The client certificate's name, when a client proved one (mutual TLS) submitting it: a
@@ -749,7 +749,7 @@ mod tests {
             seq: 0,
             job_type: "quantum_circuit".into(),
             runs: "quantum_circuit".into(),
-            role: "quantum".into(),
+            role: chimera_job::Role::Quantum,
             submitted_by: "test".into(),
             relayed_by: None,
             document: "---".into(),

@@ -57,7 +57,7 @@ pub fn job(record: &JobRecord, engine_public_key: &[u8]) -> Job {
     Job {
         id: record.id.clone(),
         job_type: record.job_type.clone(),
-        role: record.role.clone(),
+        role: record.role.name().to_owned(),
         state: state(record.state) as i32,
         head: record.head.clone().unwrap_or_default(),
         attempts: record.attempts,

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chimera_audit::{Event, Recorder};
-use chimera_job::{Progress, Signed};
+use chimera_job::{Progress, Role, Signed};
 use chimera_journal::{JobRecord, JobState, Journal, JournalError};
 use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
@@ -37,7 +37,7 @@ use crate::{convert, receipt};
 
 pub enum Request {
     /// A job just committed to the journal, and the role of head it needs.
-    Submitted { id: String, role: String },
+    Submitted { id: String, role: Role },
     Cancel(
         String,
         oneshot::Sender<Result<Option<JobRecord>, JournalError>>,
@@ -56,7 +56,7 @@ pub struct HeadLoad {
 }
 
 struct Slot {
-    role: String,
+    role: Role,
     /// The rebuild that is up, if one is.
     up: Option<u64>,
     running: Option<Running>,
@@ -101,7 +101,7 @@ pub struct Dispatcher {
     events: broadcast::Sender<JobEvent>,
     key: Arc<receipt::EngineKey>,
     signer: receipt::Signer,
-    queues: HashMap<String, VecDeque<String>>,
+    queues: HashMap<Role, VecDeque<String>>,
     reserved: HashMap<String, Reservation>,
     /// Read again before each start: a job whose key was revoked after it was accepted is not run.
     trust: Arc<TrustFile>,
@@ -313,14 +313,14 @@ impl Dispatcher {
         }
     }
 
-    fn enqueue(&mut self, role: String, id: String, front: bool) {
-        let queue = self.queues.entry(role.clone()).or_default();
+    fn enqueue(&mut self, role: Role, id: String, front: bool) {
+        let queue = self.queues.entry(role).or_default();
         if front {
             queue.push_front(id);
         } else {
             queue.push_back(id);
         }
-        metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
+        metrics::gauge!(m::QUEUE_DEPTH, "role" => role.name()).set(queue.len() as f64);
     }
 
     async fn head_event(&mut self, event: HeadEvent) {
@@ -328,7 +328,7 @@ impl Dispatcher {
             HeadEvent::Up { head, rebuild } => {
                 if let Some(slot) = self.slots.get_mut(&head) {
                     slot.up = Some(rebuild);
-                    metrics::gauge!(m::HEAD_STATUS, "head" => head, "role" => slot.role.clone())
+                    metrics::gauge!(m::HEAD_STATUS, "head" => head, "role" => slot.role.name())
                         .set(1.0);
                 }
             }
@@ -403,25 +403,19 @@ impl Dispatcher {
             head: head.clone(),
             reason: reason.clone(),
         });
-        metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.clone())
+        metrics::gauge!(m::HEAD_STATUS, "head" => head.clone(), "role" => slot.role.name())
             .set(0.0);
         metrics::counter!(m::HEAD_RESTARTS, "head" => head.clone()).increment(1);
         if slot.up == Some(rebuild) {
             slot.up = None;
         }
-        let role = slot.role.clone();
+        let role = slot.role;
         if let Some(running) = slot.running.take() {
             self.died_under_its_job(head, reason, role, running).await;
         }
     }
 
-    async fn died_under_its_job(
-        &mut self,
-        head: String,
-        reason: String,
-        role: String,
-        run: Running,
-    ) {
+    async fn died_under_its_job(&mut self, head: String, reason: String, role: Role, run: Running) {
         let Running {
             job,
             cancelling,
@@ -589,9 +583,9 @@ impl Dispatcher {
 
     /// Where in its role's queue the oldest job is that `head` may take: one not kept for another
     /// head (reservations that ran out are dropped at the start of [`Self::assign`]).
-    fn next_for(&self, head: &str, role: &str) -> Option<usize> {
+    fn next_for(&self, head: &str, role: Role) -> Option<usize> {
         self.queues
-            .get(role)?
+            .get(&role)?
             .iter()
             .position(|job| self.reserved.get(job).is_none_or(|r| r.head == head))
     }
@@ -605,7 +599,7 @@ impl Dispatcher {
                 .slots
                 .iter()
                 .filter(|(_, s)| s.up.is_some() && s.running.is_none())
-                .filter_map(|(id, s)| Some((id, s, self.next_for(id, &s.role)?)))
+                .filter_map(|(id, s)| Some((id, s, self.next_for(id, s.role)?)))
                 .collect();
             idle.sort_by_key(|(id, s, _)| (s.jobs_done, id.as_str()));
             let Some((head, _, index)) = idle.first() else {
@@ -613,11 +607,11 @@ impl Dispatcher {
             };
             let (head, index) = ((*head).clone(), *index);
             let slot = &self.slots[&head];
-            let (rebuild, role) = (slot.up.expect("filtered on up"), slot.role.clone());
+            let (rebuild, role) = (slot.up.expect("filtered on up"), slot.role);
             let queue = self.queues.get_mut(&role).expect("filtered on a queue");
             let job = queue.remove(index).expect("found in the queue above");
             self.reserved.remove(&job);
-            metrics::gauge!(m::QUEUE_DEPTH, "role" => role).set(queue.len() as f64);
+            metrics::gauge!(m::QUEUE_DEPTH, "role" => role.name()).set(queue.len() as f64);
             // One head at a time runs a job, however often it was queued.
             let running = |s: &Slot| s.running.as_ref().is_some_and(|r| r.job == job);
             if self.slots.values().any(running) {

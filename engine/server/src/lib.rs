@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chimera_audit::{AuditLog, Event, Recorder};
+use chimera_job::Role;
 use chimera_journal::Journal;
 use chimera_maml::{KeyError, Policy, SecretKey, write_key_pair};
 use chimera_proto::v1::engine_server::EngineServer;
@@ -107,15 +108,15 @@ pub const KEY_ROTATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The four heads of DESIGN.md: `q0`, `q1` quantum, `a0`, `a1` AI.
 pub fn default_heads() -> Vec<HeadConfig> {
     [
-        ("q0", "quantum"),
-        ("q1", "quantum"),
-        ("a0", "ai"),
-        ("a1", "ai"),
+        ("q0", Role::Quantum),
+        ("q1", Role::Quantum),
+        ("a0", Role::Ai),
+        ("a1", Role::Ai),
     ]
     .into_iter()
     .map(|(id, role)| HeadConfig {
         id: id.into(),
-        role: role.into(),
+        role,
     })
     .collect()
 }

@@ -120,7 +120,7 @@ impl Core {
             seq: 0,
             job_type: job.job_type.clone(),
             runs: chimera_maml::work_label(&checked.work),
-            role: checked.role.name().to_owned(),
+            role: checked.role,
             submitted_by: admitted.key_name.clone(),
             relayed_by,
             // Admission read it as UTF-8.
@@ -481,7 +481,7 @@ impl EngineService {
                         Status_::Down => HeadStatus::Down,
                     } as i32,
                     id: h.id,
-                    role: h.role,
+                    role: h.role.name().to_owned(),
                     pid: h.pid.unwrap_or(0),
                     backend: h.backend,
                     restarts: h.restarts,

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chimera_job::Role;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::process::Command;
@@ -31,8 +32,7 @@ pub type Launcher = Arc<dyn Fn(&HeadConfig, &std::path::Path) -> Command + Send 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadConfig {
     pub id: String,
-    /// `quantum` or `ai`.
-    pub role: String,
+    pub role: Role,
 }
 
 pub struct SupervisorConfig {
@@ -57,7 +57,7 @@ pub enum HeadStatus {
 #[derive(Debug, Clone)]
 pub struct HeadInfo {
     pub id: String,
-    pub role: String,
+    pub role: Role,
     pub status: HeadStatus,
     pub pid: Option<u32>,
     pub backend: String,
@@ -202,7 +202,7 @@ impl Supervisor {
                 .map(|h| Watched {
                     info: HeadInfo {
                         id: h.id.clone(),
-                        role: h.role.clone(),
+                        role: h.role,
                         status: HeadStatus::Starting,
                         pid: None,
                         backend: String::new(),
@@ -627,7 +627,7 @@ mod tests {
         Watched {
             info: HeadInfo {
                 id: "q0".into(),
-                role: "quantum".into(),
+                role: Role::Quantum,
                 status: HeadStatus::Up,
                 pid: None,
                 backend: String::new(),

@@ -38,7 +38,7 @@ async fn heads_sending_each_other_more_than_a_socket_holds_both_get_through() {
     let sockets = tempfile::tempdir().unwrap();
     let heads = ["h0", "h1"].map(|id| HeadConfig {
         id: id.into(),
-        role: "quantum".into(),
+        role: chimera_job::Role::Quantum,
     });
     let config = SupervisorConfig {
         heads: heads.to_vec(),

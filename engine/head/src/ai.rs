@@ -93,15 +93,17 @@ impl AiHead {
     /// this head (the dead one's rebuild, holding its key) can open.
     fn resume_from(&self, run_dir: &Path, progress: &mut dyn FnMut(Progress)) -> Option<PathBuf> {
         let dir = checkpoint::latest(run_dir)?;
+        let named = relative_to(&self.data_dir, &dir.display().to_string());
         match self.keys.read(&dir.join("progress.json")) {
             Ok(_) => {
-                let resumed_from = relative_to(&self.data_dir, &dir.display().to_string());
-                progress(Progress::Resumed { resumed_from });
+                progress(Progress::Resumed {
+                    resumed_from: named,
+                });
                 Some(dir)
             }
             Err(e) => {
                 progress(Progress::CheckpointUnreadable {
-                    checkpoint_unreadable: relative_to(&self.data_dir, &dir.display().to_string()),
+                    checkpoint_unreadable: named,
                     reason: relative_to(&self.data_dir, &e.to_string()),
                     training: "from the start".into(),
                 });

@@ -27,6 +27,7 @@ use chimera_journal::{JobRecord, JobState, Journal, JournalError};
 use chimera_proto::v1::{JobEvent, job_event};
 use chimera_supervisor::{HeadEvent, Outcome, Supervisor, ToHead};
 use jiff::Timestamp;
+use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{Span, debug, error, info, info_span, warn};
 
@@ -229,10 +230,7 @@ impl Dispatcher {
             .journal
             .update(&record.id, move |r| r.checked = Some(checked));
         match update.await {
-            Ok(updated) => Some(JobRecord {
-                document: record.document,
-                ..updated
-            }),
+            Ok(updated) => Some(updated),
             Err(e) => {
                 error!(job = %record.id, "cannot be converted: {e}");
                 None
@@ -495,7 +493,7 @@ impl Dispatcher {
     /// keeps the job for the head's rebuild if the head dies.
     fn progress(&mut self, head: String, job_id: String, progress: serde_json::Value) {
         let checkpointed = matches!(
-            serde_json::from_value(progress.clone()),
+            Progress::deserialize(&progress),
             Ok(Progress::Checkpoint { .. })
         );
         if checkpointed

@@ -5,10 +5,11 @@
 //! the floor. Reports effective GB/s for the gate on every target qubit.
 
 use anyhow::{Context, Result};
+use chimera_circuit::circuit::Gate;
+use chimera_circuit::gates;
+use chimera_circuit::memory::Precision;
+use chimera_quantum::backend::Backend;
 use chimera_quantum::backend::cuda::CudaBackend;
-use chimera_quantum::backend::{Backend, Precision};
-use chimera_quantum::circuit::Gate;
-use chimera_quantum::gates;
 use clap::Args;
 use std::time::Instant;
 

@@ -1,11 +1,12 @@
 //! `chimera sim`: one circuit, from a file or the bundled example, on the chosen backend.
 
 use anyhow::{Context, Result, bail};
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliSum;
+use chimera_circuit::qasm;
 use chimera_quantum::backend::cpu::CpuBackend;
 use chimera_quantum::backend::cuda::CudaBackend;
-use chimera_quantum::backend::{Amplitudes, Backend, Precision};
-use chimera_quantum::pauli::PauliSum;
-use chimera_quantum::qasm;
+use chimera_quantum::backend::{Amplitudes, Backend};
 use chimera_quantum::run::{RunOptions, RunOutput, ShotMode, run as run_circuit};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 #![no_main]
 
 use chimera_ai_spec::{InferSpec, TrainSpec};
-use chimera_quantum::qasm::parse_parameterised;
+use chimera_circuit::qasm::parse_parameterised;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,9 +3,9 @@
 //! backend simulates.
 #![no_main]
 
-use chimera_quantum::backend::Precision;
+use chimera_circuit::memory::Precision;
 use chimera_quantum::backend::cpu::CpuBackend;
-use chimera_quantum::qasm;
+use chimera_circuit::qasm;
 use chimera_quantum::run::{RunOptions, run};
 use libfuzzer_sys::fuzz_target;
 

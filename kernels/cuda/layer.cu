@@ -1,5 +1,5 @@
 // CHIMERA batched-layer kernels: one parameterised circuit over a batch of samples, for the
-// adjoint method (heads/quantum/src/adjoint.rs has the CPU version and the mathematics). Compiled
+// adjoint method (heads/quantum/src/adjoint.rs has the mathematics, backend/cpu/layer.rs the CPU version). Compiled
 // after statevector.cu, whose helpers they use; double precision only.
 //
 // The batch is `samples` states of 2^n amplitudes, one after another: sample b's amplitude i is

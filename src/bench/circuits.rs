@@ -81,7 +81,7 @@ mod tests {
         for kind in KINDS {
             for n in [2, 5, 8] {
                 let c = circuit(kind, n);
-                let parsed = chimera_quantum::qasm::parse(&c.qasm).unwrap();
+                let parsed = chimera_circuit::qasm::parse(&c.qasm).unwrap();
                 assert_eq!(parsed.num_qubits, n, "{kind} {n}");
                 assert_eq!(parsed.gate_count(), c.gates, "{kind} {n}");
             }
@@ -92,12 +92,12 @@ mod tests {
         let options = chimera_quantum::run::RunOptions {
             shots: 4000,
             seed: 3,
-            precision: chimera_quantum::backend::Precision::Double,
+            precision: chimera_circuit::memory::Precision::Double,
             observables: Vec::new(),
             keep_state: false,
         };
         let counts = |kind| {
-            let c = chimera_quantum::qasm::parse(&circuit(kind, 4).qasm).unwrap();
+            let c = chimera_circuit::qasm::parse(&circuit(kind, 4).qasm).unwrap();
             chimera_quantum::run::run(&c, &backend, &options)
                 .unwrap()
                 .counts

@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use chimera_circuit::memory::Precision;
 use chimera_quantum::backend::cpu::CpuBackend;
 use chimera_quantum::backend::cuda::CudaBackend;
-use chimera_quantum::backend::{Backend, BackendError, Precision};
+use chimera_quantum::backend::{Backend, BackendError};
 use chimera_quantum::run::{RunError, RunOptions, run};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -165,7 +166,7 @@ fn time_chimera(
     shots: usize,
     repeat: u32,
 ) -> Result<f64, RunError> {
-    let circuit = chimera_quantum::qasm::parse(&c.qasm).expect("the bench's circuits parse");
+    let circuit = chimera_circuit::qasm::parse(&c.qasm).expect("the bench's circuits parse");
     let options = RunOptions {
         shots,
         seed: 1,

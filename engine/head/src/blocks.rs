@@ -33,7 +33,7 @@ pub enum JobFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum BlockFailure {
     #[error(transparent)]
-    Circuit(#[from] chimera_quantum::qasm::QasmError),
+    Circuit(#[from] chimera_circuit::qasm::QasmError),
     #[error(transparent)]
     Simulation(#[from] chimera_quantum::run::RunError),
     #[error(transparent)]

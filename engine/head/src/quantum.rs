@@ -56,7 +56,7 @@ impl BlockRunner for QuantumHead {
                 block,
             });
         };
-        let circuit = chimera_quantum::qasm::parse(&checked.program)?;
+        let circuit = chimera_circuit::qasm::parse(&checked.program)?;
         let &CircuitSettings {
             shots,
             seed,
@@ -99,9 +99,9 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::atomic::AtomicBool;
 
+    use chimera_circuit::memory::Precision;
+    use chimera_circuit::pauli::PauliSum;
     use chimera_job::{CheckedCircuit, Role, Signed};
-    use chimera_quantum::backend::Precision;
-    use chimera_quantum::pauli::PauliSum;
     use chimera_supervisor::Outcome;
 
     use serde_json::Value;

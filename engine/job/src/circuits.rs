@@ -1,9 +1,9 @@
 //! A quantum job's circuits and the Context settings they run with: `shots` (1024), `seed`,
 //! `precision` (`single`, `double`) and `observables` (Pauli sums).
 
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliSum;
 use chimera_maml::{BlockKind, CodeBlock};
-use chimera_quantum::backend::Precision;
-use chimera_quantum::pauli::PauliSum;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -33,7 +33,7 @@ pub(crate) fn check(
     circuits
         .map(|(index, block)| {
             let circuit =
-                chimera_quantum::qasm::check(&block.code).map_err(|e| bad_circuit(block, e))?;
+                chimera_circuit::qasm::check(&block.code).map_err(|e| bad_circuit(block, e))?;
             if circuit.num_qubits > max_qubits {
                 return Err(JobError::TooManyQubits {
                     block_line: block.line,
@@ -59,13 +59,13 @@ pub(crate) fn check(
 pub(crate) fn check_layers(blocks: &[CodeBlock]) -> Result<(), JobError> {
     let layers = blocks.iter().filter(|b| b.kind == BlockKind::OpenQasm3);
     for block in layers {
-        chimera_quantum::qasm::parse_parameterised(&block.code)
+        chimera_circuit::qasm::parse_parameterised(&block.code)
             .map_err(|e| bad_circuit(block, e))?;
     }
     Ok(())
 }
 
-fn bad_circuit(block: &CodeBlock, e: chimera_quantum::qasm::QasmError) -> JobError {
+fn bad_circuit(block: &CodeBlock, e: chimera_circuit::qasm::QasmError) -> JobError {
     JobError::BadCircuit {
         block_line: block.line,
         line: e.line,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chimera_ai_spec::EpochProgress;
-use chimera_quantum::backend::Precision;
+use chimera_circuit::memory::Precision;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

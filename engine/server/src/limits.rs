@@ -114,8 +114,8 @@ fn with_room(bytes: u128) -> u128 {
 /// The most qubits whose single-precision state fits the larger of this machine's available
 /// memory and its largest GPU's memory.
 pub fn device_max_qubits() -> usize {
-    use chimera_quantum::backend::Precision;
-    let cpu = chimera_quantum::backend::cpu::available_memory().unwrap_or(0);
+    use chimera_circuit::memory::Precision;
+    let cpu = chimera_circuit::memory::available_memory().unwrap_or(0);
     let gpu = crate::gpu_metrics::largest_gpu_memory().map_or(0, u128::from);
     let memory = cpu.max(gpu);
     (0..64)

@@ -26,10 +26,10 @@
 //! Every setting but `dataset` and `model` has a default; an unknown key, a value of the wrong type
 //! or settings that contradict each other are refused with a message that names them.
 
+use chimera_circuit::layer::{self, Observable};
+use chimera_circuit::pauli::PauliSum;
+use chimera_circuit::qasm::parse_parameterised;
 use chimera_maml::{BlockKind, CodeBlock, Job};
-use chimera_quantum::adjoint::{self, Observable};
-use chimera_quantum::pauli::PauliSum;
-use chimera_quantum::qasm::parse_parameterised;
 use serde::{Deserialize, Serialize};
 
 use crate::{SpecError, invalid, yaml_error};
@@ -134,7 +134,7 @@ pub enum ModelSpec {
         dropout: f64,
     },
     /// A linear layer from the (flattened) input to the circuit's inputs, the circuit (a
-    /// parameterised OpenQASM 3 program: `chimera_quantum::qasm::parse_parameterised`) read out
+    /// parameterised OpenQASM 3 program: `chimera_circuit::qasm::parse_parameterised`) read out
     /// as the expectation values of `observables`, and a linear layer from those to the classes,
     /// as in PennyLane's TorchLayer demo. The circuit's other inputs are trained weights, starting
     /// uniform in [0, 2π).
@@ -186,7 +186,7 @@ impl ModelSpec {
     }
 
     /// The circuit of a hybrid model as a layer; `None` for other models.
-    pub fn quantum_layer(&self) -> Result<Option<adjoint::QuantumLayer>, SpecError> {
+    pub fn quantum_layer(&self) -> Result<Option<layer::QuantumLayer>, SpecError> {
         let Self::Hybrid {
             circuit,
             inputs,
@@ -229,7 +229,7 @@ impl ModelSpec {
             ));
         }
         let layer = circuit.layer(inputs, &observables).map_err(|e| match e {
-            chimera_quantum::qasm::CircuitLayerError::Layer(e) => {
+            chimera_circuit::qasm::CircuitLayerError::Layer(e) => {
                 invalid("model.observables", format!("do not fit the circuit: {e}"))
             }
             other => invalid("model.inputs", format!("do not fit the circuit: {other}")),

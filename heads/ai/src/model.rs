@@ -140,7 +140,7 @@ impl Builder<'_> {
     }
 
     /// The circuit, its weights uniform in [0, 2π) as PennyLane's TorchLayer starts them.
-    fn quantum(&mut self, circuit: chimera_quantum::adjoint::QuantumLayer) -> Result<()> {
+    fn quantum(&mut self, circuit: chimera_circuit::layer::QuantumLayer) -> Result<()> {
         let values = (0..circuit.weights())
             .map(|_| unit(self.rng) * std::f32::consts::TAU)
             .collect();

@@ -17,13 +17,13 @@ use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp2, DType, Error, Layout, Module, Result, Shape, Tensor, Var,
 };
-use chimera_quantum::adjoint;
+use chimera_circuit::layer;
 pub use chimera_quantum::adjoint::Simulator;
 
 /// The circuit as a candle op; clones share it.
 #[derive(Debug, Clone)]
 pub struct QuantumOp {
-    layer: Arc<adjoint::QuantumLayer>,
+    layer: Arc<layer::QuantumLayer>,
     simulator: Simulator,
 }
 
@@ -44,14 +44,14 @@ fn tensor_values(t: &Tensor) -> Result<Vec<f64>> {
 }
 
 impl QuantumOp {
-    pub fn new(layer: adjoint::QuantumLayer, simulator: Simulator) -> Self {
+    pub fn new(layer: layer::QuantumLayer, simulator: Simulator) -> Self {
         Self {
             layer: Arc::new(layer),
             simulator,
         }
     }
 
-    pub fn layer(&self) -> &adjoint::QuantumLayer {
+    pub fn layer(&self) -> &layer::QuantumLayer {
         &self.layer
     }
 
@@ -131,11 +131,7 @@ pub struct QuantumLayer {
 impl QuantumLayer {
     /// The layer with the given starting weights (as many as the circuit has), simulated by
     /// `simulator`.
-    pub fn new(
-        layer: adjoint::QuantumLayer,
-        weights: Tensor,
-        simulator: Simulator,
-    ) -> Result<Self> {
+    pub fn new(layer: layer::QuantumLayer, weights: Tensor, simulator: Simulator) -> Result<Self> {
         if weights.dims() != [layer.weights()] {
             return Err(Error::Msg(format!(
                 "the quantum layer has {} weights, not {:?}",

@@ -3,9 +3,9 @@
 //! ring of CNOTs from every qubit to the next (PennyLane's strongly entangling layers vary that
 //! range from layer to layer; these keep it at 1).
 
-use chimera_quantum::adjoint::{Angle, Axis, Op};
-use chimera_quantum::circuit::Gate;
-use chimera_quantum::gates;
+use chimera_circuit::circuit::Gate;
+use chimera_circuit::gates;
+use chimera_circuit::layer::{Angle, Axis, Op};
 
 /// Input i as the angle of a rotation about `axis` on qubit i, for each of `qubits` inputs.
 pub fn angle_embedding(qubits: usize, axis: Axis) -> Vec<Op> {

@@ -3,7 +3,7 @@
 //! qubits span while that slice sits in cache (CPU) or shared memory (GPU): one read and one write
 //! of the state per block instead of one per gate.
 
-use crate::circuit::Gate;
+use chimera_circuit::circuit::Gate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {

@@ -2,9 +2,9 @@
 //! that one pass over the state does the work of many gates. Knows nothing of the hardware beyond
 //! that one number.
 
-use crate::bits::{deposit, extract};
-use crate::circuit::{C64, Gate};
-use crate::gates;
+use chimera_circuit::bits::{deposit, extract};
+use chimera_circuit::circuit::{C64, Gate};
+use chimera_circuit::gates;
 
 /// Fuses `gates` (applied in order) into fewer gates with the same product. Dense groups span at
 /// most `max_qubits` qubits; runs of diagonal gates, which commute with one another and stay cheap

@@ -1,17 +1,14 @@
-//! CHIMERA's quantum head: OpenQASM 2.0 in, amplitudes, samples and expectation values out.
+//! CHIMERA's quantum head: circuits (read by `chimera-circuit`) simulated into amplitudes, samples
+//! and expectation values.
 //!
-//! `qasm` parses programs into the plain-data [`circuit::Circuit`]; `fuse` and `blocking` plan how
-//! gates are grouped; a [`backend::Backend`] applies them to a statevector; `state` reads results
-//! off a host-memory state; [`run::run`] ties it together with shots and classical control.
+//! `fuse` and `blocking` plan how gates are grouped; a [`backend::Backend`] applies them to a
+//! statevector; `state` reads results off a host-memory state; [`run::run`] ties it together with
+//! shots and classical control; `adjoint` evaluates a hybrid model's quantum layer and its
+//! gradients on a backend.
 
 pub mod adjoint;
 pub mod backend;
-pub mod bits;
 pub mod blocking;
-pub mod circuit;
 pub mod fuse;
-pub mod gates;
-pub mod pauli;
-pub mod qasm;
 pub mod run;
 pub mod state;

@@ -1,10 +1,11 @@
 //! Running a circuit on a backend: gates, measurements, resets and classical control; shots;
 //! expectation values.
 
-use crate::backend::{Amplitudes, Backend, BackendError, Precision, StateVector, Work};
-use crate::circuit::{Circuit, Condition, Gate, Op, gates_in};
-use crate::gates;
-use crate::pauli::PauliSum;
+use crate::backend::{Amplitudes, Backend, BackendError, StateVector, Work};
+use chimera_circuit::circuit::{Circuit, Condition, Gate, Op, gates_in};
+use chimera_circuit::gates;
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliSum;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use std::collections::BTreeMap;

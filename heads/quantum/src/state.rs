@@ -2,7 +2,7 @@
 //! sampling and Pauli expectation values. Parallel over the state with rayon.
 
 use crate::backend::cpu::lanes::Real;
-use crate::pauli::PauliString;
+use chimera_circuit::pauli::PauliString;
 use num_complex::Complex;
 use rayon::prelude::*;
 

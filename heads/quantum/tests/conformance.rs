@@ -4,8 +4,8 @@
 
 mod common;
 
-use chimera_quantum::backend::Precision;
-use chimera_quantum::qasm;
+use chimera_circuit::memory::Precision;
+use chimera_circuit::qasm;
 use chimera_quantum::run::{RunOptions, run};
 
 #[test]

@@ -2,9 +2,9 @@
 
 mod common;
 
-use chimera_quantum::bits::{deposit, extract};
-use chimera_quantum::circuit::{C64, Controlled, Gate};
-use chimera_quantum::gates;
+use chimera_circuit::bits::{deposit, extract};
+use chimera_circuit::circuit::{C64, Controlled, Gate};
+use chimera_circuit::gates;
 
 /// The full matrix of a split gate, on `qubits` (bit j of an index is `qubits[j]`).
 fn rebuild(split: &Controlled, qubits: &[usize]) -> Vec<C64> {

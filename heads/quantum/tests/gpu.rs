@@ -4,13 +4,14 @@
 
 mod common;
 
+use chimera_circuit::circuit::{C64, Gate, gates_in};
+use chimera_circuit::gates;
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliSum;
+use chimera_circuit::qasm;
 use chimera_quantum::backend::cpu::CpuBackend;
 use chimera_quantum::backend::cuda::CudaBackend;
-use chimera_quantum::backend::{Backend, BackendError, Precision};
-use chimera_quantum::circuit::{C64, Gate, gates_in};
-use chimera_quantum::gates;
-use chimera_quantum::pauli::PauliSum;
-use chimera_quantum::qasm;
+use chimera_quantum::backend::{Backend, BackendError};
 use chimera_quantum::run::{RunOptions, run};
 
 fn gpu(test: &str) -> Option<CudaBackend> {

@@ -1,9 +1,9 @@
 //! Shots, seeds, counts keys, and circuits with mid-circuit measurement, reset and `if`.
 
-use chimera_quantum::backend::Precision;
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliSum;
+use chimera_circuit::qasm;
 use chimera_quantum::backend::cpu::CpuBackend;
-use chimera_quantum::pauli::PauliSum;
-use chimera_quantum::qasm;
 use chimera_quantum::run::{RunOptions, RunOutput, ShotMode, run};
 
 const H: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\n";

@@ -1,7 +1,8 @@
 //! A state that cannot fit is refused before anything is allocated, with the numbers.
 
+use chimera_circuit::memory::Precision;
 use chimera_quantum::backend::cpu::CpuBackend;
-use chimera_quantum::backend::{Backend, BackendError, Precision};
+use chimera_quantum::backend::{Backend, BackendError};
 
 /// The most memory this process has held resident, in KiB (Linux's VmHWM).
 fn peak_resident_kib() -> u64 {

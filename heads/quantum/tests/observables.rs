@@ -2,10 +2,11 @@
 
 mod common;
 
-use chimera_quantum::backend::{Backend, Precision};
-use chimera_quantum::circuit::{C64, gates_in};
-use chimera_quantum::pauli::PauliSum;
-use chimera_quantum::qasm;
+use chimera_circuit::circuit::{C64, gates_in};
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliSum;
+use chimera_circuit::qasm;
+use chimera_quantum::backend::Backend;
 use chimera_quantum::run::{RunError, RunOptions, run};
 
 #[test]

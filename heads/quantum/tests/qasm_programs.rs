@@ -2,8 +2,8 @@
 
 mod common;
 
-use chimera_quantum::circuit::{C64, Op, gates_in};
-use chimera_quantum::{gates, qasm};
+use chimera_circuit::circuit::{C64, Op, gates_in};
+use chimera_circuit::{gates, qasm};
 
 fn state_of(src: &str) -> Vec<C64> {
     let c = qasm::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));

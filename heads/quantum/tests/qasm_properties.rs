@@ -1,9 +1,9 @@
 //! The front end never panics, whatever it is given: random token soup, and real programs with
 //! bytes flipped, cut or dropped. What it accepts, the simulator runs without panicking either.
 
-use chimera_quantum::backend::Precision;
+use chimera_circuit::memory::Precision;
+use chimera_circuit::qasm;
 use chimera_quantum::backend::cpu::CpuBackend;
-use chimera_quantum::qasm;
 use chimera_quantum::run::{RunOptions, run};
 use proptest::prelude::*;
 

@@ -4,8 +4,9 @@
 
 mod common;
 
-use chimera_quantum::backend::{Backend, Precision};
-use chimera_quantum::circuit::{C64, Gate};
+use chimera_circuit::circuit::{C64, Gate};
+use chimera_circuit::memory::Precision;
+use chimera_quantum::backend::Backend;
 use common::{XorShift, random_gate};
 
 fn relative_error(a: &[C64], b: &[C64]) -> f64 {

@@ -3,43 +3,11 @@
 pub mod cpu;
 pub mod cuda;
 
-use crate::circuit::Gate;
-use crate::pauli::PauliString;
+use chimera_circuit::circuit::Gate;
+use chimera_circuit::memory::Precision;
+use chimera_circuit::pauli::PauliString;
 use num_complex::Complex;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// complex64: 8 bytes per amplitude.
-    Single,
-    /// complex128: 16 bytes per amplitude.
-    Double,
-}
-
-impl Precision {
-    pub fn bytes_per_amplitude(self) -> u64 {
-        match self {
-            Precision::Single => 8,
-            Precision::Double => 16,
-        }
-    }
-
-    /// Bytes of a statevector of `num_qubits` qubits; saturates rather than overflow.
-    pub fn state_bytes(self, num_qubits: usize) -> u128 {
-        1u128
-            .checked_shl(num_qubits as u32)
-            .and_then(|a| a.checked_mul(self.bytes_per_amplitude() as u128))
-            .unwrap_or(u128::MAX)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Single => "single",
-            Precision::Double => "double",
-        }
-    }
-}
 
 /// A state copied out of a backend, in its own precision.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,9 @@
 //! reference simulator to compare against.
 #![allow(dead_code)]
 
+use chimera_circuit::circuit::{C64, Gate};
 use chimera_quantum::backend::Amplitudes;
 use chimera_quantum::backend::cpu::{CpuBackend, Isa, Tuning};
-use chimera_quantum::circuit::{C64, Gate};
 
 /// Every CPU configuration worth testing: each instruction set this processor runs (AVX-512, AVX2,
 /// portable), with its measured plan and with tiny blocks that force the gather/scatter path on

@@ -12,8 +12,8 @@
 //! permutation gates cost one term per output vector.
 
 use super::lanes::{Lanes, Real};
-use crate::bits::{deposit, extract, insert_zeros};
-use crate::circuit::Gate;
+use chimera_circuit::bits::{deposit, extract, insert_zeros};
+use chimera_circuit::circuit::Gate;
 use num_complex::Complex;
 use std::mem::MaybeUninit;
 
@@ -21,6 +21,43 @@ use std::mem::MaybeUninit;
 pub const MAX_QUBITS: usize = 6;
 /// Groups processed together (see `apply_some`).
 const GROUPS_AT_ONCE: usize = 4;
+
+/// Most floats in one vector of any lanes: 8 single-precision amplitudes (AVX-512).
+const MAX_VECTOR_FLOATS: usize = 16;
+
+/// The lane permutation whose float `i` comes from float `source(i)`, built on the stack (gates
+/// are prepared often: a hybrid layer prepares its rotations for every batch).
+fn permutation<S: Lanes>(source: impl Fn(usize) -> usize) -> S::Perm {
+    let floats = 2 << S::LANE_BITS;
+    let mut src = [0; MAX_VECTOR_FLOATS];
+    for (i, slot) in src[..floats].iter_mut().enumerate() {
+        *slot = source(i);
+    }
+    S::perm(&src[..floats])
+}
+
+/// The two coefficient vectors that give each lane of a vector the matrix entry `entry(lane)`:
+/// (re, re) and (-im, im) per amplitude (see the module documentation); and whether any entry is
+/// non-zero.
+fn coefficients<S: Lanes>(entry: impl Fn(usize) -> Complex<f64>) -> (S::V, S::V, bool) {
+    let mut re = [S::F::default(); MAX_VECTOR_FLOATS];
+    let mut im = [S::F::default(); MAX_VECTOR_FLOATS];
+    let mut nonzero = false;
+    for lane in 0..1usize << S::LANE_BITS {
+        let m = entry(lane);
+        nonzero |= m.norm_sqr() != 0.0;
+        re[2 * lane] = S::F::from_f64(m.re);
+        re[2 * lane + 1] = S::F::from_f64(m.re);
+        im[2 * lane] = S::F::from_f64(-m.im);
+        im[2 * lane + 1] = S::F::from_f64(m.im);
+    }
+    let floats = 2 << S::LANE_BITS;
+    (
+        S::from_floats(&re[..floats]),
+        S::from_floats(&im[..floats]),
+        nonzero,
+    )
+}
 
 struct Term<S: Lanes> {
     /// Index into the permuted copies of the group: c * 2^l + cl.
@@ -81,27 +118,19 @@ impl<S: Lanes> Diagonal<S> {
         let l = targets.iter().take_while(|&&t| t < lb).count();
         let high: Vec<usize> = targets[l..].iter().map(|t| t - lb).collect();
         let d = gate.dim();
-        let lanes = 1usize << lb;
         let table = (0..1usize << high.len())
             .map(|hi| {
-                let mut re = vec![S::F::default(); 2 * lanes];
-                let mut im = vec![S::F::default(); 2 * lanes];
-                for lane in 0..lanes {
+                let (re, im, _) = coefficients::<S>(|lane| {
                     let rl = extract(lane, &targets[..l]);
-                    let m = gate.matrix[(rl | hi << l) * (d + 1)];
-                    re[2 * lane] = S::F::from_f64(m.re);
-                    re[2 * lane + 1] = S::F::from_f64(m.re);
-                    im[2 * lane] = S::F::from_f64(-m.im);
-                    im[2 * lane + 1] = S::F::from_f64(m.im);
-                }
-                (S::from_floats(&re), S::from_floats(&im))
+                    gate.matrix[(rl | hi << l) * (d + 1)]
+                });
+                (re, im)
             })
             .collect();
-        let swap: Vec<usize> = (0..2 * lanes).map(|f| f ^ 1).collect();
         Diagonal {
             high,
             table,
-            swap: S::perm(&swap),
+            swap: permutation::<S>(|f| f ^ 1),
         }
     }
 
@@ -165,41 +194,28 @@ impl<S: Lanes> Dense<S> {
         let offsets = (0..1usize << h).map(|c| deposit(c, &high)).collect();
         let lane_mask: usize = targets[..l].iter().map(|t| 1 << t).sum();
 
-        let lanes = 1usize << lb;
         let perms = (0..1usize << l)
             .map(|cl| {
                 let source = |lane: usize| (lane & !lane_mask) | deposit(cl, &targets[..l]);
-                let plain: Vec<usize> = (0..2 * lanes).map(|f| 2 * source(f / 2) + f % 2).collect();
-                let swapped: Vec<usize> = (0..2 * lanes)
-                    .map(|f| 2 * source(f / 2) + 1 - f % 2)
-                    .collect();
-                (S::perm(&plain), S::perm(&swapped))
+                let plain = permutation::<S>(|f| 2 * source(f / 2) + f % 2);
+                let swapped = permutation::<S>(|f| 2 * source(f / 2) + 1 - f % 2);
+                (plain, swapped)
             })
             .collect();
         let d = 1usize << k;
-        let mut terms = Vec::new();
-        let mut row_start = vec![0];
+        let mut terms = Vec::with_capacity(1 << (2 * h + l));
+        let mut row_start = Vec::with_capacity((1 << h) + 1);
+        row_start.push(0);
         for r in 0..1usize << h {
             for c in 0..1usize << h {
                 for cl in 0..1usize << l {
-                    let mut re = vec![S::F::default(); 2 * lanes];
-                    let mut im = vec![S::F::default(); 2 * lanes];
-                    let mut nonzero = false;
-                    for lane in 0..lanes {
+                    let (re, im, nonzero) = coefficients::<S>(|lane| {
                         let rl = extract(lane, &targets[..l]);
-                        let m = gate.matrix[(rl | r << l) * d + (cl | c << l)];
-                        nonzero |= m.norm_sqr() != 0.0;
-                        re[2 * lane] = S::F::from_f64(m.re);
-                        re[2 * lane + 1] = S::F::from_f64(m.re);
-                        im[2 * lane] = S::F::from_f64(-m.im);
-                        im[2 * lane + 1] = S::F::from_f64(m.im);
-                    }
+                        gate.matrix[(rl | r << l) * d + (cl | c << l)]
+                    });
                     if nonzero {
-                        terms.push(Term {
-                            src: c << l | cl,
-                            re: S::from_floats(&re),
-                            im: S::from_floats(&im),
-                        });
+                        let src = c << l | cl;
+                        terms.push(Term { src, re, im });
                     }
                 }
             }

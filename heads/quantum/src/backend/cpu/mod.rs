@@ -9,14 +9,16 @@
 
 pub mod kernel;
 pub mod lanes;
+pub mod layer;
 
 use super::{Amplitudes, Backend, BackendError, Precision, StateVector, Work, WorkCounter};
-use crate::bits::deposit;
 use crate::blocking;
-use crate::circuit::Gate;
 use crate::fuse;
-use crate::pauli::PauliString;
 use crate::state;
+use chimera_circuit::bits::deposit;
+use chimera_circuit::circuit::Gate;
+use chimera_circuit::memory::available_memory;
+use chimera_circuit::pauli::PauliString;
 use kernel::Prepared;
 use lanes::{Lanes, Real, Scalar};
 use num_complex::Complex;
@@ -196,15 +198,6 @@ impl CpuBackend {
     }
 }
 
-/// Bytes of memory this machine can still hand out, when the system says.
-/// The memory this machine can give a new state now (`MemAvailable`), in bytes.
-pub fn available_memory() -> Option<u128> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
         format!(
@@ -272,21 +265,47 @@ where
 
     fn into_amplitudes(amps: Vec<Complex<Self>>) -> Amplitudes;
 
-    /// Applies `gates` with the widest vectors that the backend's instruction set and the state's
-    /// size allow.
-    fn apply(amps: &mut [Complex<Self>], n: usize, gates: &[Gate], shared: &Shared) {
-        let block = shared.tuning.block_qubits - Self::FEWER_BLOCK_QUBITS;
+    /// Runs `work` with the widest vectors that `isa` and a state of `n` qubits allow.
+    fn with_lanes<W: WithLanes<Self>>(isa: Isa, n: usize, work: W) -> W::Output {
         #[cfg(target_arch = "x86_64")]
-        match shared.isa {
-            Isa::Avx512 if n >= Self::Avx512::LANE_BITS => {
-                return apply_gates::<Self::Avx512>(amps, n, gates, shared, block);
-            }
+        match isa {
+            Isa::Avx512 if n >= Self::Avx512::LANE_BITS => return work.run::<Self::Avx512>(isa),
             Isa::Avx512 | Isa::Avx2Fma if n >= Self::Avx2::LANE_BITS => {
-                return apply_gates::<Self::Avx2>(amps, n, gates, shared, block);
+                return work.run::<Self::Avx2>(isa);
             }
             _ => {}
         }
-        apply_gates::<Scalar<Self>>(amps, n, gates, shared, block)
+        work.run::<Scalar<Self>>(isa)
+    }
+}
+
+/// Work written over the kernel's lanes, for [`CpuReal::with_lanes`] to pick them (a closure cannot
+/// be generic).
+trait WithLanes<F: Real> {
+    type Output;
+    fn run<S: Lanes<F = F>>(self, isa: Isa) -> Self::Output;
+}
+
+/// Gates applied to a whole state, cache block by cache block.
+struct ApplyGates<'a, F: Real> {
+    amps: &'a mut [Complex<F>],
+    n: usize,
+    gates: &'a [Gate],
+    shared: &'a Shared,
+    block_qubits: usize,
+}
+
+impl<F: Real> WithLanes<F> for ApplyGates<'_, F> {
+    type Output = ();
+
+    fn run<S: Lanes<F = F>>(self, _isa: Isa) {
+        apply_gates::<S>(
+            self.amps,
+            self.n,
+            self.gates,
+            self.shared,
+            self.block_qubits,
+        );
     }
 }
 
@@ -351,7 +370,15 @@ where
     }
 
     fn apply(&mut self, gates: &[Gate]) {
-        F::apply(&mut self.amps, self.num_qubits, gates, &self.shared);
+        let shared = &self.shared;
+        let apply = ApplyGates {
+            amps: &mut self.amps,
+            n: self.num_qubits,
+            gates,
+            shared,
+            block_qubits: shared.tuning.block_qubits - F::FEWER_BLOCK_QUBITS,
+        };
+        F::with_lanes(shared.isa, self.num_qubits, apply);
     }
 
     fn probability_of_one(&self, qubit: usize) -> f64 {

@@ -16,10 +16,10 @@ use super::{
     CudaBackend, DENSE_FUSE_QUBITS, DIAGONAL_FUSE_QUBITS, Device, HEADROOM, THREADS, grid,
     group_sums, launch_gates,
 };
-use crate::adjoint::{Angle, Axis, Gradients, LayerError, Op, QuantumLayer, SplitTerms};
 use crate::backend::human_bytes;
-use crate::circuit::Gate;
 use crate::fuse;
+use chimera_circuit::circuit::Gate;
+use chimera_circuit::layer::{Angle, Axis, Gradients, LayerError, Op, QuantumLayer, SplitTerms};
 
 /// Most blocks a reduction gives one sample: with 64 samples of 20 qubits, 4,096 blocks.
 const MAX_BLOCKS_PER_SAMPLE: u64 = 64;
@@ -423,10 +423,11 @@ impl<'a> Batch<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adjoint::tests::{random_layer, random_values};
-    use crate::adjoint::{Observable, Simulator};
-    use crate::circuit::Gate;
-    use crate::gates;
+    use crate::adjoint::Simulator;
+    use crate::backend::cpu::layer::tests::{random_layer, random_values};
+    use chimera_circuit::circuit::Gate;
+    use chimera_circuit::gates;
+    use chimera_circuit::layer::Observable;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 
@@ -456,7 +457,7 @@ mod tests {
         let g = random_values(&mut rng, samples * layer.outputs());
         let forward = gpu.forward(layer, &x, &w).unwrap();
         let (values, gradients) = gpu.backward(layer, &x, &w, &g).unwrap();
-        let (cpu_values, cpu_gradients) = layer.backward(&x, &w, &g).unwrap();
+        let (cpu_values, cpu_gradients) = Simulator::Cpu.backward(layer, &x, &w, &g).unwrap();
         assert_eq!(forward, values, "forward and backward's values differ");
         // Run to run, the GPU gives the very same numbers (fixed reduction order).
         assert_eq!(gpu.backward(layer, &x, &w, &g).unwrap().1, gradients);
@@ -520,7 +521,7 @@ mod tests {
         let Some(gpu) = gpu("twenty_qubits_entangled_match_the_cpu") else {
             return;
         };
-        let n = crate::adjoint::MAX_QUBITS;
+        let n = chimera_circuit::layer::MAX_QUBITS;
         let rotation = |qubit, axis, angle| Op::Rotation { qubit, axis, angle };
         let cnot = |a: usize, b: usize| {
             Op::Fixed(Gate::new(vec![a, b], gates::controlled(&gates::x(), 1)))
@@ -538,7 +539,7 @@ mod tests {
         let mut observables: Vec<Observable> = (0..n).map(Observable::Z).collect();
         observables.push(Observable::ZZ(0, n - 1));
         observables.push(Observable::Sum(
-            crate::pauli::PauliSum::parse("0.5*X0 Y19 - 0.25*X7").unwrap(),
+            chimera_circuit::pauli::PauliSum::parse("0.5*X0 Y19 - 0.25*X7").unwrap(),
         ));
         let layer = QuantumLayer::new(n, ops, &observables).unwrap();
         let [values, inputs, weights, size] = compare(&gpu, &layer, 3, 21);

@@ -12,10 +12,10 @@
 //! the device; sampling copies back only the chunks that receive draws.
 
 use super::{Amplitudes, Backend, BackendError, Precision, StateVector, Work, WorkCounter};
-use crate::circuit::{C64, Controlled, Gate};
 use crate::fuse;
-use crate::pauli::PauliString;
 use crate::state::{self, CHUNK};
+use chimera_circuit::circuit::{C64, Controlled, Gate};
+use chimera_circuit::pauli::PauliString;
 use chimera_kernels::{
     DENSE_MAX_QUBITS, DIAGONAL_MAX_QUBITS, LANE_BITS, LANES_MIN_LOW_RUN, LAYER_KERNELS,
     dense_lanes_kernel,

@@ -1,8 +1,8 @@
 //! Every qelib1.inc gate, read through our front end, has exactly the unitary Qiskit's reader gives it
 //! (global phase included). Reference matrices: `data/make_qelib1_reference.py`.
 
-use chimera_quantum::circuit::{C64, Op};
-use chimera_quantum::qasm;
+use chimera_circuit::circuit::{C64, Op};
+use chimera_circuit::qasm;
 
 #[test]
 fn every_qelib1_gate_matches_qiskit() {
@@ -56,5 +56,5 @@ fn every_qelib1_gate_matches_qiskit() {
 fn u0_is_the_identity() {
     let c = qasm::parse("OPENQASM 2.0; include \"qelib1.inc\"; qreg q[1]; u0(0.3) q[0];").unwrap();
     let Op::Gate(g) = &c.ops[0] else { panic!() };
-    assert_eq!(g.matrix, chimera_quantum::gates::identity(1));
+    assert_eq!(g.matrix, chimera_circuit::gates::identity(1));
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use chimera_quantum::qasm;
+use chimera_circuit::qasm;
 
 const H: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\n";
 
@@ -348,7 +348,7 @@ fn a_gate_of_billions_of_operations_is_refused_at_its_call() {
 #[test]
 fn the_check_takes_and_refuses_what_the_parse_does() {
     let dirs = [
-        "tests/data/conformance",
+        "../quantum/tests/data/conformance",
         "../../benches/circuits",
         "../../fuzz/seeds",
     ];

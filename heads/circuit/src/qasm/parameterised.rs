@@ -25,8 +25,8 @@ use super::lexer::{self, Pos};
 use super::lower::{Lowerer, check_arity, constant_params};
 use super::parser::{GateCall, ParamStmt, Parser};
 use super::qelib1;
-use crate::adjoint::{self, Angle, Axis, LayerError, Observable, Op};
 use crate::circuit::Gate;
+use crate::layer::{self, Angle, Axis, LayerError, Observable, Op};
 
 /// One `input` declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,12 +120,12 @@ impl Lowering {
             }
             ParamStmt::Qubits { name, size, pos } => {
                 self.registers.declare(name, *size, *pos, true)?;
-                if self.registers.qubit_count() > adjoint::MAX_QUBITS {
+                if self.registers.qubit_count() > layer::MAX_QUBITS {
                     return Err(pos.error(format!(
                         "register '{name}' brings the circuit to {} qubits; a quantum layer has \
                          at most {}",
                         self.registers.qubit_count(),
-                        adjoint::MAX_QUBITS
+                        layer::MAX_QUBITS
                     )));
                 }
                 Ok(())
@@ -285,7 +285,7 @@ impl ParameterisedCircuit {
         &self,
         inputs: &[String],
         observables: &[Observable],
-    ) -> Result<adjoint::QuantumLayer, CircuitLayerError> {
+    ) -> Result<layer::QuantumLayer, CircuitLayerError> {
         for (i, name) in inputs.iter().enumerate() {
             if !self.parameters.iter().any(|p| p.name == *name) {
                 let declared: Vec<String> = self
@@ -344,7 +344,7 @@ impl ParameterisedCircuit {
                 Step::Fixed(gate) => Op::Fixed(gate.clone()),
             })
             .collect();
-        Ok(adjoint::QuantumLayer::new(self.qubits, ops, observables)?)
+        Ok(layer::QuantumLayer::new(self.qubits, ops, observables)?)
     }
 }
 
@@ -390,7 +390,7 @@ rz(phi) q;
         // The same circuit built by hand: `rz(phi) q;` is one rotation per qubit.
         let cnot = crate::gates::controlled(&crate::gates::x(), 1);
         let rotation = |qubit, axis, angle| Op::Rotation { qubit, axis, angle };
-        let by_hand = adjoint::QuantumLayer::new(
+        let by_hand = layer::QuantumLayer::new(
             2,
             vec![
                 rotation(0, Axis::X, Angle::Input(0)),
@@ -487,8 +487,25 @@ rz(phi) q;
         .unwrap();
         let layer = circuit.layer(&[], &[Observable::Z(0)]).unwrap();
         assert_eq!((layer.inputs(), layer.weights()), (0, 1));
-        // u(π/2, 0, π) is H: from |0>, RX(t) leaves ⟨Z0⟩ = 0 whatever t.
-        let z = layer.forward(&[], &[0.7]).unwrap();
-        assert!(z[0].abs() < 1e-12, "{z:?}");
+        let [Op::Fixed(u), Op::Fixed(rz), rx] = layer.ops() else {
+            panic!("three operations: {:?}", layer.ops());
+        };
+        // u(π/2, 0, π) is H; rz(π/4) is diagonal; the barrier is no operation.
+        assert_eq!((&u.qubits, &rz.qubits), (&vec![0], &vec![1]));
+        let h = crate::gates::h();
+        assert!(
+            u.matrix.iter().zip(&h).all(|(a, b)| (a - b).norm() < 1e-12),
+            "{u:?}"
+        );
+        assert!(rz.is_diagonal(), "{rz:?}");
+        let weight = Angle::Weight(0);
+        assert_eq!(
+            rx,
+            &Op::Rotation {
+                qubit: 0,
+                axis: Axis::X,
+                angle: weight
+            }
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity), `audit.log`
 //! (`chimera_audit`) and `run/` (the heads' sockets).
 
+mod admission;
 pub mod client_certificates;
 mod connections;
 pub mod convert;

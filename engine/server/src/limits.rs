@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::Status;
 
-use crate::refusal::Reason;
+use crate::refusal::{Reason, Refused};
 use crate::request_budget::Budget;
 use crate::sources::{PerSource, Place as SourcePlace, source_of};
 
@@ -219,7 +218,7 @@ impl Gate {
     }
 
     /// Takes a token from `client`'s bucket, or says when the next one comes.
-    pub fn submission(&self, client: &str) -> Result<(), Status> {
+    pub fn submission(&self, client: &str) -> Result<(), Refused> {
         let rate = self.limits.submissions_per_second;
         if rate <= 0.0 {
             return Ok(());
@@ -234,7 +233,7 @@ impl Gate {
             bucket.tokens -= 1.0;
             return Ok(());
         };
-        Err(Reason::RateLimited.status(format!(
+        Err(Reason::RateLimited.refused(format!(
             "`{client}` submits faster than the {rate} jobs per second (bursts of {}) this \
                  engine allows one client; retry in {wait_ms} ms",
             self.limits.burst
@@ -244,7 +243,7 @@ impl Gate {
     /// Whether `source` may submit: not if its documents were refused faster than
     /// [`Limits::refusals_per_source_per_second`] allows, in which case this one is refused
     /// unread, saying when to retry.
-    pub fn source_may_submit(&self, source: IpAddr) -> Result<(), Status> {
+    pub fn source_may_submit(&self, source: IpAddr) -> Result<(), Refused> {
         let Some((rate, size)) = self.refusal_bucket() else {
             return Ok(());
         };
@@ -256,7 +255,7 @@ impl Gate {
         bucket.refill(rate, size, (self.clock)());
         match bucket.empty_for_ms(rate) {
             None => Ok(()),
-            Some(wait_ms) => Err(Reason::TooManyRefused.status(format!(
+            Some(wait_ms) => Err(Reason::TooManyRefused.refused(format!(
                 "{source} sends documents that are refused faster than the {rate} per second \
                      this engine reads from one source; its submissions are refused unread for \
                      {wait_ms} ms. Fix what the earlier refusals said (their reasons are in the \
@@ -298,12 +297,12 @@ impl Gate {
     }
 
     /// A place for one more unfinished job of `client`, or the refusal when it has too many.
-    pub fn place(&self, client: &str) -> Result<Place<'_>, Status> {
+    pub fn place(&self, client: &str) -> Result<Place<'_>, Refused> {
         let max = self.limits.max_unfinished_per_client;
         let mut counts = self.unfinished.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(client.to_owned()).or_insert(0);
         if *count >= max {
-            return Err(Reason::TooManyJobs.status(format!(
+            return Err(Reason::TooManyJobs.refused(format!(
                 "`{client}` has {count} jobs queued or running, the most this engine holds \
                      for one client; submit more when some have finished (Watch them)"
             )));
@@ -325,8 +324,8 @@ impl Gate {
     }
 
     /// A place for one more open stream from `source`, held for as long as the stream lives.
-    pub fn stream(&self, source: Option<IpAddr>) -> Result<StreamPlace, Status> {
-        let too_many = |message: String| Reason::TooManyStreams.status(message);
+    pub fn stream(&self, source: Option<IpAddr>) -> Result<StreamPlace, Refused> {
+        let too_many = |message: String| Reason::TooManyStreams.refused(message);
         let of_source = match source.map(|source| self.streams_by_source.take(source)) {
             None => None,
             Some(Ok(place)) => Some(place),
@@ -356,7 +355,7 @@ impl Gate {
 mod tests {
     use super::*;
     use crate::refusal;
-    use tonic::Code;
+    use tonic::{Code, Status};
 
     #[test]
     fn this_machine_holds_some_qubits_and_not_absurdly_many() {
@@ -397,7 +396,7 @@ mod tests {
         for _ in 0..3 {
             gate.submission("a").unwrap();
         }
-        let refused = gate.submission("a").unwrap_err();
+        let refused = Status::from(gate.submission("a").unwrap_err());
         assert_eq!(refused.code(), Code::ResourceExhausted);
         assert_eq!(refusal::reason_of(&refused).unwrap(), "RATE_LIMITED");
         assert!(refused.message().contains("retry in"), "{refused:?}");
@@ -435,7 +434,7 @@ mod tests {
             assert!(taken < 2_000, "never throttled");
         }
         assert_eq!(taken, 500, "throttled after {taken}");
-        let throttled = gate.source_may_submit(source).unwrap_err();
+        let throttled = Status::from(gate.source_may_submit(source).unwrap_err());
         assert_eq!(throttled.code(), Code::ResourceExhausted);
         assert_eq!(refusal::reason_of(&throttled).unwrap(), "TOO_MANY_REFUSED");
         assert!(throttled.message().contains("192.0.2.1"), "{throttled:?}");
@@ -481,7 +480,7 @@ mod tests {
             ..Limits::default()
         });
         gate.place("busy").unwrap().keep();
-        let refused = gate.place("busy").err().unwrap();
+        let refused = Status::from(gate.place("busy").err().unwrap());
         assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_JOBS");
         assert!(refused.message().contains("has 3 jobs"), "{refused:?}");
         gate.finished("busy");
@@ -500,7 +499,7 @@ mod tests {
         });
         let first = gate.stream(None).unwrap();
         let _second = gate.stream(None).unwrap();
-        let refused = gate.stream(None).err().unwrap();
+        let refused = Status::from(gate.stream(None).err().unwrap());
         assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
         drop(first);
         let _third = gate.stream(None).unwrap();
@@ -516,7 +515,7 @@ mod tests {
         let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
         let first = gate.stream(Some(a)).unwrap();
         let _second = gate.stream(Some(a)).unwrap();
-        let refused = gate.stream(Some(a)).err().unwrap();
+        let refused = Status::from(gate.stream(Some(a)).err().unwrap());
         assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
         assert!(refused.message().contains("192.0.2.1"), "{refused:?}");
         let _other = gate.stream(Some(b)).unwrap();

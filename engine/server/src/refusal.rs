@@ -1,5 +1,6 @@
-//! Every way a client's request can be refused, as a gRPC status with a stable reason in its
-//! `ErrorInfo` detail (domain `chimera.engine`), so that clients match on the reason, not the text.
+//! Every way a client's request can be refused: as the engine decides it ([`Refused`]: its
+//! reason and words), and as a gRPC status with the stable reason in its `ErrorInfo` detail
+//! (domain `chimera.engine`), so that clients match on the reason, not the text.
 
 use chimera_job::JobError;
 use chimera_maml::Refusal;
@@ -112,13 +113,51 @@ impl Reason {
     }
 
     /// The refusal, saying `message`.
+    pub fn refused(self, message: impl Into<String>) -> Refused {
+        Refused::Engine(self, message.into())
+    }
+
+    /// The refusal, saying `message`, as a gRPC status.
     pub fn status(self, message: impl Into<String>) -> Status {
         status(self.code(), self.name(), message)
     }
 }
 
+/// A refusal as the engine decides it, before a door words it: the engine's own reasons,
+/// admission's, and the job check's.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("{1}")]
+    Engine(Reason, String),
+    #[error("{0}")]
+    Document(Refusal),
+    #[error(transparent)]
+    Job(JobError),
+}
+
+impl Refused {
+    /// The stable name clients match on.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::Engine(reason, _) => reason.name(),
+            Refused::Document(refusal) => refusal.reason(),
+            Refused::Job(error) => error.reason(),
+        }
+    }
+}
+
+impl From<Refused> for Status {
+    fn from(refused: Refused) -> Status {
+        match refused {
+            Refused::Engine(reason, message) => reason.status(message),
+            Refused::Document(refusal) => admission(&refusal),
+            Refused::Job(error) => job(&error),
+        }
+    }
+}
+
 /// The status of a document that failed admission.
-pub fn admission(refusal: &Refusal) -> Status {
+fn admission(refusal: &Refusal) -> Status {
     let code = match refusal {
         Refusal::Malformed(_)
         | Refusal::PythonBlock { .. }
@@ -133,7 +172,7 @@ pub fn admission(refusal: &Refusal) -> Status {
 
 /// The status of an admitted job that its content refuses. A number past this engine's limits
 /// is `OUT_OF_RANGE`: no retry makes it pass here (the HTTP door answers it 422).
-pub fn job(error: &JobError) -> Status {
+fn job(error: &JobError) -> Status {
     let code = match error {
         JobError::HybridNotSupported => Code::Unimplemented,
         JobError::TooManyQubits { .. } | JobError::OverLimit { .. } => Code::OutOfRange,

@@ -3,11 +3,10 @@
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use chimera_audit::Event;
-use chimera_journal::{JobRecord, JobState, Journal, Submitted};
-use chimera_maml::{Policy, admit};
+use chimera_journal::{JobRecord, Journal};
+use chimera_maml::Policy;
 use chimera_proto::v1::engine_server::Engine;
 use chimera_proto::v1::{
     BatchReply, CancelRequest, GetRequest, Head, HeadStatus, Job, JobEvent, ListHeadsReply,
@@ -20,6 +19,7 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::admission::Admission;
 use crate::client_certificates::Client;
 use crate::dispatch::Request as Dispatch;
 use crate::limits::Gate;
@@ -60,138 +60,31 @@ pub struct Core {
 }
 
 impl Core {
-    /// Admits and journals one document; a refusal goes to the audit log with its reason.
-    /// `client` is the name a client certificate gave, if one did; else the signing key's.
-    /// `source`: the address it came from, if known.
+    /// Admits and journals one document (`admission`); a refusal goes to the audit log with its
+    /// reason. `client` is the name a client certificate gave, if one did; else the signing
+    /// key's. `source`: the address it came from, if known.
     pub(crate) async fn submit_one(
         &self,
         client: Option<&str>,
         source: Option<IpAddr>,
         document: Vec<u8>,
     ) -> Result<SubmitReply, Status> {
-        let outcome = self.admit_and_journal(client, source, &document).await;
-        if let Err(status) = &outcome {
-            let reason = refusal::reason_of(status).unwrap_or_default();
-            self.audit
-                .record(Event::refused(&reason, status.message(), &document));
-        }
-        outcome
-    }
-
-    async fn admit_and_journal(
-        &self,
-        client: Option<&str>,
-        source: Option<IpAddr>,
-        document: &[u8],
-    ) -> Result<SubmitReply, Status> {
-        let received = Instant::now();
-        // A client that proved who it is with a certificate is limited as that client, not by
-        // its address: a gateway relays many users' documents, some of them bad, from one.
-        let source = source.filter(|_| client.is_none());
-        if let Some(source) = source
-            && let Err(throttled) = self.gate.source_may_submit(source)
-        {
-            metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
-            return Err(throttled);
-        }
-        let trust = self.trust.current()?;
-        let admitted = match admit(document, &trust, &self.policy, Timestamp::now()) {
-            Ok(admitted) => admitted,
-            Err(refused) => {
-                if let Some(source) = source {
-                    self.gate.refused(source);
-                }
-                tracing::debug!(reason = refused.reason(), "submission refused: {refused}");
-                metrics::counter!(m::SIGNATURE_CHECKS, "result" => refused.reason()).increment(1);
-                metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
-                return Err(refusal::admission(&refused));
-            }
-        };
-        metrics::counter!(m::SIGNATURE_CHECKS, "result" => "valid").increment(1);
-        let checked = chimera_job::check_admitted(&admitted, self.gate.job_limits())
-            .map_err(|e| refusal::job(&e))?;
-        let job = &admitted.document.job;
-        let relayed_by = client.map(str::to_owned);
-        let client = client.unwrap_or(&admitted.key_name);
-        self.gate.submission(client)?;
-        let place = self.gate.place(client)?;
-        let record = JobRecord {
-            id: job.id.clone(),
-            seq: 0,
-            job_type: job.job_type.clone(),
-            runs: chimera_maml::work_label(&checked.work),
-            role: checked.role,
-            submitted_by: admitted.key_name.clone(),
-            relayed_by,
-            // Admission read it as UTF-8.
-            document: String::from_utf8(document.to_vec()).expect("admitted documents are UTF-8"),
-            digest: checked.signed.digest.clone(),
-            checked: Some(checked),
-            state: JobState::Queued,
-            head: None,
-            attempts: 0,
-            head_deaths: 0,
-            submitted_at: Timestamp::now(),
-            started_at: None,
-            finished_at: None,
-            result: None,
-            error: None,
-            receipt: None,
-            pruned_at: None,
-        };
-        let outcome = self
-            .journal
-            .submit(record)
-            .await
-            .map_err(|e| Reason::JournalUnavailable.status(e.to_string()))?;
         let public_key = self.key.public_key();
-        let reply = match outcome {
-            Submitted::Created(record) => {
-                place.keep();
-                tracing::debug!(job = %record.id, key = %record.submitted_by, "accepted");
-                self.audit.record(Event::Submitted {
-                    job: record.id.clone(),
-                    job_type: record.job_type.clone(),
-                    runs: record.runs.clone(),
-                    key: record.submitted_by.clone(),
-                    digest: record.digest.clone(),
-                });
-                let reply = SubmitReply {
-                    job: Some(convert::job(&record, public_key)),
-                    created: true,
-                };
-                let _ = self.events.send(convert::snapshot(&record, &[]));
-                let _ = self.dispatch.send(Dispatch::Submitted {
-                    id: record.id,
-                    role: record.role,
-                });
-                metrics::counter!(m::SUBMISSIONS, "outcome" => "created").increment(1);
-                reply
+        match self.admit(client, source, &document).await {
+            Ok(Admission::Created(record)) => Ok(SubmitReply {
+                job: Some(convert::job(&record, public_key)),
+                created: true,
+            }),
+            Ok(Admission::Existing(record)) => Ok(SubmitReply {
+                job: Some(convert::job(&record, public_key)),
+                created: false,
+            }),
+            Err(refused) => {
+                let message = refused.to_string();
+                (self.audit).record(Event::refused(refused.reason(), &message, &document));
+                Err(refused.into())
             }
-            Submitted::Existing(record) => {
-                metrics::counter!(m::SUBMISSIONS, "outcome" => "existing").increment(1);
-                SubmitReply {
-                    job: Some(convert::job(&record, public_key)),
-                    created: false,
-                }
-            }
-            Submitted::Conflict(existing) => {
-                metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);
-                // When, only to the key that submitted it: a stranger learns no more than that
-                // the id is taken.
-                let when = if existing.submitted_by == admitted.key_name {
-                    format!(" at {} with other content", existing.submitted_at)
-                } else {
-                    String::new()
-                };
-                return Err(Reason::ReplayedId.status(format!(
-                    "job id {} was already submitted{when}; a new job needs a new id",
-                    existing.id
-                )));
-            }
-        };
-        metrics::histogram!(m::ACK_SECONDS).record(received.elapsed().as_secs_f64());
-        Ok(reply)
+        }
     }
 
     pub(crate) fn record(&self, id: &str) -> Result<JobRecord, Status> {

@@ -4,9 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use chimera_maml::{TrustStore, TrustedKey};
-use tonic::Status;
 
-use crate::refusal::Reason;
+use crate::refusal::{Reason, Refused};
 
 /// The trust store, read again whenever its file changes, so that `chimera trust add` and a
 /// revocation take effect with the next submission.
@@ -37,13 +36,13 @@ impl TrustFile {
         &self,
         name: &str,
         read: impl FnOnce(&TrustedKey) -> T,
-    ) -> Result<Option<T>, Status> {
+    ) -> Result<Option<T>, Refused> {
         let store = self.current()?;
         Ok(store.keys().iter().find(|k| k.name == name).map(read))
     }
 
     /// The store as its file now reads.
-    pub(crate) fn current(&self) -> Result<Arc<TrustStore>, Status> {
+    pub(crate) fn current(&self) -> Result<Arc<TrustStore>, Refused> {
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
@@ -51,7 +50,7 @@ impl TrustFile {
         if cached.0 != modified || modified.is_none() {
             let store = TrustStore::load(&self.path).map_err(|e| {
                 Reason::TrustStoreUnreadable
-                    .status(format!("the engine cannot read its trust store: {e}"))
+                    .refused(format!("the engine cannot read its trust store: {e}"))
             })?;
             *cached = (modified, Arc::new(store));
         }

@@ -78,12 +78,13 @@ trait Evaluate: Sync {
 
 /// The layer's sweeps with the widest lanes that `isa` and the layer's states allow.
 fn sweeps(layer: &QuantumLayer, isa: Isa) -> Box<dyn Evaluate + '_> {
-    f64::with_lanes(isa, layer.qubits(), Pick(layer))
+    f64::with_lanes(isa, layer.qubits(), SweepsOf(layer))
 }
 
-struct Pick<'a>(&'a QuantumLayer);
+/// The layer's [`Sweeps`] with the lanes [`CpuReal::with_lanes`] picks.
+struct SweepsOf<'a>(&'a QuantumLayer);
 
-impl<'a> WithLanes<f64> for Pick<'a> {
+impl<'a> WithLanes<f64> for SweepsOf<'a> {
     type Output = Box<dyn Evaluate + 'a>;
 
     fn run<S: Lanes<F = f64>>(self, isa: Isa) -> Self::Output {
@@ -183,14 +184,21 @@ impl<S: Lanes<F = f64>> Sweeps<'_, S> {
                     axis,
                     angle: Angle::Input(input),
                 } => {
-                    steps.push(Step::Shared(self.prepare(&shared)));
-                    shared.clear();
+                    self.push_shared(&mut steps, &mut shared);
                     steps.push(Step::ByInput { qubit, axis, input });
                 }
             }
         }
-        steps.push(Step::Shared(self.prepare(&shared)));
+        self.push_shared(&mut steps, &mut shared);
         steps
+    }
+
+    /// The gates gathered in `shared`, fused and prepared as one step, if there are any.
+    fn push_shared(&self, steps: &mut Vec<Step<S>>, shared: &mut Vec<Gate>) {
+        if !shared.is_empty() {
+            steps.push(Step::Shared(self.prepare(shared)));
+            shared.clear();
+        }
     }
 
     /// The backward sweep: each rotation, and the fixed gates between, from the last operation
@@ -202,8 +210,10 @@ impl<S: Lanes<F = f64>> Sweeps<'_, S> {
             match *op {
                 Op::Fixed(ref gate) => fixed.push(gate.adjoint()),
                 Op::Rotation { qubit, axis, angle } => {
-                    steps.push(Undo::Fixed(self.prepare(&fixed)));
-                    fixed.clear();
+                    if !fixed.is_empty() {
+                        steps.push(Undo::Fixed(self.prepare(&fixed)));
+                        fixed.clear();
+                    }
                     steps.push(Undo::Rotation { qubit, axis, angle });
                 }
             }

@@ -1,4 +1,4 @@
-//! The batched layer on a GPU: [`QuantumLayer`]'s forward pass and adjoint backward pass with the
+//! The batched layer on a GPU: a [`QuantumLayer`]'s forward pass and adjoint backward pass with the
 //! batch's statevectors side by side in device memory, sample b's 2^n amplitudes after sample
 //! b - 1's, in double precision. Gates without parameters act alike on every sample, so they are
 //! fused and run by the statevector kernels over the whole batch at once; rotations take each
@@ -43,7 +43,7 @@ fn axis_index(axis: Axis) -> i32 {
 }
 
 impl CudaBackend {
-    /// [`QuantumLayer::forward`] on this GPU.
+    /// The layer's outputs for a batch (samples × outputs), on this GPU.
     pub fn layer_forward(
         &self,
         layer: &QuantumLayer,
@@ -60,7 +60,8 @@ impl CudaBackend {
         Ok(outputs)
     }
 
-    /// [`QuantumLayer::backward`] on this GPU: two statevectors per sample.
+    /// The layer's outputs and the adjoint method's gradients for a batch, on this GPU: two
+    /// statevectors per sample.
     pub fn layer_backward(
         &self,
         layer: &QuantumLayer,

@@ -12,6 +12,7 @@ mod report;
 mod serve;
 mod sim;
 mod train;
+mod unseal;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +60,10 @@ enum Command {
     /// Operate a running engine: rotate the heads' keys.
     #[command(subcommand)]
     Admin(client::AdminCommand),
+    /// The operator's unseal key, which will wrap every key the engine keeps at rest (issue 36:
+    /// `chimera serve` does not use it yet): make one.
+    #[command(subcommand)]
+    UnsealKey(unseal::UnsealKeyCommand),
     /// One worker head; started by `chimera serve`, not by hand.
     #[command(hide = true)]
     Head(head::HeadArgs),
@@ -148,6 +153,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(command) => succeeded(audit::run(command)),
         Command::Journal(command) => succeeded(journal::run(command)),
         Command::Admin(command) => client::admin(command),
+        Command::UnsealKey(command) => unseal::run(command),
         Command::Head(args) => head::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Bandwidth(args) => bandwidth::run(args),

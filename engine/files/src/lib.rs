@@ -52,6 +52,14 @@ pub fn replace_directory_via(
     sync_parent(dir)
 }
 
+/// Moves `from` (a file, or a directory whose files are already on the disk) to `to`, and makes
+/// the move survive a crash: both parent directories are synced after the rename.
+pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    sync_parent(to)?;
+    sync_parent(from)
+}
+
 /// Syncs the directory holding `path`, so that a rename into it survives a crash.
 fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -78,6 +86,24 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_directory_moves_whole_into_another() {
+        let root = tempfile::tempdir().unwrap();
+        let (from, to) = (root.path().join("run/model"), root.path().join("models/m1"));
+        replace_directory_via(
+            &root.path().join("run/model.partial"),
+            &from,
+            &[("w", b"1".to_vec())],
+        )
+        .unwrap();
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        rename_durably(&from, &to).unwrap();
+        assert_eq!(fs::read(to.join("w")).unwrap(), b"1");
+        assert!(!from.exists());
+        let missing = rename_durably(&from, &root.path().join("models/m2")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl AiHead {
             return Ok(());
         }
         std::fs::create_dir_all(&models)
-            .and_then(|()| std::fs::rename(model_dir, &stored))
+            .and_then(|()| chimera_files::rename_durably(model_dir, &stored))
             .map_err(|error| BlockFailure::StoreModel {
                 place: stored.display().to_string(),
                 error,

@@ -128,14 +128,6 @@ async fn check_all_finished(client: &mut EngineClient<Channel>, key: &SecretKey,
     );
 }
 
-/// Jobs that succeeded, by the engine's `chimera_jobs_total` counters.
-fn succeeded(metrics: &str) -> f64 {
-    (metrics.lines())
-        .filter(|l| l.starts_with("chimera_jobs_total{") && l.contains("outcome=\"succeeded\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let jobs: usize = args.next().map_or(10_000, |a| a.parse().expect("JOBS"));
@@ -243,7 +235,11 @@ fn main() {
         // too (results, receipts, the next dispatch), so a faster head lowers the rate above.
         println!(
             "  by then {} of them had succeeded",
-            succeeded(&engine.scrape_metrics())
+            engine_client::series_total(
+                &engine.scrape_metrics(),
+                "chimera_jobs_total",
+                &["outcome=\"succeeded\""]
+            )
         );
         let ids: Vec<String> = unary_docs.iter().map(|(id, _)| id.clone()).collect();
         check_all_finished(&mut client, &key, &ids).await;
@@ -298,10 +294,11 @@ fn main() {
     });
     // The engine's own count agrees: every submission created a job, none was refused.
     let metrics = engine.scrape_metrics();
-    let created = metrics
-        .lines()
-        .find(|l| l.starts_with("chimera_submissions_total{outcome=\"created\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    let created = engine_client::series(
+        &metrics,
+        "chimera_submissions_total",
+        &["outcome=\"created\""],
+    );
     assert_eq!(created, Some((2 * jobs) as f64), "{metrics}");
     println!(
         "  the engine's chimera_submissions_total{{outcome=\"created\"}}: {}",

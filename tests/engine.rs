@@ -277,16 +277,10 @@ fn the_example_jobs_return_correct_signed_results() {
     }
     assert!(metrics.contains("chimera_jobs_total{"), "{metrics}");
     // Bell and QFT ran on quantum heads: their gate passes are counted, 2 x 2^n x 8 bytes each.
-    let total = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name) && l.contains("head=\"q"))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    };
-    let passes = total("chimera_statevector_gate_passes_total{");
+    let total = |name: &str| series_total(&metrics, name, &["head=\"q"]);
+    let passes = total("chimera_statevector_gate_passes_total");
     assert!(passes >= 2.0, "{metrics}");
-    let bytes = total("chimera_statevector_bytes_moved_total{");
+    let bytes = total("chimera_statevector_bytes_moved_total");
     assert!(bytes >= passes * 2.0 * 4.0 * 8.0, "{metrics}");
     let has_gpu = std::process::Command::new("nvidia-smi")
         .output()

@@ -426,9 +426,22 @@ pub async fn trained_to(client: &mut EngineClient<Channel>, key: &SecretKey, id:
 
 /// The value of the series of `name` whose labels include every one of `labels`.
 pub fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    matching(metrics, name, labels).next()
+}
+
+/// The sum of every series of `name` whose labels include every one of `labels`.
+pub fn series_total(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    matching(metrics, name, labels).sum()
+}
+
+fn matching<'a>(
+    metrics: &'a str,
+    name: &'a str,
+    labels: &'a [&str],
+) -> impl Iterator<Item = f64> + 'a {
     metrics
         .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .filter(move |l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
 }

@@ -18,12 +18,12 @@ use crate::metrics_names as m;
 use crate::refusal::{Reason, Refused};
 use crate::service::Core;
 
-/// What admission did with a document.
-pub(crate) enum Admission {
-    /// A new job, committed.
-    Created(JobRecord),
-    /// The same document again: the job it made before.
-    Existing(JobRecord),
+/// What admission did with a document: the job it committed, or the one the same document made
+/// before.
+pub(crate) struct Admission {
+    pub record: JobRecord,
+    /// Whether the job is new.
+    pub created: bool,
 }
 
 impl Core {
@@ -71,11 +71,17 @@ impl Core {
             Submitted::Created(record) => {
                 place.keep();
                 self.announce(&record);
-                Admission::Created(record)
+                Admission {
+                    record,
+                    created: true,
+                }
             }
             Submitted::Existing(record) => {
                 metrics::counter!(m::SUBMISSIONS, "outcome" => "existing").increment(1);
-                Admission::Existing(record)
+                Admission {
+                    record,
+                    created: false,
+                }
             }
             Submitted::Conflict(existing) => {
                 metrics::counter!(m::SUBMISSIONS, "outcome" => "refused").increment(1);

@@ -69,19 +69,15 @@ impl Core {
         source: Option<IpAddr>,
         document: Vec<u8>,
     ) -> Result<SubmitReply, Status> {
-        let public_key = self.key.public_key();
         match self.admit(client, source, &document).await {
-            Ok(Admission::Created(record)) => Ok(SubmitReply {
-                job: Some(convert::job(&record, public_key)),
-                created: true,
-            }),
-            Ok(Admission::Existing(record)) => Ok(SubmitReply {
-                job: Some(convert::job(&record, public_key)),
-                created: false,
+            Ok(Admission { record, created }) => Ok(SubmitReply {
+                job: Some(convert::job(&record, self.key.public_key())),
+                created,
             }),
             Err(refused) => {
                 let message = refused.to_string();
-                (self.audit).record(Event::refused(refused.reason(), &message, &document));
+                self.audit
+                    .record(Event::refused(refused.reason(), &message, &document));
                 Err(refused.into())
             }
         }

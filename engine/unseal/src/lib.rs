@@ -218,19 +218,6 @@ fn config_directory() -> Option<PathBuf> {
 
 /// Refuses a key at `path` inside `data_dir` (both as they resolve, where they exist).
 fn outside(path: &Path, data_dir: &Path) -> Result<(), UnsealError> {
-    let resolved = |p: &Path| {
-        // The file may not exist yet: resolve its directory, then put its name back.
-        match (p.parent(), p.file_name()) {
-            (Some(parent), Some(name)) => fs::canonicalize(if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            })
-            .map(|d| d.join(name))
-            .unwrap_or_else(|_| p.to_owned()),
-            _ => p.to_owned(),
-        }
-    };
     let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
     if resolved(path).starts_with(&data) {
         return Err(UnsealError::InsideDataDirectory {
@@ -239,6 +226,20 @@ fn outside(path: &Path, data_dir: &Path) -> Result<(), UnsealError> {
         });
     }
     Ok(())
+}
+
+/// `path` with its directory resolved (links, `..`), where that directory exists: the file
+/// itself may not exist yet.
+fn resolved(path: &Path) -> PathBuf {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_owned();
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    fs::canonicalize(parent).map_or_else(|_| path.to_owned(), |dir| dir.join(name))
 }
 
 /// Reads a key file: 32 bytes, its owner's alone.

@@ -18,13 +18,13 @@ use rayon::prelude::*;
 use super::kernel::Prepared;
 use super::lanes::Lanes;
 use super::{CpuReal, DIAGONAL_FUSE_QUBITS, INLINE_AMPLITUDES, Isa, WithLanes, apply_all};
+use crate::fuse;
 
 /// Widest fused gate in a layer's sweeps. A layer fuses and prepares its shared gates anew for
 /// every batch (its weights change between batches), so wide fused matrices cost more to build
 /// than small states save: on the 4-qubit moons model, 3-qubit fusion made training slower than
 /// the layer's old loops, 2-qubit fusion did not (benches/RESULTS.md, issue 35).
 const FUSE_QUBITS: usize = 2;
-use crate::fuse;
 
 /// ⟨O_k⟩ for each sample (samples × outputs).
 pub fn forward(
@@ -90,6 +90,7 @@ impl<'a> WithLanes<f64> for SweepsOf<'a> {
     fn run<S: Lanes<F = f64>>(self, isa: Isa) -> Self::Output {
         Box::new(Sweeps::<S> {
             layer: self.0,
+            terms: self.0.split_terms(),
             isa,
             lanes: PhantomData,
         })
@@ -98,6 +99,8 @@ impl<'a> WithLanes<f64> for SweepsOf<'a> {
 
 struct Sweeps<'a, S> {
     layer: &'a QuantumLayer,
+    /// The observables' terms as every sample's values are read.
+    terms: SplitTerms,
     isa: Isa,
     lanes: PhantomData<S>,
 }
@@ -158,6 +161,22 @@ impl<S: Lanes<F = f64>> Sweeps<'_, S> {
         } else {
             (0..samples).into_par_iter().map(each).collect()
         }
+    }
+
+    /// Every observable's value, the diagonal terms (Z products) of all of them in one pass.
+    fn expectations(&self, state: &[C64]) -> Vec<f64> {
+        let mut values = vec![0.0; self.layer.outputs()];
+        for (i, a) in state.iter().enumerate() {
+            let p = a.norm_sqr();
+            for &(k, c, sign) in &self.terms.diagonal {
+                let parity = (i as u64 & sign).count_ones() % 2;
+                values[k] += if parity == 0 { c * p } else { -c * p };
+            }
+        }
+        for &(k, c, ref p) in &self.terms.other {
+            values[k] += c * crate::state::expectation(state, p);
+        }
+        values
     }
 
     fn apply(&self, state: &mut [C64], gates: &[Prepared<S>]) {
@@ -221,10 +240,16 @@ impl<S: Lanes<F = f64>> Sweeps<'_, S> {
         steps
     }
 
-    /// ψ for the sample whose inputs are `x`.
-    fn state(&self, steps: &[Step<S>], x: &[f64]) -> Vec<C64> {
+    /// |0…0⟩.
+    fn zero_state(&self) -> Vec<C64> {
         let mut state = vec![C64::new(0.0, 0.0); 1 << self.layer.qubits()];
         state[0] = C64::new(1.0, 0.0);
+        state
+    }
+
+    /// ψ for the sample whose inputs are `x`.
+    fn state(&self, steps: &[Step<S>], x: &[f64]) -> Vec<C64> {
+        let mut state = self.zero_state();
         for step in steps {
             match *step {
                 Step::Shared(ref gates) => self.apply(&mut state, gates),
@@ -247,7 +272,7 @@ impl<S: Lanes<F = f64>> Sweeps<'_, S> {
     ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let layer = self.layer;
         let mut phi = self.state(steps, x);
-        let values = expectations(layer, &phi);
+        let values = self.expectations(&phi);
         let mut lambda = vec![C64::new(0.0, 0.0); phi.len()];
         for (terms, g) in layer.observable_terms().iter().zip(g) {
             for (c, p) in terms {
@@ -286,8 +311,7 @@ impl<S: Lanes<F = f64>> Sweeps<'_, S> {
             })
             .collect();
         let prepared: Vec<Prepared<S>> = gates.iter().map(|g| Prepared::new(&g.sorted())).collect();
-        let mut state = vec![C64::new(0.0, 0.0); 1 << self.layer.qubits()];
-        state[0] = C64::new(1.0, 0.0);
+        let mut state = self.zero_state();
         self.apply(&mut state, &prepared);
         state
     }
@@ -299,7 +323,7 @@ impl<S: Lanes<F = f64>> Evaluate for Sweeps<'_, S> {
         let samples = layer.samples(inputs, weights)?;
         let steps = self.forward_steps(weights);
         let per_sample = self.each_sample(samples, |s| {
-            expectations(layer, &self.state(&steps, layer.sample(inputs, s)))
+            self.expectations(&self.state(&steps, layer.sample(inputs, s)))
         });
         Ok(per_sample.concat())
     }
@@ -353,7 +377,7 @@ impl<S: Lanes<F = f64>> Evaluate for Sweeps<'_, S> {
                     continue;
                 };
                 let shifted = |by: f64| {
-                    let values = expectations(layer, &self.shifted_state(x, weights, at, by));
+                    let values = self.expectations(&self.shifted_state(x, weights, at, by));
                     values.iter().zip(g).map(|(v, g)| v * g).sum::<f64>()
                 };
                 let d = (shifted(shift) - shifted(-shift)) / 2.0;
@@ -365,23 +389,6 @@ impl<S: Lanes<F = f64>> Evaluate for Sweeps<'_, S> {
         }
         Ok(gradients)
     }
-}
-
-/// Every observable's value, the diagonal terms (Z products) of all of them in one pass.
-fn expectations(layer: &QuantumLayer, state: &[C64]) -> Vec<f64> {
-    let mut values = vec![0.0; layer.outputs()];
-    let SplitTerms { diagonal, other } = layer.split_terms();
-    for (i, a) in state.iter().enumerate() {
-        let p = a.norm_sqr();
-        for &(k, c, sign) in &diagonal {
-            let parity = (i as u64 & sign).count_ones() % 2;
-            values[k] += if parity == 0 { c * p } else { -c * p };
-        }
-    }
-    for (k, c, p) in other {
-        values[k] += c * crate::state::expectation(state, &p);
-    }
-    values
 }
 
 /// `out += coefficient · P · state`.

@@ -3,9 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chimera_audit::{AuditLog, CheckpointSigner, Event, verify};
-use chimera_maml::{PublicKey, SecretKey};
-use chimera_server::receipt::EngineKey;
+use chimera_audit::{AuditLog, Event, verify};
+use chimera_maml::PublicKey;
 use chimera_server::{audit_path, engine_key_prefix};
 use clap::Subcommand;
 
@@ -73,15 +72,10 @@ pub fn run(command: AuditCommand) -> Result<bool> {
     Ok(true)
 }
 
-/// Adds `event` to the data directory's audit log, with a checkpoint when the engine's key is
-/// there to sign it (an engine started later signs it otherwise).
+/// Adds `event` to the data directory's audit log, chained but unsigned: the engine's identity key
+/// is sealed, so the engine signs it (within a second when it runs, else when it next starts).
 pub fn record(data_dir: &Path, event: Event) -> Result<()> {
-    let secret = engine_key_prefix(data_dir).with_extension("key");
-    let key = match secret.exists() {
-        true => Some(EngineKey::new(SecretKey::read_file(&secret)?)),
-        false => None,
-    };
     let mut log = AuditLog::open(&audit_path(data_dir))?;
-    log.append([event], key.as_ref().map(|k| k as &dyn CheckpointSigner))?;
+    log.append([event], None)?;
     Ok(())
 }

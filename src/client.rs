@@ -742,13 +742,25 @@ pub enum AdminCommand {
     /// key of the next epoch, new shares to its peers, its state re-sealed. Waits until each head
     /// that was up seals with its new key, then shows the heads.
     Rotate(HeadsArgs),
+    /// Wrap the data directory's keys under a new unseal key (`--new-unseal-key-file` or
+    /// `--new-unseal-key-command`), given the current one as `chimera serve` takes it. Safe while
+    /// the engine runs; it starts with the new key from then on, and the old key opens nothing
+    /// there. What the keys seal is not rewritten: rewrapping is one file, replaced whole.
+    Rewrap(crate::unseal::RewrapArgs),
 }
 
 /// How long `chimera admin rotate` waits for the heads' new keys.
 const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn admin(command: AdminCommand) -> Result<()> {
-    let AdminCommand::Rotate(args) = command;
+    match command {
+        AdminCommand::Rotate(args) => rotate(args),
+        AdminCommand::Rewrap(args) => crate::unseal::rewrap(args),
+    }
+}
+
+/// `chimera admin rotate`.
+fn rotate(args: HeadsArgs) -> Result<()> {
     runtime()?.block_on(async {
         let mut client = args.server.connect().await?;
         let before = client

@@ -62,8 +62,16 @@ async fn demo(args: DemoArgs) -> Result<()> {
         client_key.public_key().id()
     );
 
+    // The demo's directory goes when it ends, so its unseal key may live beside the data (never
+    // inside it); `chimera serve` keeps its key off the data volume.
+    let key_file = dir.path().join("unseal.key");
+    chimera_unseal::new_key_file(&key_file)?;
+    let source = chimera_unseal::Source::File(key_file);
+    let keyring = chimera_unseal::unseal(&source, &data_dir)?.keyring;
+    println!("   sealed under the unseal key {}", keyring.unseal_key_id());
     let engine = Engine::start(crate::serve::engine_config(
         &data_dir,
+        keyring,
         Duration::from_secs(3),
     )?)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

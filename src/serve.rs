@@ -11,6 +11,7 @@ use chimera_server::{
     AUDIT_ROTATE_BYTES, Engine, EngineConfig, KEY_ROTATION, Tls, default_heads, metrics_names,
 };
 use chimera_supervisor::{HeadConfig, Launcher};
+use chimera_unseal::Keyring;
 use clap::Args;
 use metrics_exporter_prometheus::Matcher;
 
@@ -40,6 +41,8 @@ pub struct ServeArgs {
     /// `audit.log.N` (N its last record's number) for archiving (0: one file for ever).
     #[arg(long, default_value_t = (AUDIT_ROTATE_BYTES >> 20) as f64)]
     audit_rotate_mib: f64,
+    #[command(flatten)]
+    unseal: crate::unseal::UnsealArgs,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -276,9 +279,14 @@ pub const DEFAULT_DATA_DIR: &str = "chimera-data";
 /// The default of `--keep-finished-days`.
 const KEEP_FINISHED_DAYS: f64 = 30.0;
 
-pub fn engine_config(data_dir: &Path, heartbeat_timeout: Duration) -> Result<EngineConfig> {
+pub fn engine_config(
+    data_dir: &Path,
+    keyring: Keyring,
+    heartbeat_timeout: Duration,
+) -> Result<EngineConfig> {
     Ok(EngineConfig {
         data_dir: data_dir.to_owned(),
+        keyring,
         heads: default_heads(),
         launcher: head_launcher(data_dir)?,
         policy: Policy::default(),
@@ -363,12 +371,13 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
         0.0 => None,
         mib => Some(positive_mib("--audit-rotate-mib", mib)?),
     };
+    let keyring = args.unseal.unseal(&args.data_dir)?;
     let config = EngineConfig {
         key_rotation,
         limits,
         keep_finished,
         audit_rotate_bytes,
-        ..engine_config(&args.data_dir, heartbeat_timeout)?
+        ..engine_config(&args.data_dir, keyring, heartbeat_timeout)?
     };
     let engine = Engine::start(config)
         .with_context(|| format!("cannot start the engine in {}", args.data_dir.display()))?;

@@ -605,6 +605,10 @@ fn serve_that_ends(data: &std::path::Path, within: Duration) -> (Option<i32>, St
             "--data-dir",
         ])
         .arg(data)
+        .envs(common::unseal_key_beside(&[
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

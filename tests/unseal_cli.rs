@@ -1,11 +1,16 @@
-//! `chimera unseal-key`: the operator's unseal key made from the command line.
+//! The operator's unseal key from the command line: `chimera unseal-key`, `chimera serve`'s
+//! `--unseal-key-*` and `chimera admin rewrap`.
 
 use std::os::unix::fs::PermissionsExt;
 
-// Shared with the other tests, which use more of it.
+// Shared with the other tests, which use more of them.
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+#[path = "common/served.rs"]
+mod served;
 use common::{chimera, failure, ok, work_dir};
+use served::Served;
 
 /// `chimera unseal-key new`: a key file its owner's alone, named by its id, never overwritten.
 #[test]
@@ -34,4 +39,78 @@ fn an_unseal_key_is_made_once_and_never_overwritten() {
     ]));
     assert!(again.contains("already exists"), "{again}");
     assert_eq!(std::fs::read(&path).unwrap(), key, "the first key is kept");
+}
+
+/// `chimera serve` seals a new data directory under the key it is given, refuses another key
+/// (naming both) before changing anything, and after `chimera admin rewrap` starts with the new
+/// key only, as the same engine (its identity key opens).
+#[test]
+fn an_engine_starts_with_its_unseal_key_only_and_a_rewrap_moves_it_to_a_new_one() {
+    let dir = work_dir("unseal-rewrap");
+    let data = dir.join("data");
+    let (old, new) = (dir.join("old.key"), dir.join("new.key"));
+    for key in [&old, &new] {
+        ok(chimera(&["unseal-key", "new", "-o", key.to_str().unwrap()]));
+    }
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let served = Served::start_with(&data, &["--unseal-key-file", old]);
+    let engine = std::fs::read(data.join("engine.pub")).unwrap();
+    assert!(data.join("keyring.json").exists() && !data.join("engine.key").exists());
+    served.stop();
+
+    let serve_with = |flag: &str, key: &str| {
+        chimera(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "off",
+            flag,
+            key,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+    };
+    let before = files_under(&data);
+    let refused = failure(&serve_with("--unseal-key-file", new));
+    assert!(refused.contains("sealed under the unseal key"), "{refused}");
+    let failing = failure(&serve_with(
+        "--unseal-key-command",
+        "echo 'kms: access denied' >&2; false",
+    ));
+    assert!(failing.contains("kms: access denied"), "{failing}");
+    assert_eq!(files_under(&data), before, "refusals change nothing");
+
+    let rewrapped = ok(chimera(&[
+        "admin",
+        "rewrap",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--unseal-key-file",
+        old,
+        "--new-unseal-key-file",
+        new,
+    ]));
+    let said = String::from_utf8_lossy(&rewrapped.stdout);
+    assert!(said.contains("rewrapped under the unseal key"), "{said}");
+    let refused = failure(&serve_with("--unseal-key-file", old));
+    assert!(refused.contains("sealed under the unseal key"), "{refused}");
+    let served = Served::start_with(&data, &["--unseal-key-file", new]);
+    assert_eq!(std::fs::read(data.join("engine.pub")).unwrap(), engine);
+    served.stop();
+}
+
+/// Every file under `dir`, by path, with its bytes.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if path.is_file() {
+            // (Not the heads' sockets, which only name an address.)
+            files.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    files
 }

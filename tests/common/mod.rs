@@ -54,8 +54,21 @@ pub fn exe() -> std::ffi::OsString {
 pub fn chimera(args: &[&str]) -> Output {
     Command::new(exe())
         .args(args)
+        .envs(unseal_key_beside(args))
         .output()
         .expect("run chimera")
+}
+
+/// The environment under which `chimera ARGS` keeps the default unseal key of its `--data-dir`
+/// beside it (in `DATA.config/chimera/`), never in the user's configuration directory: the
+/// same key for every run on that directory, and gone with the test's files.
+pub fn unseal_key_beside<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+) -> Option<(&'static str, std::ffi::OsString)> {
+    let at = args.iter().position(|a| a.as_ref() == "--data-dir")?;
+    let mut config = args.get(at + 1)?.as_ref().to_owned();
+    config.push(".config");
+    Some(("XDG_CONFIG_HOME", config))
 }
 
 /// `out`, after asserting that the run succeeded (its stderr shown otherwise).

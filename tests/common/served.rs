@@ -50,6 +50,7 @@ impl Served {
     pub fn run(args: &[String], metrics: String) -> Self {
         let mut child = Command::new(crate::common::exe())
             .args(args)
+            .envs(crate::common::unseal_key_beside(args))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start chimera serve");

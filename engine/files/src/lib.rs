@@ -10,6 +10,25 @@ use std::path::Path;
 /// Writes `contents` to `path` through `temporary`, created with `mode` (so that a secret is never
 /// readable by others, not even for a moment).
 pub fn write_via(temporary: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_temporary(temporary, contents, mode)?;
+    fs::rename(temporary, path)?;
+    sync_parent(path)
+}
+
+/// Writes `contents` to `path` as [`write_via`] does, unless `path` exists (then an error of kind
+/// `AlreadyExists`): the file is linked into place, and a link never replaces a file, so of two
+/// processes making it at once one wins whole and the other is told. `temporary` must be this
+/// writer's own (two writers must not share it).
+pub fn write_new_via(temporary: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let linked =
+        write_temporary(temporary, contents, mode).and_then(|()| fs::hard_link(temporary, path));
+    let _ = fs::remove_file(temporary);
+    linked?;
+    sync_parent(path)
+}
+
+/// Writes `contents` to `temporary`, made with `mode`, and syncs it to the disk.
+fn write_temporary(temporary: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -27,9 +46,7 @@ pub fn write_via(temporary: &Path, path: &Path, contents: &[u8], mode: u32) -> i
         file.set_permissions(fs::Permissions::from_mode(mode))?;
     }
     file.write_all(contents)?;
-    file.sync_all()?;
-    fs::rename(temporary, path)?;
-    sync_parent(path)
+    file.sync_all()
 }
 
 /// Makes `dir` a directory holding exactly `files` (name, bytes), through the directory
@@ -71,6 +88,17 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_file_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring");
+        write_new_via(&dir.path().join("a.tmp"), &path, b"first", 0o600).unwrap();
+        let again = write_new_via(&dir.path().join("b.tmp"), &path, b"second", 0o600);
+        assert_eq!(again.unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn a_file_is_replaced_whole_with_its_mode() {

@@ -3,7 +3,8 @@
 //! jobs to the supervised heads ([`dispatch`]), signed receipts ([`receipt`]) and metrics.
 //!
 //! The data directory holds `journal.redb` (every job and result), `trust.json` (the client
-//! keys trusted), `engine.key`/`engine.pub` (the engine's ML-DSA-65 identity), `audit.log`
+//! keys trusted), `keyring.json` (the keys the operator's unseal key wraps), `engine.pub` and
+//! `engine.key.sealed` (the engine's ML-DSA-65 identity, its secret sealed), `audit.log`
 //! (`chimera_audit`) and `run/` (the heads' sockets).
 
 mod admission;
@@ -13,6 +14,7 @@ pub mod convert;
 pub mod dispatch;
 pub mod gpu_metrics;
 mod http_door;
+mod identity;
 pub mod limits;
 mod merkle;
 pub mod metrics_names;
@@ -32,11 +34,14 @@ use std::time::Duration;
 use chimera_audit::{AuditLog, Event, Recorder};
 use chimera_job::Role;
 use chimera_journal::Journal;
-use chimera_maml::{KeyError, Policy, SecretKey, write_key_pair};
+use chimera_keys::DataSealer;
+use chimera_maml::{KeyError, Policy};
 use chimera_proto::v1::engine_server::EngineServer;
 use chimera_supervisor::{HeadConfig, Launcher, Supervisor, SupervisorConfig};
+use chimera_unseal::Keyring;
 use tokio::sync::{broadcast, mpsc};
 
+pub use identity::engine_key_prefix;
 pub use service::EngineService;
 pub use tls::{Tls, TlsError};
 
@@ -57,6 +62,11 @@ pub enum EngineError {
     Journal(#[from] chimera_journal::JournalError),
     #[error("the engine's key: {0}")]
     Key(#[from] KeyError),
+    #[error(
+        "the engine's sealed identity key {path} does not open: {detail}. Restore it and \
+         keyring.json from the same backup"
+    )]
+    SealedKey { path: String, detail: String },
     #[error("cannot start the receipt signer: {0}")]
     Signer(std::io::Error),
     #[error(transparent)]
@@ -86,6 +96,8 @@ fn repair_hint(error: &chimera_journal::JournalError) -> &'static str {
 
 pub struct EngineConfig {
     pub data_dir: PathBuf,
+    /// The data directory's keys, opened with the operator's unseal key.
+    pub keyring: Keyring,
     pub heads: Vec<HeadConfig>,
     pub launcher: Launcher,
     pub policy: Policy,
@@ -124,22 +136,6 @@ pub fn default_heads() -> Vec<HeadConfig> {
 
 pub fn trust_path(data_dir: &Path) -> PathBuf {
     data_dir.join("trust.json")
-}
-
-pub fn engine_key_prefix(data_dir: &Path) -> PathBuf {
-    data_dir.join("engine")
-}
-
-/// The engine's identity key: read from the data directory, or made there on first start.
-fn engine_key(data_dir: &Path) -> Result<SecretKey, KeyError> {
-    let prefix = engine_key_prefix(data_dir);
-    let secret = prefix.with_extension("key");
-    if secret.exists() {
-        return SecretKey::read_file(&secret);
-    }
-    let key = SecretKey::generate()?;
-    write_key_pair(&key, &prefix, false)?;
-    Ok(key)
 }
 
 pub fn audit_path(data_dir: &Path) -> PathBuf {
@@ -238,7 +234,9 @@ impl Engine {
         let unfinished = journal.unfinished()?;
         let owners = unfinished.iter().map(|r| r.submitted_by.clone());
         let gate = Arc::new(limits::Gate::new(config.limits, owners));
-        let key = Arc::new(receipt::EngineKey::new(engine_key(&config.data_dir)?));
+        let sealer = DataSealer::new(config.keyring.data().clone());
+        let identity = identity::engine_key(&config.data_dir, &sealer)?;
+        let key = Arc::new(receipt::EngineKey::new(identity));
         let audit = Arc::new(
             Recorder::start(
                 AuditLog::open(&audit_path(&config.data_dir))?

@@ -8,15 +8,16 @@
 //! wherever it comes from: a copy of the volume would carry the key beside what it protects.
 
 mod command;
+pub mod keyring;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha3::{Digest, Sha3_256};
 use zeroize::Zeroizing;
 
 pub use command::TIMEOUT;
+pub use keyring::Keyring;
 
 /// Bytes of an unseal key.
 pub const KEY_BYTES: usize = 32;
@@ -124,6 +125,50 @@ pub enum UnsealError {
          is set): give --unseal-key-file or --unseal-key-command"
     )]
     NoConfigDirectory,
+    #[error(
+        "the data directory {} is sealed under the unseal key {expected}, and no key was given \
+         (none at the default place {} either): give the key it was sealed with, by \
+         --unseal-key-file or --unseal-key-command",
+        data_dir.display(), default.display()
+    )]
+    NoKey {
+        data_dir: PathBuf,
+        expected: String,
+        default: PathBuf,
+    },
+    #[error(
+        "the data directory {} is sealed under the unseal key {expected}, but the key from {from} \
+         is {given}: give the key it was sealed with (a key's id is the first 8 bytes of its \
+         SHA3-256, in hex). Nothing was changed",
+        data_dir.display()
+    )]
+    WrongKey {
+        data_dir: PathBuf,
+        expected: String,
+        given: String,
+        from: String,
+    },
+    #[error(
+        "the data directory {} is not sealed yet, so there is nothing to rewrap: its first \
+         `chimera serve` seals it",
+        data_dir.display()
+    )]
+    NotSealed { data_dir: PathBuf },
+    #[error(
+        "the new unseal key is the one the data directory is sealed under ({id}): give another"
+    )]
+    SameKey { id: String },
+    #[error("cannot {what} the keyring {path}: {error}")]
+    Keyring {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "the keyring {path} cannot be read: {detail}. Restore the data directory's keyring.json \
+         from a backup"
+    )]
+    KeyringDamaged { path: PathBuf, detail: String },
 }
 
 /// What a command wrote to its standard error, for a refusal's message.
@@ -135,29 +180,143 @@ fn said(stderr: &str) -> String {
 }
 
 /// Makes a new key at `path`: 32 random bytes, mode 0600, on the disk before this returns.
-/// Refuses an existing file.
+/// Refuses an existing file. The key is written whole to a temporary sibling and then linked into
+/// place (a link never replaces a file), so two engines making the default key at once both end
+/// up with the one that won, never with half a key.
 pub fn new_key_file(path: &Path) -> Result<UnsealKey, UnsealError> {
     let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
     getrandom::fill(bytes.as_mut_slice()).expect("the operating system's random generator failed");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file_error = |what, error| UnsealError::File {
-        what,
-        path: path.to_owned(),
-        error,
-    };
-    let mut file = options.open(path).map_err(|error| match error.kind() {
-        std::io::ErrorKind::AlreadyExists => UnsealError::Exists {
-            path: path.to_owned(),
+    chimera_files::write_new_via(&unique_sibling(path), path, bytes.as_slice(), 0o600).map_err(
+        |error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => UnsealError::Exists {
+                path: path.to_owned(),
+            },
+            _ => UnsealError::File {
+                what: "write",
+                path: path.to_owned(),
+                error,
+            },
         },
-        _ => file_error("create", error),
-    })?;
-    (file.write_all(bytes.as_slice()))
-        .and_then(|()| file.sync_all())
-        .map_err(|error| file_error("write", error))?;
+    )?;
     Ok(UnsealKey(bytes))
+}
+
+/// A temporary name beside `path` that no other writer uses.
+pub(crate) fn unique_sibling(path: &Path) -> PathBuf {
+    let mut unique = [0u8; 8];
+    getrandom::fill(&mut unique).expect("the operating system's random generator failed");
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}.new", hex::encode(unique)));
+    path.with_file_name(name)
+}
+
+/// The data directory's keyring, opened with the key from `source`, or made (with the default
+/// key, if that is where the key comes from) for a directory that has none. Nothing in the data
+/// directory is changed unless the keyring is made.
+pub fn unseal(source: &Source, data_dir: &Path) -> Result<Unsealed, UnsealError> {
+    unseal_with(source, data_dir, config_directory().as_deref())
+}
+
+/// An opened keyring, and where its key came from.
+#[derive(Debug)]
+pub struct Unsealed {
+    pub keyring: Keyring,
+    pub key: Found,
+    /// Whether the keyring was made just now: the data directory was not sealed before.
+    pub made: bool,
+}
+
+/// [`unseal`], with the configuration directory given (`None`: there is none).
+pub fn unseal_with(
+    source: &Source,
+    data_dir: &Path,
+    config_dir: Option<&Path>,
+) -> Result<Unsealed, UnsealError> {
+    let expected = keyring::expected_key(data_dir)?;
+    let found = match (&expected, source, config_dir) {
+        (Some(expected), Source::ConfigDirectory, Some(dir)) if !default_file(dir).exists() => {
+            return Err(UnsealError::NoKey {
+                data_dir: data_dir.to_owned(),
+                expected: expected.clone(),
+                default: default_file(dir),
+            });
+        }
+        _ => find_with(source, data_dir, config_dir)?,
+    };
+    if let Some(keyring) = Keyring::open(data_dir, &found.key, &found.from)? {
+        return Ok(Unsealed {
+            keyring,
+            key: found,
+            made: false,
+        });
+    }
+    fs::create_dir_all(data_dir).map_err(|error| UnsealError::Keyring {
+        what: "make the directory of",
+        path: keyring::path(data_dir),
+        error,
+    })?;
+    match Keyring::create(data_dir, &found.key) {
+        Ok(keyring) => Ok(Unsealed {
+            keyring,
+            key: found,
+            made: true,
+        }),
+        // Another engine sealed the directory just now: open what it made, under this key or not.
+        Err(UnsealError::Exists { .. }) => {
+            let keyring = Keyring::open(data_dir, &found.key, &found.from)?
+                .expect("the keyring was there a moment ago");
+            Ok(Unsealed {
+                keyring,
+                key: found,
+                made: false,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`rewrap`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrapped {
+    pub old_id: String,
+    pub new_id: String,
+}
+
+/// Wraps the data directory's keyring under the key from `new`, in place of the one from
+/// `current` (which must open it). The keyring is replaced whole or not at all: a crash leaves
+/// it under one key or the other. An engine running on the directory goes on (it read its keys
+/// at its start); from now on it starts with the new key only.
+pub fn rewrap(data_dir: &Path, current: &Source, new: &Source) -> Result<Rewrapped, UnsealError> {
+    rewrap_with(data_dir, current, new, config_directory().as_deref())
+}
+
+/// [`rewrap`], with the configuration directory given (`None`: there is none).
+pub fn rewrap_with(
+    data_dir: &Path,
+    current: &Source,
+    new: &Source,
+    config_dir: Option<&Path>,
+) -> Result<Rewrapped, UnsealError> {
+    if keyring::expected_key(data_dir)?.is_none() {
+        return Err(UnsealError::NotSealed {
+            data_dir: data_dir.to_owned(),
+        });
+    }
+    let keyring = unseal_with(current, data_dir, config_dir)?.keyring;
+    let new_key = find_with(new, data_dir, config_dir)?.key;
+    let old_id = keyring.unseal_key_id().to_owned();
+    if new_key.id() == old_id {
+        return Err(UnsealError::SameKey { id: old_id });
+    }
+    keyring.rewrap(data_dir, &new_key)?;
+    Ok(Rewrapped {
+        old_id,
+        new_id: new_key.id(),
+    })
+}
+
+fn default_file(config_dir: &Path) -> PathBuf {
+    config_dir.join("chimera").join(DEFAULT_FILE)
 }
 
 /// The key from `source`, refused if it is inside `data_dir` or is not a key.
@@ -187,7 +346,7 @@ pub fn find_with(
         }),
         Source::ConfigDirectory => {
             let dir = config_dir.ok_or(UnsealError::NoConfigDirectory)?;
-            let path = dir.join("chimera").join(DEFAULT_FILE);
+            let path = default_file(dir);
             outside(&path, data_dir)?;
             let made = !path.exists();
             if made {
@@ -197,7 +356,11 @@ pub fn find_with(
                     path: path.clone(),
                     error,
                 })?;
-                new_key_file(&path)?;
+                match new_key_file(&path) {
+                    // Another engine made it first: that is the one.
+                    Ok(_) | Err(UnsealError::Exists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Ok(Found {
                 key: read_key_file(&path)?,

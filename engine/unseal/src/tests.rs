@@ -177,3 +177,194 @@ fn the_default_key_is_made_once_in_the_configuration_directory() {
     let none = find_with(&Source::ConfigDirectory, &data, None).unwrap_err();
     assert!(matches!(none, UnsealError::NoConfigDirectory), "{none}");
 }
+
+/// Every file under `dir`, by path, with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.insert(path.clone(), fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+#[test]
+fn a_keyring_is_made_once_and_opens_again_with_its_key_alone() {
+    let (_root, data, elsewhere) = dirs();
+    // The data directory is made with the keyring, as at an engine's first start.
+    let data = data.join("not-yet");
+    let key_file = elsewhere.join("unseal.key");
+    let key = new_key_file(&key_file).unwrap();
+    let source = Source::File(key_file);
+    let first = unseal_with(&source, &data, None).unwrap();
+    assert!(first.made);
+    assert_eq!(first.keyring.unseal_key_id(), key.id());
+    let stored = fs::read(keyring::path(&data)).unwrap();
+    let mode = fs::metadata(keyring::path(&data))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    for secret in [
+        first.keyring.data(),
+        first.keyring.models(),
+        first.keyring.heads_root(),
+    ] {
+        assert!(!stored.windows(8).any(|w| secret.windows(8).any(|s| s == w)));
+    }
+    let again = unseal_with(&source, &data, None).unwrap();
+    assert!(!again.made);
+    assert_eq!(again.keyring.engine(), first.keyring.engine());
+    assert_eq!(*again.keyring.data(), *first.keyring.data());
+    assert_eq!(*again.keyring.models(), *first.keyring.models());
+    assert_eq!(
+        *again.keyring.head_wrapping_key("q0"),
+        *first.keyring.head_wrapping_key("q0")
+    );
+    assert_ne!(
+        *again.keyring.head_wrapping_key("q0"),
+        *again.keyring.head_wrapping_key("q1")
+    );
+    assert_eq!(keyring::expected_key(&data).unwrap(), Some(key.id()));
+}
+
+#[test]
+fn a_sealed_directory_refuses_another_key_no_key_and_a_failing_command_unchanged() {
+    let (_root, data, elsewhere) = dirs();
+    let right = elsewhere.join("right.key");
+    let expected = new_key_file(&right).unwrap().id();
+    unseal_with(&Source::File(right), &data, None).unwrap();
+    fs::write(data.join("journal.redb"), b"sealed things").unwrap();
+    let before = snapshot(&data);
+
+    let wrong = elsewhere.join("wrong.key");
+    let given = new_key_file(&wrong).unwrap().id();
+    let refused = unseal_with(&Source::File(wrong), &data, None).unwrap_err();
+    assert!(matches!(refused, UnsealError::WrongKey { .. }), "{refused}");
+    let message = refused.to_string();
+    assert!(
+        message.contains(&expected) && message.contains(&given),
+        "{message}"
+    );
+
+    let config = elsewhere.join("config");
+    let refused = unseal_with(&Source::ConfigDirectory, &data, Some(&config)).unwrap_err();
+    assert!(matches!(refused, UnsealError::NoKey { .. }), "{refused}");
+    assert!(refused.to_string().contains(&expected), "{refused}");
+    assert!(
+        !config.exists(),
+        "no default key is made for a sealed directory"
+    );
+
+    let command = Source::Command("echo 'vault: permission denied' >&2; exit 3".into());
+    let refused = unseal_with(&command, &data, None).unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+
+    assert_eq!(snapshot(&data), before);
+}
+
+#[test]
+fn a_damaged_keyring_is_refused_with_where_it_is() {
+    let (_root, data, elsewhere) = dirs();
+    let key_file = elsewhere.join("unseal.key");
+    new_key_file(&key_file).unwrap();
+    let source = Source::File(key_file);
+    unseal_with(&source, &data, None).unwrap();
+    let path = keyring::path(&data);
+    let text = fs::read_to_string(&path).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let data_key = stored["keys"]["data"].as_str().unwrap();
+    let mut altered = data_key.as_bytes().to_vec();
+    altered[10] = if altered[10] == b'A' { b'B' } else { b'A' };
+    fs::write(
+        &path,
+        text.replace(data_key, std::str::from_utf8(&altered).unwrap()),
+    )
+    .unwrap();
+    let refused = unseal_with(&source, &data, None).unwrap_err();
+    assert!(
+        matches!(refused, UnsealError::KeyringDamaged { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("`data` key"), "{refused}");
+    fs::write(&path, "{ not json").unwrap();
+    let refused = unseal_with(&source, &data, None).unwrap_err();
+    assert!(refused.to_string().contains("keyring.json"), "{refused}");
+}
+
+#[test]
+fn two_engines_making_the_default_key_at_once_share_one() {
+    let (_root, _, elsewhere) = dirs();
+    let keys: Vec<_> = (0..8)
+        .map(|i| {
+            let elsewhere = elsewhere.clone();
+            std::thread::spawn(move || {
+                let data = elsewhere.join(format!("data-{i}"));
+                fs::create_dir_all(&data).unwrap();
+                find_with(&Source::ConfigDirectory, &data, Some(&elsewhere))
+                    .unwrap()
+                    .key
+                    .id()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+}
+
+#[test]
+fn a_rewrapped_keyring_opens_with_the_new_key_only_and_keeps_its_keys() {
+    let (_root, data, elsewhere) = dirs();
+    let (old, new) = (elsewhere.join("old.key"), elsewhere.join("new.key"));
+    let old_id = new_key_file(&old).unwrap().id();
+    let new_id = new_key_file(&new).unwrap().id();
+    let (old, new) = (Source::File(old), Source::File(new));
+    let refused = rewrap_with(&data, &old, &new, None).unwrap_err();
+    assert!(
+        matches!(refused, UnsealError::NotSealed { .. }),
+        "{refused}"
+    );
+    let before = unseal_with(&old, &data, None).unwrap().keyring;
+
+    let same = rewrap_with(&data, &old, &old, None).unwrap_err();
+    assert!(matches!(same, UnsealError::SameKey { .. }), "{same}");
+    let done = rewrap_with(&data, &old, &new, None).unwrap();
+    assert_eq!(
+        done,
+        Rewrapped {
+            old_id: old_id.clone(),
+            new_id: new_id.clone()
+        }
+    );
+    let after = unseal_with(&new, &data, None).unwrap();
+    assert!(!after.made);
+    assert_eq!(after.keyring.engine(), before.engine());
+    assert_eq!(*after.keyring.data(), *before.data());
+    assert_eq!(*after.keyring.models(), *before.models());
+    assert_eq!(
+        *after.keyring.head_wrapping_key("a0"),
+        *before.head_wrapping_key("a0")
+    );
+    let refused = unseal_with(&old, &data, None).unwrap_err();
+    assert!(
+        matches!(&refused, UnsealError::WrongKey { expected, given, .. } if *expected == new_id && *given == old_id),
+        "{refused}"
+    );
+    // Rewrapping with the old key as the current one is refused the same way, changing nothing.
+    let again = rewrap_with(&data, &old, &new, None).unwrap_err();
+    assert!(matches!(again, UnsealError::WrongKey { .. }), "{again}");
+    let names: Vec<_> = fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from(keyring::FILE)]);
+}

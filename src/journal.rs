@@ -1,15 +1,25 @@
 //! `chimera journal check` and `chimera journal repair`: the engine's job journal looked at, and
 //! a damaged one replaced by one of every record that reads whole, with the engine stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use chimera_audit::Event;
-use chimera_journal::{Lost, Salvage};
+use chimera_journal::{Lost, Salvage, Sealed};
+use chimera_keys::DataSealer;
 use chimera_server::journal_path;
 use clap::Subcommand;
 
 use crate::serve::{DEFAULT_DATA_DIR, existing_data_dir};
+use crate::unseal::UnsealArgs;
+
+/// How the data directory's journal is sealed, with the operator's key.
+fn sealed_journal(data_dir: &Path, unseal: &UnsealArgs) -> Result<Sealed> {
+    let keyring = unseal.open(data_dir)?;
+    let sealer = DataSealer::new(keyring.data().clone());
+    Ok(Sealed::new(Arc::new(sealer)))
+}
 
 #[derive(Subcommand)]
 pub enum JournalCommand {
@@ -18,6 +28,9 @@ pub enum JournalCommand {
     Check {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// The key the data directory is sealed under.
+        #[command(flatten)]
+        unseal: UnsealArgs,
     },
     /// Replace a damaged journal with one of every record that reads whole. The damaged file is
     /// kept beside it (journal.redb.damaged-TIME), what did not read is listed in
@@ -25,14 +38,18 @@ pub enum JournalCommand {
     Repair {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// The key the data directory is sealed under.
+        #[command(flatten)]
+        unseal: UnsealArgs,
     },
 }
 
 pub fn run(command: JournalCommand) -> Result<bool> {
     match command {
-        JournalCommand::Check { data_dir } => {
-            let path = journal_path(existing_data_dir(&data_dir)?);
-            let salvage = chimera_journal::check(&path)?;
+        JournalCommand::Check { data_dir, unseal } => {
+            let sealed = sealed_journal(existing_data_dir(&data_dir)?, &unseal)?;
+            let path = journal_path(&data_dir);
+            let salvage = chimera_journal::check(&path, &sealed)?;
             report(&path, &salvage);
             if !salvage.is_whole() {
                 eprintln!(
@@ -43,10 +60,11 @@ pub fn run(command: JournalCommand) -> Result<bool> {
             }
             Ok(salvage.is_whole())
         }
-        JournalCommand::Repair { data_dir } => {
+        JournalCommand::Repair { data_dir, unseal } => {
             let data_dir = existing_data_dir(&data_dir)?;
+            let sealed = sealed_journal(data_dir, &unseal)?;
             let path = journal_path(data_dir);
-            let repaired = chimera_journal::repair(&path)?;
+            let repaired = chimera_journal::repair(&path, &sealed)?;
             report(&path, &repaired.salvage);
             let Some((damaged_copy, lost_file)) = repaired.moved else {
                 println!("nothing to repair");

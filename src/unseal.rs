@@ -64,6 +64,12 @@ impl UnsealArgs {
         )
     }
 
+    /// The keyring of a data directory an engine has sealed, opened with the operator's key.
+    pub fn open(&self, data_dir: &Path) -> Result<Keyring> {
+        chimera_unseal::open_keyring(&self.source(), data_dir)
+            .with_context(|| format!("unsealing the data directory {}", data_dir.display()))
+    }
+
     /// The data directory's keyring, opened with the operator's key (or made, with the default
     /// key if none is given, for a directory that has none), said in the log.
     pub fn unseal(&self, data_dir: &Path) -> Result<Keyring> {

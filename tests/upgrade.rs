@@ -1,7 +1,8 @@
 //! An engine started on a data directory that the previous release made (issue 35): the jobs it
 //! had accepted and not finished, which its journal holds without a checked job, are checked at
 //! start from their documents and run; the job it had finished keeps its result and receipt.
-//! The data directory is `tests/fixtures/release-0.1.0` (its README says how it was made).
+//! The data directory is `tests/fixtures/release-0.1.0` (its README says how it was made). Its
+//! journal and identity key are sealed at that start (issue 36).
 
 #[allow(dead_code)]
 mod common;
@@ -102,4 +103,40 @@ fn the_jobs_a_data_directory_of_the_previous_release_holds_run_or_keep_their_res
             "killed under its first attempt, run in its second"
         );
     });
+    served.stop();
+    // Sealed at that first start (issue 36): the journal's documents, circuits, results and
+    // receipts, and the engine's identity key, are nowhere in the data directory in plaintext.
+    let data = dir.join("data");
+    assert!(data.join("keyring.json").exists() && !data.join("engine.key").exists());
+    for plaintext in [
+        "A Bell pair, admitted by release",
+        "OPENQASM 2.0;",
+        "\"counts\"",
+        "chimera-receipt: 1",
+        "PRIVATE KEY",
+    ] {
+        for (path, bytes) in files_under(&data) {
+            assert!(
+                !bytes
+                    .windows(plaintext.len())
+                    .any(|w| w == plaintext.as_bytes()),
+                "{plaintext:?} is in {} in plaintext",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Every file under `dir` (not what only names an address, as a socket does), with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if path.is_file() {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files
 }

@@ -22,6 +22,8 @@
 //! journal, and writes it into a new one.
 
 mod salvage;
+mod sealed;
+mod upgrade;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,11 +31,16 @@ use std::sync::mpsc;
 
 use chimera_job::CheckedJob;
 use jiff::Timestamp;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
-const DOCUMENTS: TableDefinition<&str, &str> = TableDefinition::new("documents");
+const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("sealed_documents");
+/// The documents of a journal from before sealing, sealed into [`DOCUMENTS`] when it is opened.
+const PLAIN_DOCUMENTS: TableDefinition<&str, &str> = TableDefinition::new("documents");
+/// What the journal says of itself: `sealing` once its values are sealed.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const SEALING: (&str, &str) = ("sealing", "v1");
 const CHECKED: TableDefinition<&str, &[u8]> = TableDefinition::new("checked");
 const UNFINISHED: TableDefinition<u64, &str> = TableDefinition::new("unfinished");
 const FINISHED: TableDefinition<(i64, u64), &str> = TableDefinition::new("finished");
@@ -42,6 +49,7 @@ const FINISHED: TableDefinition<(i64, u64), &str> = TableDefinition::new("finish
 const MAX_GROUP: usize = 1024;
 
 pub use salvage::{Lost, Repaired, Salvage, check, repair};
+pub use sealed::Sealed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -64,6 +72,12 @@ pub enum JournalError {
     Stopped,
     #[error("no job {0}")]
     NoSuchJob(String),
+    #[error(
+        "the journal {path} was written by a release before sealing, and this one reads sealed \
+         journals only: `chimera serve` seals it when it first opens it; to check or repair it \
+         before that, use the earlier release's `chimera journal`"
+    )]
+    BeforeSealing { path: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +210,9 @@ pub struct Journal {
     db: Arc<Database>,
     writer: Arc<Writer>,
     rolled_back: bool,
+    /// How many jobs of a journal from before sealing were sealed at open.
+    sealed_at_open: usize,
+    sealed: Sealed,
 }
 
 /// The writer thread and the way to it.
@@ -223,24 +240,28 @@ impl Drop for Writer {
 
 impl Journal {
     /// Opens (or creates) the journal file at `path`, checks it, and starts its writer thread.
-    pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let (db, next_seq, rolled_back) = guarded(path, || {
-            let db = Database::create(path).map_err(|e| opening(path, e))?;
-            // Every page against its checksum: a file changed behind redb's back is found now,
-            // not by a read that panics later.
-            let (db, whole) = checked(path, db)?;
-            let last = prepare(&db).map_err(|e| match e {
-                Prepare::Record(e) => e,
-                Prepare::Store(detail) => damaged(path, detail),
-            })?;
-            Ok((db, last + 1, !whole))
-        })?;
+    /// A journal from before sealing is sealed first, into a new file renamed over it.
+    pub fn open(path: &Path, sealed: Sealed) -> Result<Self, JournalError> {
+        let (opened, sealed_at_open) = match open_prepared(path, &sealed)? {
+            Opened::Ready(db, next_seq, rolled_back) => ((db, next_seq, rolled_back), 0),
+            Opened::BeforeSealing(records) => {
+                upgrade::seal(path, &records, &sealed)?;
+                match open_prepared(path, &sealed)? {
+                    Opened::Ready(db, next_seq, rolled_back) => {
+                        ((db, next_seq, rolled_back), records.len())
+                    }
+                    Opened::BeforeSealing(_) => unreachable!("a journal just sealed is marked so"),
+                }
+            }
+        };
+        let (db, next_seq, rolled_back) = opened;
         let db = Arc::new(db);
         let (changes, queue) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let writer_sealed = sealed.clone();
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || write_changes(writer_db, &queue, next_seq))
+            .spawn(move || write_changes(writer_db, &queue, next_seq, &writer_sealed))
             .map_err(|e| JournalError::Open {
                 path: path.display().to_string(),
                 detail: e.to_string(),
@@ -253,6 +274,8 @@ impl Journal {
             db,
             writer,
             rolled_back,
+            sealed_at_open,
+            sealed,
         })
     }
 
@@ -260,6 +283,11 @@ impl Journal {
     /// what that commit held (jobs acknowledged, or their changes) is lost.
     pub fn rolled_back_at_open(&self) -> bool {
         self.rolled_back
+    }
+
+    /// How many jobs opening sealed: those of a journal that a release before sealing wrote.
+    pub fn sealed_at_open(&self) -> usize {
+        self.sealed_at_open
     }
 
     /// Records a new job (its `seq` is assigned here), unless its id is known. The change is
@@ -332,7 +360,8 @@ impl Journal {
         let jobs = txn.open_table(JOBS).map_err(|e| read(&e))?;
         let documents = txn.open_table(DOCUMENTS).map_err(|e| read(&e))?;
         let checked = txn.open_table(CHECKED).map_err(|e| read(&e))?;
-        load(&jobs, with_document.then_some(&documents), &checked, id)
+        let documents = with_document.then_some(&documents);
+        load(&jobs, documents, &checked, id, &self.sealed)
     }
 
     fn read_unfinished(&self) -> Result<Vec<JobRecord>, JournalError> {
@@ -345,16 +374,38 @@ impl Journal {
         let mut records = Vec::new();
         for entry in unfinished.iter().map_err(|e| read(&e))? {
             let (_, id) = entry.map_err(|e| read(&e))?;
-            let record = load(&jobs, Some(&documents), &checked, id.value())?.ok_or_else(|| {
-                JournalError::Corrupt {
-                    id: id.value().to_owned(),
-                    detail: "listed as unfinished but not stored".into(),
-                }
+            let record = load(&jobs, Some(&documents), &checked, id.value(), &self.sealed)?;
+            let record = record.ok_or_else(|| JournalError::Corrupt {
+                id: id.value().to_owned(),
+                detail: "listed as unfinished but not stored".into(),
             })?;
             records.push(record);
         }
         Ok(records)
     }
+}
+
+/// A journal opened and prepared, or (closed again) the records of one from before sealing.
+enum Opened {
+    Ready(Database, u64, bool),
+    BeforeSealing(Vec<JobRecord>),
+}
+
+/// Opens the journal at `path`, checks it, and prepares it: the next sequence number and whether
+/// redb rolled its last commit back.
+fn open_prepared(path: &Path, sealed: &Sealed) -> Result<Opened, JournalError> {
+    guarded(path, || {
+        let db = Database::create(path).map_err(|e| opening(path, e))?;
+        // Every page against its checksum: a file changed behind redb's back is found now,
+        // not by a read that panics later.
+        let (db, whole) = checked(path, db)?;
+        match prepare(&db, sealed) {
+            Ok(last) => Ok(Opened::Ready(db, last + 1, !whole)),
+            Err(Prepare::BeforeSealing) => Ok(Opened::BeforeSealing(upgrade::plain_records(&db)?)),
+            Err(Prepare::Record(e)) => Err(e),
+            Err(Prepare::Store(detail)) => Err(damaged(path, detail)),
+        }
+    })
 }
 
 /// What a panic's payload says.
@@ -436,19 +487,20 @@ fn damaged(path: &Path, detail: String) -> JournalError {
 /// tables of a read or a write transaction.
 fn load(
     jobs: &impl ReadableTable<&'static str, &'static [u8]>,
-    documents: Option<&impl ReadableTable<&'static str, &'static str>>,
+    documents: Option<&impl ReadableTable<&'static str, &'static [u8]>>,
     checked: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
+    sealed: &Sealed,
 ) -> Result<Option<JobRecord>, JournalError> {
     let read = |e: redb::StorageError| JournalError::Read(e.to_string());
     let Some(bytes) = jobs.get(id).map_err(read)? else {
         return Ok(None);
     };
-    let mut record = decode(id, bytes.value())?;
+    let mut record = sealed.record(id, bytes.value())?;
     let document = documents.map(|d| d.get(id)).transpose().map_err(read)?;
     match document {
         None => {}
-        Some(Some(document)) => record.document = document.value().to_owned(),
+        Some(Some(document)) => record.document = sealed.document(id, document.value())?,
         Some(None) if record.pruned_at.is_some() => {}
         Some(None) => {
             return Err(JournalError::Corrupt {
@@ -458,28 +510,45 @@ fn load(
         }
     }
     if let Some(job) = checked.get(id).map_err(read)? {
-        record.checked = Some(decode_checked(id, job.value())?);
+        record.checked = Some(sealed.checked(id, job.value())?);
     }
     Ok(Some(record))
 }
 
-fn decode_checked(id: &str, bytes: &[u8]) -> Result<CheckedJob, JournalError> {
-    serde_json::from_slice(bytes).map_err(|e| JournalError::Corrupt {
-        id: id.to_owned(),
-        detail: format!("its checked job: {e}"),
-    })
-}
-
 /// Stores the checked job a record carries, if it carries one.
-fn put_checked(checked: &mut redb::Table<&str, &[u8]>, record: &JobRecord) -> Result<(), String> {
+fn put_checked(
+    checked: &mut redb::Table<&str, &[u8]>,
+    record: &JobRecord,
+    sealed: &Sealed,
+) -> Result<(), String> {
     let Some(job) = &record.checked else {
         return Ok(());
     };
-    let bytes = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    let bytes = sealed.seal_checked(&record.id, job)?;
     checked
         .insert(record.id.as_str(), bytes.as_slice())
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Stores the document a new record carries.
+fn put_document(
+    documents: &mut redb::Table<&str, &[u8]>,
+    record: &JobRecord,
+    sealed: &Sealed,
+) -> Result<(), String> {
+    let bytes = sealed.seal_document(&record.id, &record.document);
+    documents
+        .insert(record.id.as_str(), bytes.as_slice())
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn decode_checked(id: &str, json: &[u8]) -> Result<CheckedJob, JournalError> {
+    serde_json::from_slice(json).map_err(|e| JournalError::Corrupt {
+        id: id.to_owned(),
+        detail: format!("its checked job: {e}"),
+    })
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
@@ -493,6 +562,8 @@ fn decode(id: &str, bytes: &[u8]) -> Result<JobRecord, JournalError> {
 enum Prepare {
     Record(JournalError),
     Store(String),
+    /// Jobs that a release before sealing wrote: to be sealed into a new file.
+    BeforeSealing,
 }
 
 impl From<String> for Prepare {
@@ -501,36 +572,33 @@ impl From<String> for Prepare {
     }
 }
 
-/// Makes the tables, then goes once over every job: finds the last sequence number given out,
-/// moves the document of each record written before the `documents` table out of its JSON, so
-/// that everything after opening finds documents in one place, and lists in `finished` the jobs
-/// that finished before that table.
-fn prepare(db: &Database) -> Result<u64, Prepare> {
+/// Makes the tables (a new journal is marked sealed), then goes once over every job: finds the
+/// last sequence number given out, and lists in `finished` the jobs that finished before that
+/// table. A journal of jobs not marked sealed is one from before sealing, changed in nothing.
+fn prepare(db: &Database, sealed: &Sealed) -> Result<u64, Prepare> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let mut last = 0;
     {
-        let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
-        let mut documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
+        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        let jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+        if meta.get(SEALING.0).map_err(|e| e.to_string())?.is_none() {
+            if !jobs.is_empty().map_err(|e| e.to_string())? {
+                return Err(Prepare::BeforeSealing);
+            }
+            meta.insert(SEALING.0, SEALING.1)
+                .map_err(|e| e.to_string())?;
+        }
+        txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
         txn.open_table(CHECKED).map_err(|e| e.to_string())?;
         txn.open_table(UNFINISHED).map_err(|e| e.to_string())?;
         let mut finished = txn.open_table(FINISHED).map_err(|e| e.to_string())?;
-        let mut inline = Vec::new();
         for entry in jobs.iter().map_err(|e| e.to_string())? {
             let (id, bytes) = entry.map_err(|e| e.to_string())?;
-            let record = decode(id.value(), bytes.value()).map_err(Prepare::Record)?;
+            let record = sealed
+                .record(id.value(), bytes.value())
+                .map_err(Prepare::Record)?;
             last = last.max(record.seq);
             list_if_finished(&mut finished, &record)?;
-            if !record.document.is_empty() {
-                inline.push(record);
-            }
-        }
-        for record in inline {
-            documents
-                .insert(record.id.as_str(), record.document.as_str())
-                .map_err(|e| e.to_string())?;
-            let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-            jobs.insert(record.id.as_str(), bytes.as_slice())
-                .map_err(|e| e.to_string())?;
         }
     }
     txn.commit().map_err(|e| e.to_string())?;
@@ -540,7 +608,12 @@ fn prepare(db: &Database) -> Result<u64, Prepare> {
 /// The writer thread: takes every change waiting, applies them in one transaction, commits, and
 /// only then answers each. Ends when every [`Journal`] is dropped, dropping the database last:
 /// closing it cleanly.
-fn write_changes(db: Arc<Database>, queue: &mpsc::Receiver<Change>, mut next_seq: u64) {
+fn write_changes(
+    db: Arc<Database>,
+    queue: &mpsc::Receiver<Change>,
+    mut next_seq: u64,
+    sealed: &Sealed,
+) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -550,7 +623,7 @@ fn write_changes(db: Arc<Database>, queue: &mpsc::Receiver<Change>, mut next_seq
             }
         }
         let seq_before = next_seq;
-        match apply(&db, &mut group, &mut next_seq) {
+        match apply(&db, &mut group, &mut next_seq, sealed) {
             Ok(outcomes) => {
                 for (change, outcome) in group.into_iter().zip(outcomes) {
                     match (change, outcome) {
@@ -597,7 +670,12 @@ enum Outcome {
 
 /// Applies a group of changes in one write transaction. A change that cannot apply (an update of
 /// an unknown job) fails alone; an error of the store fails the whole group.
-fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<Outcome>, String> {
+fn apply(
+    db: &Database,
+    group: &mut [Change],
+    next_seq: &mut u64,
+    sealed: &Sealed,
+) -> Result<Vec<Outcome>, String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let mut outcomes = Vec::with_capacity(group.len());
     {
@@ -609,7 +687,8 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
         for change in group.iter_mut() {
             match change {
                 Change::Submit(record, _) => {
-                    let outcome = match load(&jobs, Some(&documents), &checked, &record.id) {
+                    let found = load(&jobs, Some(&documents), &checked, &record.id, sealed);
+                    let outcome = match found {
                         Ok(Some(existing)) if existing.digest == record.digest => {
                             Ok(Submitted::Existing(existing))
                         }
@@ -619,11 +698,9 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                             let mut record = (**record).clone();
                             record.seq = *next_seq;
                             *next_seq += 1;
-                            documents
-                                .insert(record.id.as_str(), record.document.as_str())
-                                .map_err(|e| e.to_string())?;
-                            put_checked(&mut checked, &record)?;
-                            put(&mut jobs, &mut unfinished, &mut finished, &record)?;
+                            put_document(&mut documents, &record, sealed)?;
+                            put_checked(&mut checked, &record, sealed)?;
+                            put(&mut jobs, &mut unfinished, &mut finished, &record, sealed)?;
                             Ok(Submitted::Created(record))
                         }
                     };
@@ -632,27 +709,28 @@ fn apply(db: &Database, group: &mut [Change], next_seq: &mut u64) -> Result<Vec<
                 Change::Update(id, mutation, _) => {
                     let mutation: Mutation = std::mem::replace(mutation, Box::new(|_| {}));
                     let stored = jobs.get(id.as_str()).map_err(|e| e.to_string())?;
-                    let outcome = match stored.map(|bytes| decode(id, bytes.value())).transpose() {
+                    let opened = stored.map(|bytes| sealed.record(id, bytes.value()));
+                    let outcome = match opened.transpose() {
                         Ok(None) => Err(JournalError::NoSuchJob(id.clone())),
                         Err(e) => Err(e),
                         Ok(Some(mut record)) => {
                             mutation(&mut record);
-                            put_checked(&mut checked, &record)?;
-                            put(&mut jobs, &mut unfinished, &mut finished, &record)?;
+                            put_checked(&mut checked, &record, sealed)?;
+                            put(&mut jobs, &mut unfinished, &mut finished, &record, sealed)?;
                             Ok(record)
                         }
                     };
                     outcomes.push(Outcome::Updated(outcome));
                 }
                 Change::Prune(before, _) => {
-                    let pruned = prune(
-                        &mut jobs,
-                        &mut documents,
-                        &mut checked,
-                        &mut unfinished,
-                        &mut finished,
-                        *before,
-                    )?;
+                    let mut tables = Tables {
+                        jobs: &mut jobs,
+                        documents: &mut documents,
+                        checked: &mut checked,
+                        unfinished: &mut unfinished,
+                        finished: &mut finished,
+                    };
+                    let pruned = prune(&mut tables, *before, sealed)?;
                     outcomes.push(Outcome::Pruned(Ok(pruned)));
                 }
             }
@@ -667,8 +745,9 @@ fn put(
     unfinished: &mut redb::Table<u64, &str>,
     finished: &mut redb::Table<(i64, u64), &str>,
     record: &JobRecord,
+    sealed: &Sealed,
 ) -> Result<(), String> {
-    let bytes = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+    let bytes = sealed.seal_record(record)?;
     jobs.insert(record.id.as_str(), bytes.as_slice())
         .map_err(|e| e.to_string())?;
     if record.state.is_final() {
@@ -703,16 +782,19 @@ fn list_if_finished(
 /// other changes for long.
 pub const PRUNE_BATCH: usize = 1000;
 
+/// The tables of a write transaction that pruning changes.
+struct Tables<'t, 'txn> {
+    jobs: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+    documents: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+    checked: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+    unfinished: &'t mut redb::Table<'txn, u64, &'static str>,
+    finished: &'t mut redb::Table<'txn, (i64, u64), &'static str>,
+}
+
 /// Prunes up to [`PRUNE_BATCH`] jobs that finished before `before`; how many it pruned.
-fn prune(
-    jobs: &mut redb::Table<&str, &[u8]>,
-    documents: &mut redb::Table<&str, &str>,
-    checked: &mut redb::Table<&str, &[u8]>,
-    unfinished: &mut redb::Table<u64, &str>,
-    finished: &mut redb::Table<(i64, u64), &str>,
-    before: Timestamp,
-) -> Result<usize, String> {
-    let due: Vec<((i64, u64), String)> = finished
+fn prune(tables: &mut Tables<'_, '_>, before: Timestamp, sealed: &Sealed) -> Result<usize, String> {
+    let due: Vec<((i64, u64), String)> = tables
+        .finished
         .range(..(before.as_second(), 0))
         .map_err(|e| e.to_string())?
         .take(PRUNE_BATCH)
@@ -721,19 +803,31 @@ fn prune(
         .map_err(|e| e.to_string())?;
     let now = Timestamp::now();
     for (key, id) in &due {
-        finished.remove(key).map_err(|e| e.to_string())?;
-        documents.remove(id.as_str()).map_err(|e| e.to_string())?;
-        checked.remove(id.as_str()).map_err(|e| e.to_string())?;
-        let stored = jobs.get(id.as_str()).map_err(|e| e.to_string())?;
+        tables.finished.remove(key).map_err(|e| e.to_string())?;
+        tables
+            .documents
+            .remove(id.as_str())
+            .map_err(|e| e.to_string())?;
+        tables
+            .checked
+            .remove(id.as_str())
+            .map_err(|e| e.to_string())?;
+        let stored = tables.jobs.get(id.as_str()).map_err(|e| e.to_string())?;
         let Some(mut record) = stored
-            .map(|bytes| decode(id, bytes.value()))
+            .map(|bytes| sealed.record(id, bytes.value()))
             .transpose()
             .map_err(|e| e.to_string())?
         else {
             continue;
         };
         (record.result, record.receipt, record.pruned_at) = (None, None, Some(now));
-        put(jobs, unfinished, finished, &record)?;
+        put(
+            tables.jobs,
+            tables.unfinished,
+            tables.finished,
+            &record,
+            sealed,
+        )?;
     }
     Ok(due.len())
 }
@@ -741,7 +835,12 @@ fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::ReadableTableMetadata;
+
+    /// The journal's values sealed under one test key (each call a new life of it).
+    fn sealed() -> Sealed {
+        let key = zeroize::Zeroizing::new([7u8; 32]);
+        Sealed::new(Arc::new(chimera_keys::DataSealer::new(key)))
+    }
 
     fn record(id: &str, digest: &str) -> JobRecord {
         JobRecord {
@@ -772,7 +871,7 @@ mod tests {
     #[tokio::test]
     async fn submissions_are_idempotent_by_id_and_digest() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("journal.redb")).unwrap();
+        let journal = Journal::open(&dir.path().join("journal.redb"), sealed()).unwrap();
         let Submitted::Created(first) = journal.submit(record("a", "d1")).await.unwrap() else {
             panic!("a new id is created");
         };
@@ -791,7 +890,7 @@ mod tests {
     /// handle is dropped.
     fn reopen(path: &Path) -> Journal {
         loop {
-            match Journal::open(path) {
+            match Journal::open(path, sealed()) {
                 Ok(journal) => return journal,
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
@@ -824,7 +923,7 @@ mod tests {
         let hour = jiff::SignedDuration::from_hours(1);
         let now = Timestamp::now();
         {
-            let journal = Journal::open(&path).unwrap();
+            let journal = Journal::open(&path, sealed()).unwrap();
             for id in ["old", "recent", "running"] {
                 journal.submit(record(id, "d")).await.unwrap();
             }
@@ -871,7 +970,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.redb");
         {
-            let journal = Journal::open(&path).unwrap();
+            let journal = Journal::open(&path, sealed()).unwrap();
             // Concurrent submissions share transactions; each is still answered on its own.
             let submissions: Vec<_> = (0..50)
                 .map(|i| {
@@ -931,7 +1030,7 @@ mod tests {
     async fn a_checked_job_is_kept_beside_its_document_set_by_submission_or_update() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.redb");
-        let journal = Journal::open(&path).unwrap();
+        let journal = Journal::open(&path, sealed()).unwrap();
         let mut submitted = record("new", "d");
         submitted.checked = Some(checked_job("new"));
         journal.submit(submitted).await.unwrap();
@@ -944,7 +1043,7 @@ mod tests {
             .unwrap();
         journal.update("new", |r| r.attempts = 1).await.unwrap();
         drop(journal);
-        let journal = Journal::open(&path).unwrap();
+        let journal = Journal::open(&path, sealed()).unwrap();
         for id in ["new", "old"] {
             let read = journal.get(id).unwrap().unwrap().checked;
             assert_eq!(read, Some(checked_job(id)), "{id}");
@@ -971,7 +1070,7 @@ mod tests {
     #[tokio::test]
     async fn a_document_is_stored_once_and_comes_back_with_every_read_and_update() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("journal.redb")).unwrap();
+        let journal = Journal::open(&dir.path().join("journal.redb"), sealed()).unwrap();
         let document = "---\nid: big\n---\n".to_owned() + &"x".repeat(5000);
         let mut big = record("big", "d");
         big.document = document.clone();
@@ -994,7 +1093,7 @@ mod tests {
 
     /// A closed journal of `jobs` jobs with documents of a few kilobytes, some finished.
     async fn written(path: &Path, jobs: usize) -> Vec<String> {
-        let journal = Journal::open(path).unwrap();
+        let journal = Journal::open(path, sealed()).unwrap();
         let mut ids = Vec::new();
         for i in 0..jobs {
             let mut job = record(&format!("urn:uuid:{i}"), "d");
@@ -1038,8 +1137,8 @@ mod tests {
             let path = dir.path().join(format!("journal-{at}.redb"));
             std::fs::copy(&original, &path).unwrap();
             flip(&path, at);
-            let checked = check(&path).unwrap();
-            let opened = Journal::open(&path);
+            let checked = check(&path, &sealed()).unwrap();
+            let opened = Journal::open(&path, sealed());
             match opened {
                 Ok(journal) => {
                     assert!(checked.is_whole(), "{at}: opens but {checked:?}");
@@ -1055,7 +1154,7 @@ mod tests {
                 ),
             }
             damaged_any = true;
-            let repaired = repair(&path).unwrap();
+            let repaired = repair(&path, &sealed()).unwrap();
             let (damaged_copy, lost_file) = repaired.moved.clone().unwrap();
             assert!(damaged_copy.exists(), "{at}");
             let kept: Vec<&str> = repaired
@@ -1082,7 +1181,7 @@ mod tests {
                 );
             }
             assert_eq!(lost_file.is_some(), !lost.is_empty(), "{at}");
-            let journal = Journal::open(&path).unwrap();
+            let journal = Journal::open(&path, sealed()).unwrap();
             for record in &repaired.salvage.kept {
                 let read = journal.get(&record.id).unwrap().unwrap();
                 assert_eq!(&read, record, "{at}");
@@ -1098,7 +1197,7 @@ mod tests {
                     .count()
             );
             drop(journal);
-            assert!(check(&path).unwrap().is_whole(), "{at}");
+            assert!(check(&path, &sealed()).unwrap().is_whole(), "{at}");
         }
         assert!(
             damaged_any,
@@ -1120,24 +1219,33 @@ mod tests {
                 .unwrap();
             txn.commit().unwrap();
         }
-        let refused = Journal::open(&path).err().unwrap();
+        let refused = Journal::open(&path, sealed()).err().unwrap();
         assert!(
             matches!(&refused, JournalError::Corrupt { id, .. } if id == "urn:uuid:2"),
             "{refused}"
         );
-        let repaired = repair(&path).unwrap();
+        let repaired = repair(&path, &sealed()).unwrap();
         assert_eq!(repaired.salvage.kept.len(), 4);
         assert_eq!(repaired.salvage.lost.len(), 1);
         let lost = &repaired.salvage.lost[0];
         assert_eq!(lost.key, "urn:uuid:2");
-        assert_eq!(lost.record.as_deref(), Some("{\"id\": not json"));
+        assert!(
+            lost.detail.contains("not a sealed value"),
+            "{}",
+            lost.detail
+        );
+        let as_stored = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "{\"id\": not json",
+        );
+        assert_eq!(lost.record.as_deref(), Some(as_stored.as_str()));
         let lost_file = repaired.moved.unwrap().1.unwrap();
         let listed = std::fs::read_to_string(lost_file).unwrap();
         assert!(
             listed.contains("urn:uuid:2") && listed.lines().count() == 1,
             "{listed}"
         );
-        let journal = Journal::open(&path).unwrap();
+        let journal = Journal::open(&path, sealed()).unwrap();
         assert!(journal.get("urn:uuid:2").unwrap().is_none());
         assert!(journal.get("urn:uuid:3").unwrap().is_some());
     }
@@ -1162,11 +1270,11 @@ mod tests {
                 .unwrap();
             txn.commit().unwrap();
         }
-        let journal = Journal::open(&path).unwrap();
+        let journal = Journal::open(&path, sealed()).unwrap();
         {
             let txn = journal.db.begin_read().unwrap();
             let stored = txn.open_table(JOBS).unwrap().get("old").unwrap().unwrap();
-            assert!(!String::from_utf8_lossy(stored.value()).contains("id: old"));
+            assert!(!String::from_utf8_lossy(stored.value()).contains("old"));
             assert_eq!(txn.open_table(FINISHED).unwrap().len().unwrap(), 1);
         }
         assert_eq!(journal.get("old").unwrap().unwrap().document, old.document);
@@ -1174,5 +1282,94 @@ mod tests {
         let read = journal.get("old").unwrap().unwrap();
         assert_eq!((read.attempts, read.document), (2, old.document));
         assert_eq!(journal.prune(Timestamp::now()).await.unwrap(), 1);
+    }
+
+    /// A journal of the release before sealing (plaintext records, checked jobs and documents,
+    /// no `meta` table): sealed when opened, every job as it was, no plaintext left in the file
+    /// (not even in pages redb freed), and closed to another key.
+    #[tokio::test]
+    async fn a_journal_from_before_sealing_is_sealed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        let mut job = record("plain", "d");
+        job.document = "---\nid: plain\n---\nA secret intent: 0xfeedface".into();
+        job.result = Some("{\"counts\":{\"0110\":777}}".into());
+        let checked = checked_job("plain");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let json = serde_json::to_vec(&job).unwrap();
+            txn.open_table(JOBS)
+                .unwrap()
+                .insert("plain", json.as_slice())
+                .unwrap();
+            let checked_json = serde_json::to_vec(&checked).unwrap();
+            txn.open_table(CHECKED)
+                .unwrap()
+                .insert("plain", checked_json.as_slice())
+                .unwrap();
+            (txn.open_table(PLAIN_DOCUMENTS).unwrap())
+                .insert("plain", job.document.as_str())
+                .unwrap();
+            txn.open_table(UNFINISHED)
+                .unwrap()
+                .insert(0, "plain")
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        // What a start killed while sealing left: the next one begins again.
+        let sealing = path.with_extension("redb.sealing");
+        std::fs::write(&sealing, b"half a journal").unwrap();
+        let journal = Journal::open(&path, sealed()).unwrap();
+        assert!(!sealing.exists());
+        assert_eq!(journal.sealed_at_open(), 1);
+        let read = journal.get("plain").unwrap().unwrap();
+        assert_eq!((&read.document, &read.result), (&job.document, &job.result));
+        assert_eq!(read.checked, Some(checked));
+        assert_eq!(journal.unfinished().unwrap().len(), 1);
+        drop(journal);
+        let bytes = std::fs::read(&path).unwrap();
+        for plaintext in ["0xfeedface", "0110", "A secret intent", "\"signer\""] {
+            assert!(
+                !bytes
+                    .windows(plaintext.len())
+                    .any(|w| w == plaintext.as_bytes()),
+                "{plaintext} is in the file"
+            );
+        }
+        let other = Sealed::new(Arc::new(chimera_keys::DataSealer::new(
+            zeroize::Zeroizing::new([8u8; 32]),
+        )));
+        let refused = Journal::open(&path, other).err().unwrap();
+        assert!(matches!(refused, JournalError::Corrupt { .. }), "{refused}");
+        let again = Journal::open(&path, sealed()).unwrap();
+        assert_eq!(again.get("plain").unwrap().unwrap().document, job.document);
+    }
+
+    /// `check` and `repair` read sealed journals only: one from before sealing is refused, with
+    /// what to do, and left as it is.
+    #[test]
+    fn check_refuses_a_journal_from_before_sealing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let json = serde_json::to_vec(&record("plain", "d")).unwrap();
+            txn.open_table(JOBS)
+                .unwrap()
+                .insert("plain", json.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let refused = check(&path, &sealed()).err().unwrap();
+        assert!(
+            matches!(refused, JournalError::BeforeSealing { .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("chimera serve"), "{refused}");
+        assert!(repair(&path, &sealed()).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

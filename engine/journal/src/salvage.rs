@@ -14,8 +14,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
 use crate::{
-    CHECKED, DOCUMENTS, FINISHED, JOBS, JobRecord, JournalError, UNFINISHED, caught, checked,
-    decode, guarded, opening, put, put_checked,
+    CHECKED, DOCUMENTS, FINISHED, JOBS, JobRecord, JournalError, Sealed, UNFINISHED, caught,
+    checked, guarded, opening, put, put_checked, put_document,
 };
 
 /// A job, or a table's list of them, that did not read whole.
@@ -24,7 +24,7 @@ pub struct Lost {
     /// The job's id, or the table whose list broke off.
     pub key: String,
     pub detail: String,
-    /// The job's record as stored, when that much read (its document did not).
+    /// The job's record as stored (sealed, in base64), when that much read.
     pub record: Option<String>,
 }
 
@@ -53,8 +53,9 @@ pub struct Repaired {
     pub moved: Option<(PathBuf, Option<PathBuf>)>,
 }
 
-/// Reads every record of the journal at `path` that reads whole, and checks its store.
-pub fn check(path: &Path) -> Result<Salvage, JournalError> {
+/// Reads every record of the journal at `path` that reads whole (and opens under `sealed`'s key),
+/// and checks its store.
+pub fn check(path: &Path, sealed: &Sealed) -> Result<Salvage, JournalError> {
     if !path.exists() {
         return Err(JournalError::Open {
             path: path.display().to_string(),
@@ -62,15 +63,15 @@ pub fn check(path: &Path) -> Result<Salvage, JournalError> {
         });
     }
     let store = store_check(path)?;
-    let (kept, lost) = read_what_reads(path)?;
+    let (kept, lost) = read_what_reads(path, sealed)?;
     Ok(Salvage { kept, lost, store })
 }
 
 /// Writes what [`check`] finds readable into a new journal at `path`; the damaged file is
 /// renamed `journal.redb.damaged-TIME` beside it, and what was lost listed, a JSON object a line,
 /// in `journal.lost-TIME.jsonl`. A whole journal is left as it is.
-pub fn repair(path: &Path) -> Result<Repaired, JournalError> {
-    let salvage = check(path)?;
+pub fn repair(path: &Path, sealed: &Sealed) -> Result<Repaired, JournalError> {
+    let salvage = check(path, sealed)?;
     if salvage.is_whole() {
         return Ok(Repaired {
             salvage,
@@ -84,7 +85,7 @@ pub fn repair(path: &Path) -> Result<Repaired, JournalError> {
         .and_then(|n| n.to_str())
         .unwrap_or("journal.redb");
     let fresh = renamed(format!("{name}.repairing"));
-    write_journal(&fresh, &salvage.kept)?;
+    write_journal(&fresh, &salvage.kept, sealed)?;
     let damaged_copy = renamed(format!("{name}.damaged-{stamp}"));
     let write = |e: std::io::Error| JournalError::Write(e.to_string());
     std::fs::rename(path, &damaged_copy).map_err(write)?;
@@ -161,9 +162,13 @@ fn read_only(path: &Path) -> Result<Option<redb::ReadOnlyDatabase>, JournalError
 /// Every job that reads whole, and what does not: from the file itself, or when it was not
 /// closed cleanly, from a copy that redb has repaired. (Not `store_check`'s copy: a copy whose
 /// check failed is no longer open, while the repair alone can still leave much of it readable.)
-fn read_what_reads(path: &Path) -> Result<(Vec<JobRecord>, Vec<Lost>), JournalError> {
+fn read_what_reads(
+    path: &Path,
+    sealed: &Sealed,
+) -> Result<(Vec<JobRecord>, Vec<Lost>), JournalError> {
     if let Some(db) = read_only(path)? {
-        return Ok(read_all(&db));
+        refuse_before_sealing(path, &db)?;
+        return Ok(read_all(&db, sealed));
     }
     let copy = Copy::of(path)?;
     let db = guarded(path, || {
@@ -176,14 +181,39 @@ fn read_what_reads(path: &Path) -> Result<(Vec<JobRecord>, Vec<Lost>), JournalEr
              nothing of it reads: {e}"
         ),
     })?;
-    Ok(read_all(&db))
+    refuse_before_sealing(path, &db)?;
+    Ok(read_all(&db, sealed))
 }
 
-fn read_all(db: &impl ReadableDatabase) -> (Vec<JobRecord>, Vec<Lost>) {
+/// Refuses a journal an earlier release wrote, whose values the engine seals when it first opens
+/// it: this release reads sealed values only.
+fn refuse_before_sealing(path: &Path, db: &impl ReadableDatabase) -> Result<(), JournalError> {
+    let marked = read_or_say(|| {
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let meta = match txn.open_table(crate::META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(meta
+            .get(crate::SEALING.0)
+            .map_err(|e| e.to_string())?
+            .is_some())
+    });
+    match marked {
+        Ok(false) => Err(JournalError::BeforeSealing {
+            path: path.display().to_string(),
+        }),
+        // Sealed; or the damage is where it would say so, and each record will tell.
+        Ok(true) | Err(_) => Ok(()),
+    }
+}
+
+fn read_all(db: &impl ReadableDatabase, sealed: &Sealed) -> (Vec<JobRecord>, Vec<Lost>) {
     let (ids, mut lost) = ids_named(db);
     let mut kept = Vec::new();
     for id in ids {
-        match read_job(db, &id) {
+        match read_job(db, &id, sealed) {
             Ok(record) => kept.push(record),
             Err((detail, record)) => lost.push(Lost {
                 key: id,
@@ -258,7 +288,11 @@ fn list_ids<K: redb::Key + 'static, V: redb::Value + 'static>(
 }
 
 /// Job `id`, record and document; or why not, with the record as stored if it read.
-fn read_job(db: &impl ReadableDatabase, id: &str) -> Result<JobRecord, (String, Option<String>)> {
+fn read_job(
+    db: &impl ReadableDatabase,
+    id: &str,
+    sealed: &Sealed,
+) -> Result<JobRecord, (String, Option<String>)> {
     let stored = read_or_say(|| {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
@@ -272,47 +306,59 @@ fn read_job(db: &impl ReadableDatabase, id: &str) -> Result<JobRecord, (String, 
             None,
         ));
     };
-    let as_stored = Some(String::from_utf8_lossy(&bytes).into_owned());
-    let mut record = decode(id, &bytes).map_err(|e| (e.to_string(), as_stored.clone()))?;
+    let as_stored = Some(crate::sealed::as_text(&bytes));
+    let mut record = (sealed.record(id, &bytes)).map_err(|e| (e.to_string(), as_stored.clone()))?;
     let document = read_or_say(|| {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let documents = txn.open_table(DOCUMENTS).map_err(|e| e.to_string())?;
         let document = documents.get(id).map_err(|e| e.to_string())?;
-        Ok(document.map(|d| d.value().to_owned()))
+        Ok(document.map(|d| d.value().to_vec()))
     })
     .map_err(|detail| (format!("its document: {detail}"), as_stored.clone()))?;
     match document {
-        Some(document) => record.document = document,
+        Some(document) => {
+            record.document =
+                (sealed.document(id, &document)).map_err(|e| (e.to_string(), as_stored.clone()))?;
+        }
         None if record.pruned_at.is_some() => {}
         None => return Err(("its document is not stored".into(), as_stored)),
     }
-    record.checked = read_checked(db, id);
+    record.checked = read_checked(db, id, sealed);
     Ok(record)
 }
 
 /// Job `id`'s checked job, if it reads: one that does not is made again from its document when
 /// the engine starts, as a job an earlier release admitted is.
-fn read_checked(db: &impl ReadableDatabase, id: &str) -> Option<crate::CheckedJob> {
+fn read_checked(
+    db: &impl ReadableDatabase,
+    id: &str,
+    sealed: &Sealed,
+) -> Option<crate::CheckedJob> {
     let stored = read_or_say(|| {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let checked = txn.open_table(CHECKED).map_err(|e| e.to_string())?;
         let job = checked.get(id).map_err(|e| e.to_string())?;
         Ok(job.map(|j| j.value().to_vec()))
     });
-    crate::decode_checked(id, &stored.ok()??).ok()
+    sealed.checked(id, &stored.ok()??).ok()
 }
 
 /// A new journal at `path` holding `records` as they were (their sequence numbers too). Its
 /// tables are made first, in a commit of their own, as [`Journal::open`] makes them: a journal
 /// whose first commit both made the tables and held 59 jobs closed with a commit that redb
 /// (3.1.3) itself then found damaged (the `hostile` test's repair).
-fn write_journal(path: &Path, records: &[JobRecord]) -> Result<(), JournalError> {
+pub(crate) fn write_journal(
+    path: &Path,
+    records: &[JobRecord],
+    sealed: &Sealed,
+) -> Result<(), JournalError> {
     let _ = std::fs::remove_file(path);
     let write = |e: &dyn std::fmt::Display| JournalError::Write(e.to_string());
     let db = Database::create(path).map_err(|e| write(&e))?;
-    crate::prepare(&db).map_err(|e| match e {
+    crate::prepare(&db, sealed).map_err(|e| match e {
         crate::Prepare::Record(e) => e,
         crate::Prepare::Store(detail) => JournalError::Write(detail),
+        crate::Prepare::BeforeSealing => unreachable!("a new journal holds no job"),
     })?;
     let txn = db.begin_write().map_err(|e| write(&e))?;
     {
@@ -323,12 +369,11 @@ fn write_journal(path: &Path, records: &[JobRecord]) -> Result<(), JournalError>
         let mut finished = txn.open_table(FINISHED).map_err(|e| write(&e))?;
         for record in records {
             if record.pruned_at.is_none() {
-                documents
-                    .insert(record.id.as_str(), record.document.as_str())
-                    .map_err(|e| write(&e))?;
+                put_document(&mut documents, record, sealed).map_err(|e| write(&e))?;
             }
-            put_checked(&mut checked, record).map_err(|e| write(&e))?;
-            put(&mut jobs, &mut unfinished, &mut finished, record).map_err(|e| write(&e))?;
+            put_checked(&mut checked, record, sealed).map_err(|e| write(&e))?;
+            put(&mut jobs, &mut unfinished, &mut finished, record, sealed)
+                .map_err(|e| write(&e))?;
         }
     }
     txn.commit().map_err(|e| write(&e))

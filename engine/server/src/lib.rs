@@ -222,11 +222,20 @@ impl Engine {
         })?;
         metrics_names::describe();
         gpu_metrics::start();
-        let journal = Journal::open(&journal_path(&config.data_dir))?;
+        let sealer = Arc::new(DataSealer::new(config.keyring.data().clone()));
+        let sealed = chimera_journal::Sealed::new(Arc::clone(&sealer));
+        let journal = Journal::open(&journal_path(&config.data_dir), sealed)?;
         if journal.rolled_back_at_open() {
             tracing::error!(
                 "the journal's last commit was damaged: redb went back to the commit before it, \
                  and what the last one held (jobs acknowledged, or their outcomes) is lost"
+            );
+        }
+        if journal.sealed_at_open() > 0 {
+            tracing::info!(
+                "sealed the {} jobs of a journal an earlier release wrote (a new file, renamed \
+                 over the old one)",
+                journal.sealed_at_open()
             );
         }
         // Read before the doors open: a job submitted from then on is the dispatcher's to hear
@@ -234,7 +243,6 @@ impl Engine {
         let unfinished = journal.unfinished()?;
         let owners = unfinished.iter().map(|r| r.submitted_by.clone());
         let gate = Arc::new(limits::Gate::new(config.limits, owners));
-        let sealer = DataSealer::new(config.keyring.data().clone());
         let identity = identity::engine_key(&config.data_dir, &sealer)?;
         let key = Arc::new(receipt::EngineKey::new(identity));
         let audit = Arc::new(

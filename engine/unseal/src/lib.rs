@@ -149,7 +149,7 @@ pub enum UnsealError {
         from: String,
     },
     #[error(
-        "the data directory {} is not sealed yet, so there is nothing to rewrap: its first \
+        "the data directory {} is not sealed yet (it has no keyring.json): its first \
          `chimera serve` seals it",
         data_dir.display()
     )]
@@ -275,6 +275,25 @@ pub fn unseal_with(
     }
 }
 
+/// The keyring of a sealed data directory, opened with the key from `source`; a directory not
+/// sealed yet is refused (nothing is made): for the commands that read what an engine sealed.
+pub fn open_keyring(source: &Source, data_dir: &Path) -> Result<Keyring, UnsealError> {
+    open_keyring_with(source, data_dir, config_directory().as_deref())
+}
+
+fn open_keyring_with(
+    source: &Source,
+    data_dir: &Path,
+    config_dir: Option<&Path>,
+) -> Result<Keyring, UnsealError> {
+    if keyring::expected_key(data_dir)?.is_none() {
+        return Err(UnsealError::NotSealed {
+            data_dir: data_dir.to_owned(),
+        });
+    }
+    Ok(unseal_with(source, data_dir, config_dir)?.keyring)
+}
+
 /// What [`rewrap`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrapped {
@@ -297,12 +316,7 @@ pub fn rewrap_with(
     new: &Source,
     config_dir: Option<&Path>,
 ) -> Result<Rewrapped, UnsealError> {
-    if keyring::expected_key(data_dir)?.is_none() {
-        return Err(UnsealError::NotSealed {
-            data_dir: data_dir.to_owned(),
-        });
-    }
-    let keyring = unseal_with(current, data_dir, config_dir)?.keyring;
+    let keyring = open_keyring_with(current, data_dir, config_dir)?;
     let new_key = find_with(new, data_dir, config_dir)?.key;
     let old_id = keyring.unseal_key_id().to_owned();
     if new_key.id() == old_id {

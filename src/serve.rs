@@ -372,6 +372,7 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
         mib => Some(positive_mib("--audit-rotate-mib", mib)?),
     };
     let keyring = args.unseal.unseal(&args.data_dir)?;
+    seal_stored_models(&args.data_dir, &keyring)?;
     let config = EngineConfig {
         key_rotation,
         limits,
@@ -392,6 +393,18 @@ async fn serve(args: ServeArgs, heartbeat_timeout: Duration, key_rotation: Durat
     );
     engine.serve(listener, tls, http, stop_signal()).await?;
     println!("chimera serve: stopped");
+    Ok(())
+}
+
+/// Seals the models an earlier release stored in plaintext (a data directory's first start with
+/// an unseal key), before any head reads them.
+fn seal_stored_models(data_dir: &Path, keyring: &Keyring) -> Result<()> {
+    let models = Arc::new(chimera_keys::DataSealer::new(keyring.models().clone()));
+    let sealed = chimera_head::models::seal_stored(data_dir, &models)
+        .with_context(|| format!("sealing the stored models in {}", data_dir.display()))?;
+    if sealed > 0 {
+        tracing::info!("sealed {sealed} files of models an earlier release stored");
+    }
     Ok(())
 }
 

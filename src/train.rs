@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
-use chimera_ai::checkpoint;
+use chimera_ai::checkpoint::{self, PlainFiles};
 use chimera_ai::encoder::{SentenceEncoder, is_encoder_dir};
 use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::model::device_for;
@@ -89,6 +89,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume_from,
         data_dir: args.data_dir,
         checkpoint_files: None,
+        model_files: None,
     };
     let json = args.json;
     let device = args.device.open()?;
@@ -201,7 +202,7 @@ pub fn infer(args: InferArgs) -> Result<()> {
     if is_encoder_dir(&args.model) {
         return embed(args);
     }
-    let model = StoredModel::open(&args.model, &args.device.open()?)
+    let model = StoredModel::open(&args.model, &args.device.open()?, &PlainFiles)
         .with_context(|| format!("cannot open the model in {}", args.model.display()))?;
     let (_, features) = read_inputs(&args.input, model.info.feature_len)?;
     let (probabilities, seconds) = timed(args.repeat, || Ok(model.predict(features.clone())?))?;

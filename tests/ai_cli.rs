@@ -1,6 +1,8 @@
 //! `chimera train` and `chimera infer` end to end: the digits example trained from its spec as the
 //! README shows, its stored model predicting digits, and the refusals a user can meet.
 
+// Shared with the other tests, which use more of it.
+#[allow(dead_code)]
 mod common;
 use common::{chimera, failure, ok, repo, work_dir};
 

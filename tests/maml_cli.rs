@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+// Shared with the other tests, which use more of it.
+#[allow(dead_code)]
 mod common;
 use common::{chimera, failure, ok, repo, work_dir};
 

@@ -9,7 +9,7 @@ mod common;
 #[allow(dead_code)]
 #[path = "common/served.rs"]
 mod served;
-use common::{chimera, failure, ok, work_dir};
+use common::{chimera, failure, files_under, ok, work_dir};
 use served::Served;
 
 /// `chimera unseal-key new`: a key file its owner's alone, named by its id, never overwritten.
@@ -98,19 +98,4 @@ fn an_engine_starts_with_its_unseal_key_only_and_a_rewrap_moves_it_to_a_new_one(
     let served = Served::start_with(&data, &["--unseal-key-file", new]);
     assert_eq!(std::fs::read(data.join("engine.pub")).unwrap(), engine);
     served.stop();
-}
-
-/// Every file under `dir`, by path, with its bytes.
-fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else if path.is_file() {
-            // (Not the heads' sockets, which only name an address.)
-            files.insert(path.clone(), std::fs::read(&path).unwrap());
-        }
-    }
-    files
 }

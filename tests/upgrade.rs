@@ -19,7 +19,7 @@ use std::path::Path;
 use chimera_maml::SecretKey;
 use chimera_proto::v1::{GetRequest, JobState};
 use chimera_server::owners::JobCall;
-use common::work_dir;
+use common::{assert_no_plaintext, work_dir};
 use engine_client::*;
 use served::Served;
 
@@ -108,35 +108,14 @@ fn the_jobs_a_data_directory_of_the_previous_release_holds_run_or_keep_their_res
     // receipts, and the engine's identity key, are nowhere in the data directory in plaintext.
     let data = dir.join("data");
     assert!(data.join("keyring.json").exists() && !data.join("engine.key").exists());
-    for plaintext in [
-        "A Bell pair, admitted by release",
-        "OPENQASM 2.0;",
-        "\"counts\"",
-        "chimera-receipt: 1",
-        "PRIVATE KEY",
-    ] {
-        for (path, bytes) in files_under(&data) {
-            assert!(
-                !bytes
-                    .windows(plaintext.len())
-                    .any(|w| w == plaintext.as_bytes()),
-                "{plaintext:?} is in {} in plaintext",
-                path.display()
-            );
-        }
-    }
-}
-
-/// Every file under `dir` (not what only names an address, as a socket does), with its bytes.
-fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else if path.is_file() {
-            files.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    files
+    assert_no_plaintext(
+        &data,
+        &[
+            "A Bell pair, admitted by release",
+            "OPENQASM 2.0;",
+            "\"counts\"",
+            "chimera-receipt: 1",
+            "PRIVATE KEY",
+        ],
+    );
 }

@@ -90,3 +90,33 @@ pub fn failure(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Every file under `dir`, with its bytes (not the heads' sockets, which only name an address).
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if path.is_file() {
+            files.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// Asserts that no file under `dir` holds any of `known` as it is: what a copy of the data
+/// volume would give away.
+pub fn assert_no_plaintext(dir: &Path, known: &[&str]) {
+    for (path, bytes) in files_under(dir) {
+        for plaintext in known {
+            assert!(
+                !bytes
+                    .windows(plaintext.len())
+                    .any(|w| w == plaintext.as_bytes()),
+                "{plaintext:?} is in {} in plaintext",
+                path.display()
+            );
+        }
+    }
+}

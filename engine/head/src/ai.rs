@@ -19,6 +19,7 @@ use chimera_job::{
 
 use crate::blocks::{BlockFailure, BlockRunner, kind_of, relative_to};
 use crate::head_keys::HeadKeys;
+use crate::models::ModelFiles;
 
 pub(crate) struct AiHead {
     pub data_dir: PathBuf,
@@ -125,6 +126,7 @@ impl AiHead {
             resume_from: resume_from.clone(),
             data_dir: Some(self.data_dir.join("data")),
             checkpoint_files: Some(Arc::new(SealedFiles(self.keys.clone()))),
+            model_files: Some(Arc::new(self.model_files()?)),
         };
         // Asked at every step, so that a cancelled job stops within one batch.
         let trained = train(spec, &self.device, &options, |event| {
@@ -161,6 +163,18 @@ impl AiHead {
         })))
     }
 
+    /// How stored models are written and read: sealed under the key the supervisor sent. A head
+    /// without it stores no model rather than store one in plaintext.
+    fn model_files(&self) -> Result<ModelFiles, BlockFailure> {
+        let key = self.keys.models().ok_or_else(|| {
+            BlockFailure::Model(
+                "this head has no key for stored models (the engine sends it at the head's start)"
+                    .into(),
+            )
+        })?;
+        Ok(ModelFiles(key))
+    }
+
     /// Moves a trained model into the data directory's models, by its id, unless it is there.
     fn store_model(&self, model_dir: &Path, id: &str) -> Result<(), BlockFailure> {
         let models = self.data_dir.join("models");
@@ -176,18 +190,19 @@ impl AiHead {
             })
     }
 
-    /// Where the model a spec names is: a stored model by its id, else a directory under the
-    /// data directory (the spec's check keeps the name inside it).
-    fn model_dir(&self, model: &str) -> PathBuf {
+    /// Where the model a spec names is, and whether it is stored (sealed): a stored model by its
+    /// id, else a directory under the data directory (the spec's check keeps the name inside
+    /// it), which is as its owner put it there.
+    fn model_dir(&self, model: &str) -> (PathBuf, bool) {
         let by_id = self.data_dir.join("models").join(model);
         if by_id.is_dir() {
-            return by_id;
+            return (by_id, true);
         }
-        self.data_dir.join(model)
+        (self.data_dir.join(model), false)
     }
 
     fn infer_block(&mut self, spec: &InferSpec) -> Result<Option<BlockResult>, BlockFailure> {
-        let dir = self.model_dir(&spec.model);
+        let (dir, stored) = self.model_dir(&spec.model);
         if is_encoder_dir(&dir) {
             let embeddings = self.embed(dir, &spec.sentences)?;
             return Ok(Some(BlockResult::Embeddings(embeddings)));
@@ -203,7 +218,10 @@ impl AiHead {
             let needs = "a trained model needs `inputs:`, a list of feature rows";
             return Err(BlockFailure::Model(needs.into()));
         }
-        let model = StoredModel::open(&dir, &self.device)?;
+        let model = match stored {
+            true => StoredModel::open(&dir, &self.device, &self.model_files()?)?,
+            false => StoredModel::open(&dir, &self.device, &checkpoint::PlainFiles)?,
+        };
         let probabilities = model.predict(spec.inputs.concat())?;
         let classes = most_likely(&probabilities);
         Ok(Some(BlockResult::Inference(InferenceResult {

@@ -20,7 +20,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chimera_keys::shares::THRESHOLD;
-use chimera_keys::{Binding, Custody, Mailbox, MailboxAddress, Outgoing, SealError, Taken};
+use chimera_keys::{
+    Binding, Custody, DataSealer, Mailbox, MailboxAddress, Outgoing, SealError, Taken,
+};
 
 use crate::files;
 use crate::replicas::{self, ReplicaStore};
@@ -86,6 +88,8 @@ struct Shared {
     address: String,
     custody: Mutex<Option<Custody>>,
     keyed: Condvar,
+    /// The key of stored models, as the supervisor sends it to an AI head.
+    models: OnceLock<Arc<DataSealer>>,
 }
 
 /// What a re-seal of the state directory did.
@@ -160,6 +164,7 @@ impl HeadKeys {
             mailbox: Mutex::new(Some(mailbox)),
             custody: Mutex::new(None),
             keyed: Condvar::new(),
+            models: OnceLock::new(),
         }))
     }
 
@@ -342,12 +347,18 @@ impl HeadKeys {
         Ok(true)
     }
 
+    /// The key of stored models, once the supervisor has sent it.
+    pub(crate) fn models(&self) -> Option<Arc<DataSealer>> {
+        self.0.models.get().cloned()
+    }
+
     /// Carries out a key order of the supervisor.
     pub(crate) fn handle(&self, order: ToHead, send: &Arc<Sender>) -> std::io::Result<()> {
         let head = &self.0.head;
         let _ = self.0.send.set(Arc::clone(send));
         let order = match order {
             ToHead::Replica { from, replica } => return self.replica(&from, replica),
+            ToHead::ModelsKey { key } => return self.take_models_key(&key.0),
             order => order,
         };
         if let ToHead::Keys {
@@ -419,11 +430,29 @@ impl HeadKeys {
             ToHead::Run { .. }
             | ToHead::Cancel { .. }
             | ToHead::Keys { .. }
-            | ToHead::Replica { .. } => Ok(()),
+            | ToHead::Replica { .. }
+            | ToHead::ModelsKey { .. } => Ok(()),
         }
     }
 
     /// A change to a peer's replica, or this head's own state given back.
+    /// Keeps the key of stored models the supervisor sent; one that is not a key is refused as
+    /// a garbled key order is (models are then stored only once a key comes).
+    fn take_models_key(&self, key: &str) -> std::io::Result<()> {
+        let bytes = zeroize::Zeroizing::new(BASE64.decode(key).unwrap_or_default());
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        if bytes.len() != secret.len() {
+            return refused(
+                &self.0.head,
+                "the key of stored models is not 32 bytes in base64",
+            );
+        }
+        secret.copy_from_slice(&bytes);
+        let sealer = DataSealer::new(secret);
+        let _ = self.0.models.set(Arc::new(sealer));
+        Ok(())
+    }
+
     fn replica(&self, from: &str, replica: Replica) -> std::io::Result<()> {
         let head = &self.0.head;
         let Replica::GivenBack { files } = replica else {

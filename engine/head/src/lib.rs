@@ -12,6 +12,7 @@ mod ai;
 mod blocks;
 mod files;
 pub mod head_keys;
+pub mod models;
 mod quantum;
 mod replicas;
 pub mod worker;

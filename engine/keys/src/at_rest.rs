@@ -60,6 +60,12 @@ impl DataSealer {
         }
     }
 
+    /// Whether `bytes` are a sealed value (by their header: for telling an earlier release's
+    /// plaintext files, whose formats never start so, from sealed ones).
+    pub fn is_sealed(bytes: &[u8]) -> bool {
+        bytes.starts_with(MAGIC) && bytes.len() >= HEADER_BYTES
+    }
+
     /// `plaintext` sealed for `place`.
     pub fn seal(&self, place: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let counter = self.next_nonce.fetch_add(1, Ordering::Relaxed);

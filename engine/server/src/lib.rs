@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chimera_audit::{AuditLog, Event, Recorder};
 use chimera_job::Role;
 use chimera_journal::Journal;
@@ -264,6 +265,10 @@ impl Engine {
                 launcher: config.launcher,
                 heartbeat_timeout: config.heartbeat_timeout,
                 start_timeout: config.start_timeout,
+                models_key: Some(chimera_supervisor::KeyText(base64::Engine::encode(
+                    &BASE64,
+                    config.keyring.models().as_slice(),
+                ))),
             },
             head_events,
         )?);

@@ -7,7 +7,7 @@ pub mod protocol;
 pub mod supervisor;
 
 pub use priority::{HEAD_NICENESS, lower_priority};
-pub use protocol::{FromHead, Outcome, Replica, SealedFile, StatevectorWork, ToHead};
+pub use protocol::{FromHead, KeyText, Outcome, Replica, SealedFile, StatevectorWork, ToHead};
 pub use supervisor::{
     HeadConfig, HeadEvent, HeadInfo, HeadStatus, Launcher, Supervisor, SupervisorConfig,
     SupervisorError,

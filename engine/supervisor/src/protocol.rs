@@ -37,6 +37,20 @@ pub enum ToHead {
     /// A change to the replica of the head `from`'s sealed state that this head holds, or (a
     /// [`Replica::GivenBack`]) this head's own state given back by a peer that held it.
     Replica { from: String, replica: Replica },
+    /// The key under which an AI head seals the models it stores and opens them (the keyring's
+    /// `models` key, which the operator's unseal key wraps): sent before `Keys`.
+    ModelsKey { key: KeyText },
+}
+
+/// A key in base64, as a message carries it; `Debug` never shows it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyText(pub String);
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(…)")
+    }
 }
 
 /// A head to the supervisor.

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use chimera_keys::shares::THRESHOLD;
 
-use crate::protocol::{FromHead, Outcome, StatevectorWork, ToHead, encode};
+use crate::protocol::{FromHead, KeyText, Outcome, StatevectorWork, ToHead, encode};
 
 /// How a head process is started: given the head and its socket, the command to run.
 pub type Launcher = Arc<dyn Fn(&HeadConfig, &std::path::Path) -> Command + Send + Sync>;
@@ -44,6 +44,8 @@ pub struct SupervisorConfig {
     pub heartbeat_timeout: Duration,
     /// How long a new head may take to connect and say hello.
     pub start_timeout: Duration,
+    /// The key of stored models, for the AI heads (none: they store models as they are).
+    pub models_key: Option<KeyText>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,13 +350,19 @@ impl HeadWatcher {
         // Peers asked for shares that are not there would answer nothing.
         let restorable = restore_epoch.is_some() && me.key_shares as usize >= THRESHOLD;
         let my_id = me.id;
-        let mut welcome = vec![ToHead::Keys {
+        let models_key = self.config.models_key.clone();
+        let ai = self.head().role == Role::Ai;
+        let mut welcome: Vec<ToHead> = (models_key.filter(|_| ai))
+            .map(|key| ToHead::ModelsKey { key })
+            .into_iter()
+            .collect();
+        welcome.push(ToHead::Keys {
             restore_epoch,
             restore_shares: me.key_shares,
             peers: (heads.iter().map(|h| h.info.id.clone()))
                 .filter(|id| *id != my_id)
                 .collect(),
-        }];
+        });
         for (slot, peer) in heads.iter().enumerate() {
             let Some(peer_mailbox) = peer.mailbox.as_ref().filter(|_| slot != self.slot) else {
                 continue;

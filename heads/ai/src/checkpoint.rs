@@ -223,12 +223,13 @@ pub struct ModelInfo {
     pub val_accuracy: f64,
 }
 
-/// Stores a trained model in `run_dir/model`.
+/// Stores a trained model in `run_dir/model`, its files written by `files`.
 pub fn save_model(
     run_dir: &Path,
     spec: &str,
     weights: &HashMap<String, Tensor>,
     mut info: ModelInfo,
+    files: &dyn Files,
 ) -> Result<(PathBuf, ModelInfo), CheckpointError> {
     let dir = run_dir.join("model");
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
@@ -244,7 +245,7 @@ pub fn save_model(
     let json = serde_json::to_vec_pretty(&info).expect("model info serialises");
     write_directory(
         &dir,
-        &PlainFiles,
+        files,
         &[
             ("model.safetensors", &bytes),
             ("spec.yaml", spec.as_bytes()),
@@ -255,14 +256,15 @@ pub fn save_model(
     Ok((dir, info))
 }
 
-/// Reads a model directory written by [`save_model`].
+/// Reads a model directory written by [`save_model`], its files read by `files`.
 pub fn load_model(
     dir: &Path,
     device: &Device,
+    files: &dyn Files,
 ) -> Result<(ModelInfo, String, HashMap<String, Tensor>), CheckpointError> {
     let read = |name: &str| {
         let path = dir.join(name);
-        std::fs::read(&path).map_err(io(&path)).map(|b| (path, b))
+        files.read(&path).map_err(io(&path)).map(|b| (path, b))
     };
     let (info_path, info) = read("model.json")?;
     let info: ModelInfo = serde_json::from_slice(&info).map_err(|e| malformed(&info_path, e))?;

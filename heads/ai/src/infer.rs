@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use crate::checkpoint::{self, ModelInfo};
+use crate::checkpoint::{self, Files, ModelInfo};
 use crate::model::{Classifier, device_for, simulator_for};
 use crate::spec::TrainSpec;
 use crate::train::TrainError;
@@ -18,9 +18,9 @@ pub struct StoredModel {
 }
 
 impl StoredModel {
-    /// Opens a model directory, checking its files against its id.
-    pub fn open(dir: &Path, device: &Device) -> Result<Self, TrainError> {
-        let (info, spec, weights) = checkpoint::load_model(dir, device)?;
+    /// Opens a model directory, its files read by `files`, checking them against its id.
+    pub fn open(dir: &Path, device: &Device, files: &dyn Files) -> Result<Self, TrainError> {
+        let (info, spec, weights) = checkpoint::load_model(dir, device, files)?;
         let spec = TrainSpec::from_yaml(&spec)
             .map_err(|e| candle_core::Error::Msg(format!("{}/spec.yaml: {e}", dir.display())))?;
         let simulator = simulator_for(&spec.model, device)?;

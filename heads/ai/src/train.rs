@@ -58,11 +58,19 @@ pub struct RunOptions {
     pub data_dir: Option<PathBuf>,
     /// How checkpoints are written and read: [`checkpoint::PlainFiles`] when `None`.
     pub checkpoint_files: Option<Arc<dyn checkpoint::Files>>,
+    /// How the trained model is written: [`checkpoint::PlainFiles`] when `None`.
+    pub model_files: Option<Arc<dyn checkpoint::Files>>,
 }
 
 impl RunOptions {
     fn files(&self) -> &dyn checkpoint::Files {
         self.checkpoint_files
+            .as_deref()
+            .unwrap_or(&checkpoint::PlainFiles)
+    }
+
+    fn model_files(&self) -> &dyn checkpoint::Files {
+        self.model_files
             .as_deref()
             .unwrap_or(&checkpoint::PlainFiles)
     }
@@ -318,7 +326,14 @@ pub fn train(
         }
     }
     let stored = match &options.run_dir {
-        Some(run_dir) => Some(store(run_dir, spec, &dataset, &model, &progress.history)?),
+        Some(run_dir) => Some(store(
+            run_dir,
+            spec,
+            &dataset,
+            &model,
+            &progress.history,
+            options,
+        )?),
         None => None,
     };
     Ok(TrainReport {
@@ -370,6 +385,7 @@ fn store(
     dataset: &Dataset,
     model: &Classifier,
     history: &[EpochProgress],
+    options: &RunOptions,
 ) -> Result<(PathBuf, ModelInfo), TrainError> {
     let info = ModelInfo {
         id: String::new(),
@@ -385,6 +401,7 @@ fn store(
         &spec.source,
         &tensors,
         info,
+        options.model_files(),
     )?)
 }
 

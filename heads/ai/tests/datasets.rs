@@ -186,6 +186,7 @@ fn a_cnn_is_refused_for_data_that_are_not_images_or_are_pooled_away() {
     let options = RunOptions {
         data_dir: Some(dir.to_owned()),
         checkpoint_files: None,
+        model_files: None,
         ..RunOptions::default()
     };
     let attempt = |yaml: &str| {

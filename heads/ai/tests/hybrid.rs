@@ -5,6 +5,7 @@
 use std::ops::ControlFlow;
 
 use candle_core::Device;
+use chimera_ai::checkpoint::PlainFiles;
 use chimera_ai::dataset::Dataset;
 use chimera_ai::infer::{StoredModel, most_likely};
 use chimera_ai::spec::{SpecError, TrainSpec};
@@ -110,7 +111,7 @@ fn a_stored_hybrid_model_classifies_as_it_was_trained() {
     };
     let report = run(&spec_of(MOONS), &options);
     let (model_dir, _) = report.model.unwrap();
-    let model = StoredModel::open(&model_dir, &Device::Cpu).unwrap();
+    let model = StoredModel::open(&model_dir, &Device::Cpu, &PlainFiles).unwrap();
     let moons = Dataset::load("moons", dir.path()).unwrap();
     let predicted = most_likely(&model.predict(moons.features.clone()).unwrap());
     let correct = predicted

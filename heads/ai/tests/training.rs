@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 
 use candle_core::{Device, Var};
-use chimera_ai::checkpoint;
+use chimera_ai::checkpoint::{self, PlainFiles};
 use chimera_ai::infer::StoredModel;
 use chimera_ai::optim::Optimizer;
 use chimera_ai::spec::{OptimizerSpec, Schedule, TrainSpec};
@@ -337,6 +337,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         resume_from: None,
         data_dir: None,
         checkpoint_files: None,
+        model_files: None,
     };
     let whole = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     let kept = std::fs::read_dir(whole_dir.join("checkpoints"))
@@ -356,6 +357,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         resume_from: None,
         data_dir: None,
         checkpoint_files: None,
+        model_files: None,
     };
     let stopped = train(&spec, &Device::Cpu, &options, |event| match event {
         TrainEvent::Step { step: 25 } => ControlFlow::Break(()),
@@ -374,6 +376,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         resume_from: Some(latest),
         data_dir: None,
         checkpoint_files: None,
+        model_files: None,
     };
     let resumed = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(curve(&resumed), curve(&whole));
@@ -394,6 +397,7 @@ fn resumed_equals_uninterrupted(yaml: &str, name: &str) {
         resume_from: checkpoint::latest(broken_dir),
         data_dir: None,
         checkpoint_files: None,
+        model_files: None,
     };
     let refused = train(
         &other,
@@ -417,11 +421,12 @@ fn a_stored_model_predicts_and_refuses_tampering() {
         resume_from: None,
         data_dir: None,
         checkpoint_files: None,
+        model_files: None,
     };
     let report = train(&spec, &Device::Cpu, &options, |_| ControlFlow::Continue(())).unwrap();
     let (model_dir, info) = report.model.unwrap();
     assert_eq!(info.id.len(), 64);
-    let model = StoredModel::open(&model_dir, &Device::Cpu).unwrap();
+    let model = StoredModel::open(&model_dir, &Device::Cpu, &PlainFiles).unwrap();
     assert_eq!(model.info, info);
 
     let digits =
@@ -448,7 +453,7 @@ fn a_stored_model_predicts_and_refuses_tampering() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&weights, bytes).unwrap();
-    let error = StoredModel::open(&model_dir, &Device::Cpu)
+    let error = StoredModel::open(&model_dir, &Device::Cpu, &PlainFiles)
         .err()
         .unwrap()
         .to_string();

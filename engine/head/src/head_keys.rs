@@ -24,9 +24,11 @@ use chimera_keys::{
     Binding, Custody, DataSealer, Mailbox, MailboxAddress, Outgoing, SealError, Taken,
 };
 
+use crate::at_rest::{AtRest, key_from_text};
+
 use crate::files;
 use crate::replicas::{self, ReplicaStore};
-use chimera_supervisor::protocol::{FromHead, Replica, SealedFile, ToHead};
+use chimera_supervisor::protocol::{FromHead, KeyText, Replica, SealedFile, ToHead};
 
 /// How a head sends to the supervisor.
 pub type Sender = dyn Fn(&FromHead) -> std::io::Result<()> + Send + Sync;
@@ -88,8 +90,8 @@ struct Shared {
     address: String,
     custody: Mutex<Option<Custody>>,
     keyed: Condvar,
-    /// The key of stored models, as the supervisor sends it to an AI head.
-    models: OnceLock<Arc<DataSealer>>,
+    /// What it keeps at rest with, as the supervisor sends it.
+    at_rest: OnceLock<AtRest>,
 }
 
 /// What a re-seal of the state directory did.
@@ -164,7 +166,7 @@ impl HeadKeys {
             mailbox: Mutex::new(Some(mailbox)),
             custody: Mutex::new(None),
             keyed: Condvar::new(),
-            models: OnceLock::new(),
+            at_rest: OnceLock::new(),
         }))
     }
 
@@ -349,7 +351,7 @@ impl HeadKeys {
 
     /// The key of stored models, once the supervisor has sent it.
     pub(crate) fn models(&self) -> Option<Arc<DataSealer>> {
-        self.0.models.get().cloned()
+        self.0.at_rest.get()?.models.clone()
     }
 
     /// Carries out a key order of the supervisor.
@@ -358,7 +360,11 @@ impl HeadKeys {
         let _ = self.0.send.set(Arc::clone(send));
         let order = match order {
             ToHead::Replica { from, replica } => return self.replica(&from, replica),
-            ToHead::ModelsKey { key } => return self.take_models_key(&key.0),
+            ToHead::AtRest {
+                engine,
+                wrapping_key,
+                models_key,
+            } => return self.take_at_rest(engine, &wrapping_key.0, models_key),
             order => order,
         };
         if let ToHead::Keys {
@@ -431,26 +437,62 @@ impl HeadKeys {
             | ToHead::Cancel { .. }
             | ToHead::Keys { .. }
             | ToHead::Replica { .. }
-            | ToHead::ModelsKey { .. } => Ok(()),
+            | ToHead::AtRest { .. } => Ok(()),
         }
     }
 
     /// A change to a peer's replica, or this head's own state given back.
-    /// Keeps the key of stored models the supervisor sent; one that is not a key is refused as
-    /// a garbled key order is (models are then stored only once a key comes).
-    fn take_models_key(&self, key: &str) -> std::io::Result<()> {
-        let bytes = zeroize::Zeroizing::new(BASE64.decode(key).unwrap_or_default());
-        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-        if bytes.len() != secret.len() {
-            return refused(
-                &self.0.head,
-                "the key of stored models is not 32 bytes in base64",
-            );
-        }
-        secret.copy_from_slice(&bytes);
-        let sealer = DataSealer::new(secret);
-        let _ = self.0.models.set(Arc::new(sealer));
+    /// Keeps what the supervisor sent to keep at rest with; keys that are not keys are refused
+    /// as a garbled key order is (the head then keeps nothing at rest, and stores no model).
+    fn take_at_rest(
+        &self,
+        engine: String,
+        wrapping_key: &str,
+        models_key: Option<KeyText>,
+    ) -> std::io::Result<()> {
+        let Some(wrapping_key) = key_from_text(wrapping_key) else {
+            return refused(&self.0.head, "its wrapping key is not 32 bytes in base64");
+        };
+        let models = match models_key.map(|k| key_from_text(&k.0)) {
+            Some(None) => {
+                return refused(
+                    &self.0.head,
+                    "the key of stored models is not 32 bytes in base64",
+                );
+            }
+            Some(Some(key)) => Some(key),
+            None => None,
+        };
+        let _ = self
+            .0
+            .at_rest
+            .set(AtRest::new(engine, wrapping_key, models));
         Ok(())
+    }
+
+    /// The keys this head's life before a start of the whole engine kept, if it kept any: a
+    /// file that does not open is said, and the head goes on with a new key (what the old keys
+    /// sealed stays closed).
+    fn unwrapped_keys(&self) -> Vec<chimera_keys::HeadKey> {
+        let Some(at_rest) = self.0.at_rest.get() else {
+            return Vec::new();
+        };
+        at_rest
+            .kept(&self.0.head, &self.0.state_dir)
+            .unwrap_or_else(|e| {
+                let _ = refused(&self.0.head, format!("its kept keys do not open: {e}"));
+                Vec::new()
+            })
+    }
+
+    /// Keeps, wrapped, every key whose sealing may be in the state (a failure is said: the
+    /// keys then live in memory only, as before the engine sealed at rest).
+    fn keep_keys(&self, custody: &Custody) {
+        if let Some(at_rest) = self.0.at_rest.get()
+            && let Err(e) = at_rest.keep(&self.0.state_dir, custody.kept())
+        {
+            let _ = refused(&self.0.head, format!("its keys cannot be kept: {e}"));
+        }
     }
 
     fn replica(&self, from: &str, replica: Replica) -> std::io::Result<()> {
@@ -493,8 +535,14 @@ impl HeadKeys {
         let mut guard = lock(&self.0.custody);
         match restore_epoch {
             None => {
-                let dealt = custody.new_key(1);
-                self.keyed(&mut custody, dealt, false, send)?;
+                // A first life: its keys from before a start of the whole engine, if it kept any.
+                let unwrapped = self.unwrapped_keys();
+                let restored = !unwrapped.is_empty();
+                let dealt = match restored {
+                    true => custody.unwrapped(unwrapped),
+                    false => custody.new_key(1),
+                };
+                self.keyed(&mut custody, dealt, restored, send)?;
             }
             Some(epoch) if (restore_shares as usize) < THRESHOLD => {
                 custody.expect_restore(epoch);
@@ -564,7 +612,10 @@ impl HeadKeys {
             lock(&self.0.given_back).clear();
             0
         };
+        self.keep_keys(custody);
         let resealed = self.reseal(custody);
+        custody.forget_unwrapped();
+        self.keep_keys(custody);
         deal(&**send, dealt, custody.epoch())?;
         // The peers' replicas are sealed under the old key: all of the state again.
         self.replicate_all(custody.peers(), &**send);

@@ -9,6 +9,7 @@
 //! its peers' shares and its sealed state from their replicas, and runs its job again.
 
 mod ai;
+mod at_rest;
 mod blocks;
 mod files;
 pub mod head_keys;

@@ -63,6 +63,9 @@ pub struct Custody {
     restoring: Option<(u32, Vec<KeyShare>)>,
     /// The key before the current one: restored from shares, or replaced by the last rotation.
     previous: Option<HeadKey>,
+    /// The keys of this head's life before a start of the whole engine, unwrapped from the data
+    /// directory: they open what they sealed until the state is re-sealed.
+    unwrapped: Vec<HeadKey>,
 }
 
 /// What an envelope carrying a share says it is, as associated data: a share relayed to another
@@ -87,7 +90,32 @@ impl Custody {
             held: BTreeMap::new(),
             restoring: None,
             previous: None,
+            unwrapped: Vec::new(),
         }
+    }
+
+    /// Takes back `keys`, this head's from before a start of the whole engine (the data
+    /// directory kept them wrapped), and makes a new key of the epoch after them: the keys
+    /// open what they sealed, and the new one's shares are returned to deal.
+    pub fn unwrapped(&mut self, keys: Vec<HeadKey>) -> Vec<Outgoing> {
+        let last = keys.iter().map(HeadKey::epoch).max().unwrap_or(0);
+        self.unwrapped = keys;
+        self.new_key(last + 1)
+    }
+
+    /// The state is re-sealed under the current key: the unwrapped keys open nothing more.
+    pub fn forget_unwrapped(&mut self) {
+        self.unwrapped.clear();
+    }
+
+    /// Every key whose sealing may still be in the state: the current one, the previous one and
+    /// those unwrapped at the start. What the data directory keeps, wrapped.
+    pub fn kept(&self) -> impl Iterator<Item = &HeadKey> {
+        let current = self.key.as_ref().map(SealingKey::key);
+        current
+            .into_iter()
+            .chain(self.previous.as_ref())
+            .chain(&self.unwrapped)
     }
 
     pub fn address(&self) -> MailboxAddress {
@@ -115,16 +143,10 @@ impl Custody {
         self.previous.as_ref()
     }
 
-    /// Opens a blob sealed under the current key or the previous one.
+    /// Opens a blob sealed under the current key, the previous one or one unwrapped at the start.
     pub fn open(&self, binding: Binding<'_>, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         let epoch = HeadKey::epoch_of(sealed)?;
-        let key = [
-            self.key.as_ref().map(SealingKey::key),
-            self.previous.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|k| k.epoch() == epoch);
+        let key = self.kept().find(|k| k.epoch() == epoch);
         match key {
             Some(key) => key.open(binding, sealed),
             None => Err(SealError::OtherEpoch {

@@ -8,7 +8,7 @@ use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use zeroize::Zeroizing;
 
-use crate::sealing::KEY_BYTES;
+use crate::sealing::{HeadKey, KEY_BYTES};
 
 const NONCE_BYTES: usize = 12;
 const TAG_BYTES: usize = 16;
@@ -83,6 +83,32 @@ pub fn unwrap(
     Ok(secret)
 }
 
+/// A head's key wrapped under the head's wrapping key, bound to the engine, the head and the
+/// key's epoch: kept in the data directory, so that a start of the whole engine gives each head
+/// its key back.
+pub fn wrap_head_key(wrapping_key: &[u8; KEY_BYTES], engine: &str, key: &HeadKey) -> Vec<u8> {
+    let purpose = head_key_purpose(engine, key.head(), key.epoch());
+    wrap(wrapping_key, &purpose, key.secret())
+}
+
+/// The key of `head` at `epoch` that [`wrap_head_key`] wrapped: it opens what it sealed, and
+/// seals nothing (the head rotates past it).
+pub fn unwrap_head_key(
+    wrapping_key: &[u8; KEY_BYTES],
+    engine: &str,
+    head: &str,
+    epoch: u32,
+    wrapped: &[u8],
+) -> Result<HeadKey, WrapError> {
+    let purpose = head_key_purpose(engine, head, epoch);
+    let secret = unwrap(wrapping_key, &purpose, wrapped)?;
+    Ok(HeadKey::from_secret(head, epoch, secret))
+}
+
+fn head_key_purpose(engine: &str, head: &str, epoch: u32) -> Vec<u8> {
+    format!("chimera head key v1 engine {engine} head {head} epoch {epoch}").into_bytes()
+}
+
 fn cipher(key: &[u8; KEY_BYTES]) -> Aes256Gcm {
     Aes256Gcm::new_from_slice(key).expect("a 32-byte key")
 }
@@ -119,6 +145,32 @@ mod tests {
             unwrap(&kek, b"head q0 epoch 3", &wrapped[1..]),
             Err(WrapError)
         );
+    }
+
+    #[test]
+    fn a_wrapped_head_key_opens_for_its_engine_head_and_epoch_only() {
+        let mut key = crate::SealingKey::generate("q0", 7);
+        let sealed = key
+            .seal(
+                crate::Binding {
+                    job: "j",
+                    sequence: 0,
+                },
+                b"state",
+            )
+            .unwrap();
+        let kek = new_secret();
+        let wrapped = wrap_head_key(&kek, "e1", key.key());
+        let back = unwrap_head_key(&kek, "e1", "q0", 7, &wrapped).unwrap();
+        assert_eq!(back.check_value(), key.key().check_value());
+        let binding = crate::Binding {
+            job: "j",
+            sequence: 0,
+        };
+        assert_eq!(back.open(binding, &sealed).unwrap(), b"state");
+        for (engine, head, epoch) in [("e2", "q0", 7), ("e1", "q1", 7), ("e1", "q0", 8)] {
+            assert!(unwrap_head_key(&kek, engine, head, epoch, &wrapped).is_err());
+        }
     }
 
     #[test]

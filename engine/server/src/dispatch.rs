@@ -161,6 +161,16 @@ impl Dispatcher {
         })
     }
 
+    /// Keeps the queued job `job` for `head` for [`RESERVED_FOR`]: the one head that can open its
+    /// checkpoint.
+    fn reserve(&mut self, job: &str, head: &str) {
+        let reservation = Reservation {
+            head: head.to_owned(),
+            until: std::time::Instant::now() + RESERVED_FOR,
+        };
+        self.reserved.insert(job.to_owned(), reservation);
+    }
+
     /// Puts back in the queue the jobs the journal held `unfinished` when the engine started (a
     /// job that was running when the engine stopped runs again), then serves requests and the
     /// heads' events until every request sender is gone.
@@ -176,8 +186,15 @@ impl Dispatcher {
             };
             if record.state != JobState::Running {
                 self.enqueue(record.role, record.id, false);
-            } else if let Some(record) = self.after_engine_died(&record.id).await {
-                self.enqueue(record.role, record.id, false);
+            } else if let Some(requeued) = self.after_engine_died(&record.id).await {
+                // A training's checkpoints are sealed under its head's key, which that head
+                // takes back from the data directory as it starts (issue 36): kept for it.
+                let training =
+                    (record.checked.as_ref()).is_some_and(|j| j.trainings().next().is_some());
+                if let Some(head) = record.head.filter(|_| training) {
+                    self.reserve(&requeued.id, &head);
+                }
+                self.enqueue(requeued.role, requeued.id, false);
             }
         }
         // Reservations and cancels' graces end with no event to say so: look now and then.
@@ -353,6 +370,9 @@ impl Dispatcher {
                     warn!(%head, epoch, unreadable, "files of the head's state are sealed under a key it no longer has; they stay closed");
                 }
                 let Some(rebuilt_in) = rebuilt_in else {
+                    if restored {
+                        info!(%head, epoch, resealed, "head keyed: its keys from before the engine's start unwrapped, its state re-sealed under a new key");
+                    }
                     debug!(%head, epoch, resealed, "head keyed");
                     self.audit.record(Event::HeadKeyed { head, epoch });
                     return;
@@ -434,12 +454,7 @@ impl Dispatcher {
             Ok(record) if record.state == JobState::Queued => {
                 warn!(parent: &span, "its head died; queued again");
                 let kept = if checkpointed {
-                    let until = std::time::Instant::now() + RESERVED_FOR;
-                    let reservation = Reservation {
-                        head: head.clone(),
-                        until,
-                    };
-                    self.reserved.insert(job.clone(), reservation);
+                    self.reserve(&job, &head);
                     format!(
                         ", kept {RESERVED_FOR:?} for {head}'s rebuild, which can open its checkpoint"
                     )

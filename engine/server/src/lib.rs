@@ -147,6 +147,25 @@ pub fn journal_path(data_dir: &Path) -> PathBuf {
     data_dir.join("journal.redb")
 }
 
+/// The keys each head keeps at rest with, as the keyring gives them (a head gets its own
+/// wrapping key, never the root it is derived from).
+fn at_rest(keyring: &Keyring, heads: &[HeadConfig]) -> chimera_supervisor::AtRest {
+    let text = |key: &[u8]| chimera_supervisor::KeyText(base64::Engine::encode(&BASE64, key));
+    chimera_supervisor::AtRest {
+        engine: keyring.engine().to_owned(),
+        wrapping_keys: heads
+            .iter()
+            .map(|h| {
+                (
+                    h.id.clone(),
+                    text(keyring.head_wrapping_key(&h.id).as_slice()),
+                )
+            })
+            .collect(),
+        models_key: text(keyring.models().as_slice()),
+    }
+}
+
 /// Asks the heads to rotate their keys every `period`, for as long as the supervisor lives.
 async fn rotate_keys(
     supervisor: std::sync::Weak<Supervisor>,
@@ -260,15 +279,12 @@ impl Engine {
         let (head_events, head_event_rx) = mpsc::unbounded_channel();
         let supervisor = Arc::new(Supervisor::start(
             SupervisorConfig {
+                at_rest: Some(at_rest(&config.keyring, &config.heads)),
                 heads: config.heads,
                 socket_dir: config.data_dir.join("run"),
                 launcher: config.launcher,
                 heartbeat_timeout: config.heartbeat_timeout,
                 start_timeout: config.start_timeout,
-                models_key: Some(chimera_supervisor::KeyText(base64::Engine::encode(
-                    &BASE64,
-                    config.keyring.models().as_slice(),
-                ))),
             },
             head_events,
         )?);

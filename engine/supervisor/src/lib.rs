@@ -9,6 +9,6 @@ pub mod supervisor;
 pub use priority::{HEAD_NICENESS, lower_priority};
 pub use protocol::{FromHead, KeyText, Outcome, Replica, SealedFile, StatevectorWork, ToHead};
 pub use supervisor::{
-    HeadConfig, HeadEvent, HeadInfo, HeadStatus, Launcher, Supervisor, SupervisorConfig,
+    AtRest, HeadConfig, HeadEvent, HeadInfo, HeadStatus, Launcher, Supervisor, SupervisorConfig,
     SupervisorError,
 };

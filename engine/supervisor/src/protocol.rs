@@ -37,9 +37,15 @@ pub enum ToHead {
     /// A change to the replica of the head `from`'s sealed state that this head holds, or (a
     /// [`Replica::GivenBack`]) this head's own state given back by a peer that held it.
     Replica { from: String, replica: Replica },
-    /// The key under which an AI head seals the models it stores and opens them (the keyring's
-    /// `models` key, which the operator's unseal key wraps): sent before `Keys`.
-    ModelsKey { key: KeyText },
+    /// What the head keeps at rest under the operator's unseal key, sent before `Keys`: the
+    /// engine's id and the key with which the head wraps its own keys in the data directory (so
+    /// that a start of the whole engine gives them back), and for an AI head the key under which
+    /// it seals the models it stores and opens them (the keyring's `models` key).
+    AtRest {
+        engine: String,
+        wrapping_key: KeyText,
+        models_key: Option<KeyText>,
+    },
 }
 
 /// A key in base64, as a message carries it; `Debug` never shows it.

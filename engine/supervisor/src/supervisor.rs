@@ -44,8 +44,18 @@ pub struct SupervisorConfig {
     pub heartbeat_timeout: Duration,
     /// How long a new head may take to connect and say hello.
     pub start_timeout: Duration,
-    /// The key of stored models, for the AI heads (none: they store models as they are).
-    pub models_key: Option<KeyText>,
+    /// What each head keeps at rest under the operator's unseal key (none: nothing).
+    pub at_rest: Option<AtRest>,
+}
+
+/// The keys the heads keep at rest with, from the keyring that the operator's unseal key wraps.
+#[derive(Debug, Clone)]
+pub struct AtRest {
+    pub engine: String,
+    /// Each head's key-wrapping key, by head id.
+    pub wrapping_keys: std::collections::BTreeMap<String, KeyText>,
+    /// The key of stored models, for the AI heads.
+    pub models_key: KeyText,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,12 +360,7 @@ impl HeadWatcher {
         // Peers asked for shares that are not there would answer nothing.
         let restorable = restore_epoch.is_some() && me.key_shares as usize >= THRESHOLD;
         let my_id = me.id;
-        let models_key = self.config.models_key.clone();
-        let ai = self.head().role == Role::Ai;
-        let mut welcome: Vec<ToHead> = (models_key.filter(|_| ai))
-            .map(|key| ToHead::ModelsKey { key })
-            .into_iter()
-            .collect();
+        let mut welcome: Vec<ToHead> = self.at_rest().into_iter().collect();
         welcome.push(ToHead::Keys {
             restore_epoch,
             restore_shares: me.key_shares,
@@ -393,6 +398,17 @@ impl HeadWatcher {
 
     fn head(&self) -> &HeadConfig {
         &self.config.heads[self.slot]
+    }
+
+    /// What this head keeps at rest with, if the engine seals at rest.
+    fn at_rest(&self) -> Option<ToHead> {
+        let at_rest = self.config.at_rest.as_ref()?;
+        let head = self.head();
+        Some(ToHead::AtRest {
+            engine: at_rest.engine.clone(),
+            wrapping_key: at_rest.wrapping_keys.get(&head.id)?.clone(),
+            models_key: (head.role == Role::Ai).then(|| at_rest.models_key.clone()),
+        })
     }
 
     async fn run(mut self, mut orders: mpsc::UnboundedReceiver<Order>) {

@@ -51,7 +51,7 @@ async fn heads_sending_each_other_more_than_a_socket_holds_both_get_through() {
         }),
         heartbeat_timeout: Duration::from_secs(120),
         start_timeout: Duration::from_secs(30),
-        models_key: None,
+        at_rest: None,
     };
     let (events, mut received) = mpsc::unbounded_channel();
     let supervisor = Supervisor::start(config, events).unwrap();

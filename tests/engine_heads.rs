@@ -495,12 +495,22 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
     served.kill_hard();
 
     let served = Served::start(&data);
+    let engine_pub = chimera_maml::PublicKey::read_file(&data.join("engine.pub")).unwrap();
     runtime().block_on(async {
         let mut client = client(&served.url).await;
         let mut reference = None;
+        let mut model_id = None;
         for id in &acknowledged {
             let job = finished(&mut client, &key, id).await;
             let result = result(&job);
+            // Each receipt, signed under the identity key the data directory keeps sealed,
+            // verifies after the restart.
+            let receipt = job.receipt.as_ref().expect("a finished job has a receipt");
+            assert!(chimera_server::receipt::check(
+                receipt,
+                &engine_pub,
+                &job.result_json
+            ));
             if id == &training {
                 // Its checkpoints are sealed under its head's key, which the data directory
                 // keeps wrapped under the operator's unseal key (issue 36): the restarted head
@@ -508,11 +518,29 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
                 assert_eq!(result["resumed_from_checkpoint"], true, "{result}");
                 assert!(result["val_accuracy"].as_f64().unwrap() > 0.9, "{result}");
                 assert!(job.attempts >= 2);
+                model_id = result["model_id"].as_str().map(str::to_owned);
             } else {
                 let counts = result["counts"].clone();
                 assert_eq!(reference.get_or_insert(counts.clone()), &counts, "{id}");
             }
         }
+        // The model it stored (sealed) answers an inference job.
+        let model_id = model_id.expect("the training stored a model");
+        let spec = format!(
+            "model: {model_id}\ninputs:\n  - [{}]",
+            vec!["0.0"; 64].join(", ")
+        );
+        let infer = document(
+            "urn:uuid:after-restart",
+            "inference",
+            "",
+            "",
+            &[("chimera-infer", &spec)],
+        );
+        let inferred = submit(&mut client, signed(&infer, &key)).await;
+        let inferred = finished(&mut client, &key, &inferred.id).await;
+        assert_eq!(inferred.state(), JobState::Succeeded, "{}", inferred.error);
+        assert_eq!(result(&inferred)["model_id"], model_id.as_str());
     });
     drop(served);
     // Every head exited with the engine: none is left holding the data directory.

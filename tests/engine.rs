@@ -61,9 +61,7 @@ async fn infer(
     id: &str,
     spec: &str,
 ) -> serde_json::Value {
-    let job = document(id, "inference", "", "", &[("chimera-infer", spec)]);
-    let id = submit(client, signed(&job, key)).await.id;
-    result(&finished(client, key, &id).await)
+    result(&infer_job(client, key, id, spec).await)
 }
 
 /// A circuit whose gate `g{levels - 1}`, called once, expands to 2^levels gates.
@@ -135,10 +133,7 @@ fn the_example_jobs_return_correct_signed_results() {
         );
 
         // A stored model answers a chimera-infer job by its id.
-        let spec = format!(
-            "model: {model_id}\ninputs:\n  - [{}]",
-            vec!["0.0"; 64].join(", ")
-        );
+        let spec = digits_inference(model_id);
         let inferred = infer(&mut client, &key, "urn:uuid:infer-1", &spec).await;
         assert_eq!(inferred["model_id"], model_id);
         assert_eq!(inferred["classes"].as_array().unwrap().len(), 1);

@@ -526,19 +526,8 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
         }
         // The model it stored (sealed) answers an inference job.
         let model_id = model_id.expect("the training stored a model");
-        let spec = format!(
-            "model: {model_id}\ninputs:\n  - [{}]",
-            vec!["0.0"; 64].join(", ")
-        );
-        let infer = document(
-            "urn:uuid:after-restart",
-            "inference",
-            "",
-            "",
-            &[("chimera-infer", &spec)],
-        );
-        let inferred = submit(&mut client, signed(&infer, &key)).await;
-        let inferred = finished(&mut client, &key, &inferred.id).await;
+        let spec = digits_inference(&model_id);
+        let inferred = infer_job(&mut client, &key, "urn:uuid:after-restart", &spec).await;
         assert_eq!(inferred.state(), JobState::Succeeded, "{}", inferred.error);
         assert_eq!(result(&inferred)["model_id"], model_id.as_str());
     });

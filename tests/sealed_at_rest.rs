@@ -115,19 +115,8 @@ fn a_stolen_data_directory_reveals_nothing_and_opens_with_its_key_alone() {
             &engine_pub,
             &again.result_json
         ));
-        let spec = format!(
-            "model: {model_id}\ninputs:\n  - [{}]",
-            vec!["0.0"; 64].join(", ")
-        );
-        let infer = document(
-            "urn:uuid:sealed-infer",
-            "inference",
-            "",
-            "",
-            &[("chimera-infer", &spec)],
-        );
-        let inferred = submit(&mut client, signed(&infer, &lab)).await;
-        let inferred = finished(&mut client, &lab, &inferred.id).await;
+        let spec = digits_inference(&model_id);
+        let inferred = infer_job(&mut client, &lab, "urn:uuid:sealed-infer", &spec).await;
         assert_eq!(inferred.state(), JobState::Succeeded, "{}", inferred.error);
         assert_eq!(result(&inferred)["model_id"], model_id.as_str());
     });

@@ -445,3 +445,23 @@ fn matching<'a>(
         .filter(|l| labels.iter().all(|label| l.contains(label)))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
 }
+
+/// An inference job of one `chimera-infer` block, submitted and followed to its end.
+pub async fn infer_job(
+    client: &mut EngineClient<Channel>,
+    key: &SecretKey,
+    id: &str,
+    spec: &str,
+) -> Job {
+    let job = document(id, "inference", "", "", &[("chimera-infer", spec)]);
+    let id = submit(client, signed(&job, key)).await.id;
+    finished(client, key, &id).await
+}
+
+/// A `chimera-infer` spec asking the digits model `model_id` for one row of 64 zeros.
+pub fn digits_inference(model_id: &str) -> String {
+    format!(
+        "model: {model_id}\ninputs:\n  - [{}]",
+        vec!["0.0"; 64].join(", ")
+    )
+}

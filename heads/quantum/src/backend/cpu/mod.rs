@@ -7,6 +7,7 @@
 //! rather than per gate. The low `contiguous_qubits` qubits are in every block so that a slice is
 //! made of runs of consecutive amplitudes.
 
+pub mod gradient;
 pub mod kernel;
 pub mod lanes;
 pub mod layer;
@@ -220,23 +221,8 @@ impl Backend for CpuBackend {
         num_qubits: usize,
         precision: Precision,
     ) -> Result<Box<dyn StateVector>, BackendError> {
-        let needed = precision.state_bytes(num_qubits);
-        let available = available_memory().unwrap_or(u128::MAX);
-        let refuse = || BackendError::OutOfMemory {
-            qubits: num_qubits,
-            precision: precision.name(),
-            needed,
-            available: available.min(needed.saturating_sub(1)),
-            where_: "this machine",
-            hint: if precision == Precision::Double {
-                "; --precision single halves it"
-            } else {
-                ""
-            },
-        };
-        // Leave room for the process itself and the per-thread block buffers.
-        if num_qubits >= usize::BITS as usize - 5 || needed.saturating_add(needed / 16) > available
-        {
+        let refuse = || refusal(num_qubits, precision, 1);
+        if !fits(num_qubits, precision, 1) {
             return Err(refuse());
         }
         let shared = self.shared.clone();
@@ -248,6 +234,32 @@ impl Backend for CpuBackend {
                 Box::new(CpuState::<f64>::new(num_qubits, shared).ok_or_else(refuse)?)
             }
         })
+    }
+}
+
+/// Whether `states` statevectors of `num_qubits` qubits fit in this machine's memory, with room
+/// left for the process itself and the per-thread block buffers.
+fn fits(num_qubits: usize, precision: Precision, states: u128) -> bool {
+    let needed = precision.state_bytes(num_qubits).saturating_mul(states);
+    let available = available_memory().unwrap_or(u128::MAX);
+    num_qubits < usize::BITS as usize - 5 && needed.saturating_add(needed / 16) <= available
+}
+
+/// Why `states` statevectors of `num_qubits` qubits are refused.
+fn refusal(num_qubits: usize, precision: Precision, states: u128) -> BackendError {
+    let needed = precision.state_bytes(num_qubits).saturating_mul(states);
+    let available = available_memory().unwrap_or(u128::MAX);
+    BackendError::OutOfMemory {
+        qubits: num_qubits,
+        precision: precision.name(),
+        needed,
+        available: available.min(needed.saturating_sub(1)),
+        where_: "this machine",
+        hint: if precision == Precision::Double {
+            "; --precision single halves it"
+        } else {
+            ""
+        },
     }
 }
 

@@ -1,0 +1,17 @@
+//! `chimera._native`: the Rust side of CHIMERA's Python package (`chimera-engine`), a thin layer
+//! over `chimera-circuit` (circuits) and `chimera-quantum` (the simulator). Everything a Qiskit
+//! or PennyLane user sees is in the Python side, `python/chimera/`; this module takes plain
+//! data (qubit lists, NumPy matrices, observable text) and releases the GIL while it simulates.
+
+mod circuit;
+mod errors;
+mod simulator;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<circuit::Circuit>()?;
+    m.add_class::<simulator::Simulator>()?;
+    Ok(())
+}

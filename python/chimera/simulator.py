@@ -90,12 +90,16 @@ def pauli_text(observable) -> str:
     if type(observable).__module__.split(".")[0] == "qiskit":
         from qiskit.quantum_info import SparsePauliOp
 
-        op = SparsePauliOp(observable)
-        return pauli_terms(
-            (coeff, [(p, q) for q, p in enumerate(reversed(label)) if p != "I"])
-            for label, coeff in op.to_list()
-        )
+        return labelled_terms(SparsePauliOp(observable).to_list())
     raise TypeError(f"an observable is Pauli-sum text or a qiskit SparsePauliOp, not {type(observable).__name__}")
+
+
+def labelled_terms(items) -> str:
+    """Pauli-sum text from (Qiskit Pauli label, coefficient) pairs: a label's last character is
+    qubit 0."""
+    return pauli_terms(
+        (coeff, [(p, q) for q, p in enumerate(reversed(label)) if p != "I"]) for label, coeff in items
+    )
 
 
 def pauli_terms(terms) -> str:

@@ -22,7 +22,7 @@ from qiskit.primitives import (
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from ..simulator import Simulator, pauli_terms
+from ..simulator import Simulator, labelled_terms
 from .circuits import from_qiskit, registers
 
 
@@ -122,7 +122,7 @@ class EstimatorV2(BaseEstimatorV2):
         for index in np.ndindex(*bc_circuits.shape):
             key = id(bc_circuits[index])
             native = natives.get(key) or natives.setdefault(key, from_qiskit(bc_circuits[index]))
-            evs[index] = self._simulator.expectation(native, _observable_text(bc_obs[index]))
+            evs[index] = self._simulator.expectation(native, labelled_terms(bc_obs[index].items()))
         if pub.precision != 0:
             evs = self._rng.normal(evs, pub.precision)
         stds = np.full(evs.shape, float(pub.precision))
@@ -131,11 +131,3 @@ class EstimatorV2(BaseEstimatorV2):
             metadata={"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata},
         )
 
-
-def _observable_text(observable: dict) -> str:
-    """An ObservablesArray element ({Pauli label: coefficient}, qubit 0 the label's last
-    character) as Pauli-sum text."""
-    return pauli_terms(
-        (coeff, [(p, q) for q, p in enumerate(reversed(label)) if p != "I"])
-        for label, coeff in observable.items()
-    )

@@ -1,10 +1,12 @@
 //! `chimera._native`: the Rust side of CHIMERA's Python package (`chimera-engine`), a thin layer
-//! over `chimera-circuit` (circuits) and `chimera-quantum` (the simulator). Everything a Qiskit
+//! over `chimera-circuit` (circuits), `chimera-quantum` (the simulator) and `chimera-maml`
+//! (signing). Everything a Qiskit
 //! or PennyLane user sees is in the Python side, `python/chimera/`; this module takes plain
 //! data (qubit lists, NumPy matrices, observable text) and releases the GIL while it simulates.
 
 mod circuit;
 mod errors;
+mod signing;
 mod simulator;
 
 use pyo3::prelude::*;
@@ -13,5 +15,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<circuit::Circuit>()?;
     m.add_class::<simulator::Simulator>()?;
+    m.add_function(wrap_pyfunction!(signing::keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(signing::sign, m)?)?;
+    m.add_function(wrap_pyfunction!(signing::verify, m)?)?;
     Ok(())
 }

@@ -123,3 +123,22 @@ def test_another_python_thread_runs_while_a_simulation_does():
     during = [t for t in ticks if start < t < end]
     # Held GIL: the ticker would not run at all while the simulation does.
     assert len(during) >= 5, f"{len(during)} ticks in {end - start:.3f} s"
+
+
+def test_signing_round_trip_and_a_tampered_document_is_refused(tmp_path):
+    from pathlib import Path
+
+    secret, public = chimera.keygen()
+    document = (Path(__file__).parents[2] / "examples" / "bell.maml.md").read_text()
+    signed = chimera.sign(document, secret)
+    key_file = tmp_path / "gateway.pub"
+    key_file.write_text(public)
+    key_id = chimera.verify(signed, key_file)
+    assert key_id and key_id == chimera.verify(signed, public)
+    with pytest.raises(ValueError, match="digest|signature"):
+        chimera.verify(signed.replace("h q[0]", "x q[0]", 1), public)
+    with pytest.raises(ValueError, match="no signature block"):
+        chimera.verify(document, public)  # the bundled example is unsigned
+    _, other_public = chimera.keygen()
+    with pytest.raises(ValueError):
+        chimera.verify(signed, other_public)

@@ -14,10 +14,10 @@
 
 use std::time::{Duration, Instant};
 
+use chimera_client::JobCall;
 use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, JobState, SubmitRequest, batch_reply};
-use chimera_server::owners::JobCall;
 use rayon::prelude::*;
 use tonic::transport::Channel;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chimera_audit::Event;
+use chimera_client::{JobCall, Tls, job_request};
 use chimera_job::{BlockResult, JobResult, Progress};
 use chimera_maml::{PublicKey, SecretKey, TrustStore};
 use chimera_proto::v1::engine_client::EngineClient;
@@ -15,14 +16,13 @@ use chimera_proto::v1::{
     RotateKeysRequest, SubmitRequest, WatchRequest, job_event,
 };
 use chimera_server::convert::{head_json, head_status, state_name};
-use chimera_server::owners::{JobCall, prove};
-use chimera_server::{receipt, refusal, trust_path};
+use chimera_server::trust_path;
 use clap::{Args, Subcommand};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 use crate::serve::{DEFAULT_DATA_DIR, existing_data_dir};
 
-const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+use chimera_client::DEFAULT_SERVER;
 
 #[derive(Args)]
 pub struct ServerArg {
@@ -48,7 +48,7 @@ impl ServerArg {
     }
 
     async fn connect(&self) -> Result<EngineClient<Channel>> {
-        Ok(engine_client(self.channel().await?))
+        Ok(chimera_client::engine(self.channel().await?))
     }
 
     async fn channel(&self) -> Result<Channel> {
@@ -66,41 +66,20 @@ impl ServerArg {
         };
         let tls = match (&ca, &self.tls_cert, &self.tls_key) {
             (None, None, None) => None,
-            (ca, cert, key) => {
-                let mut tls = ClientTlsConfig::new();
-                if let Some(ca) = ca {
-                    tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-                }
-                if let (Some(cert), Some(key)) = (cert, key) {
-                    tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-                }
-                Some(tls)
-            }
+            (ca, cert, key) => Some(Tls {
+                ca: ca.as_ref().map(read).transpose()?,
+                identity: match (cert, key) {
+                    (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                    _ => None,
+                },
+            }),
         };
-        connect_with(&url, tls).await
+        Ok(chimera_client::channel(&url, tls.as_ref()).await?)
     }
 }
 
 pub async fn connect(url: &str) -> Result<EngineClient<Channel>> {
-    Ok(engine_client(connect_with(url, None).await?))
-}
-
-fn engine_client(channel: Channel) -> EngineClient<Channel> {
-    EngineClient::new(channel).max_decoding_message_size(64 << 20)
-}
-
-async fn connect_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel> {
-    let mut endpoint = Channel::from_shared(url.to_owned())
-        .with_context(|| format!("{url} is not a URL like {DEFAULT_SERVER}"))?;
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls)
-            .context("the TLS settings (--tls-ca, --tls-cert, --tls-key)")?;
-    }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the engine at {url} (is `chimera serve` running?)"))
+    Ok(chimera_client::connect(url, None).await?)
 }
 
 /// The key whose jobs a command asks about.
@@ -135,20 +114,6 @@ impl KeyArg {
         }
         Ok(key)
     }
-}
-
-/// `message` as a request about `job_id`, with `key`'s proof that it asks if there is a key.
-pub fn job_request<T>(
-    message: T,
-    key: Option<&SecretKey>,
-    call: JobCall,
-    job_id: &str,
-) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(key) = key {
-        prove(&mut request, key, call, job_id);
-    }
-    request
 }
 
 #[derive(Args)]
@@ -360,19 +325,6 @@ fn edit_trust(
     Ok(())
 }
 
-/// Whether the job's receipt is the engine's signature over its result.
-pub fn receipt_valid(job: &Job) -> bool {
-    let Some(r) = &job.receipt else {
-        return false;
-    };
-    let output = if job.state == JobState::Succeeded as i32 {
-        &job.result_json
-    } else {
-        &job.error
-    };
-    PublicKey::from_bytes(&r.engine_public_key).is_ok_and(|key| receipt::check(r, &key, output))
-}
-
 pub fn job_json(job: &Job) -> serde_json::Value {
     serde_json::json!({
         "id": job.id,
@@ -385,7 +337,7 @@ pub fn job_json(job: &Job) -> serde_json::Value {
         "finished_at": job.finished_at,
         "result": serde_json::from_str::<serde_json::Value>(&job.result_json).ok(),
         "error": (!job.error.is_empty()).then_some(&job.error),
-        "receipt_valid": job.receipt.is_some().then(|| receipt_valid(job)),
+        "receipt_valid": job.receipt.is_some().then(|| chimera_client::receipt::valid(job)),
         "engine_key_id": job.receipt.as_ref().map(|r| &r.engine_key_id),
         "pruned_at": (!job.pruned_at.is_empty()).then_some(&job.pruned_at),
     })
@@ -414,7 +366,7 @@ pub fn describe_outcome(job: &Job) -> String {
         text += &format!("\n  result: {}", summarise(&job.result_json));
     }
     if let Some(receipt) = &job.receipt {
-        let check = if receipt_valid(job) {
+        let check = if chimera_client::receipt::valid(job) {
             "valid"
         } else {
             "INVALID"
@@ -577,19 +529,7 @@ async fn watch_to_end(
 
 /// A gRPC status as an error that names its reason.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    match refusal::reason_of(&status) {
-        Some(reason) => anyhow::anyhow!("{} ({reason})", status.message()),
-        None => {
-            // A transport failure's why (a TLS alert, a refused connection) is in its sources.
-            let mut said = format!("{}: {}", status.code(), status.message());
-            let mut source = std::error::Error::source(&status);
-            while let Some(cause) = source {
-                said += &format!(": {cause}");
-                source = cause.source();
-            }
-            anyhow::anyhow!(said)
-        }
-    }
+    anyhow::anyhow!(chimera_client::describe(&status))
 }
 
 pub fn submit(args: SubmitArgs) -> Result<bool> {
@@ -616,7 +556,7 @@ pub fn submit(args: SubmitArgs) -> Result<bool> {
                 }
                 Err(status) => {
                     all_ok = false;
-                    let reason = refusal::reason_of(&status).unwrap_or_default();
+                    let reason = chimera_client::reason_of(&status).unwrap_or_default();
                     if args.json {
                         println!(
                             "{}",

@@ -11,7 +11,7 @@ use chimera_proto::v1::{JobState, ListHeadsRequest, SubmitRequest};
 use chimera_server::{Engine, trust_path};
 use clap::Args;
 
-use crate::client::{self, describe_outcome, heads_table, receipt_valid};
+use crate::client::{self, describe_outcome, heads_table};
 
 /// The bundled example jobs, unsigned as in `examples/`.
 const EXAMPLES: [(&str, &str); 4] = [
@@ -120,7 +120,7 @@ async fn drive(url: &str, client_key: &SecretKey) -> Result<()> {
     for id in &jobs {
         let job = client::follow(&mut client, id, Some(client_key), false).await?;
         println!("{}", describe_outcome(&job));
-        if job.state != JobState::Succeeded as i32 || !receipt_valid(&job) {
+        if job.state != JobState::Succeeded as i32 || !chimera_client::receipt::valid(&job) {
             failed.push(id.clone());
         }
     }

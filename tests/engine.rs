@@ -19,10 +19,10 @@ mod served;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chimera_client::JobCall;
 use chimera_maml::{DEFAULT_MAX_BYTES, PublicKey, SecretKey};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, HeadStatus, Job, JobState, SubmitRequest, batch_reply};
-use chimera_server::owners::JobCall;
 use common::{chimera, failure, ok, repo, work_dir};
 use engine_client::*;
 use served::Served;
@@ -41,7 +41,7 @@ fn created_at(text: &str, time: &str) -> String {
 fn assert_receipt(job: &Job, engine_pub: &PublicKey) {
     let receipt = job.receipt.as_ref().expect("a finished job has a receipt");
     assert_eq!(receipt.engine_public_key, engine_pub.to_bytes());
-    assert!(chimera_server::receipt::check(
+    assert!(chimera_client::receipt::check(
         receipt,
         engine_pub,
         &job.result_json
@@ -560,7 +560,7 @@ fn every_refusal_comes_back_as_its_reason() {
             .unwrap_err();
         assert_eq!(missing.code(), NotFound);
         assert_eq!(
-            chimera_server::refusal::reason_of(&missing).as_deref(),
+            chimera_client::reason_of(&missing).as_deref(),
             Some("NO_SUCH_JOB")
         );
 
@@ -606,7 +606,7 @@ fn finished_jobs_lose_their_bodies_after_the_days_kept_and_keep_their_ids() {
         let request = proved(get, &key, JobCall::Receipt, &id);
         let refused = client.get_receipt_document(request).await.unwrap_err();
         assert_eq!(
-            chimera_server::refusal::reason_of(&refused).as_deref(),
+            chimera_client::reason_of(&refused).as_deref(),
             Some("PRUNED"),
             "{refused:?}"
         );
@@ -707,7 +707,7 @@ fn jobs_are_cancelled_whether_queued_or_running() {
             .unwrap_err();
         assert_eq!(early.code(), tonic::Code::FailedPrecondition);
         assert_eq!(
-            chimera_server::refusal::reason_of(&early).as_deref(),
+            chimera_client::reason_of(&early).as_deref(),
             Some("NOT_FINISHED")
         );
         cancel(&mut client, &key, &ids[0]).await.unwrap();

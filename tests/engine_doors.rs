@@ -18,10 +18,10 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chimera_client::JobCall;
 use chimera_maml::DEFAULT_MAX_BYTES;
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, JobState, SubmitRequest, WatchRequest};
-use chimera_server::owners::JobCall;
 use common::{chimera, failure, ok, repo, work_dir};
 use engine_client::*;
 use http_client::{exchange, http, http_door, json};
@@ -302,7 +302,7 @@ fn limits_refuse_a_large_request_a_fast_or_busy_client_and_too_many_streams() {
         };
         let too_many = |refused: tonic::Status, says: &str| {
             assert_eq!(
-                chimera_server::refusal::reason_of(&refused).as_deref(),
+                chimera_client::reason_of(&refused).as_deref(),
                 Some("TOO_MANY_STREAMS"),
                 "{refused:?}"
             );
@@ -470,7 +470,7 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         let mut carol = tls_client(&url, &dir, Some("carol")).await.unwrap();
         let no_such_job = |refused: tonic::Status| {
             assert_eq!(
-                chimera_server::refusal::reason_of(&refused).as_deref(),
+                chimera_client::reason_of(&refused).as_deref(),
                 Some("NO_SUCH_JOB"),
                 "{refused:?}"
             );
@@ -491,7 +491,7 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         let stranger = tls_client(&url, &dir, Some("stranger")).await.unwrap();
         let refused = call(stranger).await.unwrap_err();
         assert_eq!(
-            chimera_server::refusal::reason_of(&refused).as_deref(),
+            chimera_client::reason_of(&refused).as_deref(),
             Some("UNKNOWN_CLIENT"),
             "{refused:?}"
         );
@@ -515,7 +515,7 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         // it first. No answer of the engine's.
         let failed = ["h2 protocol error", "transport error"];
         assert!(
-            chimera_server::refusal::reason_of(&plain).is_none()
+            chimera_client::reason_of(&plain).is_none()
                 && failed.iter().any(|f| plain.message().contains(f)),
             "a plaintext call was answered: {plain:?}"
         );
@@ -583,7 +583,7 @@ fn mutual_tls_admits_only_clients_whose_certificate_names_a_trusted_key() {
         );
         let refused = call(client).await.unwrap_err();
         assert_eq!(
-            chimera_server::refusal::reason_of(&refused).as_deref(),
+            chimera_client::reason_of(&refused).as_deref(),
             Some("REVOKED_CLIENT"),
             "{refused:?}"
         );

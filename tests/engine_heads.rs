@@ -19,10 +19,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chimera_client::JobCall;
 use chimera_maml::SecretKey;
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, Head, HeadStatus, JobState, WatchRequest, job_event};
-use chimera_server::owners::JobCall;
 use common::{chimera, ok, work_dir};
 use engine_client::*;
 use http_client::{http, http_door, json};
@@ -506,7 +506,7 @@ fn an_engine_killed_and_restarted_finishes_every_acknowledged_job() {
             // Each receipt, signed under the identity key the data directory keeps sealed,
             // verifies after the restart.
             let receipt = job.receipt.as_ref().expect("a finished job has a receipt");
-            assert!(chimera_server::receipt::check(
+            assert!(chimera_client::receipt::check(
                 receipt,
                 &engine_pub,
                 &job.result_json
@@ -594,7 +594,7 @@ fn a_stopping_engine_ends_its_watches_and_waits_at_once_and_keeps_the_job() {
     assert_eq!(json(&body)["status"], "running", "{body}");
     let ended = reader.join().unwrap();
     assert_eq!(
-        chimera_server::refusal::reason_of(&ended).as_deref(),
+        chimera_client::reason_of(&ended).as_deref(),
         Some("ENGINE_STOPPING"),
         "{ended:?}"
     );

@@ -19,10 +19,10 @@ mod served;
 
 use std::time::{Duration, Instant};
 
+use chimera_client::JobCall;
 use chimera_maml::{RequestProof, SecretKey};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{GetRequest, JobState, SubmitRequest, WatchRequest};
-use chimera_server::owners::JobCall;
 use common::{chimera, failure, ok, work_dir};
 use engine_client::*;
 use http_client::{http, http_door, http_with, json};
@@ -37,7 +37,7 @@ async fn refusal(client: &mut EngineClient<Channel>, document: Vec<u8>) -> (Stri
         .submit(SubmitRequest { document })
         .await
         .expect_err("refused");
-    let reason = chimera_server::refusal::reason_of(&status).unwrap_or_default();
+    let reason = chimera_client::reason_of(&status).unwrap_or_default();
     (reason, status.message().to_owned())
 }
 
@@ -408,7 +408,7 @@ fn a_job_answers_only_the_key_that_signed_it_and_admins() {
             let get = GetRequest { job_id: job.into() };
             let refused = client.get(proved(get, asker, JobCall::Get, job)).await;
             let refused = refused.unwrap_err();
-            let reason = chimera_server::refusal::reason_of(&refused).unwrap();
+            let reason = chimera_client::reason_of(&refused).unwrap();
             assert_eq!(reason, "NO_SUCH_JOB", "{refused:?}");
             // The same words for a job that is someone else's as for one that is no one's.
             assert!(
@@ -432,18 +432,18 @@ fn a_job_answers_only_the_key_that_signed_it_and_admins() {
             .get(GetRequest { job_id: id.into() })
             .await
             .unwrap_err();
-        let reason = chimera_server::refusal::reason_of(&bare).unwrap();
+        let reason = chimera_client::reason_of(&bare).unwrap();
         assert_eq!(reason, "PROOF_REQUIRED", "{bare:?}");
         let get = GetRequest { job_id: id.into() };
         let forged = client
             .get(proved(get.clone(), &stranger, JobCall::Get, id))
             .await;
-        let reason = chimera_server::refusal::reason_of(&forged.unwrap_err()).unwrap();
+        let reason = chimera_client::reason_of(&forged.unwrap_err()).unwrap();
         assert_eq!(reason, "BAD_PROOF");
         let other_call = client
             .get(proved(get.clone(), &alice, JobCall::Cancel, id))
             .await;
-        let reason = chimera_server::refusal::reason_of(&other_call.unwrap_err()).unwrap();
+        let reason = chimera_client::reason_of(&other_call.unwrap_err()).unwrap();
         assert_eq!(reason, "BAD_PROOF");
         // The owner and an admin see it; the job was never cancelled by carol.
         let job = client

@@ -13,9 +13,9 @@ mod served;
 
 use std::path::Path;
 
+use chimera_client::JobCall;
 use chimera_maml::PublicKey;
 use chimera_proto::v1::{GetRequest, JobState};
-use chimera_server::owners::JobCall;
 use common::{assert_no_plaintext, chimera, failure, files_under, ok, repo, work_dir};
 use engine_client::*;
 use served::Served;
@@ -110,7 +110,7 @@ fn a_stolen_data_directory_reveals_nothing_and_opens_with_its_key_alone() {
         let again = again.unwrap().into_inner();
         assert_eq!(again.result_json, bell.result_json);
         let receipt = again.receipt.as_ref().expect("its receipt is kept");
-        assert!(chimera_server::receipt::check(
+        assert!(chimera_client::receipt::check(
             receipt,
             &engine_pub,
             &again.result_json

@@ -142,7 +142,7 @@ async fn submit_all(
                 }
             }
             (Err(status), Some(reason)) => {
-                let got = chimera_server::refusal::reason_of(&status);
+                let got = chimera_client::reason_of(&status);
                 assert_eq!(got.as_deref(), Some(reason), "{id}: {status:?}");
                 *seen.refused.entry(reason.to_owned()).or_default() += 1;
             }

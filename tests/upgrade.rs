@@ -16,9 +16,9 @@ mod served;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use chimera_client::JobCall;
 use chimera_maml::SecretKey;
 use chimera_proto::v1::{GetRequest, JobState};
-use chimera_server::owners::JobCall;
 use common::{assert_no_plaintext, work_dir};
 use engine_client::*;
 use served::Served;

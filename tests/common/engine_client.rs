@@ -6,12 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chimera_client::{JobCall, prove};
 use chimera_maml::{DEFAULT_MAX_BYTES, SecretKey, sign_document, write_key_pair};
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
     CancelRequest, Head, Job, JobState, ListHeadsRequest, SubmitRequest, WatchRequest, job_event,
 };
-use chimera_server::owners::{JobCall, prove};
 use tonic::transport::Channel;
 
 use crate::served::signal;
@@ -411,8 +411,8 @@ pub async fn refusal(
         .submit(SubmitRequest { document })
         .await
         .expect_err("the document is refused");
-    let reason = chimera_server::refusal::reason_of(&status)
-        .unwrap_or_else(|| panic!("no reason in {status:?}"));
+    let reason =
+        chimera_client::reason_of(&status).unwrap_or_else(|| panic!("no reason in {status:?}"));
     (status.code(), reason)
 }
 

@@ -34,11 +34,12 @@ use tower::ServiceExt;
 
 use crate::client_certificates::{self, Client};
 use crate::connections::BoundedListener;
-use crate::owners::{Asker, JobCall};
+use crate::convert;
+use crate::owners::Asker;
 use crate::request_budget::Hold;
 use crate::service::EngineService;
 use crate::tls::{Tls, TlsListener};
-use crate::{convert, refusal};
+use chimera_client::JobCall;
 
 /// How long `POST /execute` waits for the job to end unless `?wait=SECONDS` says otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -334,7 +335,7 @@ fn refused(status: &Status) -> Response {
     };
     answer(
         http,
-        refusal::reason_of(status).as_deref(),
+        chimera_client::reason_of(status).as_deref(),
         status.message(),
     )
 }

@@ -16,7 +16,6 @@ pub mod gpu_metrics;
 mod http_door;
 mod identity;
 pub mod limits;
-mod merkle;
 pub mod metrics_names;
 pub mod owners;
 pub mod receipt;

@@ -354,7 +354,6 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::refusal;
     use tonic::{Code, Status};
 
     #[test]
@@ -398,7 +397,7 @@ mod tests {
         }
         let refused = Status::from(gate.submission("a").unwrap_err());
         assert_eq!(refused.code(), Code::ResourceExhausted);
-        assert_eq!(refusal::reason_of(&refused).unwrap(), "RATE_LIMITED");
+        assert_eq!(chimera_client::reason_of(&refused).unwrap(), "RATE_LIMITED");
         assert!(refused.message().contains("retry in"), "{refused:?}");
         // Another client has its own bucket.
         gate.submission("b").unwrap();
@@ -436,7 +435,10 @@ mod tests {
         assert_eq!(taken, 500, "throttled after {taken}");
         let throttled = Status::from(gate.source_may_submit(source).unwrap_err());
         assert_eq!(throttled.code(), Code::ResourceExhausted);
-        assert_eq!(refusal::reason_of(&throttled).unwrap(), "TOO_MANY_REFUSED");
+        assert_eq!(
+            chimera_client::reason_of(&throttled).unwrap(),
+            "TOO_MANY_REFUSED"
+        );
         assert!(throttled.message().contains("192.0.2.1"), "{throttled:?}");
         assert!(throttled.message().contains("ms"), "{throttled:?}");
         // Another source, even next door, is not held up; one IPv6 /64 is one source.
@@ -481,7 +483,10 @@ mod tests {
         });
         gate.place("busy").unwrap().keep();
         let refused = Status::from(gate.place("busy").err().unwrap());
-        assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_JOBS");
+        assert_eq!(
+            chimera_client::reason_of(&refused).unwrap(),
+            "TOO_MANY_JOBS"
+        );
         assert!(refused.message().contains("has 3 jobs"), "{refused:?}");
         gate.finished("busy");
         // A place not kept (the document was a repeat, or refused) is given back.
@@ -500,7 +505,10 @@ mod tests {
         let first = gate.stream(None).unwrap();
         let _second = gate.stream(None).unwrap();
         let refused = Status::from(gate.stream(None).err().unwrap());
-        assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
+        assert_eq!(
+            chimera_client::reason_of(&refused).unwrap(),
+            "TOO_MANY_STREAMS"
+        );
         drop(first);
         let _third = gate.stream(None).unwrap();
     }
@@ -516,7 +524,10 @@ mod tests {
         let first = gate.stream(Some(a)).unwrap();
         let _second = gate.stream(Some(a)).unwrap();
         let refused = Status::from(gate.stream(Some(a)).err().unwrap());
-        assert_eq!(refusal::reason_of(&refused).unwrap(), "TOO_MANY_STREAMS");
+        assert_eq!(
+            chimera_client::reason_of(&refused).unwrap(),
+            "TOO_MANY_STREAMS"
+        );
         assert!(refused.message().contains("192.0.2.1"), "{refused:?}");
         let _other = gate.stream(Some(b)).unwrap();
         drop(first);

@@ -6,33 +6,14 @@
 //! clients' jobs, not even that they exist.
 
 use chimera_journal::JobRecord;
-use chimera_maml::{PROOF_HEADERS, ProofError, RequestProof, SecretKey, TrustStore};
+use chimera_maml::{PROOF_HEADERS, ProofError, RequestProof, TrustStore};
 use jiff::Timestamp;
 use tonic::Status;
-use tonic::metadata::MetadataValue;
+
+use chimera_client::JobCall;
 
 use crate::client_certificates::Client;
 use crate::refusal::Reason;
-
-/// The calls about one job, named as request proofs name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobCall {
-    Get,
-    Watch,
-    Cancel,
-    Receipt,
-}
-
-impl JobCall {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Get => "Get",
-            Self::Watch => "Watch",
-            Self::Cancel => "Cancel",
-            Self::Receipt => "GetReceiptDocument",
-        }
-    }
-}
 
 /// Who asks: the client a certificate named, and the proof the request carried.
 #[derive(Debug, Clone, Default)]
@@ -125,19 +106,11 @@ fn bad_proof(e: &ProofError) -> Status {
     Reason::BadProof.status(e.to_string())
 }
 
-/// Adds `key`'s proof that it asks `call` about `job_id` to a gRPC request: what a client does.
-pub fn prove<T>(request: &mut tonic::Request<T>, key: &SecretKey, call: JobCall, job_id: &str) {
-    let proof = RequestProof::sign(key, call.name(), job_id, Timestamp::now());
-    for (name, value) in PROOF_HEADERS.into_iter().zip(proof.header_values()) {
-        let value = MetadataValue::try_from(value).expect("hex, RFC 3339 and base64 are ASCII");
-        request.metadata_mut().insert(name, value);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::refusal;
+    use chimera_client::prove;
+    use chimera_maml::SecretKey;
 
     fn record(owner: &str, relay: Option<&str>) -> JobRecord {
         let json = serde_json::json!({
@@ -203,11 +176,14 @@ mod tests {
         let wrong_call = proved(&alice, JobCall::Cancel)
             .may_see(Some(&job), &trust, JobCall::Get, "j", Timestamp::now())
             .unwrap_err();
-        assert_eq!(refusal::reason_of(&wrong_call).unwrap(), "BAD_PROOF");
+        assert_eq!(chimera_client::reason_of(&wrong_call).unwrap(), "BAD_PROOF");
         let nobody = Asker::default()
             .may_see(Some(&job), &trust, JobCall::Get, "j", Timestamp::now())
             .unwrap_err();
-        assert_eq!(refusal::reason_of(&nobody).unwrap(), "PROOF_REQUIRED");
+        assert_eq!(
+            chimera_client::reason_of(&nobody).unwrap(),
+            "PROOF_REQUIRED"
+        );
         // No job: the same answer as a job of someone else's.
         let absent = proved(&alice, JobCall::Get)
             .may_see(None, &trust, JobCall::Get, "j", Timestamp::now())

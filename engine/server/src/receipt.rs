@@ -18,7 +18,7 @@
 //!
 //! Statements are signed in batches: an ML-DSA-65 signature costs more than everything else a
 //! trivial job costs (benches/RESULTS.md), so under load the signer takes every statement waiting,
-//! builds a Merkle tree over them ([`crate::merkle`]) and signs one batch statement naming its
+//! builds a Merkle tree over them ([`chimera_client::merkle`]) and signs one batch statement naming its
 //! root:
 //!
 //! ```text
@@ -38,11 +38,12 @@ use std::time::Instant;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chimera_journal::{JobRecord, JobState, Receipt};
-use chimera_maml::{PublicKey, SecretKey};
+use chimera_maml::SecretKey;
 use jiff::Timestamp;
 
-use crate::merkle;
 use crate::metrics_names as m;
+use chimera_client::merkle;
+use chimera_client::receipt::{BATCH_HEADER, ROOT_KEY};
 
 /// The engine's ML-DSA-65 identity: its secret key, with the public key and key id derived once:
 /// deriving them expands the key's matrix, and every reply that carries a receipt needs them.
@@ -111,9 +112,6 @@ fn statement(facts: &Facts, key: &EngineKey) -> String {
         key.key_id,
     )
 }
-
-const BATCH_HEADER: &str = "chimera-receipt-batch: 1\n";
-const ROOT_KEY: &str = "merkle_root_sha3_256: ";
 
 /// The receipts of a batch of jobs (at least one), under one signature.
 pub fn sign_batch(batch: &[Facts], key: &EngineKey) -> Vec<Receipt> {
@@ -194,30 +192,6 @@ pub fn render_maml(
     Ok(chimera_maml::sign_document(text.as_bytes(), &key.secret, usize::MAX)?.text)
 }
 
-/// Whether `receipt` is the engine key's: its statement's Merkle path leads to the root that its
-/// batch statement names, the signature is the key's over that batch statement, and the
-/// statement's `result_sha3_512` is the digest of `output`.
-pub fn check(receipt: &chimera_proto::v1::Receipt, engine_key: &PublicKey, output: &str) -> bool {
-    let digest = hex::encode(chimera_maml::digest(output.as_bytes()));
-    let states_output = receipt
-        .statement
-        .lines()
-        .any(|l| l.strip_prefix("result_sha3_512: ") == Some(digest.as_str()));
-    let Some(root) = merkle::root_from(
-        merkle::leaf(receipt.statement.as_bytes()),
-        &receipt.merkle_path,
-    ) else {
-        return false;
-    };
-    let root = hex::encode(root);
-    let batch = &receipt.batch_statement;
-    let names_root = batch.starts_with(BATCH_HEADER)
-        && batch
-            .lines()
-            .any(|l| l.strip_prefix(ROOT_KEY) == Some(root.as_str()));
-    states_output && names_root && engine_key.verify(batch.as_bytes(), &receipt.signature)
-}
-
 /// Signs receipts on a thread of its own at a lower scheduling priority, every receipt waiting in
 /// one batch (at most [`MAX_BATCH`]), and after each batch rests [`REST_PER_SIGNING`] times as
 /// long as it took: a job that ends after a quiet spell is signed at once, while under load the
@@ -277,6 +251,7 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chimera_client::receipt::check;
 
     fn facts(job: u32, output: &str) -> Facts {
         Facts {

@@ -182,11 +182,3 @@ fn job(error: &JobError) -> Status {
     };
     status(code, error.reason(), error.to_string())
 }
-
-/// The reason a status carries, if it carries one.
-pub fn reason_of(status: &Status) -> Option<String> {
-    status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .filter(|r| !r.is_empty())
-}

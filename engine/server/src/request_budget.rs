@@ -211,7 +211,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::refusal;
     use futures_util::StreamExt;
     use http_body_util::{BodyExt, StreamBody};
     use tonic::Code;
@@ -258,7 +257,10 @@ mod tests {
             Duration::from_secs(60),
         );
         let refused = second.frame().await.unwrap().unwrap_err();
-        assert_eq!(refusal::reason_of(&refused).as_deref(), Some("ENGINE_BUSY"));
+        assert_eq!(
+            chimera_client::reason_of(&refused).as_deref(),
+            Some("ENGINE_BUSY")
+        );
         drop((first, second));
         assert_eq!(budget.held.load(Ordering::Acquire), 0);
     }
@@ -275,7 +277,7 @@ mod tests {
         let timed_out = stalled.frame().await.unwrap().unwrap_err();
         assert_eq!(timed_out.code(), Code::DeadlineExceeded);
         assert_eq!(
-            refusal::reason_of(&timed_out).as_deref(),
+            chimera_client::reason_of(&timed_out).as_deref(),
             Some("REQUEST_TIMEOUT")
         );
         // Between messages a request may wait as long as it likes (a batch stream does).

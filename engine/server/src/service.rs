@@ -21,14 +21,15 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::Admission;
 use crate::client_certificates::Client;
+use crate::convert;
 use crate::dispatch::Request as Dispatch;
 use crate::limits::Gate;
 use crate::metrics_names as m;
-use crate::owners::{Asker, JobCall, no_such_job};
+use crate::owners::{Asker, no_such_job};
 use crate::receipt::{self, EngineKey};
 use crate::refusal::Reason;
 use crate::trust_file::TrustFile;
-use crate::{convert, refusal};
+use chimera_client::JobCall;
 
 /// How many submissions of one `SubmitBatch` stream are checked and committed at once.
 pub const BATCH_IN_FLIGHT: usize = 64;
@@ -186,7 +187,7 @@ impl Engine for EngineService {
                     {
                         Ok(reply) => batch_reply::Outcome::Accepted(reply),
                         Err(status) => batch_reply::Outcome::Refused(Refusal {
-                            reason: refusal::reason_of(&status).unwrap_or_default(),
+                            reason: chimera_client::reason_of(&status).unwrap_or_default(),
                             message: status.message().to_owned(),
                             code: status.code() as i32,
                         }),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chimera_audit::Event;
+use chimera_client::json::{head_json, head_status, job_json, state_name};
 use chimera_client::{JobCall, Tls, job_request};
 use chimera_job::{BlockResult, JobResult, Progress};
 use chimera_maml::{PublicKey, SecretKey, TrustStore};
@@ -15,7 +16,6 @@ use chimera_proto::v1::{
     CancelRequest, GetRequest, HeadStatus, Job, JobEvent, JobState, ListHeadsRequest,
     RotateKeysRequest, SubmitRequest, WatchRequest, job_event,
 };
-use chimera_server::convert::{head_json, head_status, state_name};
 use chimera_server::trust_path;
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
@@ -323,24 +323,6 @@ fn edit_trust(
     crate::audit::record(data_dir, event)?;
     println!("{said} in {}", path.display());
     Ok(())
-}
-
-pub fn job_json(job: &Job) -> serde_json::Value {
-    serde_json::json!({
-        "id": job.id,
-        "type": job.job_type,
-        "state": state_name(job.state),
-        "head": job.head,
-        "attempts": job.attempts,
-        "submitted_at": job.submitted_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "result": serde_json::from_str::<serde_json::Value>(&job.result_json).ok(),
-        "error": (!job.error.is_empty()).then_some(&job.error),
-        "receipt_valid": job.receipt.is_some().then(|| chimera_client::receipt::valid(job)),
-        "engine_key_id": job.receipt.as_ref().map(|r| &r.engine_key_id),
-        "pruned_at": (!job.pruned_at.is_empty()).then_some(&job.pruned_at),
-    })
 }
 
 /// A job's outcome in a few lines.

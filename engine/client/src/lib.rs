@@ -4,6 +4,7 @@
 //! carries ([`reason_of`]). The `chimera` binary's client commands and the Python package are
 //! both built on it; the engine uses its receipt format and call names.
 
+pub mod json;
 pub mod merkle;
 pub mod proof;
 pub mod receipt;

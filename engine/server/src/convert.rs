@@ -1,10 +1,9 @@
-//! Journal records as the API's messages, and the API's messages as the names and JSON that the
-//! command line and the HTTP door show.
+//! Journal records as the API's messages (their names and JSON are `chimera_client::json`'s).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chimera_journal::{JobRecord, JobState as Stored, Receipt as StoredReceipt};
-use chimera_proto::v1::{Head, HeadStatus, Job, JobEvent, JobState, Receipt, job_event};
+use chimera_proto::v1::{Job, JobEvent, JobState, Receipt, job_event};
 use jiff::Timestamp;
 
 pub fn state(state: Stored) -> JobState {
@@ -15,38 +14,6 @@ pub fn state(state: Stored) -> JobState {
         Stored::Failed => JobState::Failed,
         Stored::Cancelled => JobState::Cancelled,
     }
-}
-
-/// A job state's name: `queued`, `running`, `succeeded`, `failed`, `cancelled`.
-pub fn state_name(state: i32) -> &'static str {
-    match JobState::try_from(state).unwrap_or(JobState::Unspecified) {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Unspecified => "unknown",
-    }
-}
-
-/// A head status's name: `starting`, `up`, `down`.
-pub fn head_status(status: i32) -> &'static str {
-    match HeadStatus::try_from(status).unwrap_or(HeadStatus::Unspecified) {
-        HeadStatus::Starting => "starting",
-        HeadStatus::Up => "up",
-        HeadStatus::Down => "down",
-        HeadStatus::Unspecified => "unknown",
-    }
-}
-
-/// A head as JSON (`chimera heads --json`, the HTTP door's `GET /`).
-pub fn head_json(h: &Head) -> serde_json::Value {
-    serde_json::json!({
-        "id": h.id, "role": h.role, "status": head_status(h.status),
-        "pid": h.pid, "backend": h.backend, "restarts": h.restarts,
-        "key_epoch": h.key_epoch, "key_shares": h.key_shares, "job_id": h.job_id,
-        "jobs_done": h.jobs_done,
-    })
 }
 
 fn time(t: Option<Timestamp>) -> String {

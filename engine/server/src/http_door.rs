@@ -307,7 +307,7 @@ fn outcome(service: &EngineService, record: &JobRecord) -> Value {
         })
     });
     json!({
-        "status": convert::state_name(convert::state(record.state) as i32),
+        "status": chimera_client::json::state_name(convert::state(record.state) as i32),
         "job_id": record.id,
         "head": record.head,
         "result": result,
@@ -360,7 +360,7 @@ async fn status(State(Door { service, .. }): State<Door>) -> Json<Value> {
         .await
         .heads
         .iter()
-        .map(convert::head_json)
+        .map(chimera_client::json::head_json)
         .collect();
     Json(json!({
         "engine": "chimera",

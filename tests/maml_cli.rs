@@ -167,7 +167,7 @@ fn a_python_gateway_and_chimera_accept_each_others_signatures() {
             return;
         }
     };
-    let gateway = repo("examples/maml_gateway.py");
+    let gateway = repo("tests/interop/dilithium_gateway.py");
     let run_python = |args: &[&str]| {
         Command::new(&python)
             .arg(&gateway)

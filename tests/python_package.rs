@@ -1,6 +1,7 @@
 //! The Python package (`python/`, `chimera-engine`): built into `$CHIMERA_PYTHON`'s virtual
-//! environment with maturin, then its own tests (pytest, `python/tests`) and PennyLane's device
-//! test suite, unmodified, analytic and with 10,000 shots.
+//! environment with maturin, then its own tests (pytest, `python/tests`: its client against a
+//! `chimera serve` of this build) and PennyLane's device test suite, unmodified, analytic and
+//! with 10,000 shots.
 //!
 //! Needs a virtual environment's Python with maturin, pytest, pytest-mock, flaky, qiskit,
 //! qiskit-aer and pennylane (`.ci/run` makes one). Without it each test prints SKIPPED and why,
@@ -77,6 +78,12 @@ fn run_python_tool(args: &[&str]) {
         .args(&args[1..])
         .current_dir(repo().join("python"))
         .env("PATH", path)
+        // The engine python/tests/test_client.py serves: the one these tests run (README).
+        .env(
+            "CHIMERA_BINARY",
+            std::env::var_os("CHIMERA_TEST_BINARY")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_chimera").into()),
+        )
         .output()
         .expect("run the Python tool");
     let stdout = String::from_utf8_lossy(&out.stdout);

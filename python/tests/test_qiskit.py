@@ -110,3 +110,40 @@ def test_mid_circuit_measurement_reset_and_if_test_match_aer():
     # c2 c1 c0 = (q2, the first measurement, q2 copied onto the reset q0)
     assert set(ours) == {"000", "010", "101", "111"}
     assert chi_squared_p(ours, aer, shots) > P_VALUE
+
+
+def test_the_backend_transpiles_runs_and_serves_backend_sampler_v2():
+    from qiskit import transpile
+    from qiskit.circuit.library import UnitaryGate
+    from qiskit.primitives import BackendSamplerV2
+    from qiskit.quantum_info import random_unitary
+    from qiskit_aer import AerSimulator
+
+    from chimera.qiskit import ChimeraBackend
+
+    qc = random_circuit(4, 4, measure=False, seed=9)
+    qc.append(UnitaryGate(random_unitary(4, seed=2)), [1, 3])
+    qc.measure_all()
+    backend = ChimeraBackend(seed=1)
+    compiled = transpile(qc, backend, optimization_level=2, seed_transpiler=1)
+    shots = 4000
+    ours = backend.run(compiled, shots=shots).result().get_counts()
+    aer = AerSimulator(seed_simulator=1).run(transpile(qc, AerSimulator()), shots=shots).result().get_counts()
+    assert sum(ours.values()) == shots
+    assert chi_squared_p(ours, aer, shots) > P_VALUE
+    memory = backend.run(compiled, shots=20, memory=True).result().get_memory()
+    assert len(memory) == 20 and all(len(m) == 4 for m in memory)
+    sampled = BackendSamplerV2(backend=backend).run([compiled], shots=shots).result()[0]
+    assert chi_squared_p(sampled.data.meas.get_counts(), aer, shots) > P_VALUE
+
+
+def test_two_registers_through_the_backend_keep_qiskits_layout():
+    from chimera.qiskit import ChimeraBackend
+
+    a, b = ClassicalRegister(1, "a"), ClassicalRegister(2, "b")
+    qc = QuantumCircuit(QuantumRegister(2), a, b)
+    qc.x(1)
+    qc.measure(1, a[0])
+    qc.measure(1, b[1])
+    counts = ChimeraBackend().run(qc, shots=10).result().get_counts()
+    assert counts == {"10 1": 10}

@@ -25,14 +25,21 @@ from .. import _native
 MAX_GATE_QUBITS = 12
 
 
-def from_qiskit(qc: QuantumCircuit) -> _native.Circuit:
-    """``qc`` (every parameter bound) as a native circuit, its classical registers kept."""
+def from_qiskit(qc: QuantumCircuit, compact: bool = False) -> _native.Circuit:
+    """``qc`` (every parameter bound) as a native circuit, its classical registers kept; with
+    ``compact``, the qubits no instruction touches left out (the others keep their order)."""
     if qc.parameters:
         names = ", ".join(p.name for p in qc.parameters)
         raise QiskitError(f"the circuit has unbound parameters ({names}): assign them first")
+    if compact:
+        used = sorted({qc.find_bit(q).index for instr in qc.data for q in instr.qubits} or {0})
+        qubit_map = {q: i for i, q in enumerate(used)}
+        num_qubits = len(used)
+    else:
+        qubit_map, num_qubits = {q: q for q in range(qc.num_qubits)}, qc.num_qubits
     ops = []
-    _append(ops, qc, [qc.find_bit(q).index for q in qc.qubits], [qc.find_bit(c).index for c in qc.clbits], None)
-    return _native.Circuit(qc.num_qubits, qc.num_clbits, ops, registers(qc))
+    _append(ops, qc, [qubit_map.get(qc.find_bit(q).index) for q in qc.qubits], [qc.find_bit(c).index for c in qc.clbits], None)
+    return _native.Circuit(num_qubits, qc.num_clbits, ops, registers(qc))
 
 
 def registers(qc: QuantumCircuit) -> list[tuple[str, int, int]]:

@@ -9,7 +9,7 @@ use chimera_circuit::circuit::{C64, Gate};
 use chimera_circuit::memory::Precision;
 use chimera_circuit::pauli::PauliSum;
 use chimera_quantum::backend::cpu::CpuBackend;
-use chimera_quantum::backend::cpu::gradient::DifferentiableGate;
+use chimera_quantum::backend::cpu::gradient::{Derivative, DifferentiableGate};
 use chimera_quantum::backend::cuda::CudaBackend;
 use chimera_quantum::backend::{Amplitudes, Backend};
 use chimera_quantum::run::{RunOptions, RunOutput, run};
@@ -21,11 +21,11 @@ use crate::circuit::Circuit;
 use crate::errors;
 
 /// A gate of a circuit to differentiate, as Python writes it: (qubits, matrix, [(parameter,
-/// dU/dθ)]).
+/// dU/dθ)]), dU/dθ a matrix or, for U = exp(iθG), the generator G as Pauli-sum text.
 type DifferentiableTuple<'py> = (
     Vec<usize>,
     PyReadonlyArray2<'py, C64>,
-    Vec<(usize, PyReadonlyArray2<'py, C64>)>,
+    Vec<(usize, Bound<'py, PyAny>)>,
 );
 
 #[pyclass(frozen, module = "chimera._native")]
@@ -133,8 +133,8 @@ impl Simulator {
         Ok(self.run(py, circuit, 0, observables, false)?.expectations)
     }
 
-    /// ⟨O⟩ of the gates applied to |0…0⟩, and its gradient by each of `parameters` parameters,
-    /// by the adjoint method (on the CPU, in double precision, whatever the simulator's backend).
+    /// ⟨O⟩ of the gates applied to |0…0⟩, and its gradient by each of `parameters` parameters
+    /// (each gate's derivative a matrix, or its generator as Pauli-sum text), by the adjoint method (on the CPU, in double precision, whatever the simulator's backend).
     fn gradient<'py>(
         &self,
         py: Python<'py>,
@@ -229,7 +229,14 @@ fn differentiable(
                             "gate {at}: parameter {p} of {parameters}"
                         )));
                     }
-                    Ok((p, checked(at, &qubits, &d)?))
+                    let derivative = match d.extract::<String>() {
+                        Ok(text) => Derivative::Generator(
+                            PauliSum::parse(&text)
+                                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+                        ),
+                        Err(_) => Derivative::Matrix(checked(at, &qubits, &d.extract()?)?),
+                    };
+                    Ok((p, derivative))
                 })
                 .collect::<PyResult<Vec<_>>>()?;
             Ok(DifferentiableGate { gate, derivatives })

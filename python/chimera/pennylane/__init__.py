@@ -27,14 +27,22 @@ from pennylane.devices.preprocess import (
 from pennylane.devices.qubit.simulate import measure_final_state
 from pennylane.exceptions import DecompositionUndefinedError, DeviceError
 from pennylane.measurements import ExpectationMP
-from pennylane.operation import operation_derivative
 from pennylane.transforms import broadcast_expand, defer_measurements
 from pennylane.transforms.core import CompilePipeline
 
 from .. import _native
-from .tapes import accepts, from_tape, gate, gates, pauli_text
+from .tapes import accepts, derivative, from_tape, gates, pauli_text
 
 __all__ = ["ChimeraQubit"]
+
+
+#: Operations the adjoint method takes as they are (no parameter, or one with a generator):
+#: a circuit of these alone, measuring expectation values, needs no check beyond that.
+_ADJOINT_READY = frozenset(
+    {"RX", "RY", "RZ", "PhaseShift", "CNOT", "CZ", "CY", "SWAP", "Hadamard", "PauliX", "PauliY",
+     "PauliZ", "S", "T", "SX", "Identity", "IsingXX", "IsingYY", "IsingZZ", "CRX", "CRY", "CRZ",
+     "ControlledPhaseShift", "MultiRZ", "Toffoli"}
+)
 
 
 @simulator_tracking
@@ -69,7 +77,8 @@ class ChimeraQubit(Device):
         if config.use_device_jacobian_product is None:
             updated["use_device_jacobian_product"] = method == "adjoint"
         if config.grad_on_execution is None:
-            updated["grad_on_execution"] = False
+            # The adjoint's forward sweep gives the values too: one simulation, not two.
+            updated["grad_on_execution"] = method == "adjoint"
         mcm = config.mcm_config.mcm_method
         if mcm not in (None, "deferred"):
             raise DeviceError(f"chimera.qubit runs mid-circuit measurements deferred, not {mcm!r}")
@@ -113,6 +122,12 @@ class ChimeraQubit(Device):
             return False
         if circuit is None:
             return True
+        if circuit.shots:
+            return False
+        if all(isinstance(m, ExpectationMP) for m in circuit.measurements) and all(
+            op.name in _ADJOINT_READY for op in circuit.operations
+        ):
+            return True
         adjoint = CompilePipeline()
         adjoint.add_transform(validate_device_wires, self.wires, name=self.name)
         self._add_adjoint_transforms(adjoint)
@@ -129,7 +144,8 @@ class ChimeraQubit(Device):
         return tuple(self._jacobian(tape) for tape in circuits)
 
     def execute_and_compute_derivatives(self, circuits, execution_config=None):
-        return self.execute(circuits, execution_config), self.compute_derivatives(circuits, execution_config)
+        both = [self._values_and_jacobian(tape) for tape in circuits]
+        return tuple(v for v, _ in both), tuple(j for _, j in both)
 
     def supports_vjp(self, execution_config=None, circuit=None) -> bool:
         return self.supports_derivatives(execution_config, circuit)
@@ -147,8 +163,8 @@ class ChimeraQubit(Device):
         state = state.reshape((2,) * n) if n else state[:1].reshape(())
         return measure_final_state(tape, state, False, rng=self._rng)
 
-    def _gradient(self, tape, observable: str) -> np.ndarray:
-        """d⟨O⟩/dθ for each trainable parameter of ``tape`` (wires 0..n-1)."""
+    def _gradient(self, tape, observable: str) -> tuple[float, np.ndarray]:
+        """⟨O⟩ and d⟨O⟩/dθ for each trainable parameter of ``tape`` (wires 0..n-1)."""
         n = len(tape.wires)
         trainable = {p: i for i, p in enumerate(tape.trainable_params)}
         native_gates, index = [], 0
@@ -158,22 +174,26 @@ class ChimeraQubit(Device):
             qubits, matrix = next(gates([op], n))
             derivatives = []
             if op.num_params == 1 and index in trainable:
-                derivatives.append((trainable[index], gate(op, operation_derivative(op), n)[1]))
+                derivatives.append((trainable[index], derivative(op, n)))
             index += op.num_params
             native_gates.append((qubits, matrix, derivatives))
-        _, grad = self._simulator.gradient(max(n, 1), native_gates, observable, len(trainable))
-        return grad
+        return self._simulator.gradient(max(n, 1), native_gates, observable, len(trainable))
 
-    def _jacobian(self, tape):
+    def _values_and_jacobian(self, tape):
+        """The expectation values of ``tape`` and their jacobian, shaped as PennyLane shapes them."""
         tape = tape.map_to_standard_wires()
         n = len(tape.wires)
-        jac = np.array([self._gradient(tape, pauli_text(m.obs, n)) for m in tape.measurements])
-        jac = np.squeeze(jac)
-        if jac.ndim == 0:
-            return np.array(jac)
+        both = [self._gradient(tape, pauli_text(m.obs, n)) for m in tape.measurements]
+        values = tuple(np.array(v) for v, _ in both)
+        jac = np.squeeze(np.array([g for _, g in both]))
         if jac.ndim == 1:
-            return tuple(np.array(j) for j in jac)
-        return tuple(tuple(np.array(j) for j in row) for row in jac)
+            jac = tuple(np.array(j) for j in jac)
+        elif jac.ndim == 2:
+            jac = tuple(tuple(np.array(j) for j in row) for row in jac)
+        return (values[0] if len(values) == 1 else values), jac
+
+    def _jacobian(self, tape):
+        return self._values_and_jacobian(tape)[1]
 
     def _vjp(self, tape, cotangents):
         """Σ_k c_k d⟨O_k⟩/dθ in one adjoint pass: the observables summed, weighted first."""
@@ -181,5 +201,5 @@ class ChimeraQubit(Device):
         n = len(tape.wires)
         cotangents = [cotangents] if len(tape.measurements) == 1 else list(cotangents)
         weighted = qml.dot([float(c) for c in cotangents], [m.obs for m in tape.measurements])
-        grad = self._gradient(tape, pauli_text(weighted, n))
+        _, grad = self._gradient(tape, pauli_text(weighted, n))
         return tuple(np.array(g) for g in grad)

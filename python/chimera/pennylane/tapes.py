@@ -28,7 +28,50 @@ def gates(operations, num_wires: int):
     for op in operations:
         if isinstance(op, qml.Snapshot):
             continue
-        yield gate(op, op.matrix() if op.wires else qml.matrix(op, wire_order=[0]), num_wires)
+        yield gate(op, matrix(op), num_wires)
+
+
+def matrix(op):
+    """``op``'s matrix in its own wire order. PennyLane builds one through several layers of
+    dispatch, which for a circuit of small states costs more than simulating it: the rotations
+    are written out here, and matrices without parameters are kept."""
+    if not op.wires:
+        return qml.matrix(op, wire_order=[0])
+    rotation = _ROTATIONS.get(op.name)
+    if rotation is not None:
+        return rotation(float(op.data[0]))
+    if op.num_params:
+        return op.matrix()
+    key = (op.name, len(op.wires), repr(sorted(op.hyperparameters.items(), key=str)))
+    kept = _fixed.get(key)
+    if kept is None:
+        kept = _fixed.setdefault(key, np.ascontiguousarray(qml.math.toarray(op.matrix()), dtype=np.complex128))
+    return kept
+
+
+def _rx(t):
+    c, s = np.cos(t / 2), np.sin(t / 2)
+    return np.array([[c, -1j * s], [-1j * s, c]])
+
+
+def _ry(t):
+    c, s = np.cos(t / 2), np.sin(t / 2)
+    return np.array([[c, -s], [s, c]], dtype=np.complex128)
+
+
+def _rz(t):
+    return np.diag([np.exp(-0.5j * t), np.exp(0.5j * t)])
+
+
+def _phase(t):
+    return np.diag([1.0, np.exp(1j * t)])
+
+
+#: Rotations by their one parameter, as PennyLane defines them.
+_ROTATIONS = {"RX": _rx, "RY": _ry, "RZ": _rz, "PhaseShift": _phase}
+
+#: Matrices of operations without parameters, by name, width and hyperparameters.
+_fixed: dict = {}
 
 
 def gate(op, matrix, num_wires: int):
@@ -41,6 +84,37 @@ def gate(op, matrix, num_wires: int):
 def accepts(op) -> bool:
     """Whether the device runs ``op`` as it is (anything else is decomposed first)."""
     return isinstance(op, qml.Snapshot) or (op.has_matrix and len(op.wires) <= MAX_GATE_WIRES)
+
+
+def derivative(op, num_wires: int):
+    """dU/dθ of a one-parameter operation: its generator G (U = exp(iθG)) as Pauli-sum text when
+    G is a Pauli sum, read by the native adjoint without a matrix; dU/dθ as a matrix otherwise."""
+    key = (op.name, tuple(op.wires), num_wires, repr(sorted(op.hyperparameters.items(), key=str)))
+    text = _generators.get(key)
+    if text is None:
+        text = _generators.setdefault(key, _generator_text(op, num_wires))
+    if text:
+        return text
+    return gate(op, qml.operation.operation_derivative(op), num_wires)[1]
+
+
+#: Generators by operation name, wires and hyperparameters ("" when not a Pauli sum): they do not
+#: depend on the angle, and reading one off PennyLane costs more than a gate's simulation.
+_generators: dict = {}
+
+
+def _generator_text(op, num_wires: int) -> str:
+    try:
+        sentence = op.generator().pauli_rep
+    except Exception:  # no generator PennyLane can give
+        sentence = None
+    if sentence is None:
+        return ""
+    from ..simulator import pauli_terms
+
+    return pauli_terms(
+        (coeff, [(p, num_wires - 1 - w) for w, p in word.items()]) for word, coeff in sentence.items()
+    )
 
 
 def pauli_text(observable, num_wires: int) -> str:

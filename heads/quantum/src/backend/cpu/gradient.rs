@@ -2,12 +2,14 @@
 //! (Jones and Gacon, arXiv:2009.02823), on the CPU backend's multithreaded states: what the
 //! Python package's PennyLane device and `Simulator.gradient` compute.
 //!
-//! Unlike a hybrid layer's rotations (`layer.rs`), a parameter here may sit in any gate: each
-//! parameterised gate comes with the derivative of its matrix, dU/dθ, and the method reads
-//! 2 Re⟨λ|dU/dθ|φ⟩, with φ the state just before the gate and λ = U_{i+1}^†…U_L^† O ψ. Three
-//! states: φ, λ, and the copy of φ the derivative is applied to.
+//! Unlike a hybrid layer's rotations (`layer.rs`), a parameter here may sit in any gate. The
+//! method reads 2 Re⟨λ|dU/dθ|φ⟩, with φ the state just before the gate and
+//! λ = U_{i+1}^†…U_L^† O ψ. A gate U = exp(iθG) whose generator G is a Pauli sum (every rotation,
+//! controlled or not) gives dU/dθ φ = iG U φ: the term is -2 Im⟨λ|G|φ'⟩ with φ' the state just
+//! after the gate, one read of both states and no copy. Any other gate comes with dU/dθ as a
+//! matrix, applied to a copy of φ (a third state).
 
-use super::{CpuBackend, CpuState, fits, refusal};
+use super::{CpuBackend, CpuState, Isa, fits, refusal};
 use crate::backend::StateVector;
 use crate::run::RunError;
 use chimera_circuit::circuit::{C64, Gate};
@@ -15,12 +17,21 @@ use chimera_circuit::memory::Precision;
 use chimera_circuit::pauli::{PauliString, PauliSum};
 use rayon::prelude::*;
 
-/// A gate of a circuit being differentiated, with dU/dθ for each parameter it depends on.
+/// A gate of a circuit being differentiated, with its derivative by each parameter it depends on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DifferentiableGate {
     pub gate: Gate,
-    /// (parameter index, the derivative of `gate.matrix` by it, on the same qubits).
-    pub derivatives: Vec<(usize, Gate)>,
+    /// (parameter index, the gate's derivative by it).
+    pub derivatives: Vec<(usize, Derivative)>,
+}
+
+/// dU/dθ of a gate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Derivative {
+    /// As a matrix on the gate's qubits.
+    Matrix(Gate),
+    /// As the generator G of U = exp(iθG), a Hermitian Pauli sum: dU/dθ = iGU.
+    Generator(PauliSum),
 }
 
 /// ⟨ψ|O|ψ⟩ and its gradient.
@@ -41,12 +52,21 @@ impl CpuBackend {
         observable: &PauliSum,
         parameters: usize,
     ) -> Result<Gradient, RunError> {
-        if let Some(q) = observable.max_qubit().filter(|&q| q >= num_qubits) {
-            return Err(RunError::ObservableQubit {
-                observable: observable.text.clone(),
-                qubit: q,
-                num_qubits,
+        let generators = gates
+            .iter()
+            .flat_map(|g| &g.derivatives)
+            .filter_map(|(_, d)| match d {
+                Derivative::Generator(g) => Some(g),
+                Derivative::Matrix(_) => None,
             });
+        for sum in std::iter::once(observable).chain(generators) {
+            if let Some(q) = sum.max_qubit().filter(|&q| q >= num_qubits) {
+                return Err(RunError::ObservableQubit {
+                    observable: sum.text.clone(),
+                    qubit: q,
+                    num_qubits,
+                });
+            }
         }
         let refuse = || RunError::Backend(refusal(num_qubits, Precision::Double, 3));
         if !fits(num_qubits, Precision::Double, 3) {
@@ -69,16 +89,38 @@ impl CpuBackend {
                 continue;
             }
             // The gates after this one, undone together (the backend fuses them).
-            let inverses: Vec<Gate> = plain[at..undone].iter().rev().map(Gate::adjoint).collect();
-            phi.apply(&inverses);
-            lambda.apply(&inverses[..inverses.len() - 1]);
-            undone = at;
-            for (parameter, derivative) in &gates[at].derivatives {
-                let mut moved = phi.duplicate_typed().ok_or_else(refuse)?;
-                moved.apply(std::slice::from_ref(derivative));
-                gradient[*parameter] += 2.0 * self.overlap(&lambda, &moved).re;
+            let after: Vec<Gate> = (plain[at + 1..undone].iter().rev())
+                .map(Gate::adjoint)
+                .collect();
+            if !after.is_empty() {
+                phi.apply(&after);
+                lambda.apply(&after);
             }
-            lambda.apply(&inverses[inverses.len() - 1..]);
+            if let Some(generators) = one_qubit_generators(&gates[at]) {
+                // The common case (RX, RY, RZ, phase): read and undo in one pass over φ and λ.
+                let overlaps = undo_one_qubit(&mut phi, &mut lambda, &plain[at], &generators);
+                for ((parameter, _), overlap) in gates[at].derivatives.iter().zip(overlaps) {
+                    gradient[*parameter] -= 2.0 * overlap.im;
+                }
+                undone = at;
+                continue;
+            }
+            for (parameter, derivative) in &gates[at].derivatives {
+                if let Derivative::Generator(g) = derivative {
+                    gradient[*parameter] -= 2.0 * self.overlap_with(&lambda, g, &phi).im;
+                }
+            }
+            let inverse = [plain[at].adjoint()];
+            phi.apply(&inverse);
+            for (parameter, derivative) in &gates[at].derivatives {
+                if let Derivative::Matrix(d) = derivative {
+                    let mut moved = phi.duplicate_typed().ok_or_else(refuse)?;
+                    moved.apply(std::slice::from_ref(d));
+                    gradient[*parameter] += 2.0 * self.overlap(&lambda, &moved).re;
+                }
+            }
+            lambda.apply(&inverse);
+            undone = at;
         }
         Ok(Gradient {
             value,
@@ -108,6 +150,34 @@ impl CpuBackend {
         Some(out)
     }
 
+    /// ⟨a|G|b⟩, G a Pauli sum, in one read of both states: chunk by chunk, each term's
+    /// constants taken out of the loop over amplitudes.
+    fn overlap_with(&self, a: &CpuState<f64>, g: &PauliSum, b: &CpuState<f64>) -> C64 {
+        const CHUNK: usize = 1 << 12;
+        let terms: Vec<(C64, usize, u64)> = (g.terms.iter())
+            .map(|(c, p)| (p.phase() * c, p.flip as usize, p.sign))
+            .collect();
+        let b = &b.amps;
+        self.shared.install(a.amps.len(), || {
+            (a.amps.par_chunks(CHUNK).enumerate())
+                .map(|(k, chunk)| {
+                    let base = k * CHUNK;
+                    let mut total = C64::new(0.0, 0.0);
+                    for &(factor, flip, sign) in &terms {
+                        let mut sum = C64::new(0.0, 0.0);
+                        for (offset, x) in chunk.iter().enumerate() {
+                            let i = (base + offset) ^ flip;
+                            let odd = ((i as u64 & sign).count_ones() & 1) as f64;
+                            sum += x.conj() * b[i] * (1.0 - 2.0 * odd);
+                        }
+                        total += factor * sum;
+                    }
+                    total
+                })
+                .sum()
+        })
+    }
+
     /// ⟨a|b⟩.
     fn overlap(&self, a: &CpuState<f64>, b: &CpuState<f64>) -> C64 {
         self.shared.install(a.amps.len(), || {
@@ -115,6 +185,227 @@ impl CpuBackend {
                 .map(|(x, y)| x.conj() * y)
                 .sum()
         })
+    }
+}
+
+/// For a one-qubit gate all of whose derivatives are generators acting on its qubit alone: each
+/// generator as a 2×2 matrix (row-major) on that qubit.
+fn one_qubit_generators(gate: &DifferentiableGate) -> Option<Vec<[C64; 4]>> {
+    let [q] = gate.gate.qubits[..] else {
+        return None;
+    };
+    let bit = 1u64 << q;
+    (gate.derivatives.iter())
+        .map(|(_, d)| match d {
+            Derivative::Generator(g) => {
+                g.terms
+                    .iter()
+                    .try_fold([C64::new(0.0, 0.0); 4], |mut m, (c, p)| {
+                        if p.flip & !bit != 0 || p.sign & !bit != 0 {
+                            return None;
+                        }
+                        for column in 0..2usize {
+                            let row = column ^ usize::from(p.flip & bit != 0);
+                            let negated = column == 1 && p.sign & bit != 0;
+                            m[row * 2 + column] += p.phase() * if negated { -c } else { *c };
+                        }
+                        Some(m)
+                    })
+            }
+            Derivative::Matrix(_) => None,
+        })
+        .collect()
+}
+
+/// ⟨λ|G|φ⟩ for each one-qubit generator G of `gate` (φ the state just after it), and `gate`
+/// undone on φ and λ: one pass over both states, amplitude pairs that differ in the gate's qubit
+/// at a time. ⟨λ|G|φ⟩ = Σ_rc G_rc Σ_k conj(λ_r,k) φ_c,k: four inner products between the halves,
+/// whatever the generators, combined with each generator's entries at the end.
+fn undo_one_qubit(
+    phi: &mut CpuState<f64>,
+    lambda: &mut CpuState<f64>,
+    gate: &Gate,
+    generators: &[[C64; 4]],
+) -> Vec<C64> {
+    /// Amplitude pairs one task takes.
+    const SPAN: usize = 1 << 11;
+    let half = 1usize << gate.qubits[0];
+    let undo: [C64; 4] = gate.adjoint().matrix[..]
+        .try_into()
+        .expect("a one-qubit gate has a 2x2 matrix");
+    let pass = Pass {
+        undo,
+        isa: phi.shared.isa,
+    };
+    let shared = phi.shared.clone();
+    let (phis, lambdas) = (&mut phi.amps, &mut lambda.amps);
+    let products = shared.install(phis.len(), || {
+        if half >= SPAN {
+            // Few groups of 2·half amplitudes: each group's halves taken span by span.
+            (phis
+                .par_chunks_mut(2 * half)
+                .zip(lambdas.par_chunks_mut(2 * half)))
+            .flat_map(|(p, l)| {
+                let (p0, p1) = p.split_at_mut(half);
+                let (l0, l1) = l.split_at_mut(half);
+                (p0.par_chunks_mut(SPAN).zip(p1.par_chunks_mut(SPAN)))
+                    .zip(l0.par_chunks_mut(SPAN).zip(l1.par_chunks_mut(SPAN)))
+            })
+            .map(|((p0, p1), (l0, l1))| pass.halves([p0, p1], [l0, l1]))
+            .reduce(|| [C64::new(0.0, 0.0); 4], add)
+        } else {
+            // Many small groups: blocks of them.
+            (phis
+                .par_chunks_mut(2 * SPAN)
+                .zip(lambdas.par_chunks_mut(2 * SPAN)))
+            .map(|(p, l)| pass.groups(p, l, half))
+            .reduce(|| [C64::new(0.0, 0.0); 4], add)
+        }
+    });
+    (generators.iter())
+        .map(|g| g.iter().zip(&products).map(|(g, s)| g * s).sum())
+        .collect()
+}
+
+fn add(a: [C64; 4], b: [C64; 4]) -> [C64; 4] {
+    std::array::from_fn(|i| a[i] + b[i])
+}
+
+/// [`undo_one_qubit`]'s loops, compiled for the widest instructions the processor has (the pass
+/// is arithmetic-bound on states that fit in cache).
+#[derive(Clone, Copy)]
+struct Pass {
+    /// The gate's inverse, row-major.
+    undo: [C64; 4],
+    isa: Isa,
+}
+
+impl Pass {
+    /// The products of two halves and the gate undone on them.
+    fn halves(self, p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+        #[cfg(target_arch = "x86_64")]
+        match self.isa {
+            // SAFETY: AVX-512F was detected.
+            Isa::Avx512 => return unsafe { halves_avx512(self.undo, p, l) },
+            // SAFETY: AVX2 and FMA were detected.
+            Isa::Avx2Fma => return unsafe { halves_avx2(self.undo, p, l) },
+            Isa::Portable => {}
+        }
+        halves(self.undo, p, l)
+    }
+
+    /// The same over consecutive groups of 2·`half` amplitudes.
+    fn groups(self, p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+        #[cfg(target_arch = "x86_64")]
+        match self.isa {
+            // SAFETY: AVX-512F was detected.
+            Isa::Avx512 => return unsafe { groups_avx512(self.undo, p, l, half) },
+            // SAFETY: AVX2 and FMA were detected.
+            Isa::Avx2Fma => return unsafe { groups_avx2(self.undo, p, l, half) },
+            Isa::Portable => {}
+        }
+        groups(self.undo, p, l, half)
+    }
+}
+
+#[inline(always)]
+fn halves(undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+    let mut products = Products::default();
+    products.undo_from(0, undo, p, l);
+    products.total()
+}
+
+#[inline(always)]
+fn groups(undo: [C64; 4], p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+    let mut products = Products::default();
+    for (group, (p, l)) in p
+        .chunks_mut(2 * half)
+        .zip(l.chunks_mut(2 * half))
+        .enumerate()
+    {
+        let (p0, p1) = p.split_at_mut(half);
+        let (l0, l1) = l.split_at_mut(half);
+        products.undo_from(group % LANES, undo, [p0, p1], [l0, l1]);
+    }
+    products.total()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn halves_avx512(undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+    halves(undo, p, l)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn halves_avx2(undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+    halves(undo, p, l)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn groups_avx512(undo: [C64; 4], p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+    groups(undo, p, l, half)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn groups_avx2(undo: [C64; 4], p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+    groups(undo, p, l, half)
+}
+
+/// Independent partial sums per lane, so that the additions need not wait on each other.
+const LANES: usize = 4;
+
+/// conj(λ_r) φ_c summed, for (r, c) = 00, 01, 10, 11: real and imaginary parts by lane.
+#[derive(Default)]
+struct Products {
+    re: [[f64; LANES]; 4],
+    im: [[f64; LANES]; 4],
+}
+
+impl Products {
+    /// Adds the products of two halves' amplitudes (φ's `p`, λ's `l`) and undoes the gate
+    /// (`undo`, its inverse) on both, pair by pair. Halves shorter than the lanes add into lanes
+    /// from `lane` on, so that groups of a few pairs in turn keep every lane busy.
+    #[inline(always)]
+    fn undo_from(&mut self, lane: usize, undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) {
+        let [p0, p1] = p;
+        let [l0, l1] = l;
+        let n = p0.len();
+        let lanes = n / LANES * LANES;
+        let pair = |x0: &mut C64, x1: &mut C64| {
+            let (v0, v1) = (*x0, *x1);
+            *x0 = undo[0] * v0 + undo[1] * v1;
+            *x1 = undo[2] * v0 + undo[3] * v1;
+        };
+        for k in (0..lanes).step_by(LANES) {
+            for w in 0..LANES {
+                self.add(w, [l0[k + w], l1[k + w]], [p0[k + w], p1[k + w]]);
+                pair(&mut p0[k + w], &mut p1[k + w]);
+                pair(&mut l0[k + w], &mut l1[k + w]);
+            }
+        }
+        for k in lanes..n {
+            self.add((lane + k) % LANES, [l0[k], l1[k]], [p0[k], p1[k]]);
+            pair(&mut p0[k], &mut p1[k]);
+            pair(&mut l0[k], &mut l1[k]);
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, lane: usize, l: [C64; 2], p: [C64; 2]) {
+        for (rc, (x, y)) in [(l[0], p[0]), (l[0], p[1]), (l[1], p[0]), (l[1], p[1])]
+            .into_iter()
+            .enumerate()
+        {
+            self.re[rc][lane] += x.re * y.re + x.im * y.im;
+            self.im[rc][lane] += x.re * y.im - x.im * y.re;
+        }
+    }
+
+    fn total(&self) -> [C64; 4] {
+        std::array::from_fn(|rc| C64::new(self.re[rc].iter().sum(), self.im[rc].iter().sum()))
     }
 }
 
@@ -159,7 +450,39 @@ mod tests {
             .collect();
         DifferentiableGate {
             gate: Gate::new(vec![qubit], gates::ry(theta)),
-            derivatives: vec![(parameter, Gate::new(vec![qubit], derivative))],
+            derivatives: vec![(
+                parameter,
+                Derivative::Matrix(Gate::new(vec![qubit], derivative)),
+            )],
+        }
+    }
+
+    /// RX(θ) = exp(iθ(-X/2)), by its generator.
+    fn rotation_x(qubit: usize, theta: f64, parameter: usize) -> DifferentiableGate {
+        let generator = PauliSum::parse(&format!("-0.5*X{qubit}")).unwrap();
+        DifferentiableGate {
+            gate: Gate::new(vec![qubit], gates::rx(theta)),
+            derivatives: vec![(parameter, Derivative::Generator(generator))],
+        }
+    }
+
+    /// CRZ(θ) on (control, target) = exp(iθ G), G = -(I - Z_c) Z_t / 4.
+    fn controlled_rz(
+        control: usize,
+        target: usize,
+        theta: f64,
+        parameter: usize,
+    ) -> DifferentiableGate {
+        let g = format!("-0.25*Z{target} + 0.25*Z{control} Z{target}");
+        DifferentiableGate {
+            gate: Gate::new(
+                vec![control, target],
+                gates::controlled(&gates::rz(theta), 1),
+            ),
+            derivatives: vec![(
+                parameter,
+                Derivative::Generator(PauliSum::parse(&g).unwrap()),
+            )],
         }
     }
 
@@ -190,6 +513,8 @@ mod tests {
                 fixed(vec![1, 2], gates::rzz(0.4)),
                 rotation_y(2, t[0], 0),
                 fixed(vec![2], gates::sx()),
+                rotation_x(1, t[1], 1),
+                controlled_rz(2, 0, t[0], 0),
             ]
         };
         let theta = [0.7, -1.1];

@@ -9,6 +9,7 @@ mod client;
 mod errors;
 mod signing;
 mod simulator;
+mod sweep;
 
 use pyo3::prelude::*;
 
@@ -17,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<circuit::Circuit>()?;
     m.add_class::<simulator::Simulator>()?;
     m.add_class::<client::Client>()?;
+    m.add_class::<sweep::Template>()?;
     m.add("Refused", m.py().get_type::<client::Refused>())?;
     m.add_function(wrap_pyfunction!(signing::keygen, m)?)?;
     m.add_function(wrap_pyfunction!(signing::sign, m)?)?;

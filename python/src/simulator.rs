@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 
 use crate::circuit::Circuit;
 use crate::errors;
+use crate::sweep::Template;
 
 /// A gate of a circuit to differentiate, as Python writes it: (qubits, matrix, [(parameter,
 /// dU/dθ)]), dU/dθ a matrix or, for U = exp(iθG), the generator G as Pauli-sum text.
@@ -151,6 +152,57 @@ impl Simulator {
             .detach(move || cpu.adjoint_gradient(num_qubits, &gates, &observable, parameters))
             .map_err(errors::run)?;
         Ok((gradient.value, gradient.parameters.into_pyarray(py)))
+    }
+
+    /// ⟨O⟩ for each (point, observable) of `pairs`: the template bound at row `point` of
+    /// `angles`, each point simulated once whatever number of observables it is asked for.
+    fn expectation_sweep(
+        &self,
+        py: Python<'_>,
+        template: &Template,
+        angles: PyReadonlyArray2<'_, f64>,
+        observables: Vec<String>,
+        pairs: Vec<(usize, usize)>,
+    ) -> PyResult<Vec<f64>> {
+        let observables = observables
+            .iter()
+            .map(|o| PauliSum::parse(o).map_err(|e| PyValueError::new_err(e.to_string())))
+            .collect::<PyResult<Vec<_>>>()?;
+        let rows = template.rows(&angles)?;
+        let mut by_point: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+        for (at, &(point, observable)) in pairs.iter().enumerate() {
+            if point >= rows.len() || observable >= observables.len() {
+                return Err(PyValueError::new_err(format!(
+                    "pair {at}: point {point} of {}, observable {observable} of {}",
+                    rows.len(),
+                    observables.len()
+                )));
+            }
+            by_point.entry(point).or_default().push((at, observable));
+        }
+        let backend = self.backend_ref();
+        let precision = self.precision;
+        py.detach(|| {
+            let mut values = vec![0.0; pairs.len()];
+            for (point, wanted) in &by_point {
+                let options = RunOptions {
+                    shots: 0,
+                    seed: 0,
+                    precision,
+                    observables: wanted
+                        .iter()
+                        .map(|&(_, o)| observables[o].clone())
+                        .collect(),
+                    keep_state: false,
+                };
+                let output = run(&template.bind(rows[*point]), backend, &options)?;
+                for (&(at, _), value) in wanted.iter().zip(output.expectations) {
+                    values[at] = value;
+                }
+            }
+            Ok(values)
+        })
+        .map_err(errors::run)
     }
 
     fn __repr__(&self) -> String {

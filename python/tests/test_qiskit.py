@@ -147,3 +147,38 @@ def test_two_registers_through_the_backend_keep_qiskits_layout():
     qc.measure(1, b[1])
     counts = ChimeraBackend().run(qc, shots=10).result().get_counts()
     assert counts == {"10 1": 10}
+
+
+def test_a_sweep_of_every_named_parameterised_gate_runs_in_rust_and_matches_qiskit():
+    from qiskit.circuit import Parameter
+    from qiskit.circuit.library import U1Gate, U2Gate, U3Gate
+
+    from chimera.qiskit.circuits import sweep
+
+    a, b, c, d = (Parameter(x) for x in "abcd")
+    qc = QuantumCircuit(3)
+    qc.h([0, 1, 2])
+    qc.rx(a, 0)
+    qc.ry(b, 1)
+    qc.rz(c, 2)
+    qc.p(d, 0)
+    qc.u(a, b, c, 1)
+    qc.cp(d, 0, 2)
+    qc.crx(a, 1, 0)
+    qc.cry(b, 2, 1)
+    qc.crz(c, 0, 1)
+    qc.rzz(d, 0, 1)
+    qc.rxx(a, 1, 2)
+    qc.cu(a, b, c, d, 2, 0)
+    qc.append(U1Gate(b), [2])
+    qc.append(U2Gate(a, c), [1])
+    qc.append(U3Gate(a, b, d), [0])
+    qc.rx(2 * a + b, 2)  # an expression of parameters
+    values = np.random.default_rng(5).uniform(-np.pi, np.pi, (4, 1, 4))
+    observables = [SparsePauliOp(["ZZI", "XIY"], [1.0, 0.3]), SparsePauliOp("IXZ")]
+    assert sweep(qc, values.reshape(-1, 4)) is not None, "every gate here has a native name"
+    pub = (qc, observables, values)
+    ours = EstimatorV2().run([pub]).result()[0].data.evs
+    reference = StatevectorEstimator().run([pub]).result()[0].data.evs
+    assert ours.shape == (4, 2)
+    assert np.max(np.abs(ours - reference)) < 1e-10

@@ -12,6 +12,7 @@ from qiskit.circuit import (
     Gate,
     IfElseOp,
     Measure,
+    Parameter,
     ParameterExpression,
     QuantumCircuit,
     Reset,
@@ -170,3 +171,38 @@ def _derivative(matrix_at, x: float, h: float = 1e-3) -> np.ndarray:
     """d(matrix)/dx by the five-point stencil: error h⁴/30 times the fifth derivative, under
     1e-12 for the trigonometric entries of rotation gates."""
     return (-matrix_at(x + 2 * h) + 8 * matrix_at(x + h) - 8 * matrix_at(x - h) + matrix_at(x - 2 * h)) / (12 * h)
+
+
+def sweep(qc: QuantumCircuit, values: np.ndarray):
+    """``qc`` as a native ``Template`` and its angle table for ``values`` (points × parameters, in
+    ``qc.parameters``' order): each parameterised gate by its name, each of its angles a column.
+    ``None`` when a parameterised gate has no native name (the caller binds point by point)."""
+    params = list(qc.parameters)
+    index = {p: i for i, p in enumerate(params)}
+    ops, columns = [], []
+    for instr in qc.data:
+        op = instr.operation
+        if isinstance(op, Barrier):
+            continue
+        if not isinstance(op, Gate):
+            return None
+        qubits = [qc.find_bit(q).index for q in instr.qubits]
+        if any(isinstance(x, ParameterExpression) for x in op.params):
+            ops.append((qubits, (op.name, list(range(len(columns), len(columns) + len(op.params))))))
+            columns.extend(op.params)
+        else:
+            ops.append(gate_on(op, qubits))
+    try:
+        template = _native.Template(qc.num_qubits, ops, len(columns))
+    except ValueError:
+        return None
+    table = np.empty((len(values), len(columns)))
+    for c, x in enumerate(columns):
+        if isinstance(x, Parameter):
+            table[:, c] = values[:, index[x]]
+        elif isinstance(x, ParameterExpression):
+            # An expression of parameters: evaluated point by point.
+            table[:, c] = [float(x.bind({p: row[index[p]] for p in x.parameters}).numeric()) for row in values]
+        else:
+            table[:, c] = float(x)
+    return template, np.ascontiguousarray(table)

@@ -2,7 +2,9 @@
 register, mid-circuit measurement, reset and ``if_test`` included) and ``EstimatorV2`` (exact
 ``evs`` when the precision is 0, as Aer's are; Gaussian noise of that standard deviation
 otherwise, as Qiskit's reference estimator adds). Parameter sweeps broadcast as Qiskit's PUBs
-define; each bound circuit is simulated natively with the GIL released."""
+define. The estimator hands a sweep to Rust whole (the circuit once, its angles as a table) when
+every parameterised gate is one the engine names; the sampler, and the estimator otherwise,
+bind each point with Qiskit and simulate it natively. The GIL is released while they simulate."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from ..simulator import Simulator, labelled_terms
-from .circuits import from_qiskit, registers
+from .circuits import from_qiskit, registers, sweep
 
 
 class SamplerV2(BaseSamplerV2):
@@ -78,6 +80,40 @@ class SamplerV2(BaseSamplerV2):
             yield values[order] if keys else np.zeros(shots, dtype=np.uint64)
 
 
+def _point_by_point(simulator, circuit, pub) -> np.ndarray:
+    """``evs`` with each point of the sweep bound by Qiskit and simulated in turn."""
+    bound = pub.parameter_values.bind_all(circuit)
+    bc_circuits, bc_obs = np.broadcast_arrays(bound, pub.observables)
+    evs = np.zeros(bc_circuits.shape, dtype=np.float64)
+    natives = {}
+    for index in np.ndindex(*bc_circuits.shape):
+        key = id(bc_circuits[index])
+        native = natives.get(key) or natives.setdefault(key, from_qiskit(bc_circuits[index]))
+        evs[index] = simulator.expectation(native, labelled_terms(bc_obs[index].items()))
+    return evs
+
+
+def _swept(simulator, circuit, pub):
+    """``evs`` with the sweep bound in Rust (every parameterised gate one the engine names), or
+    ``None``."""
+    values = pub.parameter_values.as_array(list(circuit.parameters)) if circuit.parameters else None
+    shape = np.broadcast_shapes(pub.parameter_values.shape, pub.observables.shape)
+    points = int(np.prod(pub.parameter_values.shape, dtype=int))
+    table = np.zeros((max(points, 1), 0)) if values is None else values.reshape(points, -1)
+    swept = sweep(circuit, table)
+    if swept is None:
+        return None
+    template, angles = swept
+    point_of = np.broadcast_to(np.arange(max(points, 1)).reshape(pub.parameter_values.shape), shape)
+    observables = np.broadcast_to(pub.observables, shape)
+    texts, pairs = {}, []
+    for index in np.ndindex(*shape):
+        text = labelled_terms(observables[index].items())
+        pairs.append((int(point_of[index]), texts.setdefault(text, len(texts))))
+    values = simulator._native.expectation_sweep(template, angles, list(texts), pairs)
+    return np.array(values, dtype=np.float64).reshape(shape)
+
+
 def _packed(values, num_bits: int) -> np.ndarray:
     """Integers as BitArray rows: big-endian bytes."""
     num_bytes = -(-num_bits // 8)
@@ -115,14 +151,9 @@ class EstimatorV2(BaseEstimatorV2):
         circuit = pub.circuit.remove_final_measurements(inplace=False)
         if any(isinstance(i.operation, (Measure, Reset, IfElseOp)) for i in circuit.data):
             raise QiskitError("EstimatorV2 takes circuits without mid-circuit measurement, reset or if_test")
-        bound = pub.parameter_values.bind_all(circuit)
-        bc_circuits, bc_obs = np.broadcast_arrays(bound, pub.observables)
-        evs = np.zeros(bc_circuits.shape, dtype=np.float64)
-        natives = {}
-        for index in np.ndindex(*bc_circuits.shape):
-            key = id(bc_circuits[index])
-            native = natives.get(key) or natives.setdefault(key, from_qiskit(bc_circuits[index]))
-            evs[index] = self._simulator.expectation(native, labelled_terms(bc_obs[index].items()))
+        evs = _swept(self._simulator, circuit, pub)
+        if evs is None:
+            evs = _point_by_point(self._simulator, circuit, pub)
         if pub.precision != 0:
             evs = self._rng.normal(evs, pub.precision)
         stds = np.full(evs.shape, float(pub.precision))

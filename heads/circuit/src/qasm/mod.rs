@@ -17,6 +17,7 @@ mod qelib1;
 use crate::circuit::Circuit;
 pub use lower::{Checked, MAX_DECLARED_BITS, MAX_GATE_NESTING, MAX_OPERATIONS};
 pub use parameterised::{CircuitLayerError, Parameter, ParameterisedCircuit, parse_parameterised};
+pub use qelib1::{Builtin, qelib1};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]

@@ -142,3 +142,23 @@ def test_signing_round_trip_and_a_tampered_document_is_refused(tmp_path):
     _, other_public = chimera.keygen()
     with pytest.raises(ValueError):
         chimera.verify(signed, other_public)
+
+
+def test_every_qiskit_standard_gate_matches_qiskits_statevector():
+    from qiskit.circuit import Gate
+    from qiskit.circuit.library import get_standard_gate_name_mapping
+
+    rng = np.random.default_rng(3)
+    checked = []
+    for name, gate in get_standard_gate_name_mapping().items():
+        if not isinstance(gate, Gate):
+            continue  # measure, reset, delay: not unitary gates
+        op = gate.base_class(*rng.uniform(-np.pi, np.pi, len(gate.params)))
+        qc = QuantumCircuit(max(op.num_qubits, 1) + 1)
+        qc.h(range(qc.num_qubits))
+        qc.ry(0.3, 0)
+        qc.append(op, list(range(op.num_qubits))[::-1])  # arguments reversed: order matters
+        got = chimera.Simulator().statevector(qc)
+        assert np.allclose(got, Statevector(qc).data, atol=1e-12), name
+        checked.append(name)
+    assert len(checked) >= 50, checked

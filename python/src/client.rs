@@ -156,10 +156,7 @@ impl Client {
             job_id,
         );
         let mut engine = self.engine.clone();
-        let job = py
-            .detach(|| self.runtime.block_on(engine.get(request)))
-            .map_err(refused)?;
-        Ok(job_json(&job.into_inner()).to_string())
+        Ok(job_json(&self.call(py, engine.get(request))?).to_string())
     }
 
     /// Cancels the job; the job as JSON.
@@ -172,10 +169,7 @@ impl Client {
             job_id,
         );
         let mut engine = self.engine.clone();
-        let job = py
-            .detach(|| self.runtime.block_on(engine.cancel(request)))
-            .map_err(refused)?;
-        Ok(job_json(&job.into_inner()).to_string())
+        Ok(job_json(&self.call(py, engine.cancel(request))?).to_string())
     }
 
     /// The job's receipt as a MAML document signed by the engine.
@@ -188,10 +182,7 @@ impl Client {
             job_id,
         );
         let mut engine = self.engine.clone();
-        let document = py
-            .detach(|| self.runtime.block_on(engine.get_receipt_document(request)))
-            .map_err(refused)?;
-        Ok(document.into_inner().maml)
+        Ok(self.call(py, engine.get_receipt_document(request))?.maml)
     }
 
     /// The heads as a JSON array.
@@ -218,11 +209,7 @@ impl Client {
             job_id,
         );
         let mut engine = client.engine.clone();
-        let stream = slf
-            .py()
-            .detach(|| client.runtime.block_on(engine.watch(request)))
-            .map_err(refused)?
-            .into_inner();
+        let stream = client.call(slf.py(), engine.watch(request))?;
         Ok(Events {
             client: slf.unbind(),
             stream: Mutex::new(Some(stream)),
@@ -231,6 +218,17 @@ impl Client {
 }
 
 impl Client {
+    /// One call on the client's runtime, with the GIL released.
+    fn call<R: Send>(
+        &self,
+        py: Python<'_>,
+        call: impl Future<Output = Result<tonic::Response<R>, tonic::Status>> + Send,
+    ) -> PyResult<R> {
+        py.detach(|| self.runtime.block_on(call))
+            .map(tonic::Response::into_inner)
+            .map_err(refused)
+    }
+
     fn request<T>(&self, message: T, call: JobCall, job_id: &str) -> tonic::Request<T> {
         job_request(message, self.signing_key.as_ref(), call, job_id)
     }

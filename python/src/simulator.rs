@@ -205,6 +205,38 @@ impl Simulator {
         .map_err(errors::run)
     }
 
+    /// Outcome counts (keyed as `sample` keys them) for each row of `angles`: the template bound
+    /// there and sampled `shots` times.
+    fn sample_sweep(
+        &self,
+        py: Python<'_>,
+        template: &Template,
+        angles: PyReadonlyArray2<'_, f64>,
+        shots: usize,
+    ) -> PyResult<Vec<BTreeMap<String, u64>>> {
+        if shots == 0 {
+            return Err(PyValueError::new_err("shots=0: ask for at least one shot"));
+        }
+        let rows = template.rows(&angles)?;
+        let backend = self.backend_ref();
+        let seeds: Vec<u64> = rows.iter().map(|_| self.next_seed()).collect();
+        py.detach(|| {
+            (rows.iter().zip(seeds))
+                .map(|(row, seed)| {
+                    let options = RunOptions {
+                        shots,
+                        seed,
+                        precision: self.precision,
+                        observables: Vec::new(),
+                        keep_state: false,
+                    };
+                    run(&template.bind(row), backend, &options).map(|output| output.counts)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(errors::run)
+    }
+
     fn __repr__(&self) -> String {
         format!("Simulator({}, {})", self.precision.name(), self.backend())
     }

@@ -1,6 +1,7 @@
 //! Parameter sweeps bound in Rust: a circuit handed over once with its parameterised gates named
 //! (Qiskit's names, which the engine's OpenQASM front end knows: `rx`, `u`, `cp`, `rzz`…) and
-//! each angle a column of a table, one row per point of the sweep. No Python runs per point.
+//! each angle a column of a table, one row per point of the sweep; measurements kept. No Python
+//! runs per point.
 
 use chimera_circuit::circuit::{C64, Circuit as Ir, Gate, Op, Register};
 use chimera_circuit::qasm::{Builtin, qelib1};
@@ -12,12 +13,18 @@ use pyo3::prelude::*;
 #[pyclass(frozen, module = "chimera._native")]
 pub struct Template {
     num_qubits: usize,
+    num_clbits: usize,
+    cregs: Vec<Register>,
     ops: Vec<Step>,
     /// Angle columns each point must have.
     columns: usize,
 }
 
 enum Step {
+    Measure {
+        qubit: usize,
+        clbit: usize,
+    },
     Fixed(Gate),
     Named {
         qubits: Vec<usize>,
@@ -29,21 +36,37 @@ enum Step {
 #[pymethods]
 impl Template {
     /// `ops`: for each gate, (qubits, matrix) or (qubits, (name, [angle column for each of its
-    /// parameters])); `columns`: the table's width.
+    /// parameters])); for each measurement, ([qubit], clbit). `columns`: the table's width;
+    /// `cregs`: (name, first clbit, size) for each classical register.
     #[new]
+    #[pyo3(signature = (num_qubits, ops, columns, num_clbits=0, cregs=Vec::new()))]
     fn new(
         num_qubits: usize,
         ops: Vec<(Vec<usize>, Bound<'_, PyAny>)>,
         columns: usize,
+        num_clbits: usize,
+        cregs: Vec<(String, usize, usize)>,
     ) -> PyResult<Self> {
         let ops = (ops.into_iter().enumerate())
             .map(|(at, (qubits, what))| {
-                step(num_qubits, columns, qubits, &what)
-                    .map_err(|e| PyValueError::new_err(format!("gate {at}: {e}")))
+                step(num_qubits, num_clbits, columns, qubits, &what)
+                    .map_err(|e| PyValueError::new_err(format!("operation {at}: {e}")))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let cregs = (cregs.into_iter())
+            .map(|(name, start, size)| {
+                if start + size > num_clbits {
+                    return Err(PyValueError::new_err(format!(
+                        "register {name}: clbits beyond {num_clbits}"
+                    )));
+                }
+                Ok(Register { name, start, size })
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok(Template {
             num_qubits,
+            num_clbits,
+            cregs,
             ops,
             columns,
         })
@@ -52,12 +75,21 @@ impl Template {
 
 fn step(
     num_qubits: usize,
+    num_clbits: usize,
     columns: usize,
     qubits: Vec<usize>,
     what: &Bound<'_, PyAny>,
 ) -> Result<Step, String> {
     if qubits.is_empty() || qubits.iter().any(|&q| q >= num_qubits) {
         return Err(format!("qubits {qubits:?} of {num_qubits}"));
+    }
+    if let Ok(clbit) = what.extract::<usize>() {
+        return match qubits[..] {
+            [qubit] if clbit < num_clbits => Ok(Step::Measure { qubit, clbit }),
+            _ => Err(format!(
+                "a measurement of {qubits:?} into clbit {clbit} of {num_clbits}"
+            )),
+        };
     }
     if let Ok((name, cols)) = what.extract::<(String, Vec<usize>)>() {
         let gate = qelib1(&name).ok_or_else(|| format!("no native gate named {name:?}"))?;
@@ -95,29 +127,31 @@ impl Template {
     /// The circuit at one row of angles.
     pub fn bind(&self, angles: &[f64]) -> Ir {
         let ops = (self.ops.iter())
-            .map(|step| {
-                Op::Gate(match step {
-                    Step::Fixed(gate) => gate.clone(),
-                    Step::Named {
-                        qubits,
-                        gate,
-                        columns,
-                    } => {
-                        let params: Vec<f64> = columns.iter().map(|&c| angles[c]).collect();
-                        Gate::new(qubits.clone(), (gate.matrix)(&params))
-                    }
-                })
+            .map(|step| match step {
+                Step::Measure { qubit, clbit } => Op::Measure {
+                    qubit: *qubit,
+                    clbit: *clbit,
+                },
+                Step::Fixed(gate) => Op::Gate(gate.clone()),
+                Step::Named {
+                    qubits,
+                    gate,
+                    columns,
+                } => {
+                    let params: Vec<f64> = columns.iter().map(|&c| angles[c]).collect();
+                    Op::Gate(Gate::new(qubits.clone(), (gate.matrix)(&params)))
+                }
             })
             .collect();
         Ir {
             num_qubits: self.num_qubits,
-            num_clbits: 0,
+            num_clbits: self.num_clbits,
             qregs: vec![Register {
                 name: "q".into(),
                 start: 0,
                 size: self.num_qubits,
             }],
-            cregs: Vec::new(),
+            cregs: self.cregs.clone(),
             ops,
         }
     }

@@ -88,6 +88,9 @@ def test_a_parameter_sweep_gives_one_bit_array_per_point():
     qc.measure_all()
     values = np.zeros((2, 4, qc.num_parameters))
     values[1, :, 0] = np.pi  # flips qubit 0, and the CX chain after it qubits 1 and 2
+    from chimera.qiskit.circuits import sweep
+
+    assert sweep(qc, values.reshape(-1, qc.num_parameters)) is not None, "the sweep runs in Rust"
     data = SamplerV2().run([(qc, values)], shots=50).result()[0].data
     assert data.meas.shape == (2, 4)
     assert data.meas[0, 3].get_counts() == {"000": 50}

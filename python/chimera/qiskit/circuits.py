@@ -175,8 +175,9 @@ def _derivative(matrix_at, x: float, h: float = 1e-3) -> np.ndarray:
 
 def sweep(qc: QuantumCircuit, values: np.ndarray):
     """``qc`` as a native ``Template`` and its angle table for ``values`` (points × parameters, in
-    ``qc.parameters``' order): each parameterised gate by its name, each of its angles a column.
-    ``None`` when a parameterised gate has no native name (the caller binds point by point)."""
+    ``qc.parameters``' order): each parameterised gate by its name, each of its angles a column;
+    measurements and registers kept. ``None`` when a parameterised gate has no native name, or
+    the circuit resets or branches (the caller binds point by point)."""
     params = list(qc.parameters)
     index = {p: i for i, p in enumerate(params)}
     ops, columns = [], []
@@ -184,16 +185,18 @@ def sweep(qc: QuantumCircuit, values: np.ndarray):
         op = instr.operation
         if isinstance(op, Barrier):
             continue
-        if not isinstance(op, Gate):
-            return None
         qubits = [qc.find_bit(q).index for q in instr.qubits]
-        if any(isinstance(x, ParameterExpression) for x in op.params):
+        if isinstance(op, Measure):
+            ops.append((qubits, qc.find_bit(instr.clbits[0]).index))
+        elif not isinstance(op, Gate):
+            return None
+        elif any(isinstance(x, ParameterExpression) for x in op.params):
             ops.append((qubits, (op.name, list(range(len(columns), len(columns) + len(op.params))))))
             columns.extend(op.params)
         else:
             ops.append(gate_on(op, qubits))
     try:
-        template = _native.Template(qc.num_qubits, ops, len(columns))
+        template = _native.Template(qc.num_qubits, ops, len(columns), qc.num_clbits, registers(qc))
     except ValueError:
         return None
     table = np.empty((len(values), len(columns)))

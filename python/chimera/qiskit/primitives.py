@@ -2,9 +2,9 @@
 register, mid-circuit measurement, reset and ``if_test`` included) and ``EstimatorV2`` (exact
 ``evs`` when the precision is 0, as Aer's are; Gaussian noise of that standard deviation
 otherwise, as Qiskit's reference estimator adds). Parameter sweeps broadcast as Qiskit's PUBs
-define. The estimator hands a sweep to Rust whole (the circuit once, its angles as a table) when
-every parameterised gate is one the engine names; the sampler, and the estimator otherwise,
-bind each point with Qiskit and simulate it natively. The GIL is released while they simulate."""
+define. Both hand a sweep to Rust whole (the circuit once, its angles as a table) when every
+parameterised gate is one the engine names and nothing resets or branches; otherwise each point
+is bound by Qiskit and simulated natively. The GIL is released while they simulate."""
 
 from __future__ import annotations
 
@@ -52,20 +52,32 @@ class SamplerV2(BaseSamplerV2):
 
     def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
         regs = registers(pub.circuit)
-        bound = pub.parameter_values.bind_all(pub.circuit)
+        shape = pub.parameter_values.shape
         arrays = {
-            name: np.zeros(bound.shape + (pub.shots, -(-size // 8)), dtype=np.uint8)
-            for name, _, size in regs
+            name: np.zeros(shape + (pub.shots, -(-size // 8)), dtype=np.uint8) for name, _, size in regs
         }
-        for index, circuit in np.ndenumerate(bound):
-            counts = self._simulator.sample(from_qiskit(circuit), pub.shots) if regs else {}
+        flat = {name: a.reshape((-1,) + a.shape[len(shape):]) for name, a in arrays.items()}
+        for point, counts in enumerate(self._counts(pub, regs)):
             for (name, _, size), values in zip(regs, self._per_register(counts, regs, pub.shots)):
-                arrays[name][index] = _packed(values, size)
+                flat[name][point] = _packed(values, size)
         meas = {name: BitArray(arrays[name], size) for name, _, size in regs}
         return SamplerPubResult(
             DataBin(**meas, shape=pub.shape),
             metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata},
         )
+
+    def _counts(self, pub, regs):
+        """Each point's counts, in the sweep's order (C order of its shape)."""
+        points = int(np.prod(pub.parameter_values.shape, dtype=int))
+        if not regs:
+            return [{}] * points
+        params = list(pub.circuit.parameters)
+        table = pub.parameter_values.as_array(params).reshape(points, -1) if params else np.zeros((points, 0))
+        swept = sweep(pub.circuit, table)
+        if swept is not None:
+            return self._simulator._native.sample_sweep(*swept, pub.shots)
+        bound = pub.parameter_values.bind_all(pub.circuit).reshape(-1)
+        return [self._simulator.sample(from_qiskit(circuit), pub.shots) for circuit in bound]
 
     def _per_register(self, counts, regs, shots):
         """Each register's value in each shot, the shots in random order. Keys hold the registers

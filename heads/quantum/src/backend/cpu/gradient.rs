@@ -82,22 +82,56 @@ impl CpuBackend {
             .sum();
         let mut lambda = self.observable_times(&phi, observable).ok_or_else(refuse)?;
         let mut gradient = vec![0.0; parameters];
-        let first = gates.iter().position(|g| !g.derivatives.is_empty());
+        let lowest = (gates.iter())
+            .position(|g| !g.derivatives.is_empty())
+            .unwrap_or(gates.len());
+        let block_qubits = BLOCK_QUBITS.min(num_qubits);
+        let in_block = |g: &DifferentiableGate| {
+            g.gate.qubits.len() == 1
+                && g.gate.qubits[0] < block_qubits
+                && one_qubit_generators(g).is_some()
+        };
         let mut undone = gates.len();
-        for at in (first.unwrap_or(gates.len())..gates.len()).rev() {
-            if gates[at].derivatives.is_empty() {
+        // From the last gate back to the first parameterised one: gates with no parameter are
+        // undone together (the backend fuses them) up to the next that has one.
+        while undone > lowest {
+            let mut at = undone - 1;
+            if in_block(&gates[at]) {
+                // One-qubit gates below the block's qubits, read and undone block by block: a
+                // single pass over φ and λ for the whole run.
+                while at > lowest && in_block(&gates[at - 1]) {
+                    at -= 1;
+                }
+                let run = &gates[at..undone];
+                for (gate, products) in
+                    run.iter()
+                        .zip(undo_in_blocks(&mut phi, &mut lambda, run, block_qubits))
+                {
+                    let generators = one_qubit_generators(gate).expect("in_block checked it");
+                    for ((parameter, _), g) in gate.derivatives.iter().zip(generators) {
+                        let overlap: C64 = g.iter().zip(&products).map(|(g, s)| g * s).sum();
+                        gradient[*parameter] -= 2.0 * overlap.im;
+                    }
+                }
+                undone = at;
                 continue;
             }
-            // The gates after this one, undone together (the backend fuses them).
-            let after: Vec<Gate> = (plain[at + 1..undone].iter().rev())
-                .map(Gate::adjoint)
-                .collect();
-            if !after.is_empty() {
-                phi.apply(&after);
-                lambda.apply(&after);
+            if gates[at].derivatives.is_empty() {
+                while at > lowest
+                    && gates[at - 1].derivatives.is_empty()
+                    && !in_block(&gates[at - 1])
+                {
+                    at -= 1;
+                }
+                let inverses: Vec<Gate> =
+                    plain[at..undone].iter().rev().map(Gate::adjoint).collect();
+                phi.apply(&inverses);
+                lambda.apply(&inverses);
+                undone = at;
+                continue;
             }
             if let Some(generators) = one_qubit_generators(&gates[at]) {
-                // The common case (RX, RY, RZ, phase): read and undo in one pass over φ and λ.
+                // A one-qubit gate above the block: read and undone in one pass of its own.
                 let overlaps = undo_one_qubit(&mut phi, &mut lambda, &plain[at], &generators);
                 for ((parameter, _), overlap) in gates[at].derivatives.iter().zip(overlaps) {
                     gradient[*parameter] -= 2.0 * overlap.im;
@@ -235,6 +269,7 @@ fn undo_one_qubit(
         .expect("a one-qubit gate has a 2x2 matrix");
     let pass = Pass {
         undo,
+        kind: kind(&undo, generators),
         isa: phi.shared.isa,
     };
     let shared = phi.shared.clone();
@@ -267,6 +302,56 @@ fn undo_one_qubit(
         .collect()
 }
 
+/// Blocks of 2^this amplitudes of φ and λ (256 KiB together) stay in a core's L2 cache while a
+/// run of one-qubit gates below their top qubit is read and undone on them.
+const BLOCK_QUBITS: usize = 13;
+
+/// For each gate of `run` (one-qubit gates below `block_qubits`, in circuit order), the four
+/// products [`undo_one_qubit`] reads, each taken just after its gate, and the run undone on φ
+/// and λ: block by block, the last gate first, so that each amplitude is loaded once.
+fn undo_in_blocks(
+    phi: &mut CpuState<f64>,
+    lambda: &mut CpuState<f64>,
+    run: &[DifferentiableGate],
+    block_qubits: usize,
+) -> Vec<[C64; 4]> {
+    let steps: Vec<(usize, Pass)> = (run.iter().rev())
+        .map(|g| {
+            let undo = g.gate.adjoint().matrix[..]
+                .try_into()
+                .expect("a one-qubit gate has a 2x2 matrix");
+            let generators = one_qubit_generators(g).expect("a run's gates have them");
+            let kind = kind(&undo, &generators);
+            (
+                1usize << g.gate.qubits[0],
+                Pass {
+                    undo,
+                    kind,
+                    isa: phi.shared.isa,
+                },
+            )
+        })
+        .collect();
+    let shared = phi.shared.clone();
+    let (phis, lambdas) = (&mut phi.amps, &mut lambda.amps);
+    let zero = || vec![[C64::new(0.0, 0.0); 4]; steps.len()];
+    let mut products = shared.install(phis.len(), || {
+        (phis
+            .par_chunks_mut(1 << block_qubits)
+            .zip(lambdas.par_chunks_mut(1 << block_qubits)))
+        .map(|(p, l)| {
+            (steps.iter())
+                .map(|&(half, pass)| pass.groups(p, l, half))
+                .collect::<Vec<_>>()
+        })
+        .reduce(zero, |a, b| {
+            a.iter().zip(&b).map(|(x, y)| add(*x, *y)).collect()
+        })
+    });
+    products.reverse();
+    products
+}
+
 fn add(a: [C64; 4], b: [C64; 4]) -> [C64; 4] {
     std::array::from_fn(|i| a[i] + b[i])
 }
@@ -277,6 +362,8 @@ fn add(a: [C64; 4], b: [C64; 4]) -> [C64; 4] {
 struct Pass {
     /// The gate's inverse, row-major.
     undo: [C64; 4],
+    /// [`kind`]'s answer for it.
+    kind: u8,
     isa: Isa,
 }
 
@@ -286,12 +373,12 @@ impl Pass {
         #[cfg(target_arch = "x86_64")]
         match self.isa {
             // SAFETY: AVX-512F was detected.
-            Isa::Avx512 => return unsafe { halves_avx512(self.undo, p, l) },
+            Isa::Avx512 => return unsafe { halves_avx512(self, p, l) },
             // SAFETY: AVX2 and FMA were detected.
-            Isa::Avx2Fma => return unsafe { halves_avx2(self.undo, p, l) },
+            Isa::Avx2Fma => return unsafe { halves_avx2(self, p, l) },
             Isa::Portable => {}
         }
-        halves(self.undo, p, l)
+        halves(self, p, l)
     }
 
     /// The same over consecutive groups of 2·`half` amplitudes.
@@ -299,59 +386,96 @@ impl Pass {
         #[cfg(target_arch = "x86_64")]
         match self.isa {
             // SAFETY: AVX-512F was detected.
-            Isa::Avx512 => return unsafe { groups_avx512(self.undo, p, l, half) },
+            Isa::Avx512 => return unsafe { groups_avx512(self, p, l, half) },
             // SAFETY: AVX2 and FMA were detected.
-            Isa::Avx2Fma => return unsafe { groups_avx2(self.undo, p, l, half) },
+            Isa::Avx2Fma => return unsafe { groups_avx2(self, p, l, half) },
             Isa::Portable => {}
         }
-        groups(self.undo, p, l, half)
+        groups(self, p, l, half)
     }
 }
 
 #[inline(always)]
-fn halves(undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+fn halves(pass: Pass, p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
     let mut products = Products::default();
-    products.undo_from(0, undo, p, l);
+    match pass.kind {
+        DIAGONAL => products.undo_from::<DIAGONAL>(0, pass.undo, p, l),
+        REAL => products.undo_from::<REAL>(0, pass.undo, p, l),
+        _ => products.undo_from::<GENERAL>(0, pass.undo, p, l),
+    }
     products.total()
 }
 
 #[inline(always)]
-fn groups(undo: [C64; 4], p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+fn groups(pass: Pass, p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+    match pass.kind {
+        DIAGONAL => groups_of::<DIAGONAL>(pass.undo, p, l, half),
+        REAL => groups_of::<REAL>(pass.undo, p, l, half),
+        _ => groups_of::<GENERAL>(pass.undo, p, l, half),
+    }
+}
+
+#[inline(always)]
+fn groups_of<const KIND: u8>(
+    undo: [C64; 4],
+    p: &mut [C64],
+    l: &mut [C64],
+    half: usize,
+) -> [C64; 4] {
     let mut products = Products::default();
-    for (group, (p, l)) in p
-        .chunks_mut(2 * half)
-        .zip(l.chunks_mut(2 * half))
-        .enumerate()
-    {
+    let groups = p.chunks_mut(2 * half).zip(l.chunks_mut(2 * half));
+    for (group, (p, l)) in groups.enumerate() {
         let (p0, p1) = p.split_at_mut(half);
         let (l0, l1) = l.split_at_mut(half);
-        products.undo_from(group % LANES, undo, [p0, p1], [l0, l1]);
+        products.undo_from::<KIND>(group % LANES, undo, [p0, p1], [l0, l1]);
     }
     products.total()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn halves_avx512(undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
-    halves(undo, p, l)
+unsafe fn halves_avx512(pass: Pass, p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+    halves(pass, p, l)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn halves_avx2(undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
-    halves(undo, p, l)
+unsafe fn halves_avx2(pass: Pass, p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
+    halves(pass, p, l)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn groups_avx512(undo: [C64; 4], p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
-    groups(undo, p, l, half)
+unsafe fn groups_avx512(pass: Pass, p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+    groups(pass, p, l, half)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn groups_avx2(undo: [C64; 4], p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
-    groups(undo, p, l, half)
+unsafe fn groups_avx2(pass: Pass, p: &mut [C64], l: &mut [C64], half: usize) -> [C64; 4] {
+    groups(pass, p, l, half)
+}
+
+/// Gates whose inverse and generators are diagonal (RZ, phase): two products, two multiplies.
+const DIAGONAL: u8 = 0;
+/// Gates whose inverse is real and generators off-diagonal (RY): two products, real arithmetic.
+const REAL: u8 = 1;
+/// Any other one-qubit gate.
+const GENERAL: u8 = 2;
+
+/// The cheapest kind of arithmetic that undoing `undo` and reading `generators` needs.
+fn kind(undo: &[C64; 4], generators: &[[C64; 4]]) -> u8 {
+    let zero = C64::new(0.0, 0.0);
+    if undo[1] == zero && undo[2] == zero && generators.iter().all(|g| g[1] == zero && g[2] == zero)
+    {
+        DIAGONAL
+    } else if undo.iter().all(|u| u.im == 0.0)
+        && generators.iter().all(|g| g[0] == zero && g[3] == zero)
+    {
+        REAL
+    } else {
+        GENERAL
+    }
 }
 
 /// Independent partial sums per lane, so that the additions need not wait on each other.
@@ -366,41 +490,69 @@ struct Products {
 
 impl Products {
     /// Adds the products of two halves' amplitudes (φ's `p`, λ's `l`) and undoes the gate
-    /// (`undo`, its inverse) on both, pair by pair. Halves shorter than the lanes add into lanes
-    /// from `lane` on, so that groups of a few pairs in turn keep every lane busy.
+    /// (`undo`, its inverse) on both, pair by pair, with only the arithmetic gates of `KIND`
+    /// need. Halves shorter than the lanes add into lanes from `lane` on, so that groups of a
+    /// few pairs in turn keep every lane busy.
     #[inline(always)]
-    fn undo_from(&mut self, lane: usize, undo: [C64; 4], p: [&mut [C64]; 2], l: [&mut [C64]; 2]) {
+    fn undo_from<const KIND: u8>(
+        &mut self,
+        lane: usize,
+        undo: [C64; 4],
+        p: [&mut [C64]; 2],
+        l: [&mut [C64]; 2],
+    ) {
         let [p0, p1] = p;
         let [l0, l1] = l;
         let n = p0.len();
         let lanes = n / LANES * LANES;
+        let (r00, r01, r10, r11) = (undo[0].re, undo[1].re, undo[2].re, undo[3].re);
         let pair = |x0: &mut C64, x1: &mut C64| {
             let (v0, v1) = (*x0, *x1);
-            *x0 = undo[0] * v0 + undo[1] * v1;
-            *x1 = undo[2] * v0 + undo[3] * v1;
+            match KIND {
+                DIAGONAL => {
+                    *x0 = undo[0] * v0;
+                    *x1 = undo[3] * v1;
+                }
+                REAL => {
+                    *x0 = v0 * r00 + v1 * r01;
+                    *x1 = v0 * r10 + v1 * r11;
+                }
+                _ => {
+                    *x0 = undo[0] * v0 + undo[1] * v1;
+                    *x1 = undo[2] * v0 + undo[3] * v1;
+                }
+            }
         };
         for k in (0..lanes).step_by(LANES) {
             for w in 0..LANES {
-                self.add(w, [l0[k + w], l1[k + w]], [p0[k + w], p1[k + w]]);
+                self.add::<KIND>(w, [l0[k + w], l1[k + w]], [p0[k + w], p1[k + w]]);
                 pair(&mut p0[k + w], &mut p1[k + w]);
                 pair(&mut l0[k + w], &mut l1[k + w]);
             }
         }
         for k in lanes..n {
-            self.add((lane + k) % LANES, [l0[k], l1[k]], [p0[k], p1[k]]);
+            self.add::<KIND>((lane + k) % LANES, [l0[k], l1[k]], [p0[k], p1[k]]);
             pair(&mut p0[k], &mut p1[k]);
             pair(&mut l0[k], &mut l1[k]);
         }
     }
 
+    /// Adds conj(λ_r) φ_c for the (r, c) that generators of gates of `KIND` read.
     #[inline(always)]
-    fn add(&mut self, lane: usize, l: [C64; 2], p: [C64; 2]) {
+    fn add<const KIND: u8>(&mut self, lane: usize, l: [C64; 2], p: [C64; 2]) {
         for (rc, (x, y)) in [(l[0], p[0]), (l[0], p[1]), (l[1], p[0]), (l[1], p[1])]
             .into_iter()
             .enumerate()
         {
-            self.re[rc][lane] += x.re * y.re + x.im * y.im;
-            self.im[rc][lane] += x.re * y.im - x.im * y.re;
+            let read = match KIND {
+                DIAGONAL => rc == 0 || rc == 3,
+                REAL => rc == 1 || rc == 2,
+                _ => true,
+            };
+            if read {
+                self.re[rc][lane] += x.re * y.re + x.im * y.im;
+                self.im[rc][lane] += x.re * y.im - x.im * y.re;
+            }
         }
     }
 
@@ -459,9 +611,19 @@ mod tests {
 
     /// RX(θ) = exp(iθ(-X/2)), by its generator.
     fn rotation_x(qubit: usize, theta: f64, parameter: usize) -> DifferentiableGate {
-        let generator = PauliSum::parse(&format!("-0.5*X{qubit}")).unwrap();
+        rotation_by_generator(qubit, 'X', gates::rx(theta), parameter)
+    }
+
+    /// R_axis(θ) = exp(iθ(-P/2)) with its matrix `matrix`, by its generator.
+    fn rotation_by_generator(
+        qubit: usize,
+        axis: char,
+        matrix: Vec<C64>,
+        parameter: usize,
+    ) -> DifferentiableGate {
+        let generator = PauliSum::parse(&format!("-0.5*{axis}{qubit}")).unwrap();
         DifferentiableGate {
-            gate: Gate::new(vec![qubit], gates::rx(theta)),
+            gate: Gate::new(vec![qubit], matrix),
             derivatives: vec![(parameter, Derivative::Generator(generator))],
         }
     }
@@ -536,6 +698,54 @@ mod tests {
                 got.parameters[p]
             );
         }
+    }
+
+    #[test]
+    fn gates_below_and_above_the_block_qubits_give_the_finite_differences() {
+        let backend = CpuBackend::new(Some(2)).unwrap();
+        let n = BLOCK_QUBITS + 2;
+        let observable =
+            PauliSum::parse(&format!("Z0 Z{} + 0.5*X{}", n - 1, BLOCK_QUBITS)).unwrap();
+        let circuit = |t: [f64; 2]| {
+            let mut gates: Vec<DifferentiableGate> =
+                (0..n).map(|q| fixed(vec![q], gates::h())).collect();
+            for (i, &q) in [0, 7, BLOCK_QUBITS, n - 1].iter().enumerate() {
+                // Each kind of one-qubit pass: complex (RX), real (RY), diagonal (RZ).
+                gates.push(rotation_x(q, t[i % 2], i % 2));
+                gates.push(rotation_by_generator(
+                    q,
+                    'Y',
+                    gates::ry(t[1 - i % 2]),
+                    1 - i % 2,
+                ));
+                gates.push(rotation_by_generator(q, 'Z', gates::rz(t[i % 2]), i % 2));
+                gates.push(fixed(
+                    vec![q, (q + 1) % n],
+                    gates::controlled(&gates::x(), 1),
+                ));
+                gates.push(fixed(vec![q], gates::sx()));
+            }
+            gates
+        };
+        let theta = [0.4, -0.9];
+        let got = backend
+            .adjoint_gradient(n, &circuit(theta), &observable, 2)
+            .unwrap();
+        for p in 0..2 {
+            let h = 1e-6;
+            let (mut up, mut down) = (theta, theta);
+            up[p] += h;
+            down[p] -= h;
+            let expected = (value(&backend, n, &circuit(up), &observable)
+                - value(&backend, n, &circuit(down), &observable))
+                / (2.0 * h);
+            assert!(
+                (got.parameters[p] - expected).abs() < 1e-7,
+                "parameter {p}: adjoint {} finite differences {expected}",
+                got.parameters[p]
+            );
+        }
+        assert!((got.value - value(&backend, n, &circuit(theta), &observable)).abs() < 1e-12);
     }
 
     #[test]

@@ -162,3 +162,19 @@ def test_every_qiskit_standard_gate_matches_qiskits_statevector():
         assert np.allclose(got, Statevector(qc).data, atol=1e-12), name
         checked.append(name)
     assert len(checked) >= 50, checked
+
+
+def test_backend_choices_are_checked_and_auto_falls_back_to_the_cpu():
+    with pytest.raises(ValueError, match='expected "auto", "cpu" or "cuda"'):
+        chimera.Simulator(backend="tpu")
+    with pytest.raises(ValueError, match="threads=0"):
+        chimera.Simulator(threads=0)
+    auto = chimera.Simulator(backend="auto")
+    try:
+        chimera.Simulator(backend="cuda")
+    except RuntimeError as no_gpu:
+        # No GPU here (as in CI): asking for one says why, and "auto" runs on the CPU.
+        assert "cuda" in str(no_gpu) and "not available" in str(no_gpu)
+        assert auto.backend.startswith("cpu")
+    else:
+        assert not auto.backend.startswith("cpu"), "with a GPU, auto picks it"

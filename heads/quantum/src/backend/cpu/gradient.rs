@@ -86,41 +86,54 @@ impl CpuBackend {
             .position(|g| !g.derivatives.is_empty())
             .unwrap_or(gates.len());
         let block_qubits = BLOCK_QUBITS.min(num_qubits);
-        let in_block = |g: &DifferentiableGate| {
-            g.gate.qubits.len() == 1
-                && g.gate.qubits[0] < block_qubits
-                && one_qubit_generators(g).is_some()
+        // Each gate's one-qubit generators, if it has them (see `one_qubit_generators`).
+        let generators: Vec<Option<Vec<[C64; 4]>>> =
+            gates.iter().map(one_qubit_generators).collect();
+        let in_block =
+            |at: usize| generators[at].is_some() && gates[at].gate.qubits[0] < block_qubits;
+        let pass = |at: usize| {
+            let g = generators[at]
+                .as_deref()
+                .expect("a one-qubit pass has its generators");
+            Pass::new(&plain[at], g, self.shared.isa)
+        };
+        // The gradient terms of gate `at`'s parameters from the products a pass read.
+        let read = |gradient: &mut [f64], at: usize, products: [C64; 4]| {
+            let g = generators[at]
+                .as_deref()
+                .expect("a one-qubit pass has its generators");
+            for ((parameter, _), g) in gates[at].derivatives.iter().zip(g) {
+                let overlap: C64 = g.iter().zip(&products).map(|(g, s)| g * s).sum();
+                gradient[*parameter] -= 2.0 * overlap.im;
+            }
         };
         let mut undone = gates.len();
         // From the last gate back to the first parameterised one: gates with no parameter are
         // undone together (the backend fuses them) up to the next that has one.
         while undone > lowest {
             let mut at = undone - 1;
-            if in_block(&gates[at]) {
+            if in_block(at) {
                 // One-qubit gates below the block's qubits, read and undone block by block: a
                 // single pass over φ and λ for the whole run.
-                while at > lowest && in_block(&gates[at - 1]) {
+                while at > lowest && in_block(at - 1) {
                     at -= 1;
                 }
-                let run = &gates[at..undone];
-                for (gate, products) in
-                    run.iter()
-                        .zip(undo_in_blocks(&mut phi, &mut lambda, run, block_qubits))
-                {
-                    let generators = one_qubit_generators(gate).expect("in_block checked it");
-                    for ((parameter, _), g) in gate.derivatives.iter().zip(generators) {
-                        let overlap: C64 = g.iter().zip(&products).map(|(g, s)| g * s).sum();
-                        gradient[*parameter] -= 2.0 * overlap.im;
-                    }
+                let passes: Vec<Pass> = (at..undone).map(pass).collect();
+                let products = undo_in_blocks(
+                    &mut phi,
+                    &mut lambda,
+                    &plain[at..undone],
+                    &passes,
+                    block_qubits,
+                );
+                for (gate, products) in (at..undone).zip(products) {
+                    read(&mut gradient, gate, products);
                 }
                 undone = at;
                 continue;
             }
             if gates[at].derivatives.is_empty() {
-                while at > lowest
-                    && gates[at - 1].derivatives.is_empty()
-                    && !in_block(&gates[at - 1])
-                {
+                while at > lowest && gates[at - 1].derivatives.is_empty() && !in_block(at - 1) {
                     at -= 1;
                 }
                 let inverses: Vec<Gate> =
@@ -130,12 +143,10 @@ impl CpuBackend {
                 undone = at;
                 continue;
             }
-            if let Some(generators) = one_qubit_generators(&gates[at]) {
+            if generators[at].is_some() {
                 // A one-qubit gate above the block: read and undone in one pass of its own.
-                let overlaps = undo_one_qubit(&mut phi, &mut lambda, &plain[at], &generators);
-                for ((parameter, _), overlap) in gates[at].derivatives.iter().zip(overlaps) {
-                    gradient[*parameter] -= 2.0 * overlap.im;
-                }
+                let products = undo_one_qubit(&mut phi, &mut lambda, &plain[at], pass(at));
+                read(&mut gradient, at, products);
                 undone = at;
                 continue;
             }
@@ -251,30 +262,21 @@ fn one_qubit_generators(gate: &DifferentiableGate) -> Option<Vec<[C64; 4]>> {
         .collect()
 }
 
-/// ⟨λ|G|φ⟩ for each one-qubit generator G of `gate` (φ the state just after it), and `gate`
-/// undone on φ and λ: one pass over both states, amplitude pairs that differ in the gate's qubit
-/// at a time. ⟨λ|G|φ⟩ = Σ_rc G_rc Σ_k conj(λ_r,k) φ_c,k: four inner products between the halves,
-/// whatever the generators, combined with each generator's entries at the end.
+/// The four products conj(λ_r) φ_c summed over the amplitude pairs that differ in `gate`'s
+/// qubit (φ the state just after it), and `gate` undone on φ and λ: one pass over both states.
+/// ⟨λ|G|φ⟩ for a generator G on that qubit is Σ_rc G_rc times them, whatever the generators.
 fn undo_one_qubit(
     phi: &mut CpuState<f64>,
     lambda: &mut CpuState<f64>,
     gate: &Gate,
-    generators: &[[C64; 4]],
-) -> Vec<C64> {
+    pass: Pass,
+) -> [C64; 4] {
     /// Amplitude pairs one task takes.
     const SPAN: usize = 1 << 11;
     let half = 1usize << gate.qubits[0];
-    let undo: [C64; 4] = gate.adjoint().matrix[..]
-        .try_into()
-        .expect("a one-qubit gate has a 2x2 matrix");
-    let pass = Pass {
-        undo,
-        kind: kind(&undo, generators),
-        isa: phi.shared.isa,
-    };
     let shared = phi.shared.clone();
     let (phis, lambdas) = (&mut phi.amps, &mut lambda.amps);
-    let products = shared.install(phis.len(), || {
+    shared.install(phis.len(), || {
         if half >= SPAN {
             // Few groups of 2·half amplitudes: each group's halves taken span by span.
             (phis
@@ -296,41 +298,26 @@ fn undo_one_qubit(
             .map(|(p, l)| pass.groups(p, l, half))
             .reduce(|| [C64::new(0.0, 0.0); 4], add)
         }
-    });
-    (generators.iter())
-        .map(|g| g.iter().zip(&products).map(|(g, s)| g * s).sum())
-        .collect()
+    })
 }
 
 /// Blocks of 2^this amplitudes of φ and λ (256 KiB together) stay in a core's L2 cache while a
 /// run of one-qubit gates below their top qubit is read and undone on them.
 const BLOCK_QUBITS: usize = 13;
 
-/// For each gate of `run` (one-qubit gates below `block_qubits`, in circuit order), the four
-/// products [`undo_one_qubit`] reads, each taken just after its gate, and the run undone on φ
-/// and λ: block by block, the last gate first, so that each amplitude is loaded once.
+/// For each gate of `run` (one-qubit gates below `block_qubits`, in circuit order, with their
+/// `passes`), the four products [`undo_one_qubit`] reads, each taken just after its gate, and
+/// the run undone on φ and λ: block by block, the last gate first, so that each amplitude is
+/// loaded once.
 fn undo_in_blocks(
     phi: &mut CpuState<f64>,
     lambda: &mut CpuState<f64>,
-    run: &[DifferentiableGate],
+    run: &[Gate],
+    passes: &[Pass],
     block_qubits: usize,
 ) -> Vec<[C64; 4]> {
-    let steps: Vec<(usize, Pass)> = (run.iter().rev())
-        .map(|g| {
-            let undo = g.gate.adjoint().matrix[..]
-                .try_into()
-                .expect("a one-qubit gate has a 2x2 matrix");
-            let generators = one_qubit_generators(g).expect("a run's gates have them");
-            let kind = kind(&undo, &generators);
-            (
-                1usize << g.gate.qubits[0],
-                Pass {
-                    undo,
-                    kind,
-                    isa: phi.shared.isa,
-                },
-            )
-        })
+    let steps: Vec<(usize, Pass)> = (run.iter().zip(passes).rev())
+        .map(|(gate, &pass)| (1usize << gate.qubits[0], pass))
         .collect();
     let shared = phi.shared.clone();
     let (phis, lambdas) = (&mut phi.amps, &mut lambda.amps);
@@ -368,6 +355,18 @@ struct Pass {
 }
 
 impl Pass {
+    /// The pass that undoes the one-qubit `gate` and reads for `generators`.
+    fn new(gate: &Gate, generators: &[[C64; 4]], isa: Isa) -> Pass {
+        let undo: [C64; 4] = gate.adjoint().matrix[..]
+            .try_into()
+            .expect("a one-qubit gate has a 2x2 matrix");
+        Pass {
+            undo,
+            kind: kind(&undo, generators),
+            isa,
+        }
+    }
+
     /// The products of two halves and the gate undone on them.
     fn halves(self, p: [&mut [C64]; 2], l: [&mut [C64]; 2]) -> [C64; 4] {
         #[cfg(target_arch = "x86_64")]

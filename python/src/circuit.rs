@@ -44,12 +44,7 @@ impl Circuit {
         let ops = (ops.into_iter().enumerate())
             .map(|(i, op)| shape.op(op).map_err(|e| at(i, e)))
             .collect::<PyResult<Vec<Op>>>()?;
-        let cregs = (cregs.into_iter())
-            .map(|(name, start, size)| {
-                shape.clbits(start, size)?;
-                Ok(Register { name, start, size })
-            })
-            .collect::<PyResult<Vec<Register>>>()?;
+        let cregs = shape.registers(cregs)?;
         let qregs = vec![Register {
             name: "q".into(),
             start: 0,
@@ -106,14 +101,16 @@ impl Circuit {
     }
 }
 
-fn at(index: usize, e: PyErr) -> PyErr {
+/// `e` said of the operation at `index`.
+pub(crate) fn at(index: usize, e: PyErr) -> PyErr {
     Python::attach(|py| PyValueError::new_err(format!("operation {index}: {}", e.value(py))))
 }
 
-/// The sizes every operation is checked against.
-struct Shape {
-    num_qubits: usize,
-    num_clbits: usize,
+/// The sizes every operation is checked against (circuits, sweeps' templates and gates to
+/// differentiate alike).
+pub(crate) struct Shape {
+    pub(crate) num_qubits: usize,
+    pub(crate) num_clbits: usize,
 }
 
 impl Shape {
@@ -149,7 +146,21 @@ impl Shape {
         })
     }
 
-    fn gate(&self, qubits: Vec<usize>, matrix: &PyReadonlyArray2<'_, C64>) -> PyResult<Gate> {
+    /// (name, first clbit, size) for each classical register, checked.
+    pub(crate) fn registers(&self, cregs: Vec<(String, usize, usize)>) -> PyResult<Vec<Register>> {
+        (cregs.into_iter())
+            .map(|(name, start, size)| {
+                self.clbits(start, size)?;
+                Ok(Register { name, start, size })
+            })
+            .collect()
+    }
+
+    pub(crate) fn gate(
+        &self,
+        qubits: Vec<usize>,
+        matrix: &PyReadonlyArray2<'_, C64>,
+    ) -> PyResult<Gate> {
         let k = qubits.len();
         if k == 0 || k > MAX_GATE_QUBITS {
             return Err(invalid(format!(
@@ -176,7 +187,7 @@ impl Shape {
         Ok(Gate::new(qubits, matrix.iter().copied().collect()))
     }
 
-    fn distinct_qubits(&self, qubits: &[usize]) -> PyResult<()> {
+    pub(crate) fn distinct_qubits(&self, qubits: &[usize]) -> PyResult<()> {
         for (i, &q) in qubits.iter().enumerate() {
             if q >= self.num_qubits {
                 return Err(invalid(format!(
@@ -191,18 +202,18 @@ impl Shape {
         Ok(())
     }
 
-    fn one_qubit(&self, qubits: &[usize]) -> PyResult<usize> {
+    pub(crate) fn one_qubit(&self, qubits: &[usize]) -> PyResult<usize> {
         match qubits {
             [q] => self.distinct_qubits(qubits).map(|()| *q),
             _ => Err(invalid(format!("expected one qubit, got {qubits:?}"))),
         }
     }
 
-    fn clbit(&self, clbit: usize) -> PyResult<usize> {
+    pub(crate) fn clbit(&self, clbit: usize) -> PyResult<usize> {
         self.clbits(clbit, 1).map(|()| clbit)
     }
 
-    fn clbits(&self, start: usize, size: usize) -> PyResult<()> {
+    pub(crate) fn clbits(&self, start: usize, size: usize) -> PyResult<()> {
         if size == 0 || start.saturating_add(size) > self.num_clbits || size > 64 {
             return Err(invalid(format!(
                 "clbits {start}..{} are outside the circuit's {} clbits (or wider than 64)",
@@ -214,6 +225,6 @@ impl Shape {
     }
 }
 
-fn invalid(message: impl Into<String>) -> PyErr {
+pub(crate) fn invalid(message: impl Into<String>) -> PyErr {
     PyValueError::new_err(message.into())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chimera_circuit::circuit::{C64, Gate};
+use chimera_circuit::circuit::C64;
 use chimera_circuit::memory::Precision;
 use chimera_circuit::pauli::PauliSum;
 use chimera_quantum::backend::cpu::CpuBackend;
@@ -17,7 +17,7 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::circuit::Circuit;
+use crate::circuit::{Circuit, Shape, at};
 use crate::errors;
 use crate::sweep::Template;
 
@@ -292,25 +292,18 @@ fn differentiable(
     gates: Vec<DifferentiableTuple<'_>>,
     parameters: usize,
 ) -> PyResult<Vec<DifferentiableGate>> {
-    let checked = |at: usize, qubits: &[usize], m: &PyReadonlyArray2<'_, C64>| -> PyResult<Gate> {
-        let m = m.as_array();
-        let dim = 1usize << qubits.len().min(30);
-        if qubits.is_empty() || qubits.iter().any(|&q| q >= num_qubits) || m.shape() != [dim, dim] {
-            return Err(PyValueError::new_err(format!(
-                "gate {at}: qubits {qubits:?} of {num_qubits} with a {:?} matrix",
-                m.shape()
-            )));
-        }
-        Ok(Gate::new(qubits.to_vec(), m.iter().copied().collect()))
+    let shape = Shape {
+        num_qubits,
+        num_clbits: 0,
     };
     (gates.into_iter().enumerate())
-        .map(|(at, (qubits, matrix, derivatives))| {
-            let gate = checked(at, &qubits, &matrix)?;
+        .map(|(i, (qubits, matrix, derivatives))| {
+            let gate = shape.gate(qubits.clone(), &matrix).map_err(|e| at(i, e))?;
             let derivatives = (derivatives.into_iter())
                 .map(|(p, d)| {
                     if p >= parameters {
                         return Err(PyValueError::new_err(format!(
-                            "gate {at}: parameter {p} of {parameters}"
+                            "operation {i}: parameter {p} of {parameters}"
                         )));
                     }
                     let derivative = match d.extract::<String>() {
@@ -318,7 +311,11 @@ fn differentiable(
                             PauliSum::parse(&text)
                                 .map_err(|e| PyValueError::new_err(e.to_string()))?,
                         ),
-                        Err(_) => Derivative::Matrix(checked(at, &qubits, &d.extract()?)?),
+                        Err(_) => Derivative::Matrix(
+                            shape
+                                .gate(qubits.clone(), &d.extract()?)
+                                .map_err(|e| at(i, e))?,
+                        ),
                     };
                     Ok((p, derivative))
                 })

@@ -3,9 +3,11 @@
 //! each angle a column of a table, one row per point of the sweep; measurements kept. No Python
 //! runs per point.
 
-use chimera_circuit::circuit::{C64, Circuit as Ir, Gate, Op, Register};
+use chimera_circuit::circuit::{Circuit as Ir, Gate, Op, Register};
 use chimera_circuit::qasm::{Builtin, qelib1};
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+
+use crate::circuit::{Shape, at, invalid};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -47,22 +49,14 @@ impl Template {
         num_clbits: usize,
         cregs: Vec<(String, usize, usize)>,
     ) -> PyResult<Self> {
+        let shape = Shape {
+            num_qubits,
+            num_clbits,
+        };
         let ops = (ops.into_iter().enumerate())
-            .map(|(at, (qubits, what))| {
-                step(num_qubits, num_clbits, columns, qubits, &what)
-                    .map_err(|e| PyValueError::new_err(format!("operation {at}: {e}")))
-            })
+            .map(|(i, (qubits, what))| step(&shape, columns, qubits, &what).map_err(|e| at(i, e)))
             .collect::<PyResult<Vec<_>>>()?;
-        let cregs = (cregs.into_iter())
-            .map(|(name, start, size)| {
-                if start + size > num_clbits {
-                    return Err(PyValueError::new_err(format!(
-                        "register {name}: clbits beyond {num_clbits}"
-                    )));
-                }
-                Ok(Register { name, start, size })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+        let cregs = shape.registers(cregs)?;
         Ok(Template {
             num_qubits,
             num_clbits,
@@ -74,33 +68,29 @@ impl Template {
 }
 
 fn step(
-    num_qubits: usize,
-    num_clbits: usize,
+    shape: &Shape,
     columns: usize,
     qubits: Vec<usize>,
     what: &Bound<'_, PyAny>,
-) -> Result<Step, String> {
-    if qubits.is_empty() || qubits.iter().any(|&q| q >= num_qubits) {
-        return Err(format!("qubits {qubits:?} of {num_qubits}"));
-    }
+) -> PyResult<Step> {
     if let Ok(clbit) = what.extract::<usize>() {
-        return match qubits[..] {
-            [qubit] if clbit < num_clbits => Ok(Step::Measure { qubit, clbit }),
-            _ => Err(format!(
-                "a measurement of {qubits:?} into clbit {clbit} of {num_clbits}"
-            )),
-        };
+        return Ok(Step::Measure {
+            qubit: shape.one_qubit(&qubits)?,
+            clbit: shape.clbit(clbit)?,
+        });
     }
     if let Ok((name, cols)) = what.extract::<(String, Vec<usize>)>() {
-        let gate = qelib1(&name).ok_or_else(|| format!("no native gate named {name:?}"))?;
+        shape.distinct_qubits(&qubits)?;
+        let gate =
+            qelib1(&name).ok_or_else(|| invalid(format!("no native gate named {name:?}")))?;
         if gate.params != cols.len()
             || gate.qubits != qubits.len()
             || cols.iter().any(|&c| c >= columns)
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "{name} takes {} angles on {} qubits",
                 gate.params, gate.qubits
-            ));
+            )));
         }
         return Ok(Step::Named {
             qubits,
@@ -108,19 +98,7 @@ fn step(
             columns: cols,
         });
     }
-    let matrix: PyReadonlyArray2<'_, C64> = what.extract().map_err(|e: PyErr| e.to_string())?;
-    let dim = 1usize << qubits.len();
-    if matrix.shape() != [dim, dim] {
-        return Err(format!(
-            "a {:?} matrix on {} qubits",
-            matrix.shape(),
-            qubits.len()
-        ));
-    }
-    Ok(Step::Fixed(Gate::new(
-        qubits,
-        matrix.as_array().iter().copied().collect(),
-    )))
+    Ok(Step::Fixed(shape.gate(qubits, &what.extract()?)?))
 }
 
 impl Template {

@@ -16,7 +16,7 @@ from qiskit.transpiler import Target
 
 from .. import __version__
 from ..simulator import Simulator
-from .circuits import from_qiskit, registers
+from .circuits import from_qiskit, register_values, registers, shot_order
 
 #: The width of the backend's target unless given: more than any state this machine holds.
 DEFAULT_NUM_QUBITS = 40
@@ -77,11 +77,13 @@ class ChimeraBackend(BackendV2):
 def _experiment(simulator, qc: QuantumCircuit, shots: int, memory: bool, rng) -> dict:
     regs = registers(qc)
     counts = simulator.sample(from_qiskit(qc, compact=True), shots) if qc.num_clbits else {}
-    values = {key: _clbits_value(key, regs) for key in counts}
-    data = {"counts": {hex(values[k]): n for k, n in counts.items()}}
+    # Each key as the integer whose bit c is clbit c.
+    values = [
+        hex(sum(v << start for v, (_, start, _) in zip(register_values(key, regs), regs))) for key in counts
+    ]
+    data = {"counts": dict(zip(values, counts.values()))}
     if memory:
-        shots_in_order = rng.permutation(np.repeat(list(counts), list(counts.values())))
-        data["memory"] = [hex(values[k]) for k in shots_in_order]
+        data["memory"] = [values[i] for i in shot_order(counts, rng)]
     return {
         "shots": shots,
         "success": True,
@@ -95,13 +97,6 @@ def _experiment(simulator, qc: QuantumCircuit, shots: int, memory: bool, rng) ->
             "metadata": qc.metadata,
         },
     }
-
-
-def _clbits_value(key: str, regs) -> int:
-    """A counts key (registers last-declared first, separated by spaces) as the integer whose
-    bit c is clbit c."""
-    parts = key.split(" ")
-    return sum(int(parts[len(regs) - 1 - r], 2) << start for r, (_, start, _) in enumerate(regs))
 
 
 class ChimeraJob(JobV1):

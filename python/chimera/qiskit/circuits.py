@@ -55,6 +55,19 @@ def registers(qc: QuantumCircuit) -> list[tuple[str, int, int]]:
     return [r for r in out if r[2] > 0]
 
 
+def register_values(key: str, regs) -> list[int]:
+    """A counts key (registers last-declared first, separated by spaces, as the simulator keys
+    them) as each register's value, in declaration order."""
+    parts = key.split(" ")
+    return [int(parts[len(regs) - 1 - r], 2) for r in range(len(regs))]
+
+
+def shot_order(counts: dict, rng) -> np.ndarray:
+    """For each shot, in random order, the index of its key in ``list(counts)``: counts as the
+    shots a per-shot result lists."""
+    return rng.permutation(np.repeat(np.arange(len(counts)), list(counts.values())))
+
+
 def _append(ops, qc, qubit_map, clbit_map, condition):
     for instr in qc.data:
         op = instr.operation

@@ -25,7 +25,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from ..simulator import Simulator, labelled_terms
-from .circuits import from_qiskit, registers, sweep
+from .circuits import from_qiskit, register_values, registers, shot_order, sweep
 
 
 class SamplerV2(BaseSamplerV2):
@@ -82,14 +82,12 @@ class SamplerV2(BaseSamplerV2):
     def _per_register(self, counts, regs, shots):
         """Each register's value in each shot, the shots in random order. Keys hold the registers
         last-declared first, separated by spaces."""
-        keys = list(counts)
-        order = self._rng.permutation(np.repeat(np.arange(len(keys)), [counts[k] for k in keys]))
+        order = shot_order(counts, self._rng)
         assert len(order) == shots, "the simulator returned every shot"
-        for r in range(len(regs)):
-            values = [int(k.split(" ")[len(regs) - 1 - r], 2) for k in keys]
-            wide = regs[r][2] > 63
-            values = np.array(values, dtype=object if wide else np.uint64)
-            yield values[order] if keys else np.zeros(shots, dtype=np.uint64)
+        by_key = [register_values(key, regs) for key in counts]
+        for r, (_, _, size) in enumerate(regs):
+            values = np.array([v[r] for v in by_key], dtype=object if size > 63 else np.uint64)
+            yield values[order] if by_key else np.zeros(shots, dtype=np.uint64)
 
 
 def _point_by_point(simulator, circuit, pub) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import pennylane as qml
 
 from .. import _native
+from ..simulator import pauli_terms
 
 #: The widest operation handed over as one matrix (the native module's own limit).
 MAX_GATE_WIRES = 12
@@ -42,11 +43,17 @@ def matrix(op):
         return rotation(float(op.data[0]))
     if op.num_params:
         return op.matrix()
-    key = (op.name, len(op.wires), repr(sorted(op.hyperparameters.items(), key=str)))
+    key = (_kind(op), len(op.wires))
     kept = _fixed.get(key)
     if kept is None:
         kept = _fixed.setdefault(key, np.ascontiguousarray(qml.math.toarray(op.matrix()), dtype=np.complex128))
     return kept
+
+
+def _kind(op) -> tuple:
+    """What, besides its wires and angles, makes an operation's matrix: its name and
+    hyperparameters."""
+    return op.name, repr(sorted(op.hyperparameters.items(), key=str))
 
 
 def _rx(t):
@@ -89,7 +96,7 @@ def accepts(op) -> bool:
 def derivative(op, num_wires: int):
     """dU/dθ of a one-parameter operation: its generator G (U = exp(iθG)) as Pauli-sum text when
     G is a Pauli sum, read by the native adjoint without a matrix; dU/dθ as a matrix otherwise."""
-    key = (op.name, tuple(op.wires), num_wires, repr(sorted(op.hyperparameters.items(), key=str)))
+    key = (_kind(op), tuple(op.wires), num_wires)
     text = _generators.get(key)
     if text is None:
         text = _generators.setdefault(key, _generator_text(op, num_wires))
@@ -108,25 +115,22 @@ def _generator_text(op, num_wires: int) -> str:
         sentence = op.generator().pauli_rep
     except Exception:  # no generator PennyLane can give
         sentence = None
-    if sentence is None:
-        return ""
-    from ..simulator import pauli_terms
-
-    return pauli_terms(
-        (coeff, [(p, num_wires - 1 - w) for w, p in word.items()]) for word, coeff in sentence.items()
-    )
+    return "" if sentence is None else _sentence_text(sentence, num_wires)
 
 
 def pauli_text(observable, num_wires: int) -> str:
     """An observable as Pauli-sum text on the IR's qubits (a matrix observable decomposed into
     Pauli words first)."""
-    from ..simulator import pauli_terms
-
     sentence = observable.pauli_rep
     if sentence is None:
         sentence = qml.pauli_decompose(
             qml.matrix(observable), wire_order=observable.wires, pauli=True
         )
+    return _sentence_text(sentence, num_wires)
+
+
+def _sentence_text(sentence, num_wires: int) -> str:
+    """A PennyLane ``PauliSentence`` as Pauli-sum text, wire w being qubit num_wires-1-w."""
     return pauli_terms(
         (coeff, [(p, num_wires - 1 - w) for w, p in word.items()]) for word, coeff in sentence.items()
     )

@@ -186,6 +186,15 @@ def _derivative(matrix_at, x: float, h: float = 1e-3) -> np.ndarray:
     return (-matrix_at(x + 2 * h) + 8 * matrix_at(x + h) - 8 * matrix_at(x - h) + matrix_at(x - 2 * h)) / (12 * h)
 
 
+def sweep_of(qc: QuantumCircuit, bindings):
+    """:func:`sweep` over a PUB's ``bindings`` (a ``BindingsArray``), its points in the C order
+    of their shape."""
+    points = int(np.prod(bindings.shape, dtype=int))
+    params = list(qc.parameters)
+    table = bindings.as_array(params).reshape(points, -1) if params else np.zeros((points, 0))
+    return sweep(qc, table)
+
+
 def sweep(qc: QuantumCircuit, values: np.ndarray):
     """``qc`` as a native ``Template`` and its angle table for ``values`` (points × parameters, in
     ``qc.parameters``' order): each parameterised gate by its name, each of its angles a column;

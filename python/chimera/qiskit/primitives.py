@@ -25,7 +25,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from ..simulator import Simulator, labelled_terms
-from .circuits import from_qiskit, register_values, registers, shot_order, sweep
+from .circuits import from_qiskit, register_values, registers, shot_order, sweep_of
 
 
 class SamplerV2(BaseSamplerV2):
@@ -68,12 +68,9 @@ class SamplerV2(BaseSamplerV2):
 
     def _counts(self, pub, regs):
         """Each point's counts, in the sweep's order (C order of its shape)."""
-        points = int(np.prod(pub.parameter_values.shape, dtype=int))
         if not regs:
-            return [{}] * points
-        params = list(pub.circuit.parameters)
-        table = pub.parameter_values.as_array(params).reshape(points, -1) if params else np.zeros((points, 0))
-        swept = sweep(pub.circuit, table)
+            return [{}] * int(np.prod(pub.parameter_values.shape, dtype=int))
+        swept = sweep_of(pub.circuit, pub.parameter_values)
         if swept is not None:
             return self._simulator._native.sample_sweep(*swept, pub.shots)
         bound = pub.parameter_values.bind_all(pub.circuit).reshape(-1)
@@ -106,15 +103,12 @@ def _point_by_point(simulator, circuit, pub) -> np.ndarray:
 def _swept(simulator, circuit, pub):
     """``evs`` with the sweep bound in Rust (every parameterised gate one the engine names), or
     ``None``."""
-    values = pub.parameter_values.as_array(list(circuit.parameters)) if circuit.parameters else None
-    shape = np.broadcast_shapes(pub.parameter_values.shape, pub.observables.shape)
-    points = int(np.prod(pub.parameter_values.shape, dtype=int))
-    table = np.zeros((max(points, 1), 0)) if values is None else values.reshape(points, -1)
-    swept = sweep(circuit, table)
+    swept = sweep_of(circuit, pub.parameter_values)
     if swept is None:
         return None
     template, angles = swept
-    point_of = np.broadcast_to(np.arange(max(points, 1)).reshape(pub.parameter_values.shape), shape)
+    shape = np.broadcast_shapes(pub.parameter_values.shape, pub.observables.shape)
+    point_of = np.broadcast_to(np.arange(len(angles)).reshape(pub.parameter_values.shape), shape)
     observables = np.broadcast_to(pub.observables, shape)
     texts, pairs = {}, []
     for index in np.ndindex(*shape):

@@ -163,8 +163,9 @@ class ChimeraQubit(Device):
         state = state.reshape((2,) * n) if n else state[:1].reshape(())
         return measure_final_state(tape, state, False, rng=self._rng)
 
-    def _gradient(self, tape, observable: str) -> tuple[float, np.ndarray]:
-        """⟨O⟩ and d⟨O⟩/dθ for each trainable parameter of ``tape`` (wires 0..n-1)."""
+    def _gradients(self, tape, observables: list[str]) -> list[tuple[float, np.ndarray]]:
+        """⟨O⟩ and d⟨O⟩/dθ for each trainable parameter of ``tape`` (wires 0..n-1), for each
+        observable: the tape converted once, one adjoint run each."""
         n = len(tape.wires)
         trainable = {p: i for i, p in enumerate(tape.trainable_params)}
         native_gates, index = [], 0
@@ -177,13 +178,14 @@ class ChimeraQubit(Device):
                 derivatives.append((trainable[index], derivative(op, n)))
             index += op.num_params
             native_gates.append((qubits, matrix, derivatives))
-        return self._simulator.gradient(max(n, 1), native_gates, observable, len(trainable))
+        gradient = self._simulator.gradient
+        return [gradient(max(n, 1), native_gates, o, len(trainable)) for o in observables]
 
     def _values_and_jacobian(self, tape):
         """The expectation values of ``tape`` and their jacobian, shaped as PennyLane shapes them."""
         tape = tape.map_to_standard_wires()
         n = len(tape.wires)
-        both = [self._gradient(tape, pauli_text(m.obs, n)) for m in tape.measurements]
+        both = self._gradients(tape, [pauli_text(m.obs, n) for m in tape.measurements])
         values = tuple(np.array(v) for v, _ in both)
         jac = np.squeeze(np.array([g for _, g in both]))
         if jac.ndim == 1:
@@ -201,5 +203,5 @@ class ChimeraQubit(Device):
         n = len(tape.wires)
         cotangents = [cotangents] if len(tape.measurements) == 1 else list(cotangents)
         weighted = qml.dot([float(c) for c in cotangents], [m.obs for m in tape.measurements])
-        _, grad = self._gradient(tape, pauli_text(weighted, n))
+        [(_, grad)] = self._gradients(tape, [pauli_text(weighted, n)])
         return tuple(np.array(g) for g in grad)

@@ -128,8 +128,8 @@ impl Simulator {
         observables: Vec<String>,
     ) -> PyResult<Vec<f64>> {
         let observables = observables
-            .into_iter()
-            .map(|o| PauliSum::parse(&o).map_err(|e| PyValueError::new_err(e.to_string())))
+            .iter()
+            .map(|o| pauli_sum(o))
             .collect::<PyResult<Vec<_>>>()?;
         Ok(self.run(py, circuit, 0, observables, false)?.expectations)
     }
@@ -144,8 +144,7 @@ impl Simulator {
         observable: &str,
         parameters: usize,
     ) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
-        let observable =
-            PauliSum::parse(observable).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let observable = pauli_sum(observable)?;
         let gates = differentiable(num_qubits, gates, parameters)?;
         let cpu = self.cpu.clone();
         let gradient = py
@@ -166,7 +165,7 @@ impl Simulator {
     ) -> PyResult<Vec<f64>> {
         let observables = observables
             .iter()
-            .map(|o| PauliSum::parse(o).map_err(|e| PyValueError::new_err(e.to_string())))
+            .map(|o| pauli_sum(o))
             .collect::<PyResult<Vec<_>>>()?;
         let rows = template.rows(&angles)?;
         let mut by_point: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
@@ -286,6 +285,11 @@ impl Simulator {
     }
 }
 
+/// Pauli-sum text read, a `ValueError` saying where it is wrong otherwise.
+fn pauli_sum(text: &str) -> PyResult<PauliSum> {
+    PauliSum::parse(text).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// The gates of a circuit to differentiate, checked.
 fn differentiable(
     num_qubits: usize,
@@ -307,10 +311,7 @@ fn differentiable(
                         )));
                     }
                     let derivative = match d.extract::<String>() {
-                        Ok(text) => Derivative::Generator(
-                            PauliSum::parse(&text)
-                                .map_err(|e| PyValueError::new_err(e.to_string()))?,
-                        ),
+                        Ok(text) => Derivative::Generator(pauli_sum(&text)?),
                         Err(_) => Derivative::Matrix(
                             shape
                                 .gate(qubits.clone(), &d.extract()?)

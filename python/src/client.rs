@@ -10,8 +10,8 @@ use chimera_client::{JobCall, Tls, describe, job_request, reason_of};
 use chimera_maml::SecretKey;
 use chimera_proto::v1::engine_client::EngineClient;
 use chimera_proto::v1::{
-    CancelRequest, GetRequest, JobEvent, ListHeadsRequest, SubmitRequest, WatchRequest,
-    batch_reply, job_event,
+    CancelRequest, GetRequest, JobEvent, ListHeadsRequest, SubmitReply, SubmitRequest,
+    WatchRequest, batch_reply, job_event,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyConnectionError, PyException, PyValueError};
@@ -86,16 +86,9 @@ impl Client {
     /// already had a job of that id and document).
     fn submit(&self, py: Python<'_>, document: Vec<u8>) -> PyResult<String> {
         let mut engine = self.engine.clone();
-        let reply = py
-            .detach(|| {
-                self.runtime
-                    .block_on(engine.submit(SubmitRequest { document }))
-            })
-            .map_err(refused)?
-            .into_inner();
-        let mut json = job_json(&reply.job.unwrap_or_default());
-        json["created"] = reply.created.into();
-        Ok(json.to_string())
+        Ok(accepted_json(
+            self.call(py, engine.submit(SubmitRequest { document }))?,
+        ))
     }
 
     /// Submits documents over one stream: for each, in order, the job as JSON or a `Refused`.
@@ -121,11 +114,10 @@ impl Client {
         let mut outcomes: Vec<Option<Py<PyAny>>> = (0..count).map(|_| None).collect();
         for reply in replies.map_err(refused)? {
             let outcome = match reply.outcome {
-                Some(batch_reply::Outcome::Accepted(accepted)) => {
-                    let mut json = job_json(&accepted.job.unwrap_or_default());
-                    json["created"] = accepted.created.into();
-                    json.to_string().into_pyobject(py)?.into_any().unbind()
-                }
+                Some(batch_reply::Outcome::Accepted(accepted)) => accepted_json(accepted)
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind(),
                 Some(batch_reply::Outcome::Refused(r)) => Refused::new_err((r.reason, r.message))
                     .into_value(py)
                     .into_any(),
@@ -267,6 +259,13 @@ impl Events {
             }
         }
     }
+}
+
+/// An accepted submission: the job as JSON, with `created`.
+fn accepted_json(reply: SubmitReply) -> String {
+    let mut json = job_json(&reply.job.unwrap_or_default());
+    json["created"] = reply.created.into();
+    json.to_string()
 }
 
 fn event_json(event: &JobEvent) -> serde_json::Value {
